@@ -1,0 +1,259 @@
+// fs/fuse/backing.c and passthrough.c: the backing-id map, fuse_backing lifetime and the
+// per-file backing_file (kernel-semantics.md §2.2, §2.3, §1.4, §1.5).
+#include "model/internal.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+
+namespace fpsim::model {
+namespace detail {
+namespace {
+
+void report_misuse(Model &m, RefcountMisuse misuse, const char *where, const std::string &obj) {
+  switch (misuse) {
+  case RefcountMisuse::None:
+    return;
+  case RefcountMisuse::IncFromZero:
+    m.warn(where, "refcount_t: increment on " + obj + " with refcount 0 (use after free)");
+    return;
+  case RefcountMisuse::Underflow:
+    m.warn(where, "refcount_t: underflow on " + obj);
+    return;
+  }
+}
+
+std::string fb_name(const Model &m, FbId fb) {
+  return "fuse_backing #" + std::to_string(idx(fb)) + " (id " +
+         std::to_string(m.backing(fb).id) + ")";
+}
+
+// fuse_backing_free: fput(fb->file), put_cred(fb->cred), kfree_rcu.
+void fuse_backing_free(Model &m, FbId fb) {
+  FuseBacking &b = m.backing(fb);
+  b.freed = true;
+  put_cred(m, b.cred, "fuse_backing_free");
+}
+
+auto idr_find(FuseConn &fc, std::int32_t id) {
+  return std::find_if(fc.backing_files_map.begin(), fc.backing_files_map.end(),
+                      [id](const auto &e) { return e.first == id; });
+}
+
+// idr_alloc_cyclic(map, fb, 1, 0): the first free id at or after the cursor in [1, INT_MAX],
+// wrapping to 1 once; the cursor moves past the id handed out.
+std::optional<std::int32_t> idr_alloc_cyclic(FuseConn &fc, FbId fb) {
+  auto taken = [&fc](std::int32_t id) { return idr_find(fc, id) != fc.backing_files_map.end(); };
+  std::int32_t id = fc.idr_next;
+  for (std::size_t tries = 0; tries <= fc.backing_files_map.size(); ++tries) {
+    if (!taken(id)) {
+      fc.backing_files_map.emplace_back(id, fb);
+      fc.idr_next = id == INT_MAX ? 1 : id + 1;
+      return id;
+    }
+    id = id == INT_MAX ? 1 : id + 1;
+  }
+  return std::nullopt;
+}
+
+} // namespace
+
+void fuse_backing_get(Model &m, FbId fb, const char *where) {
+  report_misuse(m, m.backing(fb).count.inc(), where, fb_name(m, fb));
+}
+
+void fuse_backing_put(Model &m, FbId fb, const char *where) {
+  bool zero = false;
+  report_misuse(m, m.backing(fb).count.dec_and_test(&zero), where, fb_name(m, fb));
+  if (zero)
+    fuse_backing_free(m, fb);
+}
+
+std::optional<FbId> fuse_backing_lookup(Model &m, std::int32_t id) {
+  auto it = idr_find(m.fc, id);
+  if (it == m.fc.backing_files_map.end())
+    return std::nullopt;
+  if (!m.backing(it->second).count.inc_not_zero())
+    return std::nullopt;
+  return it->second;
+}
+
+CredId get_cred(Model &m, CredId c, const char *where) {
+  report_misuse(m, m.creds.at(idx(c)).usage.inc(), where, "cred #" + std::to_string(idx(c)));
+  return c;
+}
+
+void put_cred(Model &m, CredId c, const char *where) {
+  bool zero = false;
+  report_misuse(m, m.creds.at(idx(c)).usage.dec_and_test(&zero), where,
+                "cred #" + std::to_string(idx(c)));
+}
+
+void backing_file_fput(Model &m, BackingFileId bf, const char *where) {
+  bool zero = false;
+  report_misuse(m, m.backing_files.at(idx(bf)).f_count.dec_and_test(&zero), where,
+                "backing_file #" + std::to_string(idx(bf)));
+}
+
+int fuse_passthrough_open(Model &m, FileId f, std::int32_t backing_id, FbId *fb_out) {
+  if (backing_id <= 0)
+    return EINVAL;
+  std::optional<FbId> fb = fuse_backing_lookup(m, backing_id);
+  if (!fb)
+    return ENOENT;
+  const FuseBacking &b = m.backing(*fb);
+  // backing_file_open reopens fb->file's path with the FUSE file's flags under fb->cred. A
+  // socket inode cannot be opened by path (sock_no_open); pipes and /dev/null can. Those fd
+  // kinds only pass BACKING_OPEN before 6.17.
+  if (b.kind == BackingFdKind::Socket) {
+    fuse_backing_put(m, *fb, "fuse_passthrough_open");
+    return ENXIO;
+  }
+  FuseFile &ff = m.file(f);
+  BackingFile bfile;
+  bfile.user_file = f;
+  bfile.source = b.source;
+  bfile.access = ff.f_flags.access;
+  bfile.f_count = RefCount(1);
+  m.backing_files.push_back(bfile);
+  ff.passthrough = BackingFileId{static_cast<std::uint32_t>(m.backing_files.size() - 1)};
+  ff.cred = get_cred(m, b.cred, "fuse_passthrough_open");
+  *fb_out = *fb;
+  return 0;
+}
+
+void fuse_passthrough_release(Model &m, FileId f, const char *where) {
+  FuseFile &ff = m.file(f);
+  if (ff.passthrough) {
+    if (!m.faults.skip_backing_file_fput_in_release)
+      backing_file_fput(m, *ff.passthrough, where);
+    ff.passthrough.reset();
+  }
+  if (ff.cred) {
+    put_cred(m, *ff.cred, where);
+    ff.cred.reset();
+  }
+}
+
+void fuse_backing_files_free(Model &m) {
+  for (const auto &[id, fb] : m.fc.backing_files_map) {
+    FuseBacking &b = m.backing(fb);
+    if (b.count.value() != 1)
+      m.warn("fuse_backing_files_free",
+             fb_name(m, fb) + " has refcount " + std::to_string(b.count.value()) +
+                 " at connection free (expected 1)");
+    b.count.force_zero();
+    fuse_backing_free(m, fb);
+  }
+  m.fc.backing_files_map.clear();
+}
+
+} // namespace detail
+
+using namespace detail;
+
+SysResult fuse_dev_ioctl_backing_open(Model &m, const BackingMapArg &arg) {
+  SysResult r;
+  const KernelProfile p = m.profile;
+  if (!m.fc.dev_open) {
+    r.err = EBADF;
+    return r;
+  }
+  // fuse_get_dev: the fd is not installed on a mounted connection yet.
+  if (!m.fc.initialized) {
+    r.err = p == KernelProfile::V15 ? EINVAL : EPERM;
+    return r;
+  }
+  if (!m.fc.passthrough || !arg.capable) {
+    r.err = EPERM;
+    return r;
+  }
+  // The seed checked only map.flags; 6.9 added map.padding.
+  if (arg.flags != 0 || (p != KernelProfile::V15 && arg.padding != 0)) {
+    r.err = EINVAL;
+    return r;
+  }
+  // fget before 6.12 does not resolve O_PATH fds; fget_raw does.
+  if (arg.kind == BackingFdKind::BadFd ||
+      (arg.kind == BackingFdKind::OPath && p != KernelProfile::V6_18)) {
+    r.err = EBADF;
+    return r;
+  }
+  switch (arg.kind) {
+  case BackingFdKind::Regular:
+  case BackingFdKind::OPath:
+    break;
+  case BackingFdKind::Dir:
+    // 6.17+: regular files only. Before: f_op->read_iter && f_op->write_iter, which
+    // directories lack.
+    r.err = p == KernelProfile::V6_18 ? EISDIR : EOPNOTSUPP;
+    return r;
+  case BackingFdKind::Pipe:
+  case BackingFdKind::Socket:
+  case BackingFdKind::DevNull:
+    if (p == KernelProfile::V6_18) {
+      r.err = EINVAL;
+      return r;
+    }
+    break;
+  case BackingFdKind::BadFd:
+    break;
+  }
+  if (arg.source_stack_depth >= m.fc.max_stack_depth) {
+    r.err = ELOOP;
+    return r;
+  }
+
+  // prepare_creds() of the caller; the fb holds the only reference for now.
+  m.creds.push_back(Cred{RefCount(1)});
+  FuseBacking b;
+  b.kind = arg.kind;
+  b.source = arg.source;
+  b.cred = CredId{static_cast<std::uint32_t>(m.creds.size() - 1)};
+  b.count = RefCount(1); // the idr's reference
+  m.backings.push_back(b);
+  const FbId fb{static_cast<std::uint32_t>(m.backings.size() - 1)};
+  std::optional<std::int32_t> id = idr_alloc_cyclic(m.fc, fb);
+  if (!id) {
+    fuse_backing_put(m, fb, "fuse_backing_open");
+    r.err = ENOSPC;
+    return r;
+  }
+  m.backing(fb).id = *id;
+  r.value = *id;
+  return r;
+}
+
+SysResult fuse_dev_ioctl_backing_close(Model &m, std::uint32_t raw_id, bool capable) {
+  SysResult r;
+  if (!m.fc.dev_open) {
+    r.err = EBADF;
+    return r;
+  }
+  if (!m.fc.initialized) {
+    r.err = m.profile == KernelProfile::V15 ? EINVAL : EPERM;
+    return r;
+  }
+  if (!m.fc.passthrough || !capable) {
+    r.err = EPERM;
+    return r;
+  }
+  // The u32 argument is read into an int: 0x80000000 and above are negative.
+  const auto id = static_cast<std::int32_t>(raw_id);
+  if (id <= 0) {
+    r.err = EINVAL;
+    return r;
+  }
+  auto it = idr_find(m.fc, id);
+  if (it == m.fc.backing_files_map.end()) {
+    r.err = ENOENT;
+    return r;
+  }
+  const FbId fb = it->second;
+  if (!m.faults.skip_idr_remove_in_backing_close)
+    m.fc.backing_files_map.erase(it);
+  fuse_backing_put(m, fb, "fuse_backing_close");
+  return r;
+}
+
+} // namespace fpsim::model

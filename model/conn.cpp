@@ -1,0 +1,149 @@
+// fs/fuse/inode.c and dev.c: INIT, abort, umount, the connection's lifetime
+// (kernel-semantics.md §2.1, §2.11).
+#include "model/internal.h"
+
+#include <cerrno>
+
+namespace fpsim::model {
+
+std::string_view profile_name(KernelProfile p) {
+  switch (p) {
+  case KernelProfile::V15:
+    return "v15";
+  case KernelProfile::V6_9:
+    return "6.9";
+  case KernelProfile::V6_18:
+    return "6.18";
+  }
+  return "?";
+}
+
+std::optional<KernelProfile> parse_profile(std::string_view s) {
+  for (KernelProfile p : {KernelProfile::V15, KernelProfile::V6_9, KernelProfile::V6_18})
+    if (profile_name(p) == s)
+      return p;
+  return std::nullopt;
+}
+
+void Model::warn(std::string where, std::string what) {
+  warnings.push_back(Warning{std::move(where), std::move(what)});
+}
+
+namespace detail {
+
+void fuse_kill_sb(Model &m) {
+  m.fc.sb_alive = false;
+  for (FuseInode &fi : m.inodes) {
+    if (fi.evicted)
+      continue;
+    fi.evicted = true;
+    // fuse_evict_inode (6.9-rc5+) WARNs on a leftover io-mode reference.
+    if (fi.iocachectr != 0)
+      m.warn("fuse_evict_inode", "iocachectr " + std::to_string(fi.iocachectr) + " at eviction");
+    // fuse_free_inode: defensive; the last uncached release normally detached fb already.
+    if (fi.fb) {
+      const FbId fb = *fi.fb;
+      fi.fb.reset();
+      fuse_backing_put(m, fb, "fuse_free_inode");
+    }
+  }
+  fuse_conn_put(m);
+}
+
+void fuse_conn_put(Model &m) {
+  if (m.fc.freed || m.fc.sb_alive || m.fc.dev_open)
+    return;
+  m.fc.freed = true;
+  fuse_backing_files_free(m);
+}
+
+} // namespace detail
+
+using namespace detail;
+
+void fuse_mount(Model &m, const InitReply &reply) {
+  FuseConn &fc = m.fc;
+  fc.initialized = true;
+  fc.mounted = true;
+  fc.sb_alive = true;
+  fc.writeback_cache = reply.writeback_cache;
+  fc.direct_io_allow_mmap = reply.direct_io_allow_mmap;
+  // flags2 (which carries FUSE_PASSTHROUGH) only counts with FUSE_INIT_EXT in flags.
+  const bool pt_flag = reply.passthrough && reply.init_ext;
+  const bool depth_ok =
+      reply.max_stack_depth >= 1 && reply.max_stack_depth <= kFilesystemMaxStackDepth;
+  // 6.11-rc7 made passthrough and writeback cache exclusive.
+  const bool wbc_ok = !(reply.writeback_cache && m.profile == KernelProfile::V6_18);
+  fc.passthrough = pt_flag && depth_ok && wbc_ok;
+  fc.max_stack_depth = fc.passthrough ? reply.max_stack_depth : 0;
+}
+
+void fuse_abort_conn(Model &m) {
+  if (!m.fc.connected)
+    return;
+  m.fc.connected = false;
+  // end_requests: every request in flight returns ECONNABORTED to its caller.
+  for (std::uint32_t i = 0; i < m.writes.size(); ++i) {
+    Write &w = m.writes[i];
+    if (w.in_flight) {
+      w.in_flight = false;
+      w.done = true;
+      w.result = ECONNABORTED;
+      if (w.counted) {
+        w.counted = false;
+        fuse_inode_uncached_io_end(m, w.inode);
+      }
+      if (w.locked) {
+        w.locked = false;
+        inode_unlock(m, w.inode, w.exclusive);
+      }
+      fuse_file_fput(m, w.file, "fuse_abort_conn");
+    }
+  }
+}
+
+SysResult fuse_conn_abort_write(Model &m) {
+  SysResult r;
+  if (!m.fc.sb_alive) {
+    r.err = ENOENT;
+    return r;
+  }
+  fuse_abort_conn(m);
+  return r;
+}
+
+SysResult fuse_umount(Model &m, bool detach) {
+  SysResult r;
+  if (!m.fc.mounted) {
+    r.err = EINVAL;
+    return r;
+  }
+  bool busy = false;
+  for (const FuseFile &ff : m.files)
+    busy = busy || !ff.released;
+  for (const Task &t : m.tasks)
+    busy = busy || !t.done;
+  if (busy && !detach) {
+    r.err = EBUSY;
+    return r;
+  }
+  m.fc.mounted = false;
+  if (!busy)
+    fuse_kill_sb(m);
+  return r;
+}
+
+SysResult fuse_dev_release(Model &m) {
+  SysResult r;
+  if (!m.fc.dev_open) {
+    r.err = EBADF;
+    return r;
+  }
+  m.fc.dev_open = false;
+  if (m.fc.initialized)
+    fuse_abort_conn(m);
+  fuse_conn_put(m);
+  return r;
+}
+
+} // namespace fpsim::model

@@ -1,0 +1,573 @@
+// fs/fuse/file.c and dir.c: open, create, release, read/write dispatch, parallel direct
+// writes and mmap (kernel-semantics.md §2.4-§2.10).
+#include "model/internal.h"
+
+#include <cerrno>
+
+namespace fpsim::model {
+namespace detail {
+namespace {
+
+bool has_lock_waiters_before(const Model &m, InodeId i, std::uint32_t before) {
+  for (std::uint32_t k = 0; k < before; ++k) {
+    const Write &w = m.writes[k];
+    if (w.inode == i && !w.locked && !w.done)
+      return true;
+  }
+  return false;
+}
+
+bool inode_trylock(Model &m, WriteId id) {
+  Write &w = m.writes.at(idx(id));
+  FuseInode &fi = m.inode(w.inode);
+  if (has_lock_waiters_before(m, w.inode, idx(id)))
+    return false;
+  if (w.exclusive ? (fi.i_rwsem.writer || fi.i_rwsem.readers > 0) : fi.i_rwsem.writer)
+    return false;
+  if (w.exclusive)
+    fi.i_rwsem.writer = true;
+  else
+    fi.i_rwsem.readers++;
+  w.locked = true;
+  return true;
+}
+
+Route write_route(const Model &m, const FuseFile &ff) {
+  if (ff.open_flags & fopen::DIRECT_IO)
+    return Route::Fuse;
+  if (ff.passthrough && m.profile != KernelProfile::V15)
+    return Route::Backing;
+  return Route::Fuse;
+}
+
+// The write syscall returns: fuse_dio_unlock / inode_unlock, then fdput.
+void write_finish(Model &m, WriteId id, int result) {
+  Write &w = m.writes.at(idx(id));
+  w.in_flight = false;
+  w.done = true;
+  w.result = result;
+  if (w.counted) {
+    w.counted = false;
+    fuse_inode_uncached_io_end(m, w.inode);
+  }
+  if (w.locked) {
+    w.locked = false;
+    inode_unlock(m, w.inode, w.exclusive);
+  }
+  fuse_file_fput(m, w.file, "write");
+}
+
+// Drives a write as far as it can go: lock, parallel-write accounting, then the request.
+// Returns false while it waits for the inode lock.
+bool write_progress(Model &m, WriteId id, SysResult *r) {
+  for (;;) {
+    Write &w = m.writes.at(idx(id));
+    if (!w.locked && !inode_trylock(m, id))
+      return false;
+    if (!w.exclusive && !w.counted) {
+      // fuse_dio_lock: a shared-lock writer takes an uncached reference with no fb; refused,
+      // it retakes the lock exclusively and is not counted.
+      if (fuse_inode_uncached_io_start(m, w.inode, std::nullopt) != 0) {
+        w.locked = false;
+        inode_unlock(m, w.inode, false);
+        w.exclusive = true;
+        continue;
+      }
+      w.counted = true;
+    }
+    const FuseFile &ff = m.file(w.file);
+    r->route = write_route(m, ff);
+    if (r->route == Route::Backing) {
+      write_finish(m, id, 0);
+      return true;
+    }
+    if (!m.fc.connected) {
+      r->route = Route::None;
+      r->err = ENOTCONN;
+      write_finish(m, id, ENOTCONN);
+      return true;
+    }
+    if (w.held) {
+      w.in_flight = true;
+      r->route = Route::None;
+      return true;
+    }
+    write_finish(m, id, 0);
+    return true;
+  }
+}
+
+// fuse_dio_wr_exclusive_lock for an in-place write (never O_APPEND, never past EOF here).
+bool fuse_dio_wr_exclusive_lock(const Model &m, const FuseFile &ff) {
+  if (!(ff.open_flags & fopen::PARALLEL_DIRECT_WRITES))
+    return true;
+  // Before 6.12 the cache-io-mode test returned false by mistake and fell through to the
+  // counting path, where ETXTBSY caught it.
+  return m.profile == KernelProfile::V6_18 && m.inode(ff.inode).cache_io_mode;
+}
+
+VmaId new_vma(Model &m, FileId f, bool shared) {
+  FuseFile &ff = m.file(f);
+  Vma v;
+  v.file = f;
+  v.shared = shared;
+  v.created_at = m.step;
+  if (ff.passthrough) {
+    // backing_file_mmap swaps vm_file: the VMA pins the backing_file, not the FUSE file.
+    v.target = VmaTarget::BackingFile;
+    v.backing_file = *ff.passthrough;
+    BackingFile &bf = m.backing_files.at(idx(*ff.passthrough));
+    if (bf.f_count.inc() != RefcountMisuse::None)
+      m.warn("backing_file_mmap", "get_file on a released backing_file");
+  } else {
+    v.target = VmaTarget::FuseFile;
+    if (ff.f_count.inc() != RefcountMisuse::None)
+      m.warn("mmap_region", "get_file on a released FUSE file");
+  }
+  m.vmas.push_back(v);
+  return VmaId{static_cast<std::uint32_t>(m.vmas.size() - 1)};
+}
+
+TaskId new_task(Model &m, Task t) {
+  m.tasks.push_back(t);
+  return TaskId{static_cast<std::uint32_t>(m.tasks.size() - 1)};
+}
+
+FileId new_file(Model &m, InodeId inode, const OpenFlags &flags) {
+  FuseFile ff;
+  ff.inode = inode;
+  ff.f_flags = flags;
+  ff.f_count = RefCount(1);
+  m.files.push_back(ff);
+  return FileId{static_cast<std::uint32_t>(m.files.size() - 1)};
+}
+
+// fuse_sync_release: the refused file's fh goes back to the server before open(2) returns.
+void fuse_sync_release(Model &m, FileId f) {
+  FuseFile &ff = m.file(f);
+  fuse_passthrough_release(m, f, "fuse_sync_release");
+  fuse_file_io_release(m, f);
+  bool zero = false;
+  if (ff.f_count.dec_and_test(&zero) != RefcountMisuse::None || !zero)
+    m.warn("fuse_sync_release", "refused file still referenced");
+  ff.released = true;
+  m.releases_sent++;
+  m.sync_releases_sent++;
+}
+
+// fuse_finish_open -> fuse_file_io_open, and fuse_sync_release on failure.
+SysResult fuse_finish_open(Model &m, FileId f) {
+  SysResult r;
+  int internal = 0;
+  bool must_wait = false;
+  const int err = fuse_file_io_open(m, f, &internal, &must_wait);
+  if (must_wait) {
+    Task t;
+    t.kind = TaskKind::OpenCachedIoWait;
+    t.inode = m.file(f).inode;
+    t.file = f;
+    r.blocked = true;
+    r.task = new_task(m, t);
+    return r;
+  }
+  if (err) {
+    fuse_sync_release(m, f);
+    r.err = err;
+    r.internal_err = internal;
+    r.sync_release = true;
+    return r;
+  }
+  r.file = f;
+  return r;
+}
+
+// The server's OPEN/CREATE answer turns into a fuse_file; an error answer frees it unsent.
+SysResult fuse_file_open(Model &m, InodeId inode, const OpenFlags &flags,
+                         const OpenReply &reply, bool create) {
+  SysResult r;
+  bool has_args = true;
+  std::uint32_t open_flags = 0;
+  std::int32_t backing_id = 0;
+  if (m.fc.no_open && !create) {
+    has_args = false;
+    open_flags = fopen::KEEP_CACHE;
+  } else {
+    switch (reply.kind) {
+    case OpenReply::Kind::Error:
+      r.err = reply.error;
+      return r;
+    case OpenReply::Kind::Enosys:
+      if (create) {
+        m.warn("fuse_create_open", "CREATE answered ENOSYS: the MKNOD+OPEN fallback is not modelled");
+        r.err = ENOSYS;
+        return r;
+      }
+      m.fc.no_open = true;
+      has_args = false;
+      open_flags = fopen::KEEP_CACHE;
+      break;
+    case OpenReply::Kind::Flags:
+      open_flags = reply.open_flags;
+      backing_id = reply.backing_id;
+      break;
+    }
+  }
+  const FileId f = new_file(m, inode, flags);
+  FuseFile &ff = m.file(f);
+  ff.has_args = has_args;
+  ff.open_flags = open_flags;
+  ff.backing_id = backing_id;
+  ff.fh = m.next_fh++;
+  return fuse_finish_open(m, f);
+}
+
+int path_walk_error(const Model &m) {
+  if (!m.fc.mounted)
+    return ENOENT;
+  if (!m.fc.connected)
+    return ENOTCONN;
+  return 0;
+}
+
+void complete_task(Model &m, TaskId id) {
+  Task &t = m.tasks.at(idx(id));
+  switch (t.kind) {
+  case TaskKind::OpenCachedIoWait: {
+    bool must_wait = false;
+    const int err = fuse_file_cached_io_open(m, t.file, &must_wait);
+    if (must_wait)
+      return;
+    t.done = true;
+    if (err) {
+      fuse_sync_release(m, t.file);
+      t.result.err = EIO;
+      t.result.internal_err = err;
+      t.result.sync_release = true;
+    } else {
+      t.result.file = t.file;
+    }
+    return;
+  }
+  case TaskKind::MmapCachedIoWait: {
+    bool must_wait = false;
+    const int err = fuse_file_cached_io_open(m, t.file, &must_wait);
+    if (must_wait)
+      return;
+    t.done = true;
+    if (err)
+      t.result.err = err;
+    else
+      t.result.vma = new_vma(m, t.file, t.shared);
+    // The sleeping mmap pinned the file for the duration of the call.
+    fuse_file_fput(m, t.file, "mmap");
+    return;
+  }
+  case TaskKind::WriteLockWait:
+    if (!write_progress(m, t.write, &t.result))
+      return;
+    t.done = true;
+    t.result.write = t.write;
+    return;
+  }
+}
+
+} // namespace
+
+bool file_readable(const FuseFile &ff) { return ff.f_flags.access != AccessMode::WriteOnly; }
+bool file_writable(const FuseFile &ff) { return ff.f_flags.access != AccessMode::ReadOnly; }
+
+void wake_up_direct_io_waitq(Model &m, InodeId i) {
+  for (Task &t : m.tasks)
+    if (!t.done && t.inode == i &&
+        (t.kind == TaskKind::OpenCachedIoWait || t.kind == TaskKind::MmapCachedIoWait))
+      t.woken = true;
+}
+
+void inode_unlock(Model &m, InodeId i, bool exclusive) {
+  FuseInode &fi = m.inode(i);
+  if (exclusive) {
+    if (!fi.i_rwsem.writer)
+      m.warn("inode_unlock", "unlocking an inode lock that is not held exclusively");
+    fi.i_rwsem.writer = false;
+  } else {
+    if (fi.i_rwsem.readers <= 0)
+      m.warn("inode_unlock_shared", "unlocking an inode lock that is not held shared");
+    fi.i_rwsem.readers--;
+  }
+  for (Task &t : m.tasks)
+    if (!t.done && t.inode == i && t.kind == TaskKind::WriteLockWait)
+      t.woken = true;
+}
+
+void fuse_file_fput(Model &m, FileId f, const char *where) {
+  FuseFile &ff = m.file(f);
+  bool zero = false;
+  const RefcountMisuse misuse = ff.f_count.dec_and_test(&zero);
+  if (misuse != RefcountMisuse::None) {
+    m.warn(where, "fput on a FUSE file that was already released");
+    return;
+  }
+  if (zero)
+    fuse_release(m, f);
+}
+
+void fuse_release(Model &m, FileId f) {
+  FuseFile &ff = m.file(f);
+  ff.released = true;
+  if (!ff.is_dir) {
+    // fuse_prepare_release puts the per-file backing_file and cred first, then fuse_file_put
+    // leaves the io mode before RELEASE goes out: a server that never answers RELEASE cannot
+    // keep the inode in passthrough mode.
+    fuse_passthrough_release(m, f, "fuse_prepare_release");
+    fuse_file_io_release(m, f);
+  }
+  if (ff.has_args && m.fc.connected)
+    m.releases_sent++;
+  if (m.fc.sb_alive && !m.fc.mounted) {
+    for (const FuseFile &other : m.files)
+      if (!other.released)
+        return;
+    fuse_kill_sb(m);
+  }
+}
+
+} // namespace detail
+
+using namespace detail;
+
+InodeId fuse_iget(Model &m, std::uint32_t name) {
+  for (std::uint32_t i = 0; i < m.inodes.size(); ++i)
+    if (m.inodes[i].name == name)
+      return InodeId{i};
+  FuseInode fi;
+  fi.name = name;
+  m.inodes.push_back(fi);
+  return InodeId{static_cast<std::uint32_t>(m.inodes.size() - 1)};
+}
+
+SysResult fuse_open(Model &m, InodeId inode, const OpenFlags &flags, const OpenReply &reply) {
+  if (const int err = path_walk_error(m)) {
+    SysResult r;
+    r.err = err;
+    return r;
+  }
+  return fuse_file_open(m, inode, flags, reply, false);
+}
+
+SysResult fuse_create_open(Model &m, InodeId inode, const OpenReply &reply) {
+  if (const int err = path_walk_error(m)) {
+    SysResult r;
+    r.err = err;
+    return r;
+  }
+  OpenFlags flags;
+  flags.access = AccessMode::ReadWrite;
+  flags.o_creat_excl = true;
+  return fuse_file_open(m, inode, flags, reply, true);
+}
+
+SysResult fuse_dir_open(Model &m, const OpenReply &reply) {
+  SysResult r;
+  if (const int err = path_walk_error(m)) {
+    r.err = err;
+    return r;
+  }
+  bool has_args = !m.fc.no_opendir;
+  if (has_args) {
+    switch (reply.kind) {
+    case OpenReply::Kind::Error:
+      r.err = reply.error;
+      return r;
+    case OpenReply::Kind::Enosys:
+      m.fc.no_opendir = true;
+      has_args = false;
+      break;
+    case OpenReply::Kind::Flags:
+      break;
+    }
+  }
+  // The root directory: an inode with no io mode, named outside the caller's file indices.
+  const FileId f = new_file(m, fuse_iget(m, UINT32_MAX), OpenFlags{});
+  FuseFile &ff = m.file(f);
+  ff.is_dir = true;
+  ff.has_args = has_args;
+  ff.fh = m.next_fh++;
+  r.file = f;
+  return r;
+}
+
+SysResult fuse_file_read_iter(Model &m, FileId f) {
+  SysResult r;
+  const FuseFile &ff = m.file(f);
+  if (ff.is_dir) {
+    r.err = EISDIR;
+    return r;
+  }
+  if (!file_readable(ff)) {
+    r.err = EBADF;
+    return r;
+  }
+  // The seed (5/9) opened in passthrough mode but still read through FUSE.
+  if (!(ff.open_flags & fopen::DIRECT_IO) && ff.passthrough && m.profile != KernelProfile::V15) {
+    r.route = Route::Backing;
+    return r;
+  }
+  if (!m.fc.connected) {
+    r.err = ENOTCONN;
+    return r;
+  }
+  r.route = Route::Fuse;
+  return r;
+}
+
+SysResult fuse_file_write_iter(Model &m, FileId f, bool held) {
+  SysResult r;
+  FuseFile &ff = m.file(f);
+  if (ff.is_dir || !file_writable(ff)) {
+    r.err = EBADF;
+    return r;
+  }
+  Write w;
+  w.file = f;
+  w.inode = ff.inode;
+  w.held = held;
+  if (ff.open_flags & fopen::DIRECT_IO)
+    w.exclusive = fuse_dio_wr_exclusive_lock(m, ff);
+  else
+    w.exclusive = true; // fuse_cache_write_iter and passthrough writes: inode_lock
+  // The syscall pins the file until it returns (fdget in a multi-threaded process).
+  if (ff.f_count.inc() != RefcountMisuse::None)
+    m.warn("write", "write on a released FUSE file");
+  m.writes.push_back(w);
+  const WriteId id{static_cast<std::uint32_t>(m.writes.size() - 1)};
+  if (write_progress(m, id, &r)) {
+    if (m.writes.at(idx(id)).in_flight)
+      r.write = id;
+    return r;
+  }
+  Task t;
+  t.kind = TaskKind::WriteLockWait;
+  t.inode = ff.inode;
+  t.file = f;
+  t.write = id;
+  r.blocked = true;
+  r.write = id;
+  r.task = new_task(m, t);
+  return r;
+}
+
+SysResult fuse_write_reply(Model &m, WriteId id) {
+  SysResult r;
+  Write &w = m.writes.at(idx(id));
+  if (w.done) {
+    r.err = w.result;
+    r.route = w.result ? Route::None : Route::Fuse;
+    return r;
+  }
+  if (!w.in_flight) {
+    m.warn("fuse_write_reply", "the server answered a WRITE it never received");
+    r.err = EINVAL;
+    return r;
+  }
+  write_finish(m, id, 0);
+  r.route = Route::Fuse;
+  return r;
+}
+
+SysResult fuse_file_mmap(Model &m, FileId f, bool shared) {
+  SysResult r;
+  FuseFile &ff = m.file(f);
+  if (ff.is_dir) {
+    r.err = ENODEV;
+    return r;
+  }
+  // do_mmap: every mapping needs a readable fd (PROT_READ).
+  if (!file_readable(ff)) {
+    r.err = EACCES;
+    return r;
+  }
+  const bool v15 = m.profile == KernelProfile::V15;
+  const FuseInode &fi = m.inode(ff.inode);
+  bool enter_cached = false;
+  if (ff.passthrough) {
+    // The seed's 5/9 left passthrough mmap as a TODO.
+    if (v15) {
+      r.err = ENODEV;
+      return r;
+    }
+  } else if (fi.fb && !v15) {
+    r.err = ENODEV;
+    return r;
+  } else if (ff.open_flags & fopen::DIRECT_IO) {
+    if (shared && !m.fc.direct_io_allow_mmap) {
+      r.err = ENODEV;
+      return r;
+    }
+    enter_cached = shared;
+  }
+  if (enter_cached) {
+    // A shared mapping of a direct-io file needs the page cache: it takes a cached io
+    // reference that lasts until the file is released, not until munmap.
+    bool must_wait = false;
+    const int err = fuse_file_cached_io_open(m, f, &must_wait);
+    if (must_wait) {
+      if (ff.f_count.inc() != RefcountMisuse::None)
+        m.warn("mmap", "mmap on a released FUSE file");
+      Task t;
+      t.kind = TaskKind::MmapCachedIoWait;
+      t.inode = ff.inode;
+      t.file = f;
+      t.shared = shared;
+      r.blocked = true;
+      r.task = new_task(m, t);
+      return r;
+    }
+    if (err) {
+      r.err = err;
+      return r;
+    }
+  }
+  r.vma = new_vma(m, f, shared);
+  return r;
+}
+
+void vma_close(Model &m, VmaId id) {
+  Vma &v = m.vmas.at(idx(id));
+  if (!v.mapped) {
+    m.warn("vma_close", "unmapping a VMA twice");
+    return;
+  }
+  v.mapped = false;
+  switch (v.target) {
+  case VmaTarget::BackingFile:
+    backing_file_fput(m, v.backing_file, "vma_close");
+    return;
+  case VmaTarget::FuseFile:
+    fuse_file_fput(m, v.file, "vma_close");
+    return;
+  }
+}
+
+void fuse_close_fd(Model &m, FileId f) { fuse_file_fput(m, f, "close"); }
+
+std::vector<TaskId> fuse_run_woken_tasks(Model &m) {
+  std::vector<TaskId> completed;
+  bool progress = true;
+  while (progress) {
+    progress = false;
+    for (std::uint32_t i = 0; i < m.tasks.size(); ++i) {
+      Task &t = m.tasks[i];
+      if (t.done || !t.woken)
+        continue;
+      t.woken = false;
+      complete_task(m, TaskId{i});
+      if (m.tasks[i].done) {
+        completed.push_back(TaskId{i});
+        progress = true;
+      }
+    }
+  }
+  return completed;
+}
+
+} // namespace fpsim::model

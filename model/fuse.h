@@ -1,0 +1,324 @@
+// The FUSE passthrough state machine: fuse_conn, fuse_inode, fuse_file, fuse_backing and the
+// per-file backing_file, with the transitions of kernel-semantics.md §2 as functions named after
+// the kernel functions they model. Pure: no I/O, no clocks; every result is a value.
+#pragma once
+
+#include "model/profile.h"
+#include "model/refcount.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fpsim::model {
+
+// Indices into the Model's object tables. Objects are never erased, only marked dead, so a
+// stale index is detected as a use after free instead of reading reused memory.
+enum class InodeId : std::uint32_t {};
+enum class FileId : std::uint32_t {};
+enum class FbId : std::uint32_t {};
+enum class BackingFileId : std::uint32_t {};
+enum class CredId : std::uint32_t {};
+enum class VmaId : std::uint32_t {};
+enum class WriteId : std::uint32_t {};
+enum class TaskId : std::uint32_t {};
+
+template <typename Id> constexpr std::uint32_t idx(Id id) { return static_cast<std::uint32_t>(id); }
+
+// A kernel WARN_ON, a refcount_t misuse or a use after free seen inside a transition.
+struct Warning {
+  std::string where; // the kernel function that would have warned
+  std::string what;
+};
+
+// ---- the server's answers --------------------------------------------------------------------
+
+struct InitReply {
+  bool passthrough = false; // FUSE_PASSTHROUGH in flags2
+  int max_stack_depth = 0;
+  bool writeback_cache = false;
+  bool direct_io_allow_mmap = false;
+  bool init_ext = true; // FUSE_INIT_EXT in flags; without it flags2 is ignored
+};
+
+struct OpenReply {
+  enum class Kind : std::uint8_t { Flags, Error, Enosys };
+  Kind kind = Kind::Flags;
+  int error = 0;               // Kind::Error: positive errno the server returns
+  std::uint32_t open_flags = 0; // Kind::Flags: fuse_open_out.open_flags, already in wire bits
+  std::int32_t backing_id = 0;  // fuse_open_out.backing_id
+};
+
+// ---- the fd handed to FUSE_DEV_IOC_BACKING_OPEN ----------------------------------------------
+
+enum class BackingFdKind : std::uint8_t { Regular, OPath, Dir, Pipe, Socket, DevNull, BadFd };
+
+struct BackingMapArg {
+  BackingFdKind kind = BackingFdKind::Regular;
+  std::uint32_t source = 0; // which backing file (Regular/OPath): an index the caller owns
+  int source_stack_depth = 0; // s_stack_depth of the filesystem the fd lives on
+  std::uint32_t flags = 0;
+  std::uint64_t padding = 0;
+  bool capable = true; // capable(CAP_SYS_ADMIN) in the initial user namespace
+};
+
+// ---- open(2) flags as the VFS hands them to fuse_open -----------------------------------------
+
+enum class AccessMode : std::uint8_t { ReadOnly, WriteOnly, ReadWrite };
+
+struct OpenFlags {
+  AccessMode access = AccessMode::ReadOnly;
+  bool o_direct = false;
+  bool o_trunc = false;
+  bool o_creat_excl = false;
+};
+
+// ---- kernel objects --------------------------------------------------------------------------
+
+struct Cred {
+  RefCount usage;
+};
+
+// struct fuse_backing (§1.4).
+struct FuseBacking {
+  std::int32_t id = 0; // the idr id it was registered under
+  BackingFdKind kind = BackingFdKind::Regular;
+  std::uint32_t source = 0;
+  CredId cred{};
+  RefCount count;
+  bool freed = false; // fuse_backing_free ran
+};
+
+// The per-file backing_file of fs/backing-file.c (§1.5): one per passthrough open, pinned by
+// ff->passthrough and by every VMA of a passthrough mmap.
+struct BackingFile {
+  FileId user_file{}; // the FUSE file it was opened for
+  std::uint32_t source = 0;
+  AccessMode access = AccessMode::ReadOnly;
+  RefCount f_count;
+};
+
+// i_rwsem as the write paths use it.
+struct InodeLock {
+  int readers = 0;
+  bool writer = false;
+};
+
+// struct fuse_inode, regular files (§1.2).
+struct FuseInode {
+  std::uint32_t name = 0; // which mount file: an index the caller owns
+  std::int32_t iocachectr = 0;
+  bool cache_io_mode = false; // FUSE_I_CACHE_IO_MODE
+  std::optional<FbId> fb;
+  InodeLock i_rwsem;
+  std::uint64_t fb_attached_at = 0; // step at which fb was last attached (invariant 13)
+  bool evicted = false;
+};
+
+enum class IoMode : std::uint8_t { None, Cached, Uncached };
+
+// struct file + struct fuse_file. f_count counts every pin of the struct file: fds, VMAs of
+// non-passthrough mappings, and syscalls in progress (writes in flight).
+struct FuseFile {
+  InodeId inode{};
+  bool is_dir = false;
+  std::uint64_t fh = 0;
+  OpenFlags f_flags;
+  std::uint32_t open_flags = 0; // after the kernel's own edits
+  bool has_args = true;         // ff->args != NULL: false when the server does not implement OPEN
+  std::int32_t backing_id = 0;  // ff->args->open_outarg.backing_id, read by the passthrough open
+  IoMode iomode = IoMode::None;
+  std::optional<BackingFileId> passthrough; // ff->passthrough
+  std::optional<CredId> cred;               // ff->cred
+  RefCount f_count;
+  bool released = false; // fuse_release ran
+  // Model-only: the fb this file was opened with, for invariant 3/7; the kernel keeps no such
+  // pointer (ff->passthrough pins the path, not the fb).
+  std::optional<FbId> opened_with_fb;
+};
+
+enum class VmaTarget : std::uint8_t { FuseFile, BackingFile };
+
+struct Vma {
+  VmaTarget target = VmaTarget::FuseFile;
+  FileId file{};                 // the FUSE file mmap was called on
+  BackingFileId backing_file{};  // VmaTarget::BackingFile: what vm_file was replaced with
+  bool shared = false;
+  bool mapped = true;
+  std::uint64_t created_at = 0;
+};
+
+// A write(2) that the server holds in flight, or that waits for the inode lock.
+struct Write {
+  FileId file{};
+  InodeId inode{};
+  bool held = false; // the server parks the request until fuse_write_reply
+  bool exclusive = false;
+  bool counted = false; // holds an uncached io reference (ctr -= 1) while in flight
+  bool locked = false;
+  bool in_flight = false;
+  bool done = false;
+  int result = 0; // errno the write returned (0: success)
+};
+
+// struct fuse_conn (§1.1), with the state of its superblock and its /dev/fuse fd.
+struct FuseConn {
+  bool initialized = false; // INIT reply processed (the dev fd is installed and mounted)
+  bool passthrough = false;
+  int max_stack_depth = 0;
+  bool writeback_cache = false;
+  bool direct_io_allow_mmap = false;
+  bool no_open = false;
+  bool no_opendir = false;
+  bool connected = true;
+  bool mounted = false;  // the mount is visible in the namespace
+  bool sb_alive = false; // the superblock exists (outlives a lazy detach while files are open)
+  bool dev_open = true;  // the server's /dev/fuse fd
+  bool freed = false;    // fuse_conn_put dropped the last reference
+  // backing_files_map: idr id -> fb, with idr_alloc_cyclic's cursor.
+  std::vector<std::pair<std::int32_t, FbId>> backing_files_map;
+  std::int32_t idr_next = 1;
+};
+
+// ---- results ---------------------------------------------------------------------------------
+
+enum class Route : std::uint8_t { None, Backing, Fuse };
+
+// What one user-visible call returned. Errors are positive errno values.
+struct SysResult {
+  bool blocked = false; // the call sleeps; `task` completes it later
+  int err = 0;
+  std::int64_t value = 0; // ioctl return value (a backing id)
+  Route route = Route::None;
+  bool sync_release = false; // a synchronous RELEASE of the new fh reached the server
+  int internal_err = 0;      // the errno the failing io-mode rule produced (EIO hides it)
+  std::optional<FileId> file;
+  std::optional<VmaId> vma;
+  std::optional<WriteId> write;
+  std::optional<TaskId> task;
+};
+
+// A call that went to sleep: a cached open or shared mmap waiting on direct_io_waitq, or a
+// write waiting for i_rwsem.
+enum class TaskKind : std::uint8_t { OpenCachedIoWait, MmapCachedIoWait, WriteLockWait };
+
+struct Task {
+  TaskKind kind = TaskKind::OpenCachedIoWait;
+  InodeId inode{};
+  FileId file{};
+  WriteId write{};
+  bool shared = false; // MmapCachedIoWait: the mapping asked for
+  bool woken = false;
+  bool done = false;
+  SysResult result;
+};
+
+// Deliberate defects for testing the invariant checker: each breaks one transition.
+struct Faults {
+  bool skip_backing_put_in_uncached_io_end = false;
+  bool skip_ctr_dec_in_cached_io_release = false;
+  bool skip_ebusy_check = false;
+  bool skip_idr_remove_in_backing_close = false;
+  bool skip_backing_file_fput_in_release = false;
+};
+
+// One FUSE connection, its superblock and every kernel object hanging off them.
+struct Model {
+  KernelProfile profile = kDefaultProfile;
+  Faults faults;
+  FuseConn fc;
+  std::vector<FuseInode> inodes;
+  std::vector<FuseFile> files;
+  std::vector<FuseBacking> backings;
+  std::vector<BackingFile> backing_files;
+  std::vector<Cred> creds;
+  std::vector<Vma> vmas;
+  std::vector<Write> writes;
+  std::vector<Task> tasks;
+  std::vector<Warning> warnings;
+  std::uint64_t step = 0; // advanced by the driver; timestamps for invariant 13
+  std::uint64_t next_fh = 1;
+  std::uint64_t releases_sent = 0;      // FUSE_RELEASE requests that reached the server
+  std::uint64_t sync_releases_sent = 0; // of those, synchronous ones from refused opens
+
+  explicit Model(KernelProfile p = kDefaultProfile) : profile(p) {}
+
+  FuseInode &inode(InodeId i) { return inodes.at(idx(i)); }
+  FuseFile &file(FileId f) { return files.at(idx(f)); }
+  FuseBacking &backing(FbId b) { return backings.at(idx(b)); }
+  const FuseInode &inode(InodeId i) const { return inodes.at(idx(i)); }
+  const FuseFile &file(FileId f) const { return files.at(idx(f)); }
+  const FuseBacking &backing(FbId b) const { return backings.at(idx(b)); }
+
+  void warn(std::string where, std::string what);
+};
+
+// ---- transitions -----------------------------------------------------------------------------
+// Each models the named kernel function; the comment states the rule it enforces.
+
+// mount(2) after FUSE_DEV_IOC_SYNC_INIT: fuse_fill_super installs the dev fd, then
+// process_init_reply enables passthrough only with INIT_EXT, 1 <= max_stack_depth <= 2 and
+// (6.11+) without writeback cache; a bad combination silently leaves it off.
+void fuse_mount(Model &m, const InitReply &reply);
+
+// fuse_dev_ioctl_backing_open -> fuse_backing_open: the ioctl's checks in kernel order; the
+// new fb starts with the id's reference. Returns the id in value.
+SysResult fuse_dev_ioctl_backing_open(Model &m, const BackingMapArg &arg);
+
+// fuse_dev_ioctl_backing_close -> fuse_backing_close: removes the id and drops its reference,
+// even while inodes still hold the fb.
+SysResult fuse_dev_ioctl_backing_close(Model &m, std::uint32_t id, bool capable);
+
+// fuse_iget: the inode of a mount file, instantiated on first lookup.
+InodeId fuse_iget(Model &m, std::uint32_t name);
+
+// vfs open -> fuse_open -> fuse_do_open -> fuse_finish_open -> fuse_file_io_open; a refused
+// io mode sends a synchronous RELEASE (fuse_sync_release) and open(2) returns EIO.
+SysResult fuse_open(Model &m, InodeId inode, const OpenFlags &flags, const OpenReply &reply);
+
+// fuse_create_open: CREATE, then the same fuse_finish_open as OPEN.
+SysResult fuse_create_open(Model &m, InodeId inode, const OpenReply &reply);
+
+// fuse_dir_open: OPENDIR never enters io modes; passthrough bits are ignored.
+SysResult fuse_dir_open(Model &m, const OpenReply &reply);
+
+// fuse_file_read_iter: DIRECT_IO to the server, else passthrough to the backing file (6.9+),
+// else the page cache.
+SysResult fuse_file_read_iter(Model &m, FileId f);
+
+// fuse_file_write_iter: as read, with the inode lock of each path and fuse_dio_lock's parallel
+// write accounting. A held write stays in flight until fuse_write_reply.
+SysResult fuse_file_write_iter(Model &m, FileId f, bool held);
+
+// The server answers a held WRITE: fuse_dio_unlock / inode_unlock, then the syscall returns.
+SysResult fuse_write_reply(Model &m, WriteId w);
+
+// fuse_file_mmap: passthrough files map the backing file; others are refused while the inode
+// has an fb; shared mmap of a DIRECT_IO file enters cached io mode.
+SysResult fuse_file_mmap(Model &m, FileId f, bool shared);
+
+// munmap: the VMA drops its pin on vm_file (the FUSE file or the backing_file).
+void vma_close(Model &m, VmaId v);
+
+// fput from close(2): the last reference runs fuse_release.
+void fuse_close_fd(Model &m, FileId f);
+
+// fuse_abort_conn: disconnects; in-flight requests end with ECONNABORTED.
+void fuse_abort_conn(Model &m);
+
+// fuse_conn_abort_write: "1" written to fusectl's abort file, which exists only while the
+// superblock does.
+SysResult fuse_conn_abort_write(Model &m);
+
+// umount2: EBUSY while files are open unless detached; the superblock dies with its last file.
+SysResult fuse_umount(Model &m, bool detach);
+
+// fuse_dev_release: the last /dev/fuse fd aborts the connection and drops its reference.
+SysResult fuse_dev_release(Model &m);
+
+// Wakes every sleeping call whose wait queue was woken and whose condition now holds; returns
+// the tasks that completed, in completion order.
+std::vector<TaskId> fuse_run_woken_tasks(Model &m);
+
+} // namespace fpsim::model

@@ -1,0 +1,51 @@
+// Transitions shared between the model's translation units; not part of the model's API.
+#pragma once
+
+#include "model/fuse.h"
+
+namespace fpsim::model::detail {
+
+// fuse_backing_get/put with refcount_t semantics; the last put runs fuse_backing_free.
+void fuse_backing_get(Model &m, FbId fb, const char *where);
+void fuse_backing_put(Model &m, FbId fb, const char *where);
+// fuse_backing_lookup: idr_find + refcount_inc_not_zero.
+std::optional<FbId> fuse_backing_lookup(Model &m, std::int32_t id);
+
+CredId get_cred(Model &m, CredId c, const char *where);
+void put_cred(Model &m, CredId c, const char *where);
+
+// fput on a per-file backing_file.
+void backing_file_fput(Model &m, BackingFileId bf, const char *where);
+
+// fuse_passthrough_open: looks up the id (+1 on the fb) and opens the per-file backing_file.
+int fuse_passthrough_open(Model &m, FileId f, std::int32_t backing_id, FbId *fb_out);
+// fuse_passthrough_release: drops ff->passthrough and ff->cred.
+void fuse_passthrough_release(Model &m, FileId f, const char *where);
+
+int fuse_file_io_open(Model &m, FileId f, int *internal_err, bool *must_wait);
+int fuse_file_cached_io_open(Model &m, FileId f, bool *must_wait);
+int fuse_inode_uncached_io_start(Model &m, InodeId i, std::optional<FbId> fb);
+void fuse_inode_uncached_io_end(Model &m, InodeId i);
+void fuse_file_io_release(Model &m, FileId f);
+
+// The last reference of a struct file went: fuse_release.
+void fuse_release(Model &m, FileId f);
+// Drops one reference of a FUSE struct file; the last runs fuse_release.
+void fuse_file_fput(Model &m, FileId f, const char *where);
+
+// The direct_io_waitq wake-up of fuse_inode_uncached_io_end.
+void wake_up_direct_io_waitq(Model &m, InodeId i);
+// inode_unlock / inode_unlock_shared, waking lock waiters.
+void inode_unlock(Model &m, InodeId i, bool exclusive);
+
+// The superblock went away: evict every inode (fuse_evict_inode + fuse_free_inode).
+void fuse_kill_sb(Model &m);
+// Drops a fuse_conn reference (superblock or dev fd); the last frees the backing ids.
+void fuse_conn_put(Model &m);
+// fuse_backing_files_free: every fb still in the idr is freed unconditionally.
+void fuse_backing_files_free(Model &m);
+
+bool file_readable(const FuseFile &ff);
+bool file_writable(const FuseFile &ff);
+
+} // namespace fpsim::model::detail

@@ -1,0 +1,44 @@
+// One vocabulary, two executors: the simulator (model + invariant checker) and the real kernel
+// (tools/harness). Replay drives either through this interface.
+#pragma once
+
+#include "sim/statement.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fpsim::sim {
+
+// The backing id each backing name is bound to, filled in by replay from backing_open outcomes.
+struct Bindings {
+  std::vector<std::optional<std::int32_t>> backing_ids; // per backing slot
+};
+
+struct CheckResult {
+  enum class Kind : std::uint8_t { Pass, Fail, NotObservable };
+  Kind kind = Kind::Pass;
+  std::string message; // Fail: what differed
+};
+
+struct Violation {
+  std::string rule;    // "I1".."I13", "warn", "leak", ...
+  std::string message; // names the objects involved
+};
+
+class Executor {
+public:
+  virtual ~Executor() = default;
+  // Prepares a fresh kernel (or model) for one trace under profile p.
+  virtual void begin(const Trace &t, KernelProfile p) = 0;
+  // Executes one non-check statement.
+  virtual Outcome step(const Statement &s, const Bindings &b) = 0;
+  virtual CheckResult check(const Statement &s, const Bindings &b) = 0;
+  // Invariant violations found after the last step (empty for executors that cannot see them).
+  virtual std::vector<Violation> after_step() = 0;
+  // After teardown: every reference that did not drain, with its holders.
+  virtual std::vector<Violation> drain() = 0;
+  virtual void end() = 0;
+};
+
+} // namespace fpsim::sim

@@ -1,0 +1,526 @@
+#include "sim/sim_executor.h"
+
+#include "sim/printer.h"
+
+#include <cerrno>
+#include <fmt/format.h>
+
+namespace fpsim::sim {
+
+using namespace model;
+
+namespace {
+
+Outcome from_errno_or(const SysResult &r, Outcome ok) {
+  if (r.err) {
+    Outcome o = Outcome::errno_(r.err);
+    o.release = r.sync_release;
+    o.internal_err = r.internal_err;
+    return o;
+  }
+  return ok;
+}
+
+Outcome route_outcome(const SysResult &r) {
+  Outcome o;
+  switch (r.route) {
+  case Route::Backing:
+    o.kind = Outcome::Kind::Backing;
+    break;
+  case Route::Fuse:
+    o.kind = Outcome::Kind::Fuse;
+    break;
+  case Route::None:
+    o.kind = Outcome::Kind::Ok;
+    break;
+  }
+  return from_errno_or(r, o);
+}
+
+BackingFdKind fd_kind(SourceKind k) {
+  switch (k) {
+  case SourceKind::File:
+    return BackingFdKind::Regular;
+  case SourceKind::OPath:
+    return BackingFdKind::OPath;
+  case SourceKind::Dir:
+    return BackingFdKind::Dir;
+  case SourceKind::Pipe:
+    return BackingFdKind::Pipe;
+  case SourceKind::Socket:
+    return BackingFdKind::Socket;
+  case SourceKind::DevNull:
+    return BackingFdKind::DevNull;
+  case SourceKind::BadFd:
+    return BackingFdKind::BadFd;
+  }
+  return BackingFdKind::BadFd;
+}
+
+template <typename T> void grow(std::vector<T> &v, std::size_t n) {
+  if (v.size() < n)
+    v.resize(n);
+}
+
+} // namespace
+
+void SimExecutor::begin(const Trace &t, KernelProfile p) {
+  trace_ = &t;
+  m_.emplace(p);
+  m_->faults = faults_;
+  checker_ = InvariantChecker{};
+  names_ = ObjectNames{};
+  fds_.assign(t.names.handles.size(), std::nullopt);
+  last_file_.assign(t.names.handles.size(), std::nullopt);
+  vmas_.assign(t.names.mappings.size(), std::nullopt);
+  writes_.assign(t.names.writes.size(), std::nullopt);
+  fbs_.assign(t.names.backings.size(), std::nullopt);
+  exists_.assign(t.names.mount_files.size(), false);
+  for (std::size_t i = 0; i < exists_.size(); ++i)
+    exists_[i] = !t.names.mount_file_created[i];
+  pending_.clear();
+  last_internal_ = 0;
+  step_violations_.clear();
+}
+
+void SimExecutor::name_new_objects(const std::string &file_name) {
+  const Model &m = *m_;
+  const std::size_t before = names_.files.size();
+  grow(names_.files, m.files.size());
+  for (std::size_t i = before; i < m.files.size(); ++i)
+    names_.files[i] = file_name;
+  grow(names_.inodes, m.inodes.size());
+  for (std::size_t i = 0; i < m.inodes.size(); ++i)
+    names_.inodes[i] = m.inodes[i].name == UINT32_MAX
+                           ? std::string("(root)")
+                           : trace_->names.mount_files.at(m.inodes[i].name);
+}
+
+std::optional<InodeId> SimExecutor::find_inode(int mount_slot) const {
+  for (std::uint32_t i = 0; i < m_->inodes.size(); ++i)
+    if (m_->inodes[i].name == static_cast<std::uint32_t>(mount_slot))
+      return InodeId{i};
+  return std::nullopt;
+}
+
+std::optional<OpenReply> SimExecutor::to_reply(const ReplySpec &r, const Bindings &b,
+                                               std::string *why) const {
+  OpenReply o;
+  switch (r.kind) {
+  case ReplySpec::Kind::Error:
+    o.kind = OpenReply::Kind::Error;
+    o.error = r.error;
+    return o;
+  case ReplySpec::Kind::Enosys:
+    o.kind = OpenReply::Kind::Enosys;
+    return o;
+  case ReplySpec::Kind::Flags:
+    break;
+  }
+  o.open_flags = wire_open_flags(r, m_->profile);
+  switch (r.id_kind) {
+  case ReplySpec::IdKind::None:
+    break;
+  case ReplySpec::IdKind::Literal:
+    o.backing_id = r.literal_id;
+    break;
+  case ReplySpec::IdKind::Name: {
+    const auto &id = b.backing_ids.at(static_cast<std::size_t>(r.backing));
+    if (!id) {
+      *why = fmt::format("{} has no id: its backing_open did not succeed",
+                         trace_->names.backings.at(static_cast<std::size_t>(r.backing)));
+      return std::nullopt;
+    }
+    o.backing_id = *id;
+    break;
+  }
+  }
+  return o;
+}
+
+Outcome SimExecutor::open_like(const Statement &s, const Bindings &b) {
+  Model &m = *m_;
+  const auto h = static_cast<std::size_t>(s.handle);
+  const std::string &hname = trace_->names.handles.at(h);
+  std::string why;
+  std::optional<OpenReply> reply = to_reply(s.reply, b, &why);
+  if (!reply)
+    return Outcome::invalid(why);
+  const std::uint64_t sync_before = m.sync_releases_sent;
+  SysResult r;
+  if (s.op == Op::Opendir) {
+    r = fuse_dir_open(m, *reply);
+  } else {
+    const auto f = static_cast<std::size_t>(s.file);
+    // The path walk: a missing mount or a dead connection fails before LOOKUP is answered.
+    const bool walk_ok = m.fc.mounted && m.fc.connected;
+    if (walk_ok && s.op == Op::Open && !exists_[f]) {
+      r.err = ENOENT;
+    } else if (walk_ok && s.op == Op::Create && exists_[f]) {
+      r.err = EEXIST;
+    } else {
+      const InodeId inode = fuse_iget(m, static_cast<std::uint32_t>(f));
+      if (s.op == Op::Create) {
+        r = fuse_create_open(m, inode, *reply);
+        // The server made the file as soon as it answered CREATE without an error.
+        if (walk_ok && reply->kind == OpenReply::Kind::Flags)
+          exists_[f] = true;
+      } else {
+        OpenFlags flags;
+        flags.access = s.access;
+        flags.o_direct = s.o_direct;
+        flags.o_trunc = s.o_trunc;
+        r = fuse_open(m, inode, flags, *reply);
+      }
+    }
+  }
+  name_new_objects(hname);
+  last_internal_ = r.internal_err;
+  if (!r.blocked && s.op != Op::Opendir) {
+    auto v = InvariantChecker::check_open_release(r, m.sync_releases_sent - sync_before);
+    step_violations_.insert(step_violations_.end(), v.begin(), v.end());
+  }
+  if (r.blocked) {
+    pending_[{NameKind::Handle, s.handle}] = Pending{*r.task, s.op, s.handle};
+    last_file_[h] = m.tasks.at(idx(*r.task)).file;
+    Outcome o;
+    o.kind = Outcome::Kind::Blocks;
+    return o;
+  }
+  if (r.file) {
+    fds_[h] = *r.file;
+    last_file_[h] = *r.file;
+  }
+  return from_errno_or(r, Outcome::ok());
+}
+
+Outcome SimExecutor::await(const Statement &s) {
+  Model &m = *m_;
+  auto it = pending_.find({s.await_kind, s.await_slot});
+  const std::string &name = trace_->names.of(s.await_kind).at(static_cast<std::size_t>(s.await_slot));
+  if (it == pending_.end())
+    return Outcome::invalid(fmt::format("nothing is blocked on {}", name));
+  const Pending p = it->second;
+  const Task &t = m.tasks.at(idx(p.task));
+  if (!t.done) {
+    Outcome o;
+    o.kind = Outcome::Kind::Blocks;
+    return o;
+  }
+  pending_.erase(it);
+  const SysResult &r = t.result;
+  switch (p.op) {
+  case Op::Open:
+  case Op::Create: {
+    const auto h = static_cast<std::size_t>(p.handle);
+    last_internal_ = r.internal_err;
+    if (r.file)
+      fds_[h] = *r.file;
+    return from_errno_or(r, Outcome::ok());
+  }
+  case Op::Write:
+    return route_outcome(r);
+  case Op::Mmap:
+    if (r.vma) {
+      vmas_[static_cast<std::size_t>(s.await_slot)] = *r.vma;
+      grow(names_.vmas, m.vmas.size());
+      names_.vmas[idx(*r.vma)] = name;
+    }
+    return from_errno_or(r, Outcome::ok());
+  case Op::WriteBegin: {
+    if (r.write && m.writes.at(idx(*r.write)).in_flight)
+      writes_[static_cast<std::size_t>(s.await_slot)] = *r.write;
+    return route_outcome(r);
+  }
+  case Op::Init:
+  case Op::BackingOpen:
+  case Op::BackingClose:
+  case Op::Opendir:
+  case Op::Read:
+  case Op::Munmap:
+  case Op::Close:
+  case Op::WriteEnd:
+  case Op::Await:
+  case Op::Abort:
+  case Op::Umount:
+  case Op::DevClose:
+  case Op::Check:
+    break;
+  }
+  return Outcome::invalid("internal: a statement that cannot block was pending");
+}
+
+Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
+  Model &m = *m_;
+  m.step++;
+  step_violations_.clear();
+  const auto h = static_cast<std::size_t>(s.handle);
+  Outcome out;
+  switch (s.op) {
+  case Op::Init: {
+    InitReply r;
+    r.passthrough = s.init.passthrough;
+    r.max_stack_depth = s.init.max_stack_depth;
+    r.writeback_cache = s.init.writeback_cache;
+    r.direct_io_allow_mmap = s.init.direct_io_allow_mmap;
+    r.init_ext = !s.init.no_init_ext;
+    fuse_mount(m, r);
+    break;
+  }
+  case Op::BackingOpen: {
+    BackingMapArg a;
+    a.kind = fd_kind(s.source);
+    a.source = s.backing_file < 0 ? 0 : static_cast<std::uint32_t>(s.backing_file);
+    a.flags = s.map_flags;
+    a.padding = s.map_padding;
+    a.capable = !s.unprivileged;
+    const SysResult r = fuse_dev_ioctl_backing_open(m, a);
+    if (r.err) {
+      out = Outcome::errno_(r.err);
+      break;
+    }
+    const FbId fb{static_cast<std::uint32_t>(m.backings.size() - 1)};
+    fbs_[static_cast<std::size_t>(s.backing)] = fb;
+    grow(names_.fbs, m.backings.size());
+    names_.fbs[idx(fb)] = trace_->names.backings.at(static_cast<std::size_t>(s.backing));
+    out.kind = Outcome::Kind::Id;
+    out.id = r.value;
+    break;
+  }
+  case Op::BackingClose: {
+    std::uint32_t id = 0;
+    if (s.literal_id) {
+      id = *s.literal_id;
+    } else {
+      const auto &bound = b.backing_ids.at(static_cast<std::size_t>(s.backing));
+      if (!bound)
+        return Outcome::invalid(fmt::format(
+            "{} has no id: its backing_open did not succeed",
+            trace_->names.backings.at(static_cast<std::size_t>(s.backing))));
+      id = static_cast<std::uint32_t>(*bound);
+    }
+    out = from_errno_or(fuse_dev_ioctl_backing_close(m, id, !s.unprivileged), Outcome::ok());
+    break;
+  }
+  case Op::Open:
+  case Op::Create:
+  case Op::Opendir:
+    out = open_like(s, b);
+    break;
+  case Op::Read:
+    out = fds_[h] ? route_outcome(fuse_file_read_iter(m, *fds_[h])) : Outcome::errno_(EBADF);
+    break;
+  case Op::Write:
+  case Op::WriteBegin: {
+    if (!fds_[h]) {
+      out = Outcome::errno_(EBADF);
+      break;
+    }
+    const bool held = s.op == Op::WriteBegin;
+    const SysResult r = fuse_file_write_iter(m, *fds_[h], held);
+    if (r.write) {
+      grow(names_.writes, m.writes.size());
+      names_.writes[idx(*r.write)] =
+          held ? trace_->names.writes.at(static_cast<std::size_t>(s.write)) : "write";
+    }
+    if (r.blocked) {
+      const auto key = held ? std::pair{NameKind::Write, s.write} : std::pair{NameKind::Handle, s.handle};
+      pending_[key] = Pending{*r.task, s.op, s.handle};
+      out.kind = Outcome::Kind::Blocks;
+      break;
+    }
+    if (held && r.write)
+      writes_[static_cast<std::size_t>(s.write)] = *r.write;
+    out = route_outcome(r);
+    break;
+  }
+  case Op::WriteEnd: {
+    const auto w = static_cast<std::size_t>(s.write);
+    const std::string &wname = trace_->names.writes.at(w);
+    if (pending_.count({NameKind::Write, s.write}))
+      return Outcome::invalid(fmt::format("{} is still waiting for the inode lock: the server "
+                                          "never received it",
+                                          wname));
+    if (!writes_[w])
+      return Outcome::invalid(fmt::format("{} is not in flight: its write_begin was not held by "
+                                          "the server",
+                                          wname));
+    out = route_outcome(fuse_write_reply(m, *writes_[w]));
+    writes_[w].reset();
+    break;
+  }
+  case Op::Mmap: {
+    if (!fds_[h]) {
+      out = Outcome::errno_(EBADF);
+      break;
+    }
+    const SysResult r = fuse_file_mmap(m, *fds_[h], s.shared);
+    if (r.blocked) {
+      pending_[{NameKind::Mapping, s.mapping}] = Pending{*r.task, s.op, s.handle};
+      out.kind = Outcome::Kind::Blocks;
+      break;
+    }
+    if (r.vma) {
+      vmas_[static_cast<std::size_t>(s.mapping)] = *r.vma;
+      grow(names_.vmas, m.vmas.size());
+      names_.vmas[idx(*r.vma)] = trace_->names.mappings.at(static_cast<std::size_t>(s.mapping));
+    }
+    out = from_errno_or(r, Outcome::ok());
+    break;
+  }
+  case Op::Munmap: {
+    // munmap of a range that is not mapped succeeds and does nothing.
+    auto &v = vmas_[static_cast<std::size_t>(s.mapping)];
+    if (v)
+      vma_close(m, *v);
+    v.reset();
+    break;
+  }
+  case Op::Close:
+    if (!fds_[h]) {
+      out = Outcome::errno_(EBADF);
+      break;
+    }
+    fuse_close_fd(m, *fds_[h]);
+    fds_[h].reset();
+    break;
+  case Op::Await:
+    out = await(s);
+    break;
+  case Op::Abort:
+    out = from_errno_or(fuse_conn_abort_write(m), Outcome::ok());
+    break;
+  case Op::Umount:
+    out = from_errno_or(fuse_umount(m, s.detach), Outcome::ok());
+    break;
+  case Op::DevClose:
+    out = from_errno_or(fuse_dev_release(m), Outcome::ok());
+    break;
+  case Op::Check:
+    return Outcome::invalid("internal: check statements go through check()");
+  }
+  fuse_run_woken_tasks(m);
+  name_new_objects("(unnamed)");
+  return out;
+}
+
+CheckResult SimExecutor::check(const Statement &s, const Bindings &) {
+  const Model &m = *m_;
+  const CheckSpec &c = s.check;
+  std::string diffs;
+  auto expect = [&diffs](std::string_view what, std::int64_t want, std::int64_t got) {
+    if (want != got)
+      diffs += fmt::format("{}{}: expected {}, got {}", diffs.empty() ? "" : "; ", what, want, got);
+  };
+  auto fb_label = [&](std::optional<FbId> fb) {
+    return fb ? names_.fb(m, *fb) : std::string("none");
+  };
+  switch (c.kind) {
+  case CheckKind::Inode: {
+    const std::optional<InodeId> id = find_inode(c.slot);
+    const FuseInode blank;
+    const FuseInode &fi = id ? m.inode(*id) : blank;
+    for (const CheckProp &p : c.props) {
+      switch (p.key) {
+      case CheckKey::Ctr:
+        expect("ctr", p.value, fi.iocachectr);
+        break;
+      case CheckKey::CacheIoMode:
+        expect("cache_io_mode", p.value, fi.cache_io_mode);
+        break;
+      case CheckKey::Fb: {
+        const std::optional<FbId> want =
+            p.value < 0 ? std::nullopt : fbs_.at(static_cast<std::size_t>(p.value));
+        if (p.value >= 0 && !want)
+          diffs += fmt::format("{}fb: {} was never registered", diffs.empty() ? "" : "; ",
+                               trace_->names.backings.at(static_cast<std::size_t>(p.value)));
+        else if (want != fi.fb)
+          diffs += fmt::format("{}fb: expected {}, got {}", diffs.empty() ? "" : "; ",
+                               fb_label(want), fb_label(fi.fb));
+        break;
+      }
+      case CheckKey::Refs:
+      case CheckKey::Freed:
+      case CheckKey::Iomode:
+      case CheckKey::Passthrough:
+      case CheckKey::Released:
+      case CheckKey::Connected:
+      case CheckKey::NoOpen:
+      case CheckKey::Internal:
+        break;
+      }
+    }
+    break;
+  }
+  case CheckKind::Backing: {
+    const auto &fb = fbs_.at(static_cast<std::size_t>(c.slot));
+    if (!fb)
+      return CheckResult{CheckResult::Kind::Fail,
+                         fmt::format("{} was never registered",
+                                     trace_->names.backings.at(static_cast<std::size_t>(c.slot)))};
+    const FuseBacking &b = m.backing(*fb);
+    for (const CheckProp &p : c.props) {
+      if (p.key == CheckKey::Refs)
+        expect("refs", p.value, b.count.value());
+      if (p.key == CheckKey::Freed && !b.freed)
+        diffs += fmt::format("{}expected freed, but refcount is {}", diffs.empty() ? "" : "; ",
+                             b.count.value());
+    }
+    break;
+  }
+  case CheckKind::File: {
+    const auto &f = last_file_.at(static_cast<std::size_t>(c.slot));
+    if (!f)
+      return CheckResult{CheckResult::Kind::Fail,
+                         fmt::format("{} was never opened",
+                                     trace_->names.handles.at(static_cast<std::size_t>(c.slot)))};
+    const FuseFile &ff = m.file(*f);
+    for (const CheckProp &p : c.props) {
+      if (p.key == CheckKey::Iomode)
+        expect("iomode (0 none, 1 cached, 2 uncached)", p.value, static_cast<int>(ff.iomode));
+      if (p.key == CheckKey::Passthrough)
+        expect("passthrough", p.value, ff.passthrough.has_value());
+      if (p.key == CheckKey::Released)
+        expect("released", p.value, ff.released);
+    }
+    break;
+  }
+  case CheckKind::Conn:
+    for (const CheckProp &p : c.props) {
+      if (p.key == CheckKey::Passthrough)
+        expect("passthrough", p.value, m.fc.passthrough);
+      if (p.key == CheckKey::Connected)
+        expect("connected", p.value, m.fc.connected);
+      if (p.key == CheckKey::NoOpen)
+        expect("no_open", p.value, m.fc.no_open);
+    }
+    break;
+  case CheckKind::Last:
+    for (const CheckProp &p : c.props)
+      if (p.key == CheckKey::Internal && p.value != last_internal_)
+        diffs += fmt::format("internal: expected {}, got {}", errno_name(static_cast<int>(p.value)),
+                             errno_name(last_internal_));
+    break;
+  case CheckKind::Drained:
+    for (const Violation &v : InvariantChecker::check_drained(m, names_, DrainScope::References))
+      diffs += (diffs.empty() ? "" : "; ") + v.message;
+    break;
+  }
+  if (diffs.empty())
+    return CheckResult{};
+  return CheckResult{CheckResult::Kind::Fail, diffs};
+}
+
+std::vector<Violation> SimExecutor::after_step() {
+  std::vector<Violation> v = std::move(step_violations_);
+  step_violations_.clear();
+  auto more = checker_.check(*m_, names_);
+  v.insert(v.end(), more.begin(), more.end());
+  return v;
+}
+
+std::vector<Violation> SimExecutor::drain() {
+  return InvariantChecker::check_drained(*m_, names_, DrainScope::Everything);
+}
+
+} // namespace fpsim::sim

@@ -1,0 +1,59 @@
+// The simulator's executor: statements become model transitions; the invariant checker runs
+// after every step.
+#pragma once
+
+#include "model/fuse.h"
+#include "sim/checker.h"
+#include "sim/executor.h"
+
+#include <map>
+#include <optional>
+#include <utility>
+
+namespace fpsim::sim {
+
+class SimExecutor final : public Executor {
+public:
+  // faults: deliberate model defects, for tests that prove the checker catches them.
+  explicit SimExecutor(model::Faults faults = {}) : faults_(faults) {}
+
+  void begin(const Trace &t, KernelProfile p) override;
+  Outcome step(const Statement &s, const Bindings &b) override;
+  CheckResult check(const Statement &s, const Bindings &b) override;
+  std::vector<Violation> after_step() override;
+  std::vector<Violation> drain() override;
+  void end() override {}
+
+  const model::Model &model() const { return *m_; }
+
+private:
+  struct Pending {
+    model::TaskId task{};
+    Op op = Op::Open;
+    int handle = -1;
+  };
+
+  Outcome open_like(const Statement &s, const Bindings &b);
+  Outcome await(const Statement &s);
+  std::optional<model::OpenReply> to_reply(const ReplySpec &r, const Bindings &b,
+                                           std::string *why) const;
+  void name_new_objects(const std::string &file_name);
+  std::optional<model::InodeId> find_inode(int mount_slot) const;
+
+  model::Faults faults_;
+  const Trace *trace_ = nullptr;
+  std::optional<model::Model> m_;
+  InvariantChecker checker_;
+  ObjectNames names_;
+  std::vector<std::optional<model::FileId>> fds_;      // per handle: the open fd's file
+  std::vector<std::optional<model::FileId>> last_file_; // per handle: for `check file`
+  std::vector<std::optional<model::VmaId>> vmas_;
+  std::vector<std::optional<model::WriteId>> writes_;
+  std::vector<std::optional<model::FbId>> fbs_;
+  std::vector<bool> exists_;
+  std::map<std::pair<NameKind, int>, Pending> pending_;
+  int last_internal_ = 0;
+  std::vector<Violation> step_violations_;
+};
+
+} // namespace fpsim::sim

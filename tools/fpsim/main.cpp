@@ -1,0 +1,198 @@
+// fpsim: replay traces through the simulator.
+//
+// Exit codes: 0 every trace passed; 1 a mismatch, failed check, invariant violation or leak;
+// 2 usage, unreadable file or parse error (nothing is replayed then).
+#include "sim/parser.h"
+#include "sim/printer.h"
+#include "sim/replay.h"
+#include "sim/sim_executor.h"
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fmt/format.h>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+using namespace fpsim;
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+// Files as given; directories recursively, *.trace only, sorted so runs are reproducible.
+bool collect(const std::vector<std::string> &paths, std::vector<std::string> *out) {
+  for (const auto &p : paths) {
+    std::error_code ec;
+    const auto st = fs::status(p, ec);
+    if (ec || !fs::exists(st)) {
+      fmt::print(stderr, "{}: cannot open: No such file or directory\n", p);
+      return false;
+    }
+    if (fs::is_directory(st)) {
+      std::vector<std::string> found;
+      for (auto it = fs::recursive_directory_iterator(p, ec); !ec && it != fs::end(it);
+           it.increment(ec))
+        if (it->is_regular_file() && it->path().extension() == ".trace")
+          found.push_back(it->path().string());
+      if (ec) {
+        fmt::print(stderr, "{}: cannot read directory: {}\n", p, ec.message());
+        return false;
+      }
+      std::sort(found.begin(), found.end());
+      out->insert(out->end(), found.begin(), found.end());
+    } else {
+      out->push_back(p);
+    }
+  }
+  return true;
+}
+
+// Writes next to the target and renames, so an interrupted run never leaves half a trace.
+bool write_atomically(const std::string &path, const std::string &text) {
+  const std::string tmp = path + ".fpsim-annotate.tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.close();
+    if (!out) {
+      std::remove(tmp.c_str());
+      return false;
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return false;
+  }
+  return true;
+}
+
+nlohmann::json to_json(const sim::ReplayResult &r) {
+  nlohmann::json j;
+  j["path"] = r.path;
+  j["kernel"] = std::string(model::profile_name(r.profile));
+  j["passed"] = r.passed();
+  j["steps"] = r.steps;
+  j["checks"] = r.checks;
+  j["failures"] = nlohmann::json::array();
+  for (const auto &f : r.failures)
+    j["failures"].push_back({{"kind", std::string(sim::failure_kind_name(f.kind))},
+                             {"line", f.line},
+                             {"statement", f.statement},
+                             {"expected", f.expected},
+                             {"actual", f.actual},
+                             {"message", f.message}});
+  return j;
+}
+
+void print_failure(const sim::ReplayResult &r, const sim::ReplayFailure &f) {
+  const std::string where = f.line ? fmt::format("{}:{}", r.path, f.line) : r.path;
+  switch (f.kind) {
+  case sim::ReplayFailure::Kind::Mismatch:
+    fmt::print("  {}: {}: expected {}, got {}{}\n", where, f.statement,
+               f.expected.empty() ? "success" : f.expected, f.actual,
+               f.message.empty() ? "" : " (" + f.message + ")");
+    break;
+  case sim::ReplayFailure::Kind::Invalid:
+  case sim::ReplayFailure::Kind::CheckFailed:
+  case sim::ReplayFailure::Kind::Violation:
+  case sim::ReplayFailure::Kind::Leak:
+    fmt::print("  {}: {}: {}: {}\n", where, f.statement, sim::failure_kind_name(f.kind),
+               f.message);
+    break;
+  }
+}
+
+int cmd_replay(const std::vector<std::string> &paths, const std::string &kernel, bool annotate,
+               bool json) {
+  std::optional<model::KernelProfile> forced;
+  if (!kernel.empty()) {
+    forced = model::parse_profile(kernel);
+    if (!forced) {
+      fmt::print(stderr, "fpsim replay: unknown kernel profile '{}' (expected v15, 6.9 or 6.18)\n",
+                 kernel);
+      return kExitUsage;
+    }
+  }
+  std::vector<std::string> files;
+  if (!collect(paths, &files))
+    return kExitUsage;
+  if (files.empty()) {
+    fmt::print(stderr, "fpsim replay: no *.trace files found\n");
+    return kExitUsage;
+  }
+  // Parse everything first: a malformed trace stops the run before anything is replayed.
+  std::vector<sim::Trace> traces;
+  for (const auto &f : files) {
+    sim::ParseResult p = sim::load_trace(f);
+    if (auto *e = std::get_if<sim::ParseError>(&p)) {
+      fmt::print(stderr, "{}\n", e->str());
+      return kExitUsage;
+    }
+    traces.push_back(std::move(std::get<sim::Trace>(p)));
+  }
+  std::size_t passed = 0;
+  nlohmann::json jtraces = nlohmann::json::array();
+  for (const auto &t : traces) {
+    sim::SimExecutor ex;
+    const model::KernelProfile profile = forced.value_or(t.profile);
+    const sim::ReplayResult r = sim::replay(t, ex, profile);
+    passed += r.passed();
+    if (json) {
+      jtraces.push_back(to_json(r));
+    } else {
+      fmt::print("{} {} [{}] {} steps, {} checks\n", r.passed() ? "PASS" : "FAIL", t.path,
+                 model::profile_name(profile), r.steps, r.checks);
+      for (const auto &f : r.failures)
+        print_failure(r, f);
+    }
+    if (annotate && !write_atomically(t.path, sim::annotate(t, r))) {
+      fmt::print(stderr, "{}: cannot write annotated trace\n", t.path);
+      return kExitUsage;
+    }
+  }
+  const std::size_t failed = traces.size() - passed;
+  if (json) {
+    nlohmann::json j;
+    j["traces"] = jtraces;
+    j["passed"] = passed;
+    j["failed"] = failed;
+    fmt::print("{}\n", j.dump(2));
+  } else {
+    fmt::print("fpsim replay: {} passed, {} failed\n", passed, failed);
+  }
+  return failed ? kExitFailed : kExitOk;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  CLI::App app{"fpsim: a simulator of the Linux FUSE passthrough state machine"};
+  app.require_subcommand(1);
+  std::vector<std::string> paths;
+  std::string kernel;
+  bool annotate = false;
+  bool json = false;
+  CLI::App *replay = app.add_subcommand("replay", "replay traces through the simulator");
+  replay->add_option("PATH", paths, "trace files or directories (recursively *.trace)")
+      ->required();
+  replay->add_option("--kernel", kernel,
+                     "replay every trace under this profile (v15, 6.9, 6.18), overriding its "
+                     "kernel header");
+  replay->add_flag("--annotate", annotate, "write each trace back with its outcomes filled in");
+  replay->add_flag("--json", json, "print results as JSON");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp &e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError &e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+  return cmd_replay(paths, kernel, annotate, json);
+}
