@@ -241,6 +241,9 @@ private:
         execute(s, true);
       }
     }
+    // Ids die with the connection once the device is closed.
+    if (!live_.dev_open)
+      live_.ids.clear();
     for (std::int32_t id : std::set<std::int32_t>(live_.ids)) {
       Statement s = synth(Op::BackingClose);
       s.literal_id = static_cast<std::uint32_t>(id);
