@@ -548,7 +548,17 @@ void vma_close(Model &m, VmaId id) {
   }
 }
 
-void fuse_close_fd(Model &m, FileId f) { fuse_file_fput(m, f, "close"); }
+SysResult fuse_close_fd(Model &m, FileId f) {
+  SysResult r;
+  const FuseFile &ff = m.file(f);
+  // Observed on 6.18: after an abort, close(2) of a regular file returns ENOTCONN from the
+  // failed FLUSH; FOPEN_NOFLUSH skips the request. Directories have no flush.
+  const bool skips_flush = (ff.open_flags & fopen::NOFLUSH) && !m.fc.writeback_cache;
+  if (!ff.is_dir && !skips_flush && !m.fc.connected)
+    r.err = ENOTCONN;
+  fuse_file_fput(m, f, "close");
+  return r;
+}
 
 std::vector<TaskId> fuse_run_woken_tasks(Model &m) {
   std::vector<TaskId> completed;

@@ -301,8 +301,9 @@ SysResult fuse_file_mmap(Model &m, FileId f, bool shared);
 // munmap: the VMA drops its pin on vm_file (the FUSE file or the backing_file).
 void vma_close(Model &m, VmaId v);
 
-// fput from close(2): the last reference runs fuse_release.
-void fuse_close_fd(Model &m, FileId f);
+// close(2): fuse_flush sends FLUSH (unless FOPEN_NOFLUSH), which fails with ENOTCONN on a dead
+// connection; the fd is gone either way, and the fput's last reference runs fuse_release.
+SysResult fuse_close_fd(Model &m, FileId f);
 
 // fuse_abort_conn: disconnects; in-flight requests end with ECONNABORTED.
 void fuse_abort_conn(Model &m);

@@ -381,7 +381,7 @@ Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
       out = Outcome::errno_(EBADF);
       break;
     }
-    fuse_close_fd(m, *fds_[h]);
+    out = from_errno_or(fuse_close_fd(m, *fds_[h]), Outcome::ok());
     fds_[h].reset();
     break;
   case Op::Await:

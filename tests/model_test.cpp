@@ -544,6 +544,18 @@ TEST_F(ModelTest, AbortKeepsPassthroughFdsWorking) {
   EXPECT_EQ(fuse_dev_ioctl_backing_open(m, {}).value, 2) << "ioctls ignore fc->connected";
 }
 
+TEST_F(ModelTest, CloseAfterAbortReportsTheFailedFlush) {
+  mount();
+  const std::int32_t id = register_backing();
+  const SysResult p = open(0, pt(id));
+  const SysResult n = open(0, pt(id, fopen::NOFLUSH));
+  fuse_abort_conn(m);
+  EXPECT_EQ(fuse_close_fd(m, *p.file).err, ENOTCONN);
+  EXPECT_TRUE(m.file(*p.file).released) << "the fd is closed even though FLUSH failed";
+  EXPECT_EQ(fuse_close_fd(m, *n.file).err, 0) << "FOPEN_NOFLUSH sends no FLUSH";
+  EXPECT_EQ(inode(0).iocachectr, 0);
+}
+
 TEST_F(ModelTest, AbortEndsHeldWrites) {
   mount();
   const SysResult d = open(0, flags(fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES));
