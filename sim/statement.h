@@ -42,15 +42,10 @@ enum class NameKind : std::uint8_t { Backing, Handle, Mapping, Write };
 
 std::string_view name_kind_noun(NameKind k);
 
-// Symbolic reply flags; the profile maps them to wire bits.
+// Symbolic reply flags: the profile-independent FOPEN bits as they are on the wire, plus a
+// passthrough bit of our own that wire_open_flags maps to the profile's FOPEN_PASSTHROUGH.
 namespace reply_flag {
-inline constexpr std::uint32_t DIRECT_IO = 1u << 0;
-inline constexpr std::uint32_t KEEP_CACHE = 1u << 1;
-inline constexpr std::uint32_t NONSEEKABLE = 1u << 2;
-inline constexpr std::uint32_t CACHE_DIR = 1u << 3;
-inline constexpr std::uint32_t STREAM = 1u << 4;
-inline constexpr std::uint32_t NOFLUSH = 1u << 5;
-inline constexpr std::uint32_t PARALLEL_DIRECT_WRITES = 1u << 6;
+using namespace model::fopen;
 inline constexpr std::uint32_t PASSTHROUGH = 1u << 7;
 } // namespace reply_flag
 
