@@ -2,6 +2,7 @@
 //
 // Exit codes: 0 every trace passed; 1 a mismatch, failed check, invariant violation or leak;
 // 2 usage, unreadable file or parse error (nothing is replayed then).
+#include "tools/fpsim/bench.h"
 #include "sim/parser.h"
 #include "sim/printer.h"
 #include "sim/replay.h"
@@ -186,6 +187,11 @@ int main(int argc, char **argv) {
                      "kernel header");
   replay->add_flag("--annotate", annotate, "write each trace back with its outcomes filled in");
   replay->add_flag("--json", json, "print results as JSON");
+  std::string corpus = "traces";
+  std::vector<std::string> bench_args;
+  CLI::App *bench = app.add_subcommand("bench", "Google Benchmark: replay, model and parser throughput");
+  bench->add_option("--corpus", corpus, "directory of traces to replay (default: traces)");
+  bench->add_option("BENCHMARK_FLAGS", bench_args, "flags for Google Benchmark, after --");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp &e) {
@@ -193,6 +199,13 @@ int main(int argc, char **argv) {
   } catch (const CLI::ParseError &e) {
     app.exit(e);
     return kExitUsage;
+  }
+  if (bench->parsed()) {
+    std::vector<char *> bargv{argv[0]};
+    for (auto &a : bench_args)
+      bargv.push_back(a.data());
+    int bargc = static_cast<int>(bargv.size());
+    return tools::run_bench(corpus, bargc, bargv.data());
   }
   return cmd_replay(paths, kernel, annotate, json);
 }
