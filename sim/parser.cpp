@@ -684,21 +684,44 @@ std::vector<Token> tokenize(std::string_view line, std::optional<std::size_t> *c
   return toks;
 }
 
+// Strict UTF-8: no overlong forms, no UTF-16 surrogates, nothing above U+10FFFF.
 bool valid_utf8(std::string_view s, std::size_t *bad) {
   std::size_t i = 0;
   while (i < s.size()) {
     const auto c = static_cast<unsigned char>(s[i]);
-    int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (len == 0 || i + static_cast<std::size_t>(len) > s.size()) {
+    std::size_t len = 0;
+    std::uint32_t cp = 0;
+    std::uint32_t min = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c >> 5) == 0x6) {
+      len = 2, cp = c & 0x1F, min = 0x80;
+    } else if ((c >> 4) == 0xE) {
+      len = 3, cp = c & 0x0F, min = 0x800;
+    } else if ((c >> 3) == 0x1E) {
+      len = 4, cp = c & 0x07, min = 0x10000;
+    } else {
       *bad = i;
       return false;
     }
-    for (int k = 1; k < len; ++k)
-      if ((static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]) & 0xC0) != 0x80) {
+    if (i + len > s.size()) {
+      *bad = i;
+      return false;
+    }
+    for (std::size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) {
         *bad = i;
         return false;
       }
-    i += static_cast<std::size_t>(len);
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+      *bad = i;
+      return false;
+    }
+    i += len;
   }
   return true;
 }
@@ -712,6 +735,7 @@ ParseResult parse_trace(std::string_view text, const std::string &path) {
   std::map<std::string, int> decl_line;
   enum class Stage { Magic, Headers, Body } stage = Stage::Magic;
   bool init_seen = false;
+  bool title_given = false;
   int line_no = 0;
   std::size_t start = 0;
   while (start <= text.size()) {
@@ -766,8 +790,9 @@ ParseResult parse_trace(std::string_view text, const std::string &path) {
         if (toks.size() != 2 || toks[1].text.size() < 2 || toks[1].text.front() != '"' ||
             toks[1].text.back() != '"')
           return err(toks[0].col, "expected 'title \"...\"' (one quoted string, no '\"' inside)");
-        if (!t.title.empty())
+        if (title_given)
           return err(toks[0].col, "a second 'title' header");
+        title_given = true;
         t.title = std::string(toks[1].text.substr(1, toks[1].text.size() - 2));
       }
       continue;
@@ -785,7 +810,7 @@ ParseResult parse_trace(std::string_view text, const std::string &path) {
         }
       if (end == line.size() && comment)
         end = *comment;
-      while (end > 0 && (line[end - 1] == ' ' || line[end - 1] == '\t'))
+      while (end > 0 && (line[end - 1] == ' ' || line[end - 1] == '\t' || line[end - 1] == '\r'))
         --end;
       s.text_end = end;
       if (s.op == Op::Create)

@@ -14,9 +14,13 @@ std::string errno_name(int e) {
 }
 
 std::optional<int> parse_errno(std::string_view name) {
-  // EWOULDBLOCK/EDEADLOCK alias EAGAIN/EDEADLK; strerrorname_np names the canonical one.
+  // Aliases glibc defines to the same value; strerrorname_np names only the canonical one.
   if (name == "EWOULDBLOCK")
     return EAGAIN;
+  if (name == "EDEADLOCK")
+    return EDEADLK;
+  if (name == "ENOTSUP")
+    return EOPNOTSUPP;
   for (int e = 1; e < 256; ++e)
     if (const char *n = strerrorname_np(e); n && name == n)
       return e;

@@ -288,11 +288,17 @@ std::string annotate(const Trace &t, const ReplayResult &r) {
     if (!o || o->kind == Outcome::Kind::Invalid)
       continue;
     std::string &line = lines.at(static_cast<std::size_t>(s.line - 1));
+    // A CRLF file stays CRLF: the positions below all lie before the '\r'.
+    const bool crlf = !line.empty() && line.back() == '\r';
+    if (crlf)
+      line.pop_back();
     std::string out = line.substr(0, s.text_end);
     out += std::string(out.size() < 43 ? 43 - out.size() : 1, ' ');
     out += "=> " + format_outcome(*o);
     if (s.comment_pos)
       out += "  " + line.substr(*s.comment_pos);
+    if (crlf)
+      out += '\r';
     line = out;
   }
   std::string text;
