@@ -34,8 +34,10 @@ public:
   // Every invariant of §3.2 that holds between steps, plus each WARN the model raised since the
   // last call.
   std::vector<Violation> check(const model::Model &m, const ObjectNames &n);
-  // Invariant 12: a refused open sent exactly one synchronous RELEASE, any other open none.
-  static std::vector<Violation> check_open_release(const model::SysResult &r,
+  // Invariant 12: a refused open sent exactly one synchronous RELEASE (none when the server
+  // does not implement OPEN: the release ends locally), any other open none.
+  static std::vector<Violation> check_open_release(const model::Model &m,
+                                                   const model::SysResult &r,
                                                    std::uint64_t sync_releases_delta);
   // Invariant 11 after teardown: names every object that did not drain and who holds it.
   static std::vector<Violation> check_drained(const model::Model &m, const ObjectNames &n,

@@ -177,7 +177,7 @@ Outcome SimExecutor::open_like(const Statement &s, const Bindings &b) {
   name_new_objects(hname);
   last_internal_ = r.internal_err;
   if (!r.blocked && s.op != Op::Opendir) {
-    auto v = InvariantChecker::check_open_release(r, m.sync_releases_sent - sync_before);
+    auto v = InvariantChecker::check_open_release(m, r, m.sync_releases_sent - sync_before);
     step_violations_.insert(step_violations_.end(), v.begin(), v.end());
   }
   if (r.blocked) {

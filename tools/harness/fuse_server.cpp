@@ -1,0 +1,732 @@
+#include "fuse_server.h"
+
+#include "fuse_proto.h"
+#include "namespace.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace fpsim::harness {
+namespace {
+
+namespace p = proto;
+
+constexpr std::uint32_t kMaxWrite = 1u << 20;
+// One request is at most max_write of data plus headers; the kernel wants room for a full one.
+constexpr std::size_t kReadBufferSize = kMaxWrite + 4096;
+static_assert(kReadBufferSize >= p::kMinReadBuffer);
+
+// Wakes the server thread out of a blocking read(/dev/fuse): that read is interruptible, and a handler
+// installed without SA_RESTART turns the signal into EINTR. A real-time signal is used so that it cannot
+// collide with the signals a test program is likely to use itself.
+int wake_signal() { return SIGRTMIN + 3; }
+
+void install_wake_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa {};
+    sa.sa_handler = [](int) {};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; // no SA_RESTART: the interrupted read must return EINTR
+    // sigaction only fails for an invalid signal number, which wake_signal() is not.
+    sigaction(wake_signal(), &sa, nullptr);
+  });
+}
+
+template <class T>
+bool read_struct(const char *in, std::size_t insize, T &out) {
+  if (insize < sizeof(T))
+    return false;
+  std::memcpy(&out, in, sizeof(T)); // the request buffer gives no alignment guarantee per struct
+  return true;
+}
+
+template <class T>
+std::string bytes_of(const T &value) {
+  return std::string(reinterpret_cast<const char *>(&value), sizeof(T));
+}
+
+// A NUL-terminated name at `in`, bounded by the request.
+std::optional<std::string> read_name(const char *in, std::size_t insize) {
+  const void *nul = std::memchr(in, '\0', insize);
+  if (nul == nullptr)
+    return std::nullopt;
+  return std::string(in, static_cast<const char *>(nul));
+}
+
+std::string errno_text(const std::string &what, int e) { return what + ": " + std::strerror(e); }
+
+} // namespace
+
+std::unique_ptr<FuseServer> FuseServer::open(std::string fusectl_fallback_dir, std::string &err) {
+  int fd = ::open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    err = errno_text("open /dev/fuse", errno);
+    return nullptr;
+  }
+  return std::unique_ptr<FuseServer>(new FuseServer(fd, std::move(fusectl_fallback_dir)));
+}
+
+FuseServer::FuseServer(int devfd, std::string fusectl_fallback_dir)
+    : devfd_(devfd), fusectl_fallback_dir_(std::move(fusectl_fallback_dir)) {}
+
+FuseServer::~FuseServer() {
+  if (mounted_ && umount(false) != 0)
+    umount(true); // busy: files are still open; the lazy detach always succeeds
+  if (thread_.joinable()) {
+    // After an unmount the thread sees ENODEV once the last file is closed. If files stay open
+    // (stuck calls, leaked fds) only an abort ends the connection's traffic.
+    if (!wait_stopped(std::chrono::milliseconds(500)) && dev_ != 0) {
+      std::string err;
+      abort(err);
+      wait_stopped(std::chrono::milliseconds(1000));
+    }
+    stop_thread();
+  }
+  if (devfd_ >= 0)
+    close(devfd_);
+  if (dev_ != 0)
+    unregister_fuse_connection(dev_);
+}
+
+// ---- files ------------------------------------------------------------------------------------------
+
+void FuseServer::add_file(const std::string &name, std::string content) {
+  std::lock_guard lock(mutex_);
+  for (auto &[id, file] : files_) {
+    if (file.name == name) {
+      file.content = std::move(content);
+      return;
+    }
+  }
+  files_[next_nodeid_++] = File{name, std::move(content)};
+}
+
+void FuseServer::keep_size_on_truncate(bool keep) {
+  std::lock_guard lock(mutex_);
+  keep_size_ = keep;
+}
+
+std::optional<std::string> FuseServer::file_content(const std::string &name) const {
+  std::lock_guard lock(mutex_);
+  for (const auto &[id, file] : files_)
+    if (file.name == name)
+      return file.content;
+  return std::nullopt;
+}
+
+std::optional<std::uint64_t> FuseServer::nodeid_of(const std::string &name) const {
+  std::lock_guard lock(mutex_);
+  for (const auto &[id, file] : files_)
+    if (file.name == name)
+      return id;
+  return std::nullopt;
+}
+
+FuseServer::File *FuseServer::file_by_nodeid(std::uint64_t nodeid) {
+  auto it = files_.find(nodeid);
+  return it == files_.end() ? nullptr : &it->second;
+}
+
+// ---- mount ------------------------------------------------------------------------------------------
+
+int FuseServer::mount(const std::string &mnt, const InitConfig &config, std::string &err) {
+  if (devfd_ < 0) {
+    err = "mount: /dev/fuse is already closed";
+    return -EBADF;
+  }
+  if (thread_.joinable()) {
+    err = "mount: this server has already been mounted";
+    return -EBUSY;
+  }
+  // Armed only now, not at open(): an armed but unmounted fd makes ioctls wait for the mount instead of
+  // failing, and a backing_open before `init` must fail with EPERM like on an async-INIT server.
+  if (ioctl(devfd_, p::kDevIocSyncInit) != 0) {
+    int e = errno;
+    err = errno_text("ioctl(FUSE_DEV_IOC_SYNC_INIT) (needs Linux 6.18+)", e);
+    return -e;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    init_config_ = config;
+  }
+  install_wake_handler();
+  stopping_ = false;
+  thread_done_ = false;
+  // With SYNC_INIT, mount(2) blocks until INIT is answered, so the reader must already be running.
+  thread_ = std::thread([this] { serve(); });
+
+  std::string opts = "fd=" + std::to_string(devfd_) +
+                     ",rootmode=40000,user_id=0,group_id=0,allow_other";
+  if (::mount("fpsim", mnt.c_str(), "fuse.fpsim", MS_NOSUID | MS_NODEV, opts.c_str()) != 0) {
+    int e = errno;
+    err = errno_text("mount fuse.fpsim on " + mnt, e);
+    stop_thread();
+    // The failed mount leaves the fd armed for SYNC_INIT, and on an armed fd every ioctl waits for a
+    // mount that will never come (observed on 6.18). A fresh fd restores the plain unmounted state;
+    // nothing is lost, as an unmounted fd cannot hold backing ids.
+    close(devfd_);
+    devfd_ = ::open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (devfd_ < 0)
+      err += "; " + errno_text("reopening /dev/fuse", errno);
+    return -e;
+  }
+  mnt_ = mnt;
+  mounted_ = true;
+  // st_dev names the connection in fusectl; take it now, a later abort may come after an unmount.
+  struct stat st {};
+  if (stat(mnt.c_str(), &st) != 0) {
+    int e = errno;
+    err = errno_text("stat " + mnt + " after mount", e);
+    return -e;
+  }
+  dev_ = st.st_dev;
+  register_fuse_connection(dev_);
+  return 0;
+}
+
+std::optional<KernelInit> FuseServer::kernel_init() const {
+  std::lock_guard lock(mutex_);
+  return kernel_init_;
+}
+
+// ---- ioctls -----------------------------------------------------------------------------------------
+
+int FuseServer::backing_open(int fd, std::uint32_t flags, std::uint64_t padding) {
+  p::fuse_backing_map map{fd, flags, padding};
+  int id = ioctl(devfd_, p::kDevIocBackingOpen, &map);
+  return id < 0 ? -errno : id;
+}
+
+int FuseServer::backing_close(std::uint32_t id) {
+  return ioctl(devfd_, p::kDevIocBackingClose, &id) < 0 ? -errno : 0;
+}
+
+// ---- scripting and observation -----------------------------------------------------------------------
+
+void FuseServer::script_open(const std::string &name, const OpenReply &reply) {
+  std::lock_guard lock(mutex_);
+  scripted_[{p::OPEN, name}] = reply;
+}
+
+void FuseServer::script_create(const std::string &name, const OpenReply &reply) {
+  std::lock_guard lock(mutex_);
+  scripted_[{p::CREATE, name}] = reply;
+}
+
+void FuseServer::script_opendir(const OpenReply &reply) {
+  std::lock_guard lock(mutex_);
+  scripted_[{p::OPENDIR, ""}] = reply;
+}
+
+std::optional<OpenEvent> FuseServer::last_open() const {
+  std::lock_guard lock(mutex_);
+  for (auto it = opens_.rbegin(); it != opens_.rend(); ++it)
+    if (it->opcode == p::OPEN || it->opcode == p::CREATE)
+      return *it;
+  return std::nullopt;
+}
+
+std::vector<OpenEvent> FuseServer::open_events() const {
+  std::lock_guard lock(mutex_);
+  return opens_;
+}
+
+bool FuseServer::released(std::uint64_t fh) const {
+  std::lock_guard lock(mutex_);
+  return released_.count(fh) != 0;
+}
+
+bool FuseServer::last_open_released() const {
+  std::optional<OpenEvent> event = last_open();
+  return event && event->fh && released(*event->fh);
+}
+
+std::uint64_t FuseServer::count(std::uint32_t opcode) const {
+  std::lock_guard lock(mutex_);
+  auto it = counts_.find(opcode);
+  return it == counts_.end() ? 0 : it->second;
+}
+
+std::vector<std::string> FuseServer::problems() const {
+  std::lock_guard lock(mutex_);
+  return problems_;
+}
+
+void FuseServer::note_problem(std::string what) {
+  std::lock_guard lock(mutex_);
+  problems_.push_back(std::move(what));
+}
+
+// ---- held writes ------------------------------------------------------------------------------------
+
+void FuseServer::hold_next_write(const std::string &name) {
+  std::optional<std::uint64_t> nodeid = nodeid_of(name);
+  std::lock_guard lock(mutex_);
+  if (nodeid)
+    hold_armed_.insert(*nodeid);
+  else
+    problems_.push_back("hold_next_write: no file named " + name);
+}
+
+std::optional<HeldWrite> FuseServer::wait_held_write(const std::string &name,
+                                                     std::chrono::milliseconds timeout) {
+  return wait_held_write(name, timeout, {});
+}
+
+void FuseServer::cancel_hold(const std::string &name) {
+  std::optional<std::uint64_t> nodeid = nodeid_of(name);
+  std::lock_guard lock(mutex_);
+  if (nodeid)
+    hold_armed_.erase(*nodeid);
+}
+
+std::optional<HeldWrite> FuseServer::wait_held_write(const std::string &name,
+                                                     std::chrono::milliseconds timeout,
+                                                     const std::set<std::uint64_t> &exclude) {
+  std::unique_lock lock(mutex_);
+  std::optional<HeldWrite> found;
+  changed_.wait_for(lock, timeout, [&] {
+    for (const auto &[unique, parked] : parked_) {
+      if (parked.info.name == name && exclude.count(unique) == 0) {
+        found = parked.info;
+        return true;
+      }
+    }
+    return false;
+  });
+  return found;
+}
+
+int FuseServer::finish_held_write(std::uint64_t unique, int error) {
+  std::unique_lock lock(mutex_);
+  auto it = parked_.find(unique);
+  if (it == parked_.end())
+    return -ENOENT;
+  Parked parked = std::move(it->second);
+  parked_.erase(it);
+  Answer answer;
+  if (error != 0) {
+    answer.error = error;
+  } else {
+    for (auto &[id, file] : files_) {
+      if (file.name == parked.info.name) {
+        std::size_t end = parked.info.offset + parked.data.size();
+        if (file.content.size() < end)
+          file.content.resize(end);
+        file.content.replace(parked.info.offset, parked.data.size(), parked.data);
+      }
+    }
+    p::fuse_write_out out{static_cast<std::uint32_t>(parked.data.size()), 0};
+    answer.payload = bytes_of(out);
+  }
+  lock.unlock();
+  return reply(unique, answer.error, answer.payload.data(), answer.payload.size());
+}
+
+// ---- teardown ---------------------------------------------------------------------------------------
+
+int FuseServer::abort(std::string &err) {
+  if (dev_ == 0) {
+    err = "abort: the server was never mounted";
+    return -ENOTCONN;
+  }
+  return abort_fuse_connection(dev_, fusectl_fallback_dir_, err);
+}
+
+int FuseServer::umount(bool detach) {
+  if (mnt_.empty())
+    return -EINVAL;
+  if (umount2(mnt_.c_str(), detach ? MNT_DETACH : 0) != 0)
+    return -errno;
+  mounted_ = false;
+  return 0;
+}
+
+int FuseServer::dev_close() {
+  if (devfd_ < 0)
+    return -EBADF;
+  // The thread's read holds a reference to the device file; closing the fd under it would neither end
+  // the read nor release the connection, so the thread has to be gone first.
+  stop_thread();
+  {
+    std::lock_guard lock(mutex_);
+    parked_.clear(); // their requests die with the connection
+  }
+  int rc = close(devfd_);
+  int e = errno;
+  devfd_ = -1;
+  // Closing the only /dev/fuse fd ends the connection: there is nothing left to abort on a timeout.
+  if (dev_ != 0)
+    unregister_fuse_connection(dev_);
+  return rc == 0 ? 0 : -e;
+}
+
+bool FuseServer::wait_stopped(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] { return thread_done_.load(); });
+}
+
+void FuseServer::stop_thread() {
+  if (!thread_.joinable())
+    return;
+  stopping_ = true;
+  // Repeated because a signal landing just before the thread enters read(2) is lost.
+  while (!wait_stopped(std::chrono::milliseconds(10)))
+    pthread_kill(thread_.native_handle(), wake_signal());
+  thread_.join();
+}
+
+// ---- the server thread ------------------------------------------------------------------------------
+
+void FuseServer::serve() {
+  try {
+    std::vector<char> buf(kReadBufferSize);
+    while (!stopping_) {
+      ssize_t n = read(devfd_, buf.data(), buf.size());
+      if (n < 0) {
+        int e = errno;
+        if (e == EINTR)
+          continue; // stop_thread's wake-up (the loop condition decides) or a stray signal
+        // ENODEV: unmounted and the last file closed; ECONNABORTED: aborted. Both end the connection.
+        if (e != ENODEV && e != ECONNABORTED)
+          note_problem(errno_text("read /dev/fuse", e));
+        break;
+      }
+      handle(buf.data(), static_cast<std::size_t>(n));
+    }
+  } catch (const std::exception &e) {
+    note_problem(std::string("server thread: ") + e.what());
+  } catch (...) {
+    note_problem("server thread: unknown exception");
+  }
+  std::lock_guard lock(mutex_);
+  thread_done_ = true;
+  changed_.notify_all();
+}
+
+int FuseServer::reply(std::uint64_t unique, int error, const void *payload, std::size_t size) {
+  p::fuse_out_header out{};
+  out.len = static_cast<std::uint32_t>(sizeof(out) + (error == 0 ? size : 0));
+  out.error = -error;
+  out.unique = unique;
+  iovec iov[2] = {{&out, sizeof(out)}, {const_cast<void *>(payload), size}};
+  int iovcnt = (error == 0 && size > 0) ? 2 : 1;
+  ssize_t n = writev(devfd_, iov, iovcnt);
+  if (n < 0) {
+    int e = errno;
+    // ENOENT: the kernel no longer waits for this request (interrupted or aborted); not our fault.
+    if (e != ENOENT)
+      note_problem(errno_text("reply to request " + std::to_string(unique), e));
+    return -e;
+  }
+  return 0;
+}
+
+void FuseServer::handle(const char *req, std::size_t len) {
+  p::fuse_in_header hdr{};
+  if (!read_struct(req, len, hdr) || hdr.len != len) {
+    note_problem("malformed request of " + std::to_string(len) + " bytes");
+    return;
+  }
+  const char *in = req + sizeof(hdr);
+  std::size_t insize = len - sizeof(hdr);
+
+  Answer answer;
+  {
+    std::lock_guard lock(mutex_);
+    ++counts_[hdr.opcode];
+    current_pid_ = hdr.pid;
+    switch (hdr.opcode) {
+    case p::INIT: answer = on_init(in, insize); break;
+    case p::LOOKUP: answer = hdr.nodeid == p::kRootId ? on_lookup(in, insize) : Answer{ENOENT, {}, true}; break;
+    case p::GETATTR: answer = on_getattr(hdr.nodeid); break;
+    case p::SETATTR: answer = on_setattr(hdr.nodeid, in, insize); break;
+    case p::OPEN:
+    case p::OPENDIR: answer = on_open(hdr.opcode, hdr.nodeid, in, insize); break;
+    case p::CREATE: answer = on_create(in, insize); break;
+    case p::READ: answer = on_read(hdr.nodeid, in, insize); break;
+    case p::WRITE: answer = on_write(hdr.unique, hdr.nodeid, in, insize); break;
+    case p::RELEASE:
+    case p::RELEASEDIR: answer = on_release(in, insize); break;
+    case p::READDIR: answer = on_readdir(in, insize); break;
+    case p::STATFS: answer = on_statfs(); break;
+    case p::FLUSH:
+    case p::FSYNC:
+    case p::DESTROY: break; // nothing to persist: an empty success
+    case p::FORGET:
+    case p::BATCH_FORGET:
+    case p::INTERRUPT: answer.send = false; break; // the protocol has no reply for these
+    default: answer.error = ENOSYS; break;
+    }
+  }
+  if (answer.send)
+    reply(hdr.unique, answer.error, answer.payload.data(), answer.payload.size());
+}
+
+FuseServer::Answer FuseServer::on_init(const char *in, std::size_t insize) {
+  p::fuse_init_in init{};
+  if (!read_struct(in, insize, init))
+    return {EINVAL, {}, true};
+  kernel_init_ = KernelInit{init.major, init.minor, init.flags, init.flags2};
+
+  std::uint64_t flags = p::init_flag::ASYNC_READ | p::init_flag::BIG_WRITES | p::init_flag::MAX_PAGES;
+  if (!init_config_.no_init_ext)
+    flags |= p::init_flag::INIT_EXT;
+  if (init_config_.writeback_cache)
+    flags |= p::init_flag::WRITEBACK_CACHE;
+  if (init_config_.passthrough)
+    flags |= p::init_flag::PASSTHROUGH;
+  if (init_config_.direct_io_allow_mmap)
+    flags |= p::init_flag::DIRECT_IO_ALLOW_MMAP;
+
+  p::fuse_init_out out{};
+  out.major = p::kKernelVersion;
+  out.minor = std::min(init.minor, p::kKernelMinorVersion);
+  out.max_readahead = init.max_readahead;
+  out.flags = static_cast<std::uint32_t>(flags);
+  // Sent even with no_init_ext: the point of that option is that the kernel then ignores flags2.
+  out.flags2 = static_cast<std::uint32_t>(flags >> 32);
+  out.max_background = 16;
+  out.congestion_threshold = 12;
+  out.max_write = kMaxWrite;
+  out.time_gran = 1;
+  out.max_pages = 256;
+  out.max_stack_depth = init_config_.max_stack_depth;
+  // Always the full 64 bytes: a short reply is zero-filled, i.e. max_stack_depth 0, no passthrough.
+  return {0, bytes_of(out), true};
+}
+
+std::string FuseServer::attr_bytes_of(std::uint64_t nodeid) const {
+  p::fuse_attr attr{};
+  attr.ino = nodeid;
+  attr.blksize = 4096;
+  if (nodeid == p::kRootId) {
+    attr.mode = S_IFDIR | 0755;
+    attr.nlink = 2;
+  } else {
+    const File &file = files_.at(nodeid);
+    attr.size = file.content.size();
+    attr.blocks = (attr.size + 511) / 512;
+    attr.mode = S_IFREG | 0666;
+    attr.nlink = 1;
+  }
+  return bytes_of(attr);
+}
+
+FuseServer::Answer FuseServer::on_lookup(const char *in, std::size_t insize) {
+  std::optional<std::string> name = read_name(in, insize);
+  if (!name)
+    return {EINVAL, {}, true};
+  for (const auto &[id, file] : files_) {
+    if (file.name == *name) {
+      p::fuse_entry_out entry{};
+      entry.nodeid = id;
+      // 1 s keeps the dentry (no LOOKUP per open); attr_valid 0 makes every stat ask the server.
+      entry.entry_valid = 1;
+      std::string attr = attr_bytes_of(id);
+      std::memcpy(&entry.attr, attr.data(), sizeof(entry.attr));
+      return {0, bytes_of(entry), true};
+    }
+  }
+  return {ENOENT, {}, true};
+}
+
+FuseServer::Answer FuseServer::on_getattr(std::uint64_t nodeid) {
+  if (nodeid != p::kRootId && file_by_nodeid(nodeid) == nullptr)
+    return {ENOENT, {}, true};
+  p::fuse_attr_out out{};
+  std::string attr = attr_bytes_of(nodeid);
+  std::memcpy(&out.attr, attr.data(), sizeof(out.attr));
+  return {0, bytes_of(out), true};
+}
+
+FuseServer::Answer FuseServer::on_setattr(std::uint64_t nodeid, const char *in, std::size_t insize) {
+  p::fuse_setattr_in set{};
+  if (!read_struct(in, insize, set))
+    return {EINVAL, {}, true};
+  if (nodeid != p::kRootId) {
+    File *file = file_by_nodeid(nodeid);
+    if (file == nullptr)
+      return {ENOENT, {}, true};
+    // The kernel sends SETATTR(size) for O_TRUNC opens and ftruncate on non-passthrough files.
+    if ((set.valid & p::fattr::SIZE) && !keep_size_)
+      file->content.resize(set.size);
+  }
+  return on_getattr(nodeid);
+}
+
+OpenReply FuseServer::take_reply(std::uint32_t opcode, const std::string &name, bool &scripted) {
+  auto it = scripted_.find({opcode, name});
+  if (it == scripted_.end()) {
+    scripted = false;
+    return OpenReply::open(0);
+  }
+  scripted = true;
+  OpenReply reply = it->second;
+  scripted_.erase(it);
+  return reply;
+}
+
+FuseServer::Answer FuseServer::finish_open(OpenEvent event, bool with_entry, std::uint64_t nodeid) {
+  Answer answer;
+  event.pid = current_pid_;
+  switch (event.reply.kind) {
+  case OpenReply::Kind::Error: answer.error = event.reply.error; break;
+  case OpenReply::Kind::Enosys: answer.error = ENOSYS; break;
+  case OpenReply::Kind::Open: {
+    event.fh = next_fh_++;
+    if (with_entry) {
+      p::fuse_entry_out entry{};
+      entry.nodeid = nodeid;
+      entry.entry_valid = 1;
+      std::string attr = attr_bytes_of(nodeid);
+      std::memcpy(&entry.attr, attr.data(), sizeof(entry.attr));
+      answer.payload = bytes_of(entry);
+    }
+    p::fuse_open_out out{*event.fh, event.reply.open_flags, event.reply.backing_id};
+    answer.payload += bytes_of(out);
+    break;
+  }
+  }
+  opens_.push_back(std::move(event));
+  return answer;
+}
+
+FuseServer::Answer FuseServer::on_open(std::uint32_t opcode, std::uint64_t nodeid, const char *in,
+                                       std::size_t insize) {
+  p::fuse_open_in open_in{};
+  if (!read_struct(in, insize, open_in))
+    return {EINVAL, {}, true};
+  std::string name;
+  if (opcode == p::OPEN) {
+    const File *file = file_by_nodeid(nodeid);
+    if (file == nullptr)
+      return {ENOENT, {}, true};
+    name = file->name;
+  } else if (nodeid != p::kRootId) {
+    return {ENOTDIR, {}, true};
+  }
+  OpenEvent event;
+  event.opcode = opcode;
+  event.name = name;
+  event.nodeid = nodeid;
+  event.flags = open_in.flags;
+  event.reply = take_reply(opcode, name, event.scripted);
+  return finish_open(std::move(event), false, nodeid);
+}
+
+FuseServer::Answer FuseServer::on_create(const char *in, std::size_t insize) {
+  p::fuse_create_in create{};
+  if (!read_struct(in, insize, create))
+    return {EINVAL, {}, true};
+  std::optional<std::string> name = read_name(in + sizeof(create), insize - sizeof(create));
+  if (!name)
+    return {EINVAL, {}, true};
+  OpenEvent event;
+  event.opcode = p::CREATE;
+  event.name = *name;
+  event.flags = create.flags;
+  event.reply = take_reply(p::CREATE, *name, event.scripted);
+  if (event.reply.kind == OpenReply::Kind::Open) {
+    for (const auto &[id, file] : files_)
+      if (file.name == *name)
+        return {EEXIST, {}, true};
+    // Unlike a real create the file is not empty: reads of it must still be recognisable as served.
+    event.nodeid = next_nodeid_++;
+    files_[event.nodeid] = File{*name, "FUSE:" + *name + "\n"};
+  }
+  std::uint64_t nodeid = event.nodeid;
+  return finish_open(std::move(event), true, nodeid);
+}
+
+FuseServer::Answer FuseServer::on_read(std::uint64_t nodeid, const char *in, std::size_t insize) {
+  p::fuse_read_in read_in{};
+  if (!read_struct(in, insize, read_in))
+    return {EINVAL, {}, true};
+  const File *file = file_by_nodeid(nodeid);
+  if (file == nullptr)
+    return {ENOENT, {}, true};
+  if (read_in.offset >= file->content.size())
+    return {};
+  return {0, file->content.substr(read_in.offset, read_in.size), true};
+}
+
+FuseServer::Answer FuseServer::on_write(std::uint64_t unique, std::uint64_t nodeid, const char *in,
+                                        std::size_t insize) {
+  p::fuse_write_in write_in{};
+  if (!read_struct(in, insize, write_in) || insize - sizeof(write_in) < write_in.size)
+    return {EINVAL, {}, true};
+  File *file = file_by_nodeid(nodeid);
+  if (file == nullptr)
+    return {ENOENT, {}, true};
+  std::string data(in + sizeof(write_in), write_in.size);
+  if (hold_armed_.erase(nodeid) != 0) {
+    parked_[unique] = Parked{HeldWrite{unique, file->name, write_in.offset, data.size()}, std::move(data)};
+    changed_.notify_all();
+    return {0, {}, false};
+  }
+  std::size_t end = write_in.offset + data.size();
+  if (file->content.size() < end)
+    file->content.resize(end);
+  file->content.replace(write_in.offset, data.size(), data);
+  p::fuse_write_out out{write_in.size, 0};
+  return {0, bytes_of(out), true};
+}
+
+FuseServer::Answer FuseServer::on_release(const char *in, std::size_t insize) {
+  p::fuse_release_in release{};
+  if (!read_struct(in, insize, release))
+    return {EINVAL, {}, true};
+  released_.insert(release.fh);
+  return {};
+}
+
+FuseServer::Answer FuseServer::on_readdir(const char *in, std::size_t insize) {
+  p::fuse_read_in read_in{};
+  if (!read_struct(in, insize, read_in))
+    return {EINVAL, {}, true};
+  // The directory offset is simply the index of the next entry.
+  std::vector<std::pair<std::uint64_t, std::string>> entries{{p::kRootId, "."}, {p::kRootId, ".."}};
+  for (const auto &[id, file] : files_)
+    entries.emplace_back(id, file.name);
+  std::string out;
+  for (std::size_t i = read_in.offset; i < entries.size(); ++i) {
+    const auto &[ino, name] = entries[i];
+    p::fuse_dirent dirent{ino, i + 1, static_cast<std::uint32_t>(name.size()),
+                          ino == p::kRootId ? DT_DIR : DT_REG};
+    std::size_t entry_size = (sizeof(dirent) + name.size() + 7) & ~std::size_t{7};
+    if (out.size() + entry_size > read_in.size)
+      break;
+    std::string entry = bytes_of(dirent) + name;
+    entry.resize(entry_size, '\0');
+    out += entry;
+  }
+  return {0, out, true};
+}
+
+FuseServer::Answer FuseServer::on_statfs() {
+  p::fuse_statfs_out out{};
+  out.st.blocks = 1 << 20;
+  out.st.bfree = 1 << 19;
+  out.st.bavail = 1 << 19;
+  out.st.files = 1 << 16;
+  out.st.ffree = (1 << 16) - files_.size();
+  out.st.bsize = 4096;
+  out.st.namelen = 255;
+  out.st.frsize = 4096;
+  return {0, bytes_of(out), true};
+}
+
+} // namespace fpsim::harness

@@ -1,0 +1,966 @@
+#include "kernel_executor.h"
+
+#include "fuse_proto.h"
+#include "sim/printer.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/ioctl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fmt/format.h>
+#include <fstream>
+#include <thread>
+
+namespace fpsim::harness {
+
+using namespace std::chrono_literals;
+using sim::NameKind;
+using sim::Op;
+using sim::Outcome;
+using sim::Statement;
+
+namespace {
+
+constexpr std::size_t kFileSize = 64 * 1024;
+constexpr std::size_t kMapSize = 4096;
+constexpr std::size_t kReadSize = 1;
+constexpr char kWriteByte = 'F'; // keeps a served file's "FUSE" prefix; foreign to "BACKING"
+
+std::string padded(std::string head) {
+  head.resize(kFileSize, '.');
+  return head;
+}
+
+std::string server_content(const std::string &name) { return padded("FUSE:" + name + "\n"); }
+std::string backing_content(const std::string &name) { return padded("BACKING:" + name + "\n"); }
+
+Outcome blocks() {
+  Outcome o;
+  o.kind = Outcome::Kind::Blocks;
+  return o;
+}
+
+Outcome kind(Outcome::Kind k) {
+  Outcome o;
+  o.kind = k;
+  return o;
+}
+
+int access_flags(sim::AccessMode a) {
+  switch (a) {
+  case sim::AccessMode::ReadOnly:
+    return O_RDONLY;
+  case sim::AccessMode::WriteOnly:
+    return O_WRONLY;
+  case sim::AccessMode::ReadWrite:
+    return O_RDWR;
+  }
+  return O_RDONLY;
+}
+
+// Drops CAP_SYS_ADMIN from the calling thread's effective set (capabilities are per thread; the raw
+// syscall, unlike libcap's process-wide helpers, changes only this one). 0 or -errno.
+int drop_sys_admin_in_this_thread() {
+  __user_cap_header_struct hdr{};
+  hdr.version = _LINUX_CAPABILITY_VERSION_3;
+  hdr.pid = 0;
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+  if (syscall(SYS_capget, &hdr, data) != 0)
+    return -errno;
+  data[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective &= ~CAP_TO_MASK(CAP_SYS_ADMIN);
+  if (syscall(SYS_capset, &hdr, data) != 0)
+    return -errno;
+  return 0;
+}
+
+// Whether every other thread of this process is asleep (or gone): no worker is about to return from
+// its syscall and the server thread is not handling a request. A call still in flight then is
+// blocked in the kernel, not just slow to be scheduled.
+bool state_running(const std::string &stat_path) {
+  std::ifstream stat(stat_path);
+  std::string text;
+  std::getline(stat, text);
+  const std::size_t paren = text.rfind(')');
+  return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'R';
+}
+
+bool others_asleep(const std::vector<pid_t> &helpers) {
+  for (pid_t pid : helpers)
+    if (state_running(fmt::format("/proc/{}/stat", pid)))
+      return false;
+  const long self = static_cast<long>(gettid());
+  DIR *dir = opendir("/proc/self/task");
+  if (dir == nullptr)
+    return true;
+  bool asleep = true;
+  while (dirent *e = readdir(dir)) {
+    if (e->d_name[0] == '.')
+      continue;
+    const long tid = std::strtol(e->d_name, nullptr, 10);
+    if (tid == self)
+      continue;
+    if (state_running(fmt::format("/proc/self/task/{}/stat", tid))) {
+      asleep = false;
+      break;
+    }
+  }
+  closedir(dir);
+  return asleep;
+}
+
+} // namespace
+
+struct KernelExecutor::Call {
+  PendingCall<CallResult> pc;
+  std::optional<CallResult> result;
+
+  std::optional<CallResult> wait(std::chrono::milliseconds t) {
+    if (!result)
+      result = pc.wait_for(t);
+    return result;
+  }
+  bool done() { return result.has_value() || pc.finished(); }
+};
+
+KernelExecutor::KernelExecutor(IsolatedDirs dirs, KernelExecutorOptions options)
+    : dirs_(std::move(dirs)), options_(options) {}
+
+KernelExecutor::~KernelExecutor() { cleanup(); }
+
+bool KernelExecutor::settled(const std::chrono::steady_clock::time_point &start) {
+  if (std::chrono::steady_clock::now() - start < options_.deadline)
+    return false;
+  if (std::chrono::steady_clock::now() - start >= options_.deadline + options_.settle_limit)
+    return true; // something keeps running: give up waiting for quiet
+  for (int i = 0; i < 3; ++i) {
+    std::vector<pid_t> helpers;
+    for (const auto &m : maps_)
+      if (m && m->pid > 0)
+        helpers.push_back(m->pid);
+    if (!others_asleep(helpers))
+      return false;
+    if (i < 2)
+      std::this_thread::sleep_for(3ms);
+  }
+  return true;
+}
+
+std::optional<KernelExecutor::CallResult> KernelExecutor::wait_blocking(const std::shared_ptr<Call> &call) {
+  const auto start = std::chrono::steady_clock::now();
+  if (std::optional<CallResult> r = call->wait(options_.deadline))
+    return r;
+  while (!settled(start))
+    if (std::optional<CallResult> r = call->wait(10ms))
+      return r;
+  return call->wait(0ms);
+}
+
+std::shared_ptr<KernelExecutor::Call> KernelExecutor::start(std::function<CallResult()> fn) {
+  auto call = std::make_shared<Call>();
+  call->pc = PendingCall<CallResult>::start(std::move(fn));
+  return call;
+}
+
+void KernelExecutor::note(std::string rule, std::string message) {
+  violations_.push_back(sim::Violation{std::move(rule), std::move(message)});
+}
+
+std::string KernelExecutor::file_of_handle(int h) const {
+  return handle_file_.at(static_cast<std::size_t>(h));
+}
+
+// ---- begin / end ----------------------------------------------------------------------------------
+
+void KernelExecutor::begin(const sim::Trace &t, sim::KernelProfile p) {
+  cleanup();
+  trace_ = &t;
+  profile_ = p;
+  mounted_once_ = false;
+  writeback_cache_ = false;
+  violations_.clear();
+  problems_seen_ = 0;
+  claimed_.clear();
+  pending_.clear();
+  fds_.assign(t.names.handles.size(), -1);
+  handle_file_.assign(t.names.handles.size(), "");
+  maps_.assign(t.names.mappings.size(), nullptr);
+  held_.assign(t.names.writes.size(), std::nullopt);
+
+  // A fresh 0700 backing directory for this trace.
+  static int serial = 0;
+  backing_dir_ = fmt::format("{}/t{}", dirs_.backing, serial++);
+  if (mkdir(backing_dir_.c_str(), 0700) != 0)
+    throw std::runtime_error(fmt::format("mkdir {}: {}", backing_dir_, std::strerror(errno)));
+  backing_fds_.clear();
+  for (const std::string &name : t.names.backing_files) {
+    const std::string path = backing_dir_ + "/" + name;
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    const std::string content = backing_content(name);
+    if (fd < 0 || ::pwrite(fd, content.data(), content.size(), 0) != static_cast<ssize_t>(content.size()))
+      throw std::runtime_error(fmt::format("creating backing file {}: {}", path, std::strerror(errno)));
+    backing_fds_.push_back(fd);
+  }
+
+  std::string err;
+  std::unique_ptr<FuseServer> server = FuseServer::open(dirs_.ctl, err);
+  if (!server)
+    throw std::runtime_error(err);
+  server_ = std::move(server);
+  // O_TRUNC must not shrink a served file: writes stay in place (README, modelling decisions).
+  server_->keep_size_on_truncate(true);
+  for (std::size_t i = 0; i < t.names.mount_files.size(); ++i)
+    if (!t.names.mount_file_created[i])
+      server_->add_file(t.names.mount_files[i], server_content(t.names.mount_files[i]));
+}
+
+void KernelExecutor::cleanup() {
+  bool helpers = false;
+  for (const auto &m : maps_)
+    helpers |= m && m->pid > 0;
+  if (!server_ && pending_.empty() && abandoned_.empty() && !helpers)
+    return;
+  std::vector<std::shared_ptr<Call>> calls = abandoned_;
+  for (auto &[key, p] : pending_)
+    calls.push_back(p.call);
+  for (auto &h : held_)
+    if (h)
+      calls.push_back(h->call);
+  bool stuck = false;
+  for (auto &c : calls)
+    stuck |= !c->done();
+  if (stuck && server_ && mounted_once_) {
+    std::string err;
+    server_->abort(err); // requests in flight fail, so the calls return
+  }
+  for (auto &c : calls)
+    c->wait(options_.long_deadline);
+  bool still_stuck = false;
+  for (auto &c : calls)
+    still_stuck |= !c->done();
+  pending_.clear();
+  held_.assign(held_.size(), std::nullopt);
+  abandoned_.clear();
+  for (auto &m : maps_) {
+    if (m && m->pid > 0 && (!m->mapped || unmap(*m, options_.long_deadline) == ETIMEDOUT))
+      reap(*m, true);
+    m.reset();
+  }
+  for (int &fd : fds_) {
+    if (fd >= 0)
+      ::close(fd);
+    fd = -1;
+  }
+  if (still_stuck) {
+    // A worker still inside the kernel may touch the server when it returns: keep it alive.
+    new std::shared_ptr<FuseServer>(server_);
+  }
+  server_.reset();
+  for (int fd : backing_fds_)
+    ::close(fd);
+  backing_fds_.clear();
+}
+
+void KernelExecutor::end() { cleanup(); }
+
+// ---- statements -----------------------------------------------------------------------------------
+
+sim::CheckResult KernelExecutor::check(const Statement &, const sim::Bindings &) {
+  return sim::CheckResult{sim::CheckResult::Kind::NotObservable, {}};
+}
+
+std::vector<sim::Violation> KernelExecutor::after_step() {
+  std::vector<sim::Violation> v = std::move(violations_);
+  violations_.clear();
+  if (server_) {
+    std::vector<std::string> problems = server_->problems();
+    for (std::size_t i = problems_seen_; i < problems.size(); ++i)
+      v.push_back(sim::Violation{"server", problems[i]});
+    problems_seen_ = problems.size();
+  }
+  return v;
+}
+
+std::vector<sim::Violation> KernelExecutor::drain() {
+  std::vector<sim::Violation> v = after_step();
+  std::ifstream mounts("/proc/self/mounts");
+  std::string line;
+  while (std::getline(mounts, line))
+    if (line.find(" " + dirs_.mnt + " ") != std::string::npos)
+      v.push_back(sim::Violation{"leak", "still mounted: " + line});
+  if (server_ && mounted_once_ && !server_->wait_stopped(options_.long_deadline))
+    v.push_back(sim::Violation{"leak", "the server thread is still running"});
+  for (auto &[key, p] : pending_)
+    if (!p.call->done())
+      v.push_back(sim::Violation{
+          "leak", fmt::format("{} {} is still blocked in the kernel", sim::op_name(p.op),
+                              trace_->names.of(key.first).at(static_cast<std::size_t>(key.second)))});
+  for (std::size_t i = 0; i < maps_.size(); ++i)
+    if (maps_[i] && maps_[i]->mapped)
+      v.push_back(sim::Violation{"leak", fmt::format("mapping {} is still mapped", trace_->names.mappings[i])});
+  for (std::size_t w = 0; w < held_.size(); ++w)
+    if (held_[w])
+      v.push_back(sim::Violation{"leak", fmt::format("write {} is still held by the server",
+                                                     trace_->names.writes[w])});
+  return v;
+}
+
+Outcome KernelExecutor::step(const Statement &s, const sim::Bindings &b) {
+  switch (s.op) {
+  case Op::Init: {
+    InitConfig c;
+    c.passthrough = s.init.passthrough;
+    c.max_stack_depth = static_cast<std::uint32_t>(s.init.max_stack_depth);
+    c.writeback_cache = s.init.writeback_cache;
+    c.direct_io_allow_mmap = s.init.direct_io_allow_mmap;
+    c.no_init_ext = s.init.no_init_ext;
+    std::string err;
+    const int rc = server_->mount(dirs_.mnt, c, err);
+    if (rc != 0) {
+      note("harness", "mount: " + err);
+      return Outcome::errno_(-rc);
+    }
+    mounted_once_ = true;
+    writeback_cache_ = s.init.writeback_cache;
+    return Outcome::ok();
+  }
+  case Op::BackingOpen:
+    return backing_open(s);
+  case Op::BackingClose:
+    return backing_close(s, b);
+  case Op::Open:
+  case Op::Create:
+  case Op::Opendir:
+    return open_like(s, b);
+  case Op::Read:
+    return read(s);
+  case Op::Write:
+    return write(s);
+  case Op::Mmap:
+    return mmap(s);
+  case Op::Munmap: {
+    std::shared_ptr<Mapper> &m = maps_.at(static_cast<std::size_t>(s.mapping));
+    if (!m || !m->mapped)
+      return Outcome::ok(); // munmap of a range that is not mapped succeeds and does nothing
+    const int e = unmap(*m, options_.long_deadline);
+    if (e == ETIMEDOUT) {
+      note("harness", "munmap did not return");
+      return blocks();
+    }
+    m.reset();
+    return e == 0 ? Outcome::ok() : Outcome::errno_(e);
+  }
+  case Op::Close: {
+    int &fd = fds_.at(static_cast<std::size_t>(s.handle));
+    const int f = fd;
+    fd = -1; // the fd is gone whatever close(2) returns
+    auto call = start([f] {
+      CallResult r;
+      const SysResult sr = sys_result(::close(f));
+      r.ret = sr.ret;
+      r.err = sr.err;
+      return r;
+    });
+    std::optional<CallResult> r = call->wait(options_.long_deadline);
+    if (!r) {
+      abandoned_.push_back(call);
+      return blocks();
+    }
+    return r->err ? Outcome::errno_(r->err) : Outcome::ok();
+  }
+  case Op::WriteBegin:
+    return write_begin(s);
+  case Op::WriteEnd:
+    return write_end(s);
+  case Op::Await:
+    return await(s);
+  case Op::Abort: {
+    std::string err;
+    const int rc = server_->abort(err);
+    if (rc != 0) {
+      note("harness", "abort: " + err);
+      return Outcome::errno_(-rc);
+    }
+    return Outcome::ok();
+  }
+  case Op::Umount: {
+    const int rc = server_->umount(s.detach);
+    return rc == 0 ? Outcome::ok() : Outcome::errno_(-rc);
+  }
+  case Op::DevClose: {
+    const int rc = server_->dev_close();
+    // The connection is gone: writes the server held die with it, their write(2) returns.
+    return rc == 0 ? Outcome::ok() : Outcome::errno_(-rc);
+  }
+  case Op::Check:
+    return Outcome::invalid("internal: check statements go through check()");
+  }
+  return Outcome::invalid("internal: unknown statement");
+}
+
+// ---- ioctls ---------------------------------------------------------------------------------------
+
+int KernelExecutor::unprivileged_ioctl(unsigned long request, void *arg) {
+  // Capabilities are per thread: a thread that drops CAP_SYS_ADMIN from its effective set is an
+  // unprivileged caller for capable(), and unlike a forked child it duplicates no FUSE fds or mappings.
+  int result = 0;
+  int dropped = 0;
+  const int devfd = server_->dev_fd();
+  std::thread t([&] {
+    dropped = drop_sys_admin_in_this_thread();
+    if (dropped != 0)
+      return;
+    const int rc = ioctl(devfd, request, arg);
+    result = rc < 0 ? -errno : rc;
+  });
+  t.join();
+  if (dropped != 0) {
+    note("harness", fmt::format("capset (dropping CAP_SYS_ADMIN): {}", std::strerror(-dropped)));
+    return dropped;
+  }
+  return result;
+}
+
+Outcome KernelExecutor::backing_open(const Statement &s) {
+  int fd = -1;
+  int extra = -1; // the other end of a pipe or socket pair
+  int e = 0;
+  switch (s.source) {
+  case sim::SourceKind::File:
+  case sim::SourceKind::OPath: {
+    const std::string path =
+        backing_dir_ + "/" + trace_->names.backing_files.at(static_cast<std::size_t>(s.backing_file));
+    fd = ::open(path.c_str(), (s.source == sim::SourceKind::OPath ? O_PATH : O_RDWR) | O_CLOEXEC);
+    break;
+  }
+  case sim::SourceKind::Dir:
+    fd = ::open(backing_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    break;
+  case sim::SourceKind::Pipe: {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) == 0) {
+      fd = p[0];
+      extra = p[1];
+    }
+    break;
+  }
+  case sim::SourceKind::Socket: {
+    int p[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) == 0) {
+      fd = p[0];
+      extra = p[1];
+    }
+    break;
+  }
+  case sim::SourceKind::DevNull:
+    fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    break;
+  case sim::SourceKind::BadFd:
+    break;
+  }
+  if (s.source != sim::SourceKind::BadFd && fd < 0) {
+    e = errno;
+    return Outcome::invalid(fmt::format("cannot make the source fd: {}", std::strerror(e)));
+  }
+  int rc;
+  if (s.unprivileged) {
+    proto::fuse_backing_map map{fd, s.map_flags, s.map_padding};
+    rc = unprivileged_ioctl(proto::kDevIocBackingOpen, &map);
+  } else {
+    rc = server_->backing_open(fd, s.map_flags, s.map_padding);
+  }
+  if (fd >= 0)
+    ::close(fd);
+  if (extra >= 0)
+    ::close(extra);
+  if (rc < 0)
+    return Outcome::errno_(-rc);
+  Outcome o = kind(Outcome::Kind::Id);
+  o.id = rc;
+  return o;
+}
+
+Outcome KernelExecutor::backing_close(const Statement &s, const sim::Bindings &b) {
+  std::uint32_t id = 0;
+  if (s.literal_id) {
+    id = *s.literal_id;
+  } else {
+    const auto &bound = b.backing_ids.at(static_cast<std::size_t>(s.backing));
+    if (!bound)
+      return Outcome::invalid(fmt::format("{} has no id: its backing_open did not succeed",
+                                          trace_->names.backings.at(static_cast<std::size_t>(s.backing))));
+    id = static_cast<std::uint32_t>(*bound);
+  }
+  const int rc = s.unprivileged ? unprivileged_ioctl(proto::kDevIocBackingClose, &id)
+                                : server_->backing_close(id);
+  return rc < 0 ? Outcome::errno_(-rc) : Outcome::ok();
+}
+
+// ---- opens ----------------------------------------------------------------------------------------
+
+std::optional<std::int32_t> KernelExecutor::reply_id(const sim::ReplySpec &r, const sim::Bindings &b,
+                                                     std::string *why) const {
+  switch (r.id_kind) {
+  case sim::ReplySpec::IdKind::None:
+    return 0;
+  case sim::ReplySpec::IdKind::Literal:
+    return r.literal_id;
+  case sim::ReplySpec::IdKind::Name: {
+    const auto &id = b.backing_ids.at(static_cast<std::size_t>(r.backing));
+    if (!id) {
+      *why = fmt::format("{} has no id: its backing_open did not succeed",
+                         trace_->names.backings.at(static_cast<std::size_t>(r.backing)));
+      return std::nullopt;
+    }
+    return *id;
+  }
+  }
+  return 0;
+}
+
+OpenReply KernelExecutor::to_reply(const sim::ReplySpec &r, std::int32_t id) const {
+  switch (r.kind) {
+  case sim::ReplySpec::Kind::Error:
+    return OpenReply::fail(r.error);
+  case sim::ReplySpec::Kind::Enosys:
+    return OpenReply::enosys();
+  case sim::ReplySpec::Kind::Flags:
+    break;
+  }
+  return OpenReply::open(sim::wire_open_flags(r, profile_), id);
+}
+
+Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &b) {
+  std::string why;
+  // Only Flags replies carry an id; an error reply referring to a backing name still needs none.
+  std::optional<std::int32_t> id =
+      s.reply.kind == sim::ReplySpec::Kind::Flags ? reply_id(s.reply, b, &why) : std::optional<std::int32_t>(0);
+  if (!id)
+    return Outcome::invalid(why);
+  const OpenReply reply = to_reply(s.reply, *id);
+  const auto h = static_cast<std::size_t>(s.handle);
+  std::string path = dirs_.mnt;
+  std::string name;
+  std::uint32_t opcode = proto::OPENDIR;
+  int flags = O_CLOEXEC;
+  if (s.op == Op::Opendir) {
+    server_->script_opendir(reply);
+    flags |= O_RDONLY | O_DIRECTORY;
+  } else {
+    name = trace_->names.mount_files.at(static_cast<std::size_t>(s.file));
+    path += "/" + name;
+    if (s.op == Op::Create) {
+      opcode = proto::CREATE;
+      server_->script_create(name, reply);
+      flags |= O_CREAT | O_EXCL | O_RDWR;
+    } else {
+      opcode = proto::OPEN;
+      server_->script_open(name, reply);
+      flags |= access_flags(s.access);
+      if (s.o_direct)
+        flags |= O_DIRECT;
+      if (s.o_trunc)
+        flags |= O_TRUNC;
+    }
+  }
+  handle_file_[h] = name;
+  std::shared_ptr<FuseServer> server = server_;
+  auto call = start([server, path, flags, opcode, name] {
+    const std::size_t before = server->open_events().size();
+    CallResult r;
+    const SysResult sr = sys_result(::open(path.c_str(), flags, 0644));
+    r.ret = sr.ret;
+    r.err = sr.err;
+    // Sampled right after open(2) returned: a refused open's synchronous RELEASE is already recorded.
+    // The request's pid is the calling thread's id, so concurrent opens of one name stay apart.
+    const auto tid = static_cast<std::uint32_t>(gettid());
+    const std::vector<OpenEvent> events = server->open_events();
+    for (std::size_t i = before; i < events.size(); ++i) {
+      const OpenEvent &e = events[i];
+      if (e.pid == tid && e.opcode == opcode && e.name == name && e.fh && server->released(*e.fh))
+        r.release = true;
+    }
+    return r;
+  });
+  std::optional<CallResult> r = wait_blocking(call);
+  if (!r) {
+    pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, name, call};
+    return blocks();
+  }
+  return finish(s.op, s.handle, s.handle, *r);
+}
+
+// ---- I/O ------------------------------------------------------------------------------------------
+
+Outcome KernelExecutor::route_of_read(const CallResult &r) {
+  if (r.err)
+    return Outcome::errno_(r.err);
+  // One byte: 'B' of "BACKING:<name>" or 'F' of "FUSE:<name>" (writes put 'F' at offset 0 of a
+  // served file, and a backing file's 'B' is restored after every write).
+  if (r.data == "B") {
+    if (r.srv_after != r.srv_before)
+      note("route", fmt::format("a read returned backing data, but the server received {} READ "
+                                "request(s) meanwhile",
+                                r.srv_after - r.srv_before));
+    return kind(Outcome::Kind::Backing);
+  }
+  // Everything else came through FUSE.
+  if (r.data != "F")
+    note("route", fmt::format("a read returned neither backing nor served data: \"{}\"", r.data));
+  return kind(Outcome::Kind::Fuse);
+}
+
+Outcome KernelExecutor::route_of_write(const CallResult &r) {
+  if (r.err)
+    return Outcome::errno_(r.err);
+  if (r.to_backing) {
+    if (r.srv_after != r.srv_before)
+      note("route", fmt::format("a write reached the backing file, but the server received {} "
+                                "WRITE request(s) meanwhile",
+                                r.srv_after - r.srv_before));
+    return kind(Outcome::Kind::Backing);
+  }
+  if (r.srv_after == r.srv_before && !writeback_cache_)
+    note("route", "a write changed no backing file, yet the server received no WRITE");
+  return kind(Outcome::Kind::Fuse);
+}
+
+Outcome KernelExecutor::read(const Statement &s) {
+  const int fd = fds_.at(static_cast<std::size_t>(s.handle));
+  std::shared_ptr<FuseServer> server = server_;
+  auto call = start([server, fd] {
+    CallResult r;
+    r.srv_before = server->count(proto::READ);
+    std::string buf(kReadSize, '\0');
+    const ssize_t n = ::pread(fd, buf.data(), buf.size(), 0);
+    const SysResult sr = sys_result(n);
+    r.srv_after = server->count(proto::READ);
+    r.ret = sr.ret;
+    r.err = sr.err;
+    if (n > 0)
+      r.data = buf.substr(0, static_cast<std::size_t>(n));
+    return r;
+  });
+  std::optional<CallResult> r = wait_blocking(call);
+  if (!r) {
+    pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
+    return blocks();
+  }
+  return finish(s.op, s.handle, s.handle, *r);
+}
+
+namespace {
+
+// A 1-byte in-place write; afterwards, whether it landed in a backing file (whose 'B' is put back).
+KernelExecutor::CallResult do_write(FuseServer &server, int fd, const std::vector<int> &backing_fds) {
+  KernelExecutor::CallResult r;
+  r.srv_before = server.count(proto::WRITE);
+  const SysResult sr = sys_result(::pwrite(fd, &kWriteByte, 1, 0));
+  r.srv_after = server.count(proto::WRITE);
+  r.ret = sr.ret;
+  r.err = sr.err;
+  for (int bfd : backing_fds) {
+    char c = 0;
+    if (::pread(bfd, &c, 1, 0) == 1 && c == kWriteByte) {
+      r.to_backing = true;
+      (void)!::pwrite(bfd, "B", 1, 0);
+    }
+  }
+  return r;
+}
+
+} // namespace
+
+Outcome KernelExecutor::write(const Statement &s) {
+  const int fd = fds_.at(static_cast<std::size_t>(s.handle));
+  std::shared_ptr<FuseServer> server = server_;
+  std::vector<int> bfds = backing_fds_;
+  auto call = start([server, fd, bfds] { return do_write(*server, fd, bfds); });
+  std::optional<CallResult> r = wait_blocking(call);
+  if (!r) {
+    pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
+    return blocks();
+  }
+  return finish(s.op, s.handle, s.handle, *r);
+}
+
+std::shared_ptr<KernelExecutor::Mapper> KernelExecutor::spawn_mapper(int fd, bool shared, int *err) {
+  auto m = std::make_shared<Mapper>();
+  int cmd[2];
+  int res[2];
+  if (pipe2(cmd, O_CLOEXEC) != 0) {
+    *err = errno;
+    return nullptr;
+  }
+  if (pipe2(res, O_CLOEXEC) != 0) {
+    *err = errno;
+    ::close(cmd[0]);
+    ::close(cmd[1]);
+    return nullptr;
+  }
+  m->cmd_r = cmd[0];
+  m->cmd_w = cmd[1];
+  m->res_r = res[0];
+  m->res_w = res[1];
+  const int type = shared ? MAP_SHARED : MAP_PRIVATE;
+  // Like fork(2) (a copy of the address space, continuing on a copy of this stack), but sharing the fd
+  // table. The child makes raw syscalls only: other threads may hold locks (malloc, sanitizers) that
+  // were copied locked. It never closes an fd: the table is shared with this process.
+  const long pid = syscall(SYS_clone, CLONE_FILES | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (pid == 0) {
+    syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    long out[2] = {0, 0};
+    const long addr = syscall(SYS_mmap, 0, kMapSize, PROT_READ, type, fd, 0);
+    if (addr == -1)
+      out[1] = errno;
+    else
+      out[0] = addr;
+    syscall(SYS_write, res[1], out, sizeof out);
+    if (addr != -1) {
+      char c = 0;
+      syscall(SYS_read, cmd[0], &c, 1);
+      const long rc = syscall(SYS_munmap, addr, kMapSize);
+      out[0] = rc;
+      out[1] = rc == -1 ? errno : 0;
+      syscall(SYS_write, res[1], out, sizeof out);
+    }
+    syscall(SYS_exit_group, 0);
+  }
+  if (pid < 0) {
+    *err = errno;
+    for (int fd2 : {cmd[0], cmd[1], res[0], res[1]})
+      ::close(fd2);
+    return nullptr;
+  }
+  m->pid = static_cast<pid_t>(pid);
+  return m;
+}
+
+namespace {
+
+// Reads the helper's {ret, errno}; nullopt when it does not come within `deadline`.
+std::optional<std::pair<long, long>> read_result(int fd, std::chrono::milliseconds deadline) {
+  pollfd pfd{fd, POLLIN, 0};
+  int ready;
+  do {
+    ready = poll(&pfd, 1, static_cast<int>(deadline.count()));
+  } while (ready < 0 && errno == EINTR);
+  if (ready <= 0)
+    return std::nullopt;
+  long out[2] = {0, 0};
+  const ssize_t n = ::read(fd, out, sizeof out);
+  if (n != static_cast<ssize_t>(sizeof out))
+    return std::pair<long, long>{-1, EPIPE}; // the helper died
+  return std::pair<long, long>{out[0], out[1]};
+}
+
+} // namespace
+
+int KernelExecutor::unmap(Mapper &m, std::chrono::milliseconds deadline) {
+  char c = 'u';
+  if (::write(m.cmd_w, &c, 1) != 1)
+    return errno;
+  std::optional<std::pair<long, long>> r = read_result(m.res_r, deadline);
+  if (!r)
+    return ETIMEDOUT;
+  m.mapped = false;
+  reap(m, false);
+  return static_cast<int>(r->second);
+}
+
+void KernelExecutor::reap(Mapper &m, bool kill) {
+  if (m.pid > 0) {
+    if (kill)
+      ::kill(m.pid, SIGKILL);
+    // Bounded: a helper asleep in the kernel (uninterruptibly) cannot die before it wakes up.
+    const auto end = std::chrono::steady_clock::now() + options_.long_deadline;
+    int status = 0;
+    pid_t got = 0;
+    while ((got = waitpid(m.pid, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < end)
+      std::this_thread::sleep_for(1ms);
+    if (got != m.pid)
+      note("leak", fmt::format("mapping helper {} did not exit", m.pid));
+    m.pid = -1;
+  }
+  for (int *fd : {&m.cmd_r, &m.cmd_w, &m.res_r, &m.res_w}) {
+    if (*fd >= 0)
+      ::close(*fd);
+    *fd = -1;
+  }
+  m.mapped = false;
+}
+
+Outcome KernelExecutor::mmap(const Statement &s) {
+  const int fd = fds_.at(static_cast<std::size_t>(s.handle));
+  int err = 0;
+  std::shared_ptr<Mapper> m = spawn_mapper(fd, s.shared, &err);
+  if (!m)
+    return Outcome::invalid(fmt::format("cannot start the mapping's helper process: {}", std::strerror(err)));
+  maps_.at(static_cast<std::size_t>(s.mapping)) = m;
+  const int res_r = m->res_r;
+  auto call = start([res_r] {
+    CallResult r;
+    long out[2] = {0, 0};
+    const ssize_t n = ::read(res_r, out, sizeof out); // blocks while the helper's mmap(2) does
+    if (n != static_cast<ssize_t>(sizeof out)) {
+      r.err = EPIPE;
+      return r;
+    }
+    r.ret = out[0];
+    r.err = static_cast<int>(out[1]);
+    return r;
+  });
+  std::optional<CallResult> r = wait_blocking(call);
+  if (!r) {
+    pending_[{NameKind::Mapping, s.mapping}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
+    return blocks();
+  }
+  return finish(s.op, s.handle, s.mapping, *r);
+}
+
+Outcome KernelExecutor::finish(Op op, int handle, int slot, const CallResult &r) {
+  switch (op) {
+  case Op::Open:
+  case Op::Create:
+  case Op::Opendir: {
+    if (!r.err) {
+      fds_.at(static_cast<std::size_t>(handle)) = static_cast<int>(r.ret);
+      Outcome o = Outcome::ok();
+      o.release = r.release;
+      return o;
+    }
+    Outcome o = Outcome::errno_(r.err);
+    o.release = r.release;
+    return o;
+  }
+  case Op::Read:
+    return route_of_read(r);
+  case Op::Write:
+  case Op::WriteBegin:
+  case Op::WriteEnd:
+    return route_of_write(r);
+  case Op::Mmap:
+  {
+    std::shared_ptr<Mapper> &m = maps_.at(static_cast<std::size_t>(slot));
+    if (r.err) {
+      if (m) // the helper exits after reporting a failed mmap
+        reap(*m, r.err == EPIPE);
+      m.reset();
+      return Outcome::errno_(r.err);
+    }
+    if (m)
+      m->mapped = true;
+    return Outcome::ok();
+  }
+  case Op::Init:
+  case Op::BackingOpen:
+  case Op::BackingClose:
+  case Op::Munmap:
+  case Op::Close:
+  case Op::Await:
+  case Op::Abort:
+  case Op::Umount:
+  case Op::DevClose:
+  case Op::Check:
+    break;
+  }
+  return Outcome::invalid("internal: a statement that cannot block was pending");
+}
+
+// ---- held writes ----------------------------------------------------------------------------------
+
+Outcome KernelExecutor::settle_write_begin(int w, const std::string &file,
+                                           const std::shared_ptr<Call> &call) {
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    if (std::optional<HeldWrite> held = server_->wait_held_write(file, 5ms, claimed_)) {
+      claimed_.insert(held->unique);
+      held_.at(static_cast<std::size_t>(w)) = Held{call, file, held->unique};
+      return Outcome::ok();
+    }
+    if (call->done()) {
+      // Returned without being parked: it went to the backing file, failed, or (unexpectedly) was
+      // answered by the server. The hold was not consumed; disarm it.
+      server_->cancel_hold(file);
+      std::optional<CallResult> r = call->wait(0ms);
+      // A race: parked right before returning is impossible, the write cannot return while parked.
+      return route_of_write(*r);
+    }
+    if (settled(start) && !call->done() &&
+        !server_->wait_held_write(file, 0ms, claimed_).has_value())
+      return blocks();
+  }
+}
+
+Outcome KernelExecutor::write_begin(const Statement &s) {
+  const int fd = fds_.at(static_cast<std::size_t>(s.handle));
+  const std::string file = file_of_handle(s.handle);
+  if (fd >= 0 && !file.empty())
+    server_->hold_next_write(file);
+  std::shared_ptr<FuseServer> server = server_;
+  std::vector<int> bfds = backing_fds_;
+  auto call = start([server, fd, bfds] { return do_write(*server, fd, bfds); });
+  Outcome o = settle_write_begin(s.write, file, call);
+  if (o.kind == Outcome::Kind::Blocks)
+    pending_[{NameKind::Write, s.write}] = Pending{s.op, s.handle, file, call};
+  return o;
+}
+
+Outcome KernelExecutor::write_end(const Statement &s) {
+  const auto w = static_cast<std::size_t>(s.write);
+  const std::string &wname = trace_->names.writes.at(w);
+  if (pending_.count({NameKind::Write, s.write}))
+    return Outcome::invalid(
+        fmt::format("{} is still waiting for the inode lock: the server never received it", wname));
+  if (!held_[w])
+    return Outcome::invalid(
+        fmt::format("{} is not in flight: its write_begin was not held by the server", wname));
+  const Held held = *held_[w];
+  held_[w].reset();
+  const int rc = server_->finish_held_write(held.unique);
+  if (rc != 0 && rc != -ENOENT)
+    note("server", fmt::format("answering the held WRITE of {}: {}", wname, std::strerror(-rc)));
+  std::optional<CallResult> r = held.call->wait(options_.long_deadline);
+  if (!r) {
+    abandoned_.push_back(held.call);
+    return blocks();
+  }
+  return route_of_write(*r);
+}
+
+// ---- await ----------------------------------------------------------------------------------------
+
+Outcome KernelExecutor::await(const Statement &s) {
+  const std::pair key{s.await_kind, s.await_slot};
+  auto it = pending_.find(key);
+  const std::string &name =
+      trace_->names.of(s.await_kind).at(static_cast<std::size_t>(s.await_slot));
+  if (it == pending_.end())
+    return Outcome::invalid(fmt::format("nothing is blocked on {}", name));
+  const Pending p = it->second;
+  if (p.op == Op::WriteBegin) {
+    Outcome o = settle_write_begin(s.await_slot, p.file, p.call);
+    if (o.kind != Outcome::Kind::Blocks)
+      pending_.erase(key);
+    return o;
+  }
+  std::optional<CallResult> r = wait_blocking(p.call);
+  if (!r)
+    return blocks();
+  pending_.erase(key);
+  return finish(p.op, p.handle, s.await_slot, *r);
+}
+
+} // namespace fpsim::harness

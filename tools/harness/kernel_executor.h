@@ -1,0 +1,147 @@
+// The real-kernel executor: every trace statement runs against the running kernel through a raw
+// /dev/fuse server (FuseServer) mounted in the current process. The caller must already be inside an
+// isolated child (run_isolated): the executor mounts, aborts and unmounts for real.
+//
+// Conventions (see README "Trace format"):
+// - every mount file of the trace exists on the server (unless a `create` makes it), its content is
+//   "FUSE:<name>\n" padded to 64 KiB; every backing file is "BACKING:<name>\n" padded to 64 KiB in a
+//   fresh 0700 directory, so a 1-byte in-place write at offset 0 is never past EOF;
+// - `read` is a 1-byte pread at offset 0: 'B' is `backing`, 'F' is `fuse` (the server keeps its files'
+//   size on O_TRUNC, so a read never hits EOF);
+// - `write` is a 1-byte pwrite of 'F' at offset 0: if a backing file's first byte became 'F' the write
+//   went to the backing file (`backing`, and the byte is put back), otherwise through FUSE (`fuse`);
+//   the server's READ/WRITE counters must agree, or the step reports a "route" violation;
+// - a call that does not return within the deadline is `blocks` and stays pending for `await`.
+#pragma once
+
+#include "fuse_server.h"
+#include "namespace.h"
+#include "sim/executor.h"
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace fpsim::harness {
+
+struct KernelExecutorOptions {
+  // How long a call is given before it counts as blocked.
+  std::chrono::milliseconds deadline{300};
+  // A call still running after `deadline` counts as blocked only once every other thread of the
+  // process is asleep (a slow machine must not turn a slow call into `blocks`); past deadline +
+  // settle_limit it counts as blocked regardless.
+  std::chrono::milliseconds settle_limit{10000};
+  // How long calls that must return (close, munmap, a write after its server reply) are given.
+  std::chrono::milliseconds long_deadline{3000};
+};
+
+class KernelExecutor final : public sim::Executor {
+public:
+  explicit KernelExecutor(IsolatedDirs dirs, KernelExecutorOptions options = {});
+  ~KernelExecutor() override;
+  KernelExecutor(const KernelExecutor &) = delete;
+  KernelExecutor &operator=(const KernelExecutor &) = delete;
+
+  void begin(const sim::Trace &t, sim::KernelProfile p) override;
+  sim::Outcome step(const sim::Statement &s, const sim::Bindings &b) override;
+  sim::CheckResult check(const sim::Statement &s, const sim::Bindings &b) override;
+  std::vector<sim::Violation> after_step() override;
+  std::vector<sim::Violation> drain() override;
+  void end() override;
+
+  // What one syscall on a worker thread produced.
+  struct CallResult {
+    long ret = 0;
+    int err = 0;
+    std::string data;          // read: the bytes read
+    bool release = false;      // open: the server saw a RELEASE of this open's fh before it returned
+    bool to_backing = false;   // write: a backing file's first byte changed
+    std::uint64_t srv_before = 0; // read/write: the server's READ/WRITE count before the call
+    std::uint64_t srv_after = 0;  // ... and right after it returned
+  };
+
+private:
+  struct Call; // a syscall running on a worker thread
+  struct Pending {
+    sim::Op op = sim::Op::Open;
+    int handle = -1;
+    std::string file; // mount file name (write_begin: the file the write is held for)
+    std::shared_ptr<Call> call;
+  };
+  struct Held {
+    std::shared_ptr<Call> call;
+    std::string file;
+    std::uint64_t unique = 0; // the parked WRITE
+  };
+
+  std::shared_ptr<Call> start(std::function<CallResult()> fn);
+  sim::Outcome open_like(const sim::Statement &s, const sim::Bindings &b);
+  sim::Outcome backing_open(const sim::Statement &s);
+  sim::Outcome backing_close(const sim::Statement &s, const sim::Bindings &b);
+  sim::Outcome read(const sim::Statement &s);
+  sim::Outcome write(const sim::Statement &s);
+  sim::Outcome mmap(const sim::Statement &s);
+  sim::Outcome write_begin(const sim::Statement &s);
+  sim::Outcome write_end(const sim::Statement &s);
+  sim::Outcome await(const sim::Statement &s);
+  // write_begin and its await: waits until the write is parked by the server or returns.
+  sim::Outcome settle_write_begin(int w, const std::string &file, const std::shared_ptr<Call> &call);
+  // Waits for a call that may block: its result, or nullopt once it is blocked (see settle_limit).
+  std::optional<CallResult> wait_blocking(const std::shared_ptr<Call> &call);
+  // Whether a call started at `start` and still running now counts as blocked.
+  bool settled(const std::chrono::steady_clock::time_point &start);
+  // The outcome of a finished call, by the statement that started it.
+  sim::Outcome finish(sim::Op op, int handle, int slot, const CallResult &r);
+  sim::Outcome route_of_read(const CallResult &r);
+  sim::Outcome route_of_write(const CallResult &r);
+  std::optional<std::int32_t> reply_id(const sim::ReplySpec &r, const sim::Bindings &b,
+                                       std::string *why) const;
+  OpenReply to_reply(const sim::ReplySpec &r, std::int32_t id) const;
+  int unprivileged_ioctl(unsigned long request, void *arg);
+  void note(std::string rule, std::string message);
+  std::string file_of_handle(int h) const;
+  void cleanup();
+
+  IsolatedDirs dirs_;
+  KernelExecutorOptions options_;
+  const sim::Trace *trace_ = nullptr;
+  sim::KernelProfile profile_ = sim::KernelProfile::V6_18;
+  std::string backing_dir_;
+  std::vector<int> backing_fds_; // per backing file: O_RDWR fd used for route checks and restores
+  std::shared_ptr<FuseServer> server_; // shared with the worker threads
+  bool mounted_once_ = false;
+  bool writeback_cache_ = false;
+  std::vector<int> fds_;             // per handle: the open fd, -1 if none
+  std::vector<std::string> handle_file_; // per handle: the mount file it was opened on ("" for the root)
+  // A mapping lives in a helper process of its own: mmap(2) of a FUSE file can sleep in the kernel
+  // with the caller's mmap_lock held for writing (a shared mmap waiting for parallel direct writes),
+  // which would freeze every page fault and allocation of this process. The helper shares the fd table
+  // (CLONE_FILES) but has its own mm.
+  struct Mapper {
+    pid_t pid = -1;
+    int cmd_w = -1, cmd_r = -1; // parent -> helper: "munmap now"
+    int res_w = -1, res_r = -1; // helper -> parent: {ret, errno} of mmap, then of munmap
+    bool mapped = false;
+  };
+  std::shared_ptr<Mapper> spawn_mapper(int fd, bool shared, int *err);
+  // munmap through the helper and reap it: 0 or an errno; `deadline` bounds the wait.
+  int unmap(Mapper &m, std::chrono::milliseconds deadline);
+  // Reaps a helper that has exited (or SIGKILLs it when `kill`) and closes its pipes.
+  void reap(Mapper &m, bool kill);
+  std::vector<std::shared_ptr<Mapper>> maps_; // per mapping slot: its helper, once mmap started
+  std::vector<std::optional<Held>> held_; // per write: parked by the server
+  std::set<std::uint64_t> claimed_;  // uniques of parked writes already attributed to a write_begin
+  std::map<std::pair<sim::NameKind, int>, Pending> pending_;
+  std::vector<std::shared_ptr<Call>> abandoned_; // calls no statement waits for any more
+  std::vector<sim::Violation> violations_;
+  std::size_t problems_seen_ = 0;
+};
+
+} // namespace fpsim::harness

@@ -1,0 +1,588 @@
+// fpsim-harness: runs traces against the running kernel (each trace in its own forked child inside a
+// private mount namespace, through a raw /dev/fuse server) and compares them with the simulator.
+//
+//   fpsim-harness run PATH...         every statement with the kernel's outcome
+//   fpsim-harness crosscheck PATH...  simulator vs kernel, statement by statement
+//
+// Exit codes: 0 agreement; 1 a disagreement or a harness failure; 2 usage, unreadable file or parse
+// error; 77 the machine cannot run it (not root, no /dev/fuse, no passthrough); 130/143 interrupted.
+#include "fuse_server.h"
+#include "kernel_executor.h"
+#include "namespace.h"
+
+#include "sim/parser.h"
+#include "sim/printer.h"
+#include "sim/replay.h"
+#include "sim/sim_executor.h"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace fs = std::filesystem;
+using namespace fpsim;
+using nlohmann::json;
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitSkip = 77;
+
+volatile sig_atomic_t g_signal = 0;
+
+void on_signal(int signo) {
+  g_signal = signo;
+  harness::cancel_isolated_runs();
+}
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+int interrupted_exit() {
+  fmt::print(stderr, "fpsim-harness: interrupted by signal {}; the run in progress was killed\n",
+             static_cast<int>(g_signal));
+  return 128 + g_signal;
+}
+
+// ---- traces ---------------------------------------------------------------------------------------
+
+bool collect(const std::vector<std::string> &paths, std::vector<std::string> *out) {
+  for (const auto &p : paths) {
+    std::error_code ec;
+    const auto st = fs::status(p, ec);
+    if (ec || !fs::exists(st)) {
+      fmt::print(stderr, "{}: cannot open: No such file or directory\n", p);
+      return false;
+    }
+    if (fs::is_directory(st)) {
+      std::vector<std::string> found;
+      for (auto it = fs::recursive_directory_iterator(p, ec); !ec && it != fs::end(it); it.increment(ec))
+        if (it->is_regular_file() && it->path().extension() == ".trace")
+          found.push_back(it->path().string());
+      if (ec) {
+        fmt::print(stderr, "{}: cannot read directory: {}\n", p, ec.message());
+        return false;
+      }
+      std::sort(found.begin(), found.end());
+      out->insert(out->end(), found.begin(), found.end());
+    } else {
+      out->push_back(p);
+    }
+  }
+  return true;
+}
+
+// Parses everything first: a malformed trace stops the run before anything is executed.
+std::optional<std::vector<sim::Trace>> load_all(const std::vector<std::string> &paths, const char *cmd) {
+  std::vector<std::string> files;
+  if (!collect(paths, &files))
+    return std::nullopt;
+  if (files.empty()) {
+    fmt::print(stderr, "fpsim-harness {}: no *.trace files found\n", cmd);
+    return std::nullopt;
+  }
+  std::vector<sim::Trace> traces;
+  for (const auto &f : files) {
+    sim::ParseResult p = sim::load_trace(f);
+    if (auto *e = std::get_if<sim::ParseError>(&p)) {
+      fmt::print(stderr, "{}\n", e->str());
+      return std::nullopt;
+    }
+    traces.push_back(std::move(std::get<sim::Trace>(p)));
+  }
+  return traces;
+}
+
+// ---- preconditions --------------------------------------------------------------------------------
+
+bool has_cap_sys_admin() {
+  __user_cap_header_struct hdr{};
+  hdr.version = _LINUX_CAPABILITY_VERSION_3;
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+  if (syscall(SYS_capget, &hdr, data) != 0)
+    return false;
+  return (data[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective & CAP_TO_MASK(CAP_SYS_ADMIN)) != 0;
+}
+
+// The profile of the running kernel: the newest profile not newer than it.
+std::optional<model::KernelProfile> running_profile(std::string *release) {
+  utsname u{};
+  if (uname(&u) != 0)
+    return std::nullopt;
+  *release = u.release;
+  int major = 0;
+  int minor = 0;
+  if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2)
+    return std::nullopt;
+  const int v = major * 1000 + minor;
+  if (v >= 6018)
+    return model::KernelProfile::V6_18;
+  return std::nullopt; // the harness needs FUSE_DEV_IOC_SYNC_INIT (6.18+)
+}
+
+// Probe in an isolated child: mount with INIT passthrough, BACKING_OPEN a regular file.
+constexpr int kProbeOk = 0;
+constexpr int kProbeNoSyncInit = 10;
+constexpr int kProbeNoPassthrough = 11;
+constexpr int kProbeFailed = 12;
+
+int probe_body(const harness::IsolatedDirs &dirs) {
+  std::string err;
+  std::unique_ptr<harness::FuseServer> server = harness::FuseServer::open(dirs.ctl, err);
+  if (!server) {
+    fmt::print(stderr, "fpsim-harness: probe: {}\n", err);
+    return kProbeFailed;
+  }
+  const std::string path = dirs.backing + "/probe";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  harness::InitConfig init;
+  init.passthrough = true;
+  init.max_stack_depth = 1;
+  const int rc = server->mount(dirs.mnt, init, err);
+  if (rc == -ENOTTY)
+    return kProbeNoSyncInit;
+  if (rc != 0) {
+    fmt::print(stderr, "fpsim-harness: probe: {}\n", err);
+    return kProbeFailed;
+  }
+  const int id = server->backing_open(fd);
+  ::close(fd);
+  if (id == -EPERM)
+    return kProbeNoPassthrough;
+  if (id < 0) {
+    fmt::print(stderr, "fpsim-harness: probe: BACKING_OPEN: {}\n", std::strerror(-id));
+    return kProbeFailed;
+  }
+  server->backing_close(static_cast<std::uint32_t>(id));
+  return kProbeOk;
+}
+
+// 0 when the machine can run traces; otherwise the exit code, after a one-line message.
+int preconditions(model::KernelProfile *profile) {
+  if (geteuid() != 0 || !has_cap_sys_admin()) {
+    fmt::print("fpsim-harness: skipped: needs root with CAP_SYS_ADMIN (mount, BACKING_OPEN)\n");
+    return kExitSkip;
+  }
+  if (access("/dev/fuse", R_OK | W_OK) != 0) {
+    fmt::print("fpsim-harness: skipped: /dev/fuse: {}\n", std::strerror(errno));
+    return kExitSkip;
+  }
+  std::string release;
+  std::optional<model::KernelProfile> p = running_profile(&release);
+  if (!p) {
+    fmt::print("fpsim-harness: skipped: kernel {} has no FUSE_DEV_IOC_SYNC_INIT (needs 6.18+)\n", release);
+    return kExitSkip;
+  }
+  *profile = *p;
+  harness::IsolatedRun run = harness::run_isolated(probe_body, std::chrono::seconds(30));
+  if (harness::isolated_runs_cancelled())
+    return interrupted_exit();
+  if (!run.started) {
+    fmt::print("fpsim-harness: cannot start an isolated run: {}\n", run.error);
+    return kExitFailed;
+  }
+  switch (run.exit_code) {
+  case kProbeOk:
+    return 0;
+  case kProbeNoSyncInit:
+    fmt::print("fpsim-harness: skipped: kernel {} has no FUSE_DEV_IOC_SYNC_INIT\n", release);
+    return kExitSkip;
+  case kProbeNoPassthrough:
+    fmt::print("fpsim-harness: skipped: FUSE passthrough is not available (BACKING_OPEN after an INIT "
+               "with passthrough gives EPERM; CONFIG_FUSE_PASSTHROUGH off?)\n");
+    return kExitSkip;
+  default:
+    fmt::print("fpsim-harness: the passthrough probe failed (exit {}, signal {}{})\n", run.exit_code,
+               run.signal, run.error.empty() ? "" : ", " + run.error);
+    return kExitFailed;
+  }
+}
+
+// ---- one trace on the kernel ----------------------------------------------------------------------
+
+json outcome_to_json(const sim::Outcome &o) {
+  return {{"k", static_cast<int>(o.kind)}, {"e", o.err},          {"id", o.id},
+          {"r", o.release},               {"i", o.internal_err}, {"m", o.message}};
+}
+
+sim::Outcome outcome_from_json(const json &j) {
+  sim::Outcome o;
+  o.kind = static_cast<sim::Outcome::Kind>(j.at("k").get<int>());
+  o.err = j.at("e").get<int>();
+  o.id = j.at("id").get<std::int64_t>();
+  o.release = j.at("r").get<bool>();
+  o.internal_err = j.at("i").get<int>();
+  o.message = j.at("m").get<std::string>();
+  return o;
+}
+
+// --verbose: every step on stderr as the child executes it (for runs that hang or crash).
+class LoggingExecutor final : public sim::Executor {
+public:
+  LoggingExecutor(sim::Executor &inner, const sim::Trace &t) : inner_(inner), t_(t) {}
+  void begin(const sim::Trace &t, sim::KernelProfile p) override { inner_.begin(t, p); }
+  sim::Outcome step(const sim::Statement &s, const sim::Bindings &b) override {
+    fmt::print(stderr, "[kernel] {}:{}: {} ...\n", t_.path, s.line, sim::format_statement(s, t_.names));
+    sim::Outcome o = inner_.step(s, b);
+    fmt::print(stderr, "[kernel]   => {}\n", sim::format_outcome_detailed(o));
+    return o;
+  }
+  sim::CheckResult check(const sim::Statement &s, const sim::Bindings &b) override { return inner_.check(s, b); }
+  std::vector<sim::Violation> after_step() override { return inner_.after_step(); }
+  std::vector<sim::Violation> drain() override {
+    fmt::print(stderr, "[kernel] drain\n");
+    return inner_.drain();
+  }
+  void end() override {
+    fmt::print(stderr, "[kernel] end\n");
+    inner_.end();
+  }
+
+private:
+  sim::Executor &inner_;
+  const sim::Trace &t_;
+};
+
+bool g_verbose = false;
+
+struct KernelRun {
+  bool ok = false;
+  std::string error; // !ok: why there is no result
+  std::vector<std::optional<sim::Outcome>> outcomes;
+  std::vector<sim::ReplayFailure> failures;
+  std::size_t steps = 0;
+  std::size_t checks_not_observable = 0;
+  double seconds = 0;
+  std::vector<std::string> teardown; // "statement -> outcome" of the steps replay added at the end
+};
+
+KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
+                        const harness::KernelExecutorOptions &options, std::chrono::seconds timeout) {
+  KernelRun out;
+  // An unlinked file shared with the child: the result survives the child however it ends.
+  char tmpl[] = "/tmp/fpsim-harness-result.XXXXXX";
+  const int fd = mkstemp(tmpl);
+  if (fd < 0) {
+    out.error = fmt::format("mkstemp: {}", std::strerror(errno));
+    return out;
+  }
+  unlink(tmpl);
+  auto body = [&](const harness::IsolatedDirs &dirs) {
+    // Only the parent decides about signals: it aborts the connections and kills this child.
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    harness::KernelExecutor kex(dirs, options);
+    LoggingExecutor logged(kex, t);
+    sim::Executor &ex = g_verbose ? static_cast<sim::Executor &>(logged) : kex;
+    const auto t0 = std::chrono::steady_clock::now();
+    const sim::ReplayResult r = sim::replay(t, ex, profile);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    json j;
+    j["steps"] = r.steps;
+    j["checks_not_observable"] = r.checks_not_observable;
+    j["seconds"] = secs;
+    j["transcript"] = r.transcript;
+    j["outcomes"] = json::array();
+    for (const auto &o : r.outcomes)
+      j["outcomes"].push_back(o ? outcome_to_json(*o) : json(nullptr));
+    j["failures"] = json::array();
+    for (const auto &f : r.failures)
+      j["failures"].push_back({{"kind", static_cast<int>(f.kind)},
+                               {"line", f.line},
+                               {"statement", f.statement},
+                               {"expected", f.expected},
+                               {"actual", f.actual},
+                               {"message", f.message}});
+    const std::string text = j.dump();
+    std::size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+      if (n <= 0)
+        return 3;
+      done += static_cast<std::size_t>(n);
+    }
+    return 0;
+  };
+  const harness::IsolatedRun run = harness::run_isolated(body, timeout);
+  std::string text;
+  char buf[65536];
+  off_t off = 0;
+  for (;;) {
+    const ssize_t n = ::pread(fd, buf, sizeof buf, off);
+    if (n <= 0)
+      break;
+    text.append(buf, static_cast<std::size_t>(n));
+    off += n;
+  }
+  ::close(fd);
+  if (!run.started) {
+    out.error = "the isolated run did not start: " + run.error;
+    return out;
+  }
+  if (run.cancelled) {
+    out.error = "interrupted";
+    return out;
+  }
+  if (run.timed_out || run.signal || run.exit_code != 0 || text.empty()) {
+    out.error = fmt::format("the kernel run {}", run.timed_out ? fmt::format("timed out after {} s", timeout.count())
+                                                 : run.signal ? fmt::format("died of signal {}", run.signal)
+                                                              : fmt::format("exited {}", run.exit_code));
+    if (!run.error.empty())
+      out.error += " (" + run.error + ")";
+    return out;
+  }
+  if (!run.cleaned_up)
+    out.failures.push_back(sim::ReplayFailure{sim::ReplayFailure::Kind::Leak, 0, "(end of trace)", "",
+                                              "", "host namespace: " + run.error});
+  try {
+    const json j = json::parse(text);
+    out.steps = j.at("steps").get<std::size_t>();
+    out.checks_not_observable = j.at("checks_not_observable").get<std::size_t>();
+    out.seconds = j.at("seconds").get<double>();
+    std::istringstream transcript(j.at("transcript").get<std::string>());
+    for (std::string line; std::getline(transcript, line);)
+      if (line.rfind("0: ", 0) == 0)
+        out.teardown.push_back(line.substr(3));
+    for (const auto &o : j.at("outcomes"))
+      out.outcomes.push_back(o.is_null() ? std::nullopt : std::optional(outcome_from_json(o)));
+    for (const auto &f : j.at("failures"))
+      out.failures.push_back(sim::ReplayFailure{
+          static_cast<sim::ReplayFailure::Kind>(f.at("kind").get<int>()), f.at("line").get<int>(),
+          f.at("statement").get<std::string>(), f.at("expected").get<std::string>(),
+          f.at("actual").get<std::string>(), f.at("message").get<std::string>()});
+  } catch (const std::exception &e) {
+    out.error = std::string("unreadable result from the kernel run: ") + e.what();
+    return out;
+  }
+  out.ok = true;
+  return out;
+}
+
+// Kernel-side failures that the statement comparison does not already show: violations (server
+// anomalies, route checks), teardown steps that failed, leaks.
+bool harness_failure(const sim::ReplayFailure &f) {
+  if (f.line == 0)
+    return true;
+  return f.kind != sim::ReplayFailure::Kind::Mismatch && f.kind != sim::ReplayFailure::Kind::Invalid;
+}
+
+std::string describe_failure(const sim::ReplayFailure &f) {
+  if (f.kind == sim::ReplayFailure::Kind::Mismatch)
+    return fmt::format("{}: {}{}", f.statement, f.actual, f.message.empty() ? "" : " (" + f.message + ")");
+  return fmt::format("{}: {}: {}", f.statement, sim::failure_kind_name(f.kind), f.message);
+}
+
+std::string where(const sim::Trace &t, int line) {
+  return line ? fmt::format("{}:{}", t.path, line) : t.path;
+}
+
+struct Rate {
+  std::size_t steps = 0;
+  double seconds = 0;
+  std::string line() const {
+    return fmt::format("kernel: {} statements in {:.2f} s ({:.0f} statements/s)", steps, seconds,
+                       seconds > 0 ? static_cast<double>(steps) / seconds : 0.0);
+  }
+};
+
+// ---- commands -------------------------------------------------------------------------------------
+
+int cmd_run(const std::vector<std::string> &paths, const harness::KernelExecutorOptions &options,
+            std::chrono::seconds timeout) {
+  std::optional<std::vector<sim::Trace>> traces = load_all(paths, "run");
+  if (!traces)
+    return kExitUsage;
+  model::KernelProfile kernel{};
+  if (int rc = preconditions(&kernel); rc != 0)
+    return rc;
+  install_signal_handlers();
+  bool failed = false;
+  Rate rate;
+  for (const sim::Trace &t : *traces) {
+    if (harness::isolated_runs_cancelled())
+      return interrupted_exit();
+    fmt::print("== {} [{}{}]\n", t.path, model::profile_name(t.profile),
+               t.profile == kernel ? "" : fmt::format(", on a {} kernel", model::profile_name(kernel)));
+    std::fflush(stdout);
+    const KernelRun k = run_on_kernel(t, t.profile, options, timeout);
+    if (harness::isolated_runs_cancelled())
+      return interrupted_exit();
+    if (!k.ok) {
+      fmt::print("  {}: {}\n", t.path, k.error);
+      failed = true;
+      continue;
+    }
+    rate.steps += k.steps;
+    rate.seconds += k.seconds;
+    for (std::size_t i = 0; i < t.statements.size() && i < k.outcomes.size(); ++i) {
+      const sim::Statement &s = t.statements[i];
+      if (!k.outcomes[i])
+        continue;
+      const sim::Outcome &o = *k.outcomes[i];
+      std::string note;
+      if (s.expect && !s.expect->matches(o))
+        note = fmt::format("   (trace expects {})", sim::format_outcome(*s.expect));
+      fmt::print("{}:{}: {} => {}{}\n", t.path, s.line, sim::format_statement(s, t.names),
+                 o.kind == sim::Outcome::Kind::Invalid ? sim::format_outcome_detailed(o)
+                                                       : sim::format_outcome(o),
+                 note);
+    }
+    for (const std::string &line : k.teardown)
+      fmt::print("{}: (teardown) {}\n", t.path, line);
+    for (const auto &f : k.failures) {
+      if (!harness_failure(f))
+        continue;
+      fmt::print("{}: kernel {}\n", where(t, f.line), describe_failure(f));
+      failed = true;
+    }
+  }
+  fmt::print("fpsim-harness run: {} traces; {}\n", traces->size(), rate.line());
+  return failed ? kExitFailed : kExitOk;
+}
+
+int cmd_crosscheck(const std::vector<std::string> &paths, const harness::KernelExecutorOptions &options,
+                   std::chrono::seconds timeout) {
+  std::optional<std::vector<sim::Trace>> traces = load_all(paths, "crosscheck");
+  if (!traces)
+    return kExitUsage;
+  model::KernelProfile kernel{};
+  if (int rc = preconditions(&kernel); rc != 0)
+    return rc;
+  install_signal_handlers();
+  std::size_t passed = 0;
+  std::size_t failed = 0;
+  std::size_t skipped = 0;
+  std::size_t not_observable = 0;
+  std::size_t disagreements = 0;
+  Rate rate;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const sim::Trace &t : *traces) {
+    if (harness::isolated_runs_cancelled())
+      return interrupted_exit();
+    if (t.profile != kernel) {
+      fmt::print("SKIP {} [{}]: not the running kernel's profile ({})\n", t.path,
+                 model::profile_name(t.profile), model::profile_name(kernel));
+      ++skipped;
+      continue;
+    }
+    sim::SimExecutor sim_ex;
+    const sim::ReplayResult sr = sim::replay(t, sim_ex, t.profile);
+    const KernelRun k = run_on_kernel(t, t.profile, options, timeout);
+    if (harness::isolated_runs_cancelled())
+      return interrupted_exit();
+    std::vector<std::string> lines;
+    if (!k.ok) {
+      lines.push_back(fmt::format("{}: kernel: {}", t.path, k.error));
+    } else {
+      rate.steps += k.steps;
+      rate.seconds += k.seconds;
+      not_observable += k.checks_not_observable;
+      for (std::size_t i = 0; i < t.statements.size(); ++i) {
+        const sim::Statement &s = t.statements[i];
+        if (s.op == sim::Op::Check)
+          continue;
+        const std::optional<sim::Outcome> &so = sr.outcomes.at(i);
+        const std::optional<sim::Outcome> &ko = i < k.outcomes.size() ? k.outcomes[i] : std::nullopt;
+        if (!so || !ko) {
+          lines.push_back(fmt::format("{}: {}: no outcome from the {}", where(t, s.line),
+                                      sim::format_statement(s, t.names), so ? "kernel" : "simulator"));
+          ++disagreements;
+          continue;
+        }
+        const bool agree = so->matches(*ko) && (!s.expect || (s.expect->matches(*ko) && s.expect->matches(*so)));
+        if (agree)
+          continue;
+        ++disagreements;
+        lines.push_back(fmt::format("{}: {}: expected {}, sim {}, kernel {}", where(t, s.line),
+                                    sim::format_statement(s, t.names),
+                                    s.expect ? sim::format_outcome(*s.expect) : std::string("-"),
+                                    sim::format_outcome_detailed(*so),
+                                    ko->kind == sim::Outcome::Kind::Invalid ? sim::format_outcome_detailed(*ko)
+                                                                            : sim::format_outcome(*ko)));
+      }
+      for (const auto &f : k.failures)
+        if (harness_failure(f))
+          lines.push_back(fmt::format("{}: kernel {}", where(t, f.line), describe_failure(f)));
+    }
+    // The simulator's own failures other than the outcome comparison above (checks, invariants, leaks).
+    for (const auto &f : sr.failures)
+      if (f.kind != sim::ReplayFailure::Kind::Mismatch || f.line == 0)
+        lines.push_back(fmt::format("{}: sim {}", where(t, f.line), describe_failure(f)));
+    if (lines.empty()) {
+      ++passed;
+      fmt::print("PASS {} [{}] {} statements\n", t.path, model::profile_name(t.profile), k.steps);
+    } else {
+      ++failed;
+      fmt::print("FAIL {} [{}]\n", t.path, model::profile_name(t.profile));
+      for (const auto &l : lines)
+        fmt::print("  {}\n", l);
+    }
+    std::fflush(stdout);
+  }
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fmt::print("fpsim-harness crosscheck: {} passed, {} failed, {} skipped\n", passed, failed, skipped);
+  fmt::print("{} statement disagreements; {} check statements not observable on the kernel\n",
+             disagreements, not_observable);
+  fmt::print("{} ({:.2f} s wall clock with isolation)\n", rate.line(), wall);
+  return failed ? kExitFailed : kExitOk;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  CLI::App app{"fpsim-harness: run fpsim traces against the real kernel"};
+  app.require_subcommand(1);
+  std::vector<std::string> paths;
+  int deadline_ms = 300;
+  int trace_timeout_s = 120;
+  auto add_common = [&](CLI::App *cmd) {
+    cmd->add_option("PATH", paths, "trace files or directories (recursively *.trace)")->required();
+    cmd->add_option("--deadline-ms", deadline_ms,
+                    "how long a call may take before it counts as blocked (default 300)")
+        ->check(CLI::Range(10, 60000));
+    cmd->add_option("--trace-timeout", trace_timeout_s,
+                    "seconds one trace may take on the kernel before its run is killed (default 120)")
+        ->check(CLI::Range(1, 3600));
+    cmd->add_flag("--verbose", g_verbose, "log every kernel step on stderr as it runs");
+  };
+  CLI::App *run = app.add_subcommand("run", "print every statement with the kernel's outcome");
+  add_common(run);
+  CLI::App *cross = app.add_subcommand("crosscheck", "compare the simulator with the kernel");
+  add_common(cross);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp &e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError &e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+  harness::KernelExecutorOptions options;
+  options.deadline = std::chrono::milliseconds(deadline_ms);
+  options.long_deadline = std::max(options.long_deadline, 4 * options.deadline);
+  const std::chrono::seconds timeout(trace_timeout_s);
+  if (run->parsed())
+    return cmd_run(paths, options, timeout);
+  return cmd_crosscheck(paths, options, timeout);
+}

@@ -1,0 +1,354 @@
+#include "namespace.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <new>
+#include <vector>
+
+namespace fpsim::harness {
+namespace {
+
+constexpr long kFusectlSuperMagic = 0x65735543; // FUSE_CTL_SUPER_MAGIC
+constexpr const char *kStandardFusectlDir = "/sys/fs/fuse/connections";
+
+// Exit codes of the child when the namespace itself cannot be set up (sysexits.h EX_OSERR), or when
+// the body threw (EX_SOFTWARE), so they cannot be mistaken for a body's verdict.
+constexpr int kExitSetupFailed = 71;
+constexpr int kExitBodyThrew = 70;
+
+std::string errno_text(const std::string &what, int e) { return what + ": " + std::strerror(e); }
+
+bool is_fusectl(const std::string &dir) {
+  struct statfs sfs {};
+  return statfs(dir.c_str(), &sfs) == 0 && sfs.f_type == kFusectlSuperMagic;
+}
+
+// Shared (MAP_SHARED) between the parent and the child of run_isolated: the child's FuseServers put
+// their connections' device numbers here, the parent reads them when the run overruns.
+struct ConnectionRegistry {
+  static constexpr std::size_t kCapacity = 256;
+  std::atomic<std::uint64_t> devs[kCapacity]; // 0: free slot
+};
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "the registry is shared across processes");
+
+// Set in the child of run_isolated only.
+ConnectionRegistry *g_registry = nullptr;
+
+// Set by cancel_isolated_runs (from a signal handler).
+volatile sig_atomic_t g_cancel = 0;
+
+std::vector<std::uint64_t> registered_connections(const ConnectionRegistry &registry) {
+  std::vector<std::uint64_t> devs;
+  for (const auto &slot : registry.devs)
+    if (std::uint64_t dev = slot.load(); dev != 0)
+      devs.push_back(dev);
+  return devs;
+}
+
+// Aborts the given connections from a short-lived helper process that mounts fusectl on `ctl_dir` in a
+// private namespace of its own: the host namespace never sees that mount, and it works whatever state
+// the child is in (even half-way through exit, when its namespace is no longer reachable).
+void abort_connections(const std::vector<std::uint64_t> &devs, const std::string &ctl_dir,
+                       IsolatedRun &run) {
+  if (devs.empty())
+    return;
+  // Built before fork: the helper sticks to plain syscalls.
+  std::vector<std::string> paths;
+  for (std::uint64_t dev : devs)
+    paths.push_back(ctl_dir + "/" + std::to_string(minor(static_cast<dev_t>(dev))) + "/abort");
+  pid_t pid = fork();
+  if (pid < 0) {
+    run.error += (run.error.empty() ? "" : "; ") + errno_text("fork (abort helper)", errno);
+    return;
+  }
+  if (pid == 0) {
+    if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        mount("none", ctl_dir.c_str(), "fusectl", 0, nullptr) != 0)
+      _exit(kExitSetupFailed);
+    int failed = 0;
+    for (const std::string &path : paths) {
+      int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      // A missing entry means the connection is already gone, which is what an abort wants anyway.
+      if (fd < 0 ? errno != ENOENT : write(fd, "1", 1) != 1)
+        ++failed;
+      if (fd >= 0)
+        close(fd);
+    }
+    _exit(failed == 0 ? 0 : 1);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  run.emergency_aborts += static_cast<int>(devs.size());
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    run.error += std::string(run.error.empty() ? "" : "; ") + "emergency abort through fusectl failed";
+}
+
+// Runs in the forked child: everything here stays inside the new namespace.
+[[noreturn]] void child_main(const std::function<int(const IsolatedDirs &)> &body,
+                             const IsolatedDirs &dirs) {
+  // If the parent dies (e.g. killed by a test runner) the child, and with it the namespace, must go too.
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+    std::perror("fpsim-harness: prctl(PR_SET_PDEATHSIG)");
+    _exit(kExitSetupFailed);
+  }
+  if (unshare(CLONE_NEWNS) != 0) {
+    std::perror("fpsim-harness: unshare(CLONE_NEWNS)");
+    _exit(kExitSetupFailed);
+  }
+  // Without this, mounts made below would propagate back to a shared host mount.
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    std::perror("fpsim-harness: mount(/, MS_REC|MS_PRIVATE)");
+    _exit(kExitSetupFailed);
+  }
+  if (mount("fpsim-backing", dirs.backing.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700") != 0) {
+    std::perror(("fpsim-harness: mount tmpfs on " + dirs.backing).c_str());
+    _exit(kExitSetupFailed);
+  }
+
+  int code = kExitBodyThrew;
+  try {
+    code = body(dirs);
+  } catch (const std::exception &e) {
+    std::cerr << "fpsim-harness: isolated body threw: " << e.what() << '\n';
+  } catch (...) {
+    std::cerr << "fpsim-harness: isolated body threw a non-standard exception\n";
+  }
+
+  // The namespace dies with this process anyway; detaching first keeps the teardown independent of
+  // how the kernel orders namespace destruction. EINVAL just means "not mounted".
+  for (const std::string *dir : {&dirs.mnt, &dirs.ctl, &dirs.backing}) {
+    if (umount2(dir->c_str(), MNT_DETACH) != 0 && errno != EINVAL)
+      std::perror(("fpsim-harness: umount2(" + *dir + ", MNT_DETACH)").c_str());
+  }
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  _exit(code);
+}
+
+// Whether the child exited within `timeout` (pidfd polls readable once it has). A cancellable wait
+// gives up as soon as cancel_isolated_runs() was called; it polls in short slices so that a signal
+// landing just before poll(2) is not missed.
+bool wait_exit(int pidfd, std::chrono::milliseconds timeout, bool cancellable = false) {
+  pollfd pfd{pidfd, POLLIN, 0};
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (cancellable && g_cancel)
+      return false;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
+    const long slice = std::max<long>(0, cancellable ? std::min<long>(left.count(), 100) : left.count());
+    int ready = poll(&pfd, 1, static_cast<int>(slice));
+    if (ready > 0)
+      return true;
+    if (ready < 0 && errno != EINTR)
+      return false;
+    if (std::chrono::steady_clock::now() >= end)
+      return false;
+  }
+}
+
+// Waits for the child with a deadline; past it, unsticks and kills it. Fills the exit fields of `run`.
+void reap_child(pid_t pid, std::chrono::milliseconds timeout, const ConnectionRegistry &registry,
+                const std::string &ctl_dir, IsolatedRun &run) {
+  // Raw syscall: bookworm's <sys/pidfd.h> declares pidfd_open without C linkage, so C++ cannot link it.
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    run.error = errno_text("pidfd_open", errno);
+    kill(pid, SIGKILL);
+    abort_connections(registered_connections(registry), ctl_dir, run);
+  } else {
+    if (!wait_exit(pidfd, timeout, true)) {
+      run.cancelled = g_cancel != 0;
+      run.timed_out = !run.cancelled;
+      // Stuck calls return once their connection is aborted, and the body may still wind down itself
+      // (not when cancelled: then it is killed at once).
+      abort_connections(registered_connections(registry), ctl_dir, run);
+      if (run.cancelled || !wait_exit(pidfd, std::chrono::milliseconds(2000))) {
+        kill(pid, SIGKILL);
+        // The dying child can hang on a connection registered after the first abort (see
+        // register_fuse_connection); each round aborts what is registered by then.
+        for (int round = 0; round < 5 && !wait_exit(pidfd, std::chrono::milliseconds(1000)); ++round)
+          abort_connections(registered_connections(registry), ctl_dir, run);
+      }
+    }
+    bool exited = wait_exit(pidfd, std::chrono::milliseconds(0));
+    close(pidfd);
+    if (!exited) {
+      run.error += std::string(run.error.empty() ? "" : "; ") + "child " + std::to_string(pid) +
+                   " is stuck in the kernel and did not exit";
+      return;
+    }
+  }
+
+  int status = 0;
+  pid_t got;
+  do {
+    got = waitpid(pid, &status, 0);
+  } while (got < 0 && errno == EINTR);
+  if (got != pid) {
+    run.error = errno_text("waitpid", errno);
+    return;
+  }
+  if (WIFEXITED(status))
+    run.exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    run.signal = WTERMSIG(status);
+}
+
+} // namespace
+
+void cancel_isolated_runs() noexcept { g_cancel = 1; }
+
+bool isolated_runs_cancelled() noexcept { return g_cancel != 0; }
+
+void register_fuse_connection(dev_t dev) {
+  if (g_registry == nullptr)
+    return;
+  for (auto &slot : g_registry->devs) {
+    std::uint64_t expected = 0;
+    if (slot.compare_exchange_strong(expected, dev))
+      return;
+  }
+  std::cerr << "fpsim-harness: connection registry full; connection " << minor(dev)
+            << " cannot be aborted after a timeout\n";
+}
+
+void unregister_fuse_connection(dev_t dev) {
+  if (g_registry == nullptr)
+    return;
+  for (auto &slot : g_registry->devs) {
+    std::uint64_t expected = dev;
+    if (slot.compare_exchange_strong(expected, 0))
+      return;
+  }
+}
+
+std::string ensure_fusectl(const std::string &fallback_dir, std::string &err) {
+  if (is_fusectl(kStandardFusectlDir))
+    return kStandardFusectlDir;
+  if (fallback_dir.empty()) {
+    err = "fusectl is not mounted on " + std::string(kStandardFusectlDir) + " and no fallback dir was given";
+    return {};
+  }
+  if (is_fusectl(fallback_dir))
+    return fallback_dir;
+  if (mount("none", fallback_dir.c_str(), "fusectl", 0, nullptr) != 0) {
+    err = errno_text("mount -t fusectl none " + fallback_dir, errno);
+    return {};
+  }
+  return fallback_dir;
+}
+
+int abort_fuse_connection(dev_t dev, const std::string &fusectl_fallback_dir, std::string &err) {
+  std::string dir = ensure_fusectl(fusectl_fallback_dir, err);
+  if (dir.empty())
+    return -ENOENT;
+  // fusectl names each connection by the superblock's kernel dev_t; FUSE uses anonymous devices
+  // (major 0), for which that number is just the minor.
+  std::string path = dir + "/" + std::to_string(minor(dev)) + "/abort";
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    err = errno_text("open " + path, e);
+    return -e;
+  }
+  ssize_t n = write(fd, "1", 1);
+  int e = errno;
+  close(fd);
+  if (n != 1) {
+    err = n < 0 ? errno_text("write " + path, e) : "short write to " + path;
+    return n < 0 ? -e : -EIO;
+  }
+  return 0;
+}
+
+IsolatedRun run_isolated(const std::function<int(const IsolatedDirs &)> &body,
+                         std::chrono::milliseconds timeout) {
+  IsolatedRun run;
+  std::string root = "/tmp/fpsim-harness.XXXXXX";
+  // mkdtemp creates the directory 0700.
+  if (mkdtemp(root.data()) == nullptr) {
+    run.error = errno_text("mkdtemp " + root, errno);
+    return run;
+  }
+  IsolatedDirs dirs;
+  dirs.root = root;
+  run.root = root;
+  dirs.mnt = dirs.root + "/mnt";
+  dirs.backing = dirs.root + "/backing";
+  dirs.ctl = dirs.root + "/ctl";
+
+  std::vector<std::string> created{dirs.root};
+  bool dirs_ok = true;
+  for (const std::string *dir : {&dirs.mnt, &dirs.backing, &dirs.ctl}) {
+    if (mkdir(dir->c_str(), 0700) != 0) {
+      run.error = errno_text("mkdir " + *dir, errno);
+      dirs_ok = false;
+      break;
+    }
+    created.push_back(*dir);
+  }
+
+  void *shared = MAP_FAILED;
+  if (dirs_ok) {
+    shared = mmap(nullptr, sizeof(ConnectionRegistry), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                  -1, 0);
+    if (shared == MAP_FAILED)
+      run.error = errno_text("mmap (connection registry)", errno);
+  }
+  if (shared != MAP_FAILED) {
+    auto *registry = new (shared) ConnectionRegistry{};
+    // Buffered output would otherwise be written twice, once by each process.
+    std::cout.flush();
+    std::cerr.flush();
+    std::fflush(nullptr);
+    pid_t pid = fork();
+    if (pid < 0) {
+      run.error = errno_text("fork", errno);
+    } else if (pid == 0) {
+      g_registry = registry;
+      child_main(body, dirs);
+    } else {
+      run.started = true;
+      reap_child(pid, timeout, *registry, dirs.ctl, run);
+    }
+    registry->~ConnectionRegistry();
+    munmap(shared, sizeof(ConnectionRegistry));
+  }
+
+  // The child's namespace is gone once it has been reaped, so these are plain empty directories here;
+  // a failing rmdir (EBUSY, ENOTEMPTY) means something leaked into the host namespace.
+  run.cleaned_up = true;
+  for (auto it = created.rbegin(); it != created.rend(); ++it) {
+    if (rmdir(it->c_str()) != 0) {
+      run.cleaned_up = false;
+      if (!run.error.empty())
+        run.error += "; ";
+      run.error += errno_text("rmdir " + *it, errno);
+    }
+  }
+  return run;
+}
+
+} // namespace fpsim::harness
