@@ -285,8 +285,8 @@ TEST_F(ModelTest, ServerErrorSendsNoRelease) {
   EXPECT_TRUE(m.files.empty());
 }
 
-TEST_F(ModelTest, EnosysSkipsIoModes) {
-  mount();
+TEST_F(ModelTest, EnosysSkipsIoModesIn69) {
+  mount(KernelProfile::V6_9);
   OpenReply e;
   e.kind = OpenReply::Kind::Enosys;
   const SysResult r = open(0, e);
@@ -296,6 +296,23 @@ TEST_F(ModelTest, EnosysSkipsIoModes) {
   EXPECT_EQ(fuse_file_read_iter(m, *r.file).route, Route::Fuse);
   const SysResult r2 = open(0, pt(42));
   EXPECT_EQ(r2.err, 0) << "no OPEN is sent: the reply is never read";
+}
+
+TEST_F(ModelTest, EnosysOpensAreCachedOpensIn618) {
+  mount(KernelProfile::V6_18);
+  const std::int32_t id = register_backing();
+  ASSERT_EQ(open(0, pt(id)).err, 0);
+  OpenReply e;
+  e.kind = OpenReply::Kind::Enosys;
+  const SysResult r = open(0, e);
+  EXPECT_EQ(r.err, EIO);
+  EXPECT_EQ(r.internal_err, EINVAL);
+  EXPECT_FALSE(r.sync_release) << "without OPEN the release never reaches the server";
+  EXPECT_EQ(m.sync_releases_sent, 0u);
+  const SysResult c = open(1, pt(id));
+  ASSERT_EQ(c.err, 0);
+  EXPECT_EQ(m.file(*c.file).iomode, IoMode::Cached);
+  EXPECT_EQ(inode(1).iocachectr, 1);
 }
 
 TEST_F(ModelTest, DirectIoOpenTakesNoIoModeAndClearsNothing) {
