@@ -1,5 +1,6 @@
 #include "namespace.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -47,6 +48,8 @@ bool is_fusectl(const std::string &dir) {
 struct ConnectionRegistry {
   static constexpr std::size_t kCapacity = 256;
   std::atomic<std::uint64_t> devs[kCapacity]; // 0: free slot
+  std::atomic<int> child_pid{0};  // for the guardian
+  std::atomic<int> finished{0};   // the parent cleaned up itself: the guardian has nothing to do
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "the registry is shared across processes");
 
@@ -101,6 +104,57 @@ void abort_connections(const std::vector<std::uint64_t> &devs, const std::string
   run.emergency_aborts += static_cast<int>(devs.size());
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     run.error += std::string(run.error.empty() ? "" : "; ") + "emergency abort through fusectl failed";
+}
+
+// Whether `pid` has finished dying: gone, or a zombie with no thread left in the kernel. A process
+// serving its own mount can sit as a zombie leader whose other threads hang in FUSE requests.
+bool fully_exited(pid_t pid) {
+  const std::string task_dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR *d = opendir(task_dir.c_str());
+  if (d == nullptr)
+    return true;
+  int threads = 0;
+  while (dirent *e = readdir(d))
+    threads += e->d_name[0] != '.';
+  closedir(d);
+  if (threads > 1)
+    return false;
+  std::FILE *f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (f == nullptr)
+    return true;
+  char buf[512] = {};
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  const char *paren = std::strrchr(buf, ')');
+  return n == 0 || paren == nullptr || paren[1] == '\0' || paren[2] == 'Z' || paren[2] == 'X';
+}
+
+// The guardian outlives a harness that is killed (SIGKILL included) mid-run: when the lifeline
+// pipe from the parent breaks without the parent having finished, it kills the child, aborts its
+// FUSE connections until every thread of the child has left the kernel, and removes the temporary
+// directories. It holds no FUSE file itself, so it can never hang on the connection.
+[[noreturn]] void guardian_main(int lifeline, const ConnectionRegistry &registry,
+                                const std::string &ctl_dir, const std::vector<std::string> &created) {
+  // A terminal's ^C reaches the whole process group; the guardian must survive it to clean up.
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  char c = 0;
+  while (read(lifeline, &c, 1) < 0 && errno == EINTR) {
+  }
+  if (registry.finished.load())
+    _exit(0);
+  const pid_t child = registry.child_pid.load();
+  if (child > 0)
+    kill(child, SIGKILL);
+  IsolatedRun scratch;
+  for (int round = 0; round < 50 && child > 0 && !fully_exited(child); ++round) {
+    abort_connections(registered_connections(registry), ctl_dir, scratch);
+    usleep(200 * 1000);
+  }
+  for (auto it = created.rbegin(); it != created.rend(); ++it)
+    rmdir(it->c_str());
+  _exit(0);
 }
 
 // Runs in the forked child: everything here stays inside the new namespace.
@@ -323,15 +377,41 @@ IsolatedRun run_isolated(const std::function<int(const IsolatedDirs &)> &body,
     std::cout.flush();
     std::cerr.flush();
     std::fflush(nullptr);
-    pid_t pid = fork();
-    if (pid < 0) {
-      run.error = errno_text("fork", errno);
-    } else if (pid == 0) {
-      g_registry = registry;
-      child_main(body, dirs);
+    int lifeline[2] = {-1, -1};
+    pid_t guardian = -1;
+    if (pipe2(lifeline, O_CLOEXEC) != 0) {
+      run.error = errno_text("pipe2 (guardian lifeline)", errno);
     } else {
-      run.started = true;
-      reap_child(pid, timeout, *registry, dirs.ctl, run);
+      guardian = fork();
+      if (guardian == 0) {
+        close(lifeline[1]);
+        guardian_main(lifeline[0], *registry, dirs.ctl, created);
+      }
+      close(lifeline[0]);
+      if (guardian < 0)
+        run.error = errno_text("fork (guardian)", errno);
+    }
+    if (guardian > 0) {
+      const pid_t pid = fork();
+      if (pid < 0) {
+        run.error = errno_text("fork", errno);
+      } else if (pid == 0) {
+        close(lifeline[1]);
+        g_registry = registry;
+        child_main(body, dirs);
+      } else {
+        registry->child_pid.store(pid);
+        run.started = true;
+        reap_child(pid, timeout, *registry, dirs.ctl, run);
+      }
+    }
+    if (guardian > 0) {
+      registry->finished.store(1);
+      close(lifeline[1]);
+      while (waitpid(guardian, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    } else if (lifeline[1] >= 0) {
+      close(lifeline[1]);
     }
     registry->~ConnectionRegistry();
     munmap(shared, sizeof(ConnectionRegistry));
