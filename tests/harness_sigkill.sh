@@ -9,7 +9,7 @@ traces=$2
 probe=$("$harness" crosscheck "$traces/spec/00-init-passthrough.trace" 2>&1); rc=$?
 if [ "$rc" -eq 77 ]; then echo "skipped: $probe"; exit 77; fi
 failed=0
-for delay in 0.3 0.8 1.5; do
+for delay in 0.05 0.15 0.3 0.8 1.5; do
   before=$(ls -d /tmp/fpsim-harness.* 2>/dev/null | wc -l)
   "$harness" crosscheck "$traces" >/dev/null 2>&1 &
   pid=$!

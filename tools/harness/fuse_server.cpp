@@ -10,15 +10,37 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <cstring>
 
 namespace fpsim::harness {
 namespace {
+
+// The device of the filesystem mounted last on `mnt`, from /proc/self/mountinfo ("major:minor" is
+// the third field, the mount point the fifth).
+std::optional<dev_t> mounted_device(const std::string &mnt) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::optional<dev_t> dev;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, majmin, root, point;
+    if (!(fields >> id >> parent >> majmin >> root >> point) || point != mnt)
+      continue;
+    unsigned maj = 0, min = 0;
+    if (std::sscanf(majmin.c_str(), "%u:%u", &maj, &min) == 2)
+      dev = makedev(maj, min);
+  }
+  return dev;
+}
 
 namespace p = proto;
 
@@ -184,14 +206,15 @@ int FuseServer::mount(const std::string &mnt, const InitConfig &config, std::str
   }
   mnt_ = mnt;
   mounted_ = true;
-  // st_dev names the connection in fusectl; take it now, a later abort may come after an unmount.
-  struct stat st {};
-  if (stat(mnt.c_str(), &st) != 0) {
-    int e = errno;
-    err = errno_text("stat " + mnt + " after mount", e);
-    return -e;
+  // The superblock's device names the connection in fusectl; take it now, a later abort may come
+  // after an unmount. Read from mountinfo, not stat(2): a stat would be a GETATTR, and a process
+  // killed while waiting for it (with its server thread already gone) would hang unregistered.
+  std::optional<dev_t> dev = mounted_device(mnt);
+  if (!dev) {
+    err = "cannot find " + mnt + " in /proc/self/mountinfo after mount";
+    return -ENOENT;
   }
-  dev_ = st.st_dev;
+  dev_ = *dev;
   register_fuse_connection(dev_);
   return 0;
 }

@@ -50,6 +50,9 @@ struct ConnectionRegistry {
   std::atomic<std::uint64_t> devs[kCapacity]; // 0: free slot
   std::atomic<int> child_pid{0};  // for the guardian
   std::atomic<int> finished{0};   // the parent cleaned up itself: the guardian has nothing to do
+  // mkdtemp fills in the name before it creates the directory, so the guardian can always find
+  // what a killed parent created.
+  char root[32] = "/tmp/fpsim-harness.XXXXXX";
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "the registry is shared across processes");
 
@@ -133,8 +136,7 @@ bool fully_exited(pid_t pid) {
 // pipe from the parent breaks without the parent having finished, it kills the child, aborts its
 // FUSE connections until every thread of the child has left the kernel, and removes the temporary
 // directories. It holds no FUSE file itself, so it can never hang on the connection.
-[[noreturn]] void guardian_main(int lifeline, const ConnectionRegistry &registry,
-                                const std::string &ctl_dir, const std::vector<std::string> &created) {
+[[noreturn]] void guardian_main(int lifeline, const ConnectionRegistry &registry) {
   // A terminal's ^C reaches the whole process group; the guardian must survive it to clean up.
   signal(SIGINT, SIG_IGN);
   signal(SIGTERM, SIG_IGN);
@@ -144,16 +146,19 @@ bool fully_exited(pid_t pid) {
   }
   if (registry.finished.load())
     _exit(0);
+  const std::string root(registry.root);
+  if (root.find("XXXXXX") != std::string::npos)
+    _exit(0); // killed before mkdtemp: nothing was created
   const pid_t child = registry.child_pid.load();
   if (child > 0)
     kill(child, SIGKILL);
   IsolatedRun scratch;
   for (int round = 0; round < 50 && child > 0 && !fully_exited(child); ++round) {
-    abort_connections(registered_connections(registry), ctl_dir, scratch);
+    abort_connections(registered_connections(registry), root + "/ctl", scratch);
     usleep(200 * 1000);
   }
-  for (auto it = created.rbegin(); it != created.rend(); ++it)
-    rmdir(it->c_str());
+  for (const char *sub : {"/mnt", "/backing", "/ctl", ""})
+    rmdir((root + sub).c_str());
   _exit(0);
 }
 
@@ -340,81 +345,71 @@ int abort_fuse_connection(dev_t dev, const std::string &fusectl_fallback_dir, st
 IsolatedRun run_isolated(const std::function<int(const IsolatedDirs &)> &body,
                          std::chrono::milliseconds timeout) {
   IsolatedRun run;
-  std::string root = "/tmp/fpsim-harness.XXXXXX";
-  // mkdtemp creates the directory 0700.
-  if (mkdtemp(root.data()) == nullptr) {
-    run.error = errno_text("mkdtemp " + root, errno);
+  void *shared = mmap(nullptr, sizeof(ConnectionRegistry), PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (shared == MAP_FAILED) {
+    run.error = errno_text("mmap (connection registry)", errno);
     return run;
   }
+  auto *registry = new (shared) ConnectionRegistry{};
+  // Buffered output would otherwise be written twice, once by each process.
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+
+  // The guardian exists before anything is created, so a parent killed at any point after this
+  // leaves nothing behind.
+  int lifeline[2] = {-1, -1};
+  pid_t guardian = -1;
+  if (pipe2(lifeline, O_CLOEXEC) != 0) {
+    run.error = errno_text("pipe2 (guardian lifeline)", errno);
+  } else {
+    guardian = fork();
+    if (guardian == 0) {
+      close(lifeline[1]);
+      guardian_main(lifeline[0], *registry);
+    }
+    close(lifeline[0]);
+    if (guardian < 0) {
+      run.error = errno_text("fork (guardian)", errno);
+      close(lifeline[1]);
+    }
+  }
+
+  std::vector<std::string> created;
   IsolatedDirs dirs;
-  dirs.root = root;
-  run.root = root;
-  dirs.mnt = dirs.root + "/mnt";
-  dirs.backing = dirs.root + "/backing";
-  dirs.ctl = dirs.root + "/ctl";
-
-  std::vector<std::string> created{dirs.root};
-  bool dirs_ok = true;
-  for (const std::string *dir : {&dirs.mnt, &dirs.backing, &dirs.ctl}) {
-    if (mkdir(dir->c_str(), 0700) != 0) {
-      run.error = errno_text("mkdir " + *dir, errno);
-      dirs_ok = false;
-      break;
+  // mkdtemp creates the directory 0700.
+  if (guardian > 0 && mkdtemp(registry->root) == nullptr)
+    run.error = errno_text(std::string("mkdtemp ") + registry->root, errno);
+  else if (guardian > 0)
+    created.push_back(registry->root);
+  if (!created.empty()) {
+    dirs.root = registry->root;
+    run.root = dirs.root;
+    dirs.mnt = dirs.root + "/mnt";
+    dirs.backing = dirs.root + "/backing";
+    dirs.ctl = dirs.root + "/ctl";
+    for (const std::string *dir : {&dirs.mnt, &dirs.backing, &dirs.ctl}) {
+      if (mkdir(dir->c_str(), 0700) != 0) {
+        run.error = errno_text("mkdir " + *dir, errno);
+        break;
+      }
+      created.push_back(*dir);
     }
-    created.push_back(*dir);
   }
-
-  void *shared = MAP_FAILED;
-  if (dirs_ok) {
-    shared = mmap(nullptr, sizeof(ConnectionRegistry), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                  -1, 0);
-    if (shared == MAP_FAILED)
-      run.error = errno_text("mmap (connection registry)", errno);
-  }
-  if (shared != MAP_FAILED) {
-    auto *registry = new (shared) ConnectionRegistry{};
-    // Buffered output would otherwise be written twice, once by each process.
-    std::cout.flush();
-    std::cerr.flush();
-    std::fflush(nullptr);
-    int lifeline[2] = {-1, -1};
-    pid_t guardian = -1;
-    if (pipe2(lifeline, O_CLOEXEC) != 0) {
-      run.error = errno_text("pipe2 (guardian lifeline)", errno);
+  if (created.size() == 4) {
+    const pid_t pid = fork();
+    if (pid < 0) {
+      run.error = errno_text("fork", errno);
+    } else if (pid == 0) {
+      close(lifeline[1]);
+      g_registry = registry;
+      child_main(body, dirs);
     } else {
-      guardian = fork();
-      if (guardian == 0) {
-        close(lifeline[1]);
-        guardian_main(lifeline[0], *registry, dirs.ctl, created);
-      }
-      close(lifeline[0]);
-      if (guardian < 0)
-        run.error = errno_text("fork (guardian)", errno);
+      registry->child_pid.store(pid);
+      run.started = true;
+      reap_child(pid, timeout, *registry, dirs.ctl, run);
     }
-    if (guardian > 0) {
-      const pid_t pid = fork();
-      if (pid < 0) {
-        run.error = errno_text("fork", errno);
-      } else if (pid == 0) {
-        close(lifeline[1]);
-        g_registry = registry;
-        child_main(body, dirs);
-      } else {
-        registry->child_pid.store(pid);
-        run.started = true;
-        reap_child(pid, timeout, *registry, dirs.ctl, run);
-      }
-    }
-    if (guardian > 0) {
-      registry->finished.store(1);
-      close(lifeline[1]);
-      while (waitpid(guardian, nullptr, 0) < 0 && errno == EINTR) {
-      }
-    } else if (lifeline[1] >= 0) {
-      close(lifeline[1]);
-    }
-    registry->~ConnectionRegistry();
-    munmap(shared, sizeof(ConnectionRegistry));
   }
 
   // The child's namespace is gone once it has been reaped, so these are plain empty directories here;
@@ -428,6 +423,14 @@ IsolatedRun run_isolated(const std::function<int(const IsolatedDirs &)> &body,
       run.error += errno_text("rmdir " + *it, errno);
     }
   }
+  if (guardian > 0) {
+    registry->finished.store(1);
+    close(lifeline[1]);
+    while (waitpid(guardian, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+  registry->~ConnectionRegistry();
+  munmap(shared, sizeof(ConnectionRegistry));
   return run;
 }
 
