@@ -42,9 +42,9 @@ auto idr_find(FuseConn &fc, std::int32_t id) {
 
 // idr_alloc_cyclic(map, fb, 1, 0): the first free id at or after the cursor in [1, INT_MAX],
 // wrapping to 1 once; the cursor moves past the id handed out.
-std::optional<std::int32_t> idr_alloc_cyclic(FuseConn &fc, FbId fb) {
+std::optional<std::int32_t> idr_alloc_cyclic(FuseConn &fc, FbId fb, bool reuse) {
   auto taken = [&fc](std::int32_t id) { return idr_find(fc, id) != fc.backing_files_map.end(); };
-  std::int32_t id = fc.idr_next;
+  std::int32_t id = reuse ? 1 : fc.idr_next;
   for (std::size_t tries = 0; tries <= fc.backing_files_map.size(); ++tries) {
     if (!taken(id)) {
       fc.backing_files_map.emplace_back(id, fb);
@@ -125,7 +125,7 @@ int fuse_passthrough_open(Model &m, FileId f, std::int32_t backing_id, FbId *fb_
 void fuse_passthrough_release(Model &m, FileId f, const char *where) {
   FuseFile &ff = m.file(f);
   if (ff.passthrough) {
-    if (!m.faults.skip_backing_file_fput_in_release)
+    if (m.mutant != Mutant::BackingFileNotReleased)
       backing_file_fput(m, *ff.passthrough, where);
     ff.passthrough.reset();
   }
@@ -213,7 +213,8 @@ SysResult fuse_dev_ioctl_backing_open(Model &m, const BackingMapArg &arg) {
   b.count = RefCount(1); // the idr's reference
   m.backings.push_back(b);
   const FbId fb{static_cast<std::uint32_t>(m.backings.size() - 1)};
-  std::optional<std::int32_t> id = idr_alloc_cyclic(m.fc, fb);
+  std::optional<std::int32_t> id =
+      idr_alloc_cyclic(m.fc, fb, m.mutant == Mutant::IdsReusedImmediately);
   if (!id) {
     fuse_backing_put(m, fb, "fuse_backing_open");
     r.err = ENOSPC;
@@ -250,9 +251,10 @@ SysResult fuse_dev_ioctl_backing_close(Model &m, std::uint32_t raw_id, bool capa
     return r;
   }
   const FbId fb = it->second;
-  if (!m.faults.skip_idr_remove_in_backing_close)
+  if (m.mutant != Mutant::IdrKeptOnClose)
     m.fc.backing_files_map.erase(it);
-  fuse_backing_put(m, fb, "fuse_backing_close");
+  if (m.mutant != Mutant::BackingCloseKeepsRef)
+    fuse_backing_put(m, fb, "fuse_backing_close");
   return r;
 }
 

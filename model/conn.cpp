@@ -25,6 +25,52 @@ std::optional<KernelProfile> parse_profile(std::string_view s) {
   return std::nullopt;
 }
 
+std::string_view mutant_name(Mutant m) {
+  switch (m) {
+  case Mutant::None:
+    return "none";
+  case Mutant::ParallelWriteSetsIomode:
+    return "parallel-write-sets-iomode";
+  case Mutant::NullFbConflict:
+    return "null-fb-conflict";
+  case Mutant::MissingPutSameFb:
+    return "missing-put-same-fb";
+  case Mutant::MissingPutOnRefusal:
+    return "missing-put-on-refusal";
+  case Mutant::NoFbDetachAtZero:
+    return "no-fb-detach-at-zero";
+  case Mutant::BackingCloseKeepsRef:
+    return "backing-close-keeps-ref";
+  case Mutant::BackingFileNotReleased:
+    return "backing-file-not-released";
+  case Mutant::IdsReusedImmediately:
+    return "ids-reused-immediately";
+  case Mutant::CachedReleaseSkipsDec:
+    return "cached-release-skips-dec";
+  case Mutant::NoEbusyCheck:
+    return "no-ebusy-check";
+  case Mutant::IdrKeptOnClose:
+    return "idr-kept-on-close";
+  }
+  return "?";
+}
+
+std::vector<Mutant> all_mutants() {
+  std::vector<Mutant> v;
+  for (int i = 1; i <= static_cast<int>(Mutant::IdrKeptOnClose); ++i)
+    v.push_back(static_cast<Mutant>(i));
+  return v;
+}
+
+std::optional<Mutant> parse_mutant(std::string_view name) {
+  if (name == "none")
+    return Mutant::None;
+  for (Mutant m : all_mutants())
+    if (mutant_name(m) == name)
+      return m;
+  return std::nullopt;
+}
+
 void Model::warn(std::string where, std::string what) {
   warnings.push_back(Warning{std::move(where), std::move(what)});
 }

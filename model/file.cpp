@@ -48,6 +48,8 @@ void write_finish(Model &m, WriteId id, int result) {
   w.result = result;
   if (w.counted) {
     w.counted = false;
+    if (m.mutant == Mutant::ParallelWriteSetsIomode)
+      m.file(w.file).iomode = IoMode::None;
     fuse_inode_uncached_io_end(m, w.inode);
   }
   if (w.locked) {
@@ -74,6 +76,12 @@ bool write_progress(Model &m, WriteId id, SysResult *r) {
         continue;
       }
       w.counted = true;
+      if (m.mutant == Mutant::ParallelWriteSetsIomode) {
+        FuseFile &wf = m.file(w.file);
+        if (wf.iomode != IoMode::None)
+          m.warn("fuse_file_uncached_io_start", "ff->iomode != IOM_NONE");
+        wf.iomode = IoMode::Uncached;
+      }
     }
     const FuseFile &ff = m.file(w.file);
     r->route = write_route(m, ff);

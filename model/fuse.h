@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace fpsim::model {
@@ -214,19 +215,32 @@ struct Task {
   SysResult result;
 };
 
-// Deliberate defects for testing the invariant checker: each breaks one transition.
-struct Faults {
-  bool skip_backing_put_in_uncached_io_end = false;
-  bool skip_ctr_dec_in_cached_io_release = false;
-  bool skip_ebusy_check = false;
-  bool skip_idr_remove_in_backing_close = false;
-  bool skip_backing_file_fput_in_release = false;
+// Seeded bugs: each breaks one transition the way a real or plausible kernel mistake would, so
+// tests, fuzzing and exploration can show that the checker catches it. None is the kernel.
+enum class Mutant : std::uint8_t {
+  None,
+  ParallelWriteSetsIomode,  // 6.9-rc1: the parallel-write path changed ff->iomode
+  NullFbConflict,           // the seed's rule on 6.9+: a NULL fb conflicts with an attached one
+  MissingPutSameFb,         // no fuse_backing_put when the same fb is already attached
+  MissingPutOnRefusal,      // no put of the lookup reference when EBUSY/ETXTBSY refuse the open
+  NoFbDetachAtZero,         // fi->fb kept (and its reference) when the counter returns to 0
+  BackingCloseKeepsRef,     // BACKING_CLOSE removes the id but does not drop its reference
+  BackingFileNotReleased,   // release forgets to fput the per-file backing_file
+  IdsReusedImmediately,     // idr_alloc instead of idr_alloc_cyclic: a freed id comes back
+  CachedReleaseSkipsDec,    // the last cached release leaves iocachectr raised
+  NoEbusyCheck,             // a second fb on an inode is not refused
+  IdrKeptOnClose,           // BACKING_CLOSE drops the reference but leaves the id mapped
 };
+
+std::string_view mutant_name(Mutant m);
+std::optional<Mutant> parse_mutant(std::string_view name);
+// Every mutant except None, in declaration order.
+std::vector<Mutant> all_mutants();
 
 // One FUSE connection, its superblock and every kernel object hanging off them.
 struct Model {
   KernelProfile profile = kDefaultProfile;
-  Faults faults;
+  Mutant mutant = Mutant::None;
   FuseConn fc;
   std::vector<FuseInode> inodes;
   std::vector<FuseFile> files;

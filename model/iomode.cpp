@@ -43,7 +43,8 @@ int fuse_file_passthrough_open(Model &m, FileId f) {
   if (!err)
     return 0;
   fuse_passthrough_release(m, f, "fuse_file_passthrough_open");
-  fuse_backing_put(m, fb, "fuse_file_passthrough_open");
+  if (m.mutant != Mutant::MissingPutOnRefusal)
+    fuse_backing_put(m, fb, "fuse_file_passthrough_open");
   return err;
 }
 
@@ -56,7 +57,7 @@ void fuse_file_cached_io_release(Model &m, FileId f) {
   if (ff.iomode != IoMode::Cached)
     m.warn("fuse_file_cached_io_release", "ff->iomode != IOM_CACHED");
   ff.iomode = IoMode::None;
-  if (!m.faults.skip_ctr_dec_in_cached_io_release)
+  if (m.mutant != Mutant::CachedReleaseSkipsDec)
     fi.iocachectr--;
   if (fi.iocachectr == 0)
     fi.cache_io_mode = false;
@@ -78,9 +79,10 @@ int fuse_inode_uncached_io_start(Model &m, InodeId i, std::optional<FbId> fb) {
   const std::optional<FbId> oldfb = fi.fb;
   // Deny a second backing object on one inode, compared by object. The seed also refused a
   // parallel direct write (fb == NULL) on a passthrough inode; 6.9-rc5 let it count instead.
-  const bool conflict = m.profile == KernelProfile::V15 ? (oldfb && oldfb != fb)
-                                                         : (fb && oldfb && *oldfb != *fb);
-  if (conflict && !m.faults.skip_ebusy_check)
+  const bool null_conflicts =
+      m.profile == KernelProfile::V15 || m.mutant == Mutant::NullFbConflict;
+  const bool conflict = null_conflicts ? (oldfb && oldfb != fb) : (fb && oldfb && *oldfb != *fb);
+  if (conflict && m.mutant != Mutant::NoEbusyCheck)
     return EBUSY;
   if (fi.iocachectr > 0)
     return ETXTBSY;
@@ -89,7 +91,7 @@ int fuse_inode_uncached_io_start(Model &m, InodeId i, std::optional<FbId> fb) {
     // The inode keeps the lookup reference: it owns exactly one while fi->fb is set.
     fi.fb = fb;
     fi.fb_attached_at = m.step;
-  } else if (fb) {
+  } else if (fb && m.mutant != Mutant::MissingPutSameFb) {
     fuse_backing_put(m, *fb, "fuse_inode_uncached_io_start");
   }
   return 0;
@@ -103,9 +105,11 @@ void fuse_inode_uncached_io_end(Model &m, InodeId i) {
   if (fi.iocachectr != 0)
     return;
   wake_up_direct_io_waitq(m, i);
+  if (m.mutant == Mutant::NoFbDetachAtZero)
+    return;
   const std::optional<FbId> oldfb = fi.fb;
   fi.fb.reset();
-  if (oldfb && !m.faults.skip_backing_put_in_uncached_io_end)
+  if (oldfb)
     fuse_backing_put(m, *oldfb, "fuse_inode_uncached_io_end");
 }
 

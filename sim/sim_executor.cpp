@@ -67,7 +67,7 @@ template <typename T> void grow(std::vector<T> &v, std::size_t n) {
 void SimExecutor::begin(const Trace &t, KernelProfile p) {
   trace_ = &t;
   m_.emplace(p);
-  m_->faults = faults_;
+  m_->mutant = mutant_;
   checker_ = InvariantChecker{};
   names_ = ObjectNames{};
   fds_.assign(t.names.handles.size(), std::nullopt);

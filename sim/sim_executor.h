@@ -14,8 +14,8 @@ namespace fpsim::sim {
 
 class SimExecutor final : public Executor {
 public:
-  // faults: deliberate model defects, for tests that prove the checker catches them.
-  explicit SimExecutor(model::Faults faults = {}) : faults_(faults) {}
+  // mutant: a seeded bug, for showing that the checker catches it.
+  explicit SimExecutor(model::Mutant mutant = model::Mutant::None) : mutant_(mutant) {}
 
   void begin(const Trace &t, KernelProfile p) override;
   Outcome step(const Statement &s, const Bindings &b) override;
@@ -40,7 +40,7 @@ private:
   void name_new_objects(const std::string &file_name);
   std::optional<model::InodeId> find_inode(int mount_slot) const;
 
-  model::Faults faults_;
+  model::Mutant mutant_;
   const Trace *trace_ = nullptr;
   std::optional<model::Model> m_;
   InvariantChecker checker_;

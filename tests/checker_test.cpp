@@ -37,9 +37,9 @@ Trace parse(const char *text) {
   return std::get<Trace>(p);
 }
 
-std::vector<ReplayFailure> run(model::Faults faults) {
+std::vector<ReplayFailure> run(model::Mutant mutant) {
   const Trace t = parse(kScenario);
-  SimExecutor ex(faults);
+  SimExecutor ex(mutant);
   return replay(t, ex, t.profile).failures;
 }
 
@@ -59,37 +59,30 @@ std::string dump(const std::vector<ReplayFailure> &fs) {
 }
 
 TEST(CheckerTeeth, IntactModelIsClean) {
-  const auto fs = run({});
+  const auto fs = run(model::Mutant::None);
   EXPECT_TRUE(fs.empty()) << dump(fs);
 }
 
-TEST(CheckerTeeth, MissingBackingPutOnLastUncachedRelease) {
-  model::Faults f;
-  f.skip_backing_put_in_uncached_io_end = true;
-  const auto fs = run(f);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "[I6]")) << dump(fs);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Leak, "not freed")) << dump(fs);
+TEST(CheckerTeeth, FbKeptWhenTheCounterReturnsToZero) {
+  const auto fs = run(model::Mutant::NoFbDetachAtZero);
+  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation,
+                       "[I1] inode a: fb attached but iocachectr=0"))
+      << dump(fs);
 }
 
 TEST(CheckerTeeth, MissingCounterDecrementOnCachedRelease) {
-  model::Faults f;
-  f.skip_ctr_dec_in_cached_io_release = true;
-  const auto fs = run(f);
+  const auto fs = run(model::Mutant::CachedReleaseSkipsDec);
   EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "[I2]")) << dump(fs);
   EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "fuse_evict_inode")) << dump(fs);
 }
 
 TEST(CheckerTeeth, MissingEbusyCheckLetsASecondFbIn) {
-  model::Faults f;
-  f.skip_ebusy_check = true;
-  const auto fs = run(f);
+  const auto fs = run(model::Mutant::NoEbusyCheck);
   EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "[I3]")) << dump(fs);
 }
 
 TEST(CheckerTeeth, BackingCloseThatKeepsTheIdMapped) {
-  model::Faults f;
-  f.skip_idr_remove_in_backing_close = true;
-  const auto fs = run(f);
+  const auto fs = run(model::Mutant::IdrKeptOnClose);
   EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation,
                        "[I5] B1 (fb#0, id 1): freed but refcount=0 and still reachable from the "
                        "id map (id 1)"))
@@ -97,19 +90,17 @@ TEST(CheckerTeeth, BackingCloseThatKeepsTheIdMapped) {
 }
 
 TEST(CheckerTeeth, ReleaseThatForgetsThePerFileBackingFile) {
-  model::Faults f;
-  f.skip_backing_file_fput_in_release = true;
-  const auto fs = run(f);
+  const auto fs = run(model::Mutant::BackingFileNotReleased);
   EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "[backing_file]")) << dump(fs);
   EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Leak, "backing_file#0 (for H1) not put"))
       << dump(fs);
 }
 
-TEST(CheckerTeeth, LeakReportNamesHolders) {
-  model::Faults f;
-  f.skip_backing_put_in_uncached_io_end = true;
-  const auto fs = run(f);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Leak, "B1 (fb#0, id 1) not freed: refcount 1"))
+TEST(CheckerTeeth, LeakReportNamesTheObject) {
+  const auto fs = run(model::Mutant::BackingCloseKeepsRef);
+  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "[I6] B1 (fb#0, id 1): refcount=1 but held by nobody it knows of"))
+      << dump(fs);
+  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Leak, "B2 (fb#1, id 2) not freed: refcount 1"))
       << dump(fs);
 }
 
