@@ -3,12 +3,15 @@
 //
 //   fpsim-harness run PATH...         every statement with the kernel's outcome
 //   fpsim-harness crosscheck PATH...  simulator vs kernel, statement by statement
+//   fpsim-harness record --source DIR [--policy P] -o OUT -- CMD [ARGS...]
+//                                     a command's opens and backing ids as a trace (recorder.h)
 //
 // Exit codes: 0 agreement; 1 a disagreement or a harness failure; 2 usage, unreadable file or parse
 // error; 77 the machine cannot run it (not root, no /dev/fuse, no passthrough); 130/143 interrupted.
 #include "fuse_server.h"
 #include "kernel_executor.h"
 #include "namespace.h"
+#include "recorder.h"
 
 #include "sim/parser.h"
 #include "sim/printer.h"
@@ -570,6 +573,22 @@ int main(int argc, char **argv) {
   add_common(run);
   CLI::App *cross = app.add_subcommand("crosscheck", "compare the simulator with the kernel");
   add_common(cross);
+  harness::RecordOptions record_options;
+  int command_timeout_s = 120;
+  CLI::App *record = app.add_subcommand(
+      "record", "run a command on a passthrough mount of DIR and write what the server saw as a trace");
+  record->add_option("--source", record_options.source_dir, "directory whose regular files the mount serves")
+      ->required();
+  std::string policy = "hp";
+  record->add_option("--policy", policy,
+                     "how the server answers OPEN/CREATE: hp (default), passthrough, cached, direct_io")
+      ->check(CLI::IsMember({"hp", "passthrough", "cached", "direct_io"}));
+  record->add_option("-o,--output", record_options.output, "the trace to write")->required();
+  record->add_option("--timeout", command_timeout_s,
+                     "seconds the command may run before it is killed (default 120)")
+      ->check(CLI::Range(1, 86400));
+  record->add_flag("--verbose", record_options.verbose, "log every request the server receives on stderr");
+  record->add_option("CMD", record_options.command, "the command and its arguments (after --)")->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp &e) {
@@ -582,6 +601,21 @@ int main(int argc, char **argv) {
   options.deadline = std::chrono::milliseconds(deadline_ms);
   options.long_deadline = std::max(options.long_deadline, 4 * options.deadline);
   const std::chrono::seconds timeout(trace_timeout_s);
+  if (record->parsed()) {
+    record_options.timeout = std::chrono::seconds(command_timeout_s);
+    record_options.policy = policy == "passthrough" ? harness::RecordPolicy::Passthrough
+                            : policy == "cached"    ? harness::RecordPolicy::Cached
+                            : policy == "direct_io" ? harness::RecordPolicy::DirectIo
+                                                    : harness::RecordPolicy::Hp;
+    const int rc = harness::record(record_options, [] {
+      model::KernelProfile kernel{};
+      const int pre = preconditions(&kernel);
+      if (pre == 0)
+        install_signal_handlers();
+      return pre;
+    });
+    return rc == harness::kRecordInterrupted ? interrupted_exit() : rc;
+  }
   if (run->parsed())
     return cmd_run(paths, options, timeout);
   return cmd_crosscheck(paths, options, timeout);

@@ -1,0 +1,60 @@
+// fpsim-harness record: runs an ordinary command on a FUSE passthrough mount served by a small raw
+// /dev/fuse server and writes what the server saw as a trace (format v1) that `fpsim replay` and
+// `fpsim-harness crosscheck` accept.
+//
+//   fpsim-harness record --source DIR [--policy hp|cached|direct_io|passthrough] -o OUT.trace
+//                        [--timeout S] [--verbose] -- CMD [ARGS...]
+//
+// The mount serves DIR's regular files (a flat directory; every name must match the trace grammar
+// [A-Za-z][A-Za-z0-9_.-]{0,63}, or the recorder refuses with exit 2). Everything happens in a forked
+// child inside a private mount namespace: DIR is first copied into a private tmpfs, so the command
+// (and passthrough writes, which land in the backing files) never modify DIR. The copies are the
+// server's content and the backing files at once: READ/WRITE/SETATTR of the server act on them too.
+//
+// The server answers OPEN/CREATE by policy:
+//   hp           one backing id per inode: BACKING_OPEN at the inode's first open, FOPEN_PASSTHROUGH
+//                with that id for every open while any file of the inode is open, BACKING_CLOSE
+//                when the inode's last file is released (what real passthrough servers do);
+//   passthrough  every file is registered right after the mount, always FOPEN_PASSTHROUGH with the
+//                file's id; the ids are closed after the command, once every file was released;
+//   cached       open_flags 0;
+//   direct_io    FOPEN_DIRECT_IO.
+// OPENDIR is always answered with open_flags 0.
+//
+// The command runs as the only process of a new PID namespace under a tiny init, with the mount as
+// its working directory; when it exits (or is killed after --timeout) whatever it left running dies
+// with the namespace, so every file it opened is released before the trace is written.
+//
+// Exit codes: 0 the trace was written and the simulator agrees with it; 1 the trace was written but
+// the simulator disagrees (the failures are printed), or the recording failed (the command timed
+// out, the mount failed, the command created a file whose name the trace grammar cannot hold);
+// 2 usage (bad DIR, a file name outside the grammar, CMD not found, OUT not writable); 77 the machine
+// cannot run it. Nothing is written to OUT unless the recording succeeded (temp file + rename).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace fpsim::harness {
+
+enum class RecordPolicy { Hp, Passthrough, Cached, DirectIo };
+
+struct RecordOptions {
+  std::string source_dir;
+  RecordPolicy policy = RecordPolicy::Hp;
+  std::string output;
+  std::vector<std::string> command; // CMD ARGS...
+  std::chrono::seconds timeout{120}; // for the command
+  bool verbose = false;              // log every request the server receives on stderr
+};
+
+// The exit code returned when SIGINT/SIGTERM cancelled the recording (the caller reports it).
+inline constexpr int kRecordInterrupted = -1;
+
+// Records. `preconditions` runs after the arguments were checked: it returns 0 when this machine can
+// mount FUSE passthrough, else the exit code to return (it prints why).
+int record(const RecordOptions &options, const std::function<int()> &preconditions);
+
+} // namespace fpsim::harness
