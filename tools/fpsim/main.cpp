@@ -2,22 +2,19 @@
 //
 // Exit codes: 0 every trace passed; 1 a mismatch, failed check, invariant violation or leak;
 // 2 usage, unreadable file or parse error (nothing is replayed then).
-#include "tools/fpsim/bench.h"
-#include "sim/parser.h"
 #include "sim/printer.h"
 #include "sim/replay.h"
 #include "sim/sim_executor.h"
+#include "sim/trace_files.h"
+#include "tools/fpsim/bench.h"
 
 #include <CLI/CLI.hpp>
-#include <algorithm>
 #include <cstdio>
-#include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
-namespace fs = std::filesystem;
 using namespace fpsim;
 
 namespace {
@@ -25,34 +22,6 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
-
-// Files as given; directories recursively, *.trace only, sorted so runs are reproducible.
-bool collect(const std::vector<std::string> &paths, std::vector<std::string> *out) {
-  for (const auto &p : paths) {
-    std::error_code ec;
-    const auto st = fs::status(p, ec);
-    if (ec || !fs::exists(st)) {
-      fmt::print(stderr, "{}: cannot open: No such file or directory\n", p);
-      return false;
-    }
-    if (fs::is_directory(st)) {
-      std::vector<std::string> found;
-      for (auto it = fs::recursive_directory_iterator(p, ec); !ec && it != fs::end(it);
-           it.increment(ec))
-        if (it->is_regular_file() && it->path().extension() == ".trace")
-          found.push_back(it->path().string());
-      if (ec) {
-        fmt::print(stderr, "{}: cannot read directory: {}\n", p, ec.message());
-        return false;
-      }
-      std::sort(found.begin(), found.end());
-      out->insert(out->end(), found.begin(), found.end());
-    } else {
-      out->push_back(p);
-    }
-  }
-  return true;
-}
 
 // Writes next to the target and renames, so an interrupted run never leaves half a trace.
 bool write_atomically(const std::string &path, const std::string &text) {
@@ -120,23 +89,15 @@ int cmd_replay(const std::vector<std::string> &paths, const std::string &kernel,
       return kExitUsage;
     }
   }
-  std::vector<std::string> files;
-  if (!collect(paths, &files))
-    return kExitUsage;
-  if (files.empty()) {
-    fmt::print(stderr, "fpsim replay: no *.trace files found\n");
+  auto loaded = sim::load_traces(paths);
+  if (auto *f = std::get_if<sim::LoadFailure>(&loaded)) {
+    if (f->no_traces)
+      fmt::print(stderr, "fpsim replay: {}\n", f->message);
+    else
+      fmt::print(stderr, "{}\n", f->message);
     return kExitUsage;
   }
-  // Parse everything first: a malformed trace stops the run before anything is replayed.
-  std::vector<sim::Trace> traces;
-  for (const auto &f : files) {
-    sim::ParseResult p = sim::load_trace(f);
-    if (auto *e = std::get_if<sim::ParseError>(&p)) {
-      fmt::print(stderr, "{}\n", e->str());
-      return kExitUsage;
-    }
-    traces.push_back(std::move(std::get<sim::Trace>(p)));
-  }
+  const std::vector<sim::Trace> traces = std::get<std::vector<sim::Trace>>(std::move(loaded));
   std::size_t passed = 0;
   nlohmann::json jtraces = nlohmann::json::array();
   for (const auto &t : traces) {

@@ -14,6 +14,7 @@
 #include "recorder.h"
 
 #include "sim/parser.h"
+#include "sim/trace_files.h"
 #include "sim/printer.h"
 #include "sim/replay.h"
 #include "sim/sim_executor.h"
@@ -70,51 +71,17 @@ int interrupted_exit() {
 
 // ---- traces ---------------------------------------------------------------------------------------
 
-bool collect(const std::vector<std::string> &paths, std::vector<std::string> *out) {
-  for (const auto &p : paths) {
-    std::error_code ec;
-    const auto st = fs::status(p, ec);
-    if (ec || !fs::exists(st)) {
-      fmt::print(stderr, "{}: cannot open: No such file or directory\n", p);
-      return false;
-    }
-    if (fs::is_directory(st)) {
-      std::vector<std::string> found;
-      for (auto it = fs::recursive_directory_iterator(p, ec); !ec && it != fs::end(it); it.increment(ec))
-        if (it->is_regular_file() && it->path().extension() == ".trace")
-          found.push_back(it->path().string());
-      if (ec) {
-        fmt::print(stderr, "{}: cannot read directory: {}\n", p, ec.message());
-        return false;
-      }
-      std::sort(found.begin(), found.end());
-      out->insert(out->end(), found.begin(), found.end());
-    } else {
-      out->push_back(p);
-    }
-  }
-  return true;
-}
-
 // Parses everything first: a malformed trace stops the run before anything is executed.
 std::optional<std::vector<sim::Trace>> load_all(const std::vector<std::string> &paths, const char *cmd) {
-  std::vector<std::string> files;
-  if (!collect(paths, &files))
-    return std::nullopt;
-  if (files.empty()) {
-    fmt::print(stderr, "fpsim-harness {}: no *.trace files found\n", cmd);
+  auto loaded = sim::load_traces(paths);
+  if (auto *f = std::get_if<sim::LoadFailure>(&loaded)) {
+    if (f->no_traces)
+      fmt::print(stderr, "fpsim-harness {}: {}\n", cmd, f->message);
+    else
+      fmt::print(stderr, "{}\n", f->message);
     return std::nullopt;
   }
-  std::vector<sim::Trace> traces;
-  for (const auto &f : files) {
-    sim::ParseResult p = sim::load_trace(f);
-    if (auto *e = std::get_if<sim::ParseError>(&p)) {
-      fmt::print(stderr, "{}\n", e->str());
-      return std::nullopt;
-    }
-    traces.push_back(std::move(std::get<sim::Trace>(p)));
-  }
-  return traces;
+  return std::get<std::vector<sim::Trace>>(std::move(loaded));
 }
 
 // ---- preconditions --------------------------------------------------------------------------------
