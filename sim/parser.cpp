@@ -31,20 +31,6 @@ struct Failure {
   std::string message;
 };
 
-bool valid_name(std::string_view s) {
-  if (s.empty() || s.size() > 64)
-    return false;
-  if (!((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z')))
-    return false;
-  for (char c : s.substr(1)) {
-    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                    c == '_' || c == '.' || c == '-';
-    if (!ok)
-      return false;
-  }
-  return true;
-}
-
 template <typename T> std::optional<T> parse_int(std::string_view s) {
   T v{};
   int base = 10;
@@ -727,6 +713,20 @@ bool valid_utf8(std::string_view s, std::size_t *bad) {
 }
 
 } // namespace
+
+bool valid_name(std::string_view s) {
+  if (s.empty() || s.size() > 64)
+    return false;
+  if (!((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z')))
+    return false;
+  for (char c : s.substr(1)) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '.' || c == '-';
+    if (!ok)
+      return false;
+  }
+  return true;
+}
 
 ParseResult parse_trace(std::string_view text, const std::string &path) {
   Trace t;

@@ -20,6 +20,9 @@ struct ParseError {
 
 using ParseResult = std::variant<Trace, ParseError>;
 
+// The grammar's NAME: [A-Za-z][A-Za-z0-9_.-]{0,63}.
+bool valid_name(std::string_view s);
+
 ParseResult parse_trace(std::string_view text, const std::string &path);
 // Reads and parses a file; an unreadable file is a ParseError at line 0.
 ParseResult load_trace(const std::string &path);

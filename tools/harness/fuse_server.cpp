@@ -2,6 +2,7 @@
 
 #include "fuse_proto.h"
 #include "namespace.h"
+#include "wire.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -49,45 +50,12 @@ constexpr std::uint32_t kMaxWrite = 1u << 20;
 constexpr std::size_t kReadBufferSize = kMaxWrite + 4096;
 static_assert(kReadBufferSize >= p::kMinReadBuffer);
 
-// Wakes the server thread out of a blocking read(/dev/fuse): that read is interruptible, and a handler
-// installed without SA_RESTART turns the signal into EINTR. A real-time signal is used so that it cannot
-// collide with the signals a test program is likely to use itself.
-int wake_signal() { return SIGRTMIN + 3; }
-
-void install_wake_handler() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    struct sigaction sa {};
-    sa.sa_handler = [](int) {};
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0; // no SA_RESTART: the interrupted read must return EINTR
-    // sigaction only fails for an invalid signal number, which wake_signal() is not.
-    sigaction(wake_signal(), &sa, nullptr);
-  });
-}
-
-template <class T>
-bool read_struct(const char *in, std::size_t insize, T &out) {
-  if (insize < sizeof(T))
-    return false;
-  std::memcpy(&out, in, sizeof(T)); // the request buffer gives no alignment guarantee per struct
-  return true;
-}
-
-template <class T>
-std::string bytes_of(const T &value) {
-  return std::string(reinterpret_cast<const char *>(&value), sizeof(T));
-}
-
-// A NUL-terminated name at `in`, bounded by the request.
-std::optional<std::string> read_name(const char *in, std::size_t insize) {
-  const void *nul = std::memchr(in, '\0', insize);
-  if (nul == nullptr)
-    return std::nullopt;
-  return std::string(in, static_cast<const char *>(nul));
-}
-
-std::string errno_text(const std::string &what, int e) { return what + ": " + std::strerror(e); }
+using wire::bytes_of;
+using wire::errno_text;
+using wire::install_wake_handler;
+using wire::read_name;
+using wire::read_struct;
+using wire::wake_signal;
 
 } // namespace
 

@@ -2,6 +2,7 @@
 
 #include "fuse_proto.h"
 #include "namespace.h"
+#include "wire.h"
 
 #include "sim/parser.h"
 #include "sim/printer.h"
@@ -84,7 +85,7 @@ constexpr std::size_t kReadBufferSize = kMaxWrite + 4096;
 
 // ---- small helpers ------------------------------------------------------------------------------
 
-std::string errno_text(const std::string &what, int e) { return what + ": " + std::strerror(e); }
+using wire::errno_text;
 
 const char *policy_name(RecordPolicy policy) {
   switch (policy) {
@@ -117,17 +118,7 @@ const char *policy_description(RecordPolicy policy) {
   return "";
 }
 
-// The trace grammar's NAME: [A-Za-z][A-Za-z0-9_.-]{0,63}.
-bool valid_name(const std::string &name) {
-  if (name.empty() || name.size() > 64)
-    return false;
-  auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); };
-  if (!alpha(name[0]))
-    return false;
-  return std::all_of(name.begin() + 1, name.end(), [&](char c) {
-    return alpha(c) || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
-  });
-}
+using sim::valid_name;
 
 // A backing file that `backing_open B FILE` can name: not one of the special sources.
 bool valid_backing_file(const std::string &name) {
@@ -272,39 +263,11 @@ std::string comment_list(const std::string &head, const std::vector<std::string>
   return out + line + "\n";
 }
 
-template <class T>
-bool read_struct(const char *in, std::size_t insize, T &out) {
-  if (insize < sizeof(T))
-    return false;
-  std::memcpy(&out, in, sizeof(T));
-  return true;
-}
-
-template <class T>
-std::string bytes_of(const T &value) {
-  return std::string(reinterpret_cast<const char *>(&value), sizeof(T));
-}
-
-std::optional<std::string> read_name(const char *in, std::size_t insize) {
-  const void *nul = std::memchr(in, '\0', insize);
-  if (nul == nullptr)
-    return std::nullopt;
-  return std::string(in, static_cast<const char *>(nul));
-}
-
-// Same real-time signal as FuseServer: it interrupts the server thread's read(/dev/fuse).
-int wake_signal() { return SIGRTMIN + 3; }
-
-void install_wake_handler() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    struct sigaction sa {};
-    sa.sa_handler = [](int) {};
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0; // no SA_RESTART: the interrupted read returns EINTR
-    sigaction(wake_signal(), &sa, nullptr);
-  });
-}
+using wire::bytes_of;
+using wire::install_wake_handler;
+using wire::read_name;
+using wire::read_struct;
+using wire::wake_signal;
 
 bool write_all(int fd, const std::string &text) {
   std::size_t done = 0;
