@@ -217,7 +217,9 @@ private:
 
   // Kernel order: writes return, mappings go, fds close, ids close, umount, the device closes.
   void teardown() {
-    for (int round = 0; round < 3; ++round) {
+    // Rounds until every blocked call has returned or a round's awaits wake nothing: each
+    // call that returns may hand back an fd, a mapping or a held write to end in the next.
+    for (;;) {
       for (int w : std::set<int>(live_.writes)) {
         Statement s = synth(Op::WriteEnd);
         s.write = w;
@@ -237,12 +239,15 @@ private:
       }
       if (live_.blocked.empty())
         break;
+      const std::size_t blocked = live_.blocked.size();
       for (const auto &[kind, slot] : std::set(live_.blocked)) {
         Statement s = synth(Op::Await);
         s.await_kind = kind;
         s.await_slot = slot;
         execute(s, true);
       }
+      if (live_.blocked.size() == blocked)
+        break;
     }
     // Ids die with the connection once the device is closed.
     if (!live_.dev_open)

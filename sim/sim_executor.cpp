@@ -228,7 +228,9 @@ Outcome SimExecutor::await(const Statement &s) {
     }
     return from_errno_or(r, Outcome::ok());
   case Op::WriteBegin: {
-    if (r.write && m.writes.at(idx(*r.write)).in_flight)
+    // Held by the server when the lock came (outcome ok): write_end answers it, or returns the
+    // ECONNABORTED it got if the connection was aborted since, as for an unblocked write_begin.
+    if (r.write && !r.err && r.route == Route::None)
       writes_[static_cast<std::size_t>(s.await_slot)] = *r.write;
     return route_outcome(r);
   }

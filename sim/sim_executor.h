@@ -26,6 +26,23 @@ public:
 
   const model::Model &model() const { return *m_; }
 
+  // What each name is bound to now, for tools that enumerate or compare states (fpsim explore).
+  // SimExecutor is copyable: a copy continues independently from the same state.
+  std::optional<model::FileId> fd(int handle) const {
+    return fds_.at(static_cast<std::size_t>(handle));
+  }
+  std::optional<model::VmaId> mapping(int slot) const {
+    return vmas_.at(static_cast<std::size_t>(slot));
+  }
+  std::optional<model::WriteId> held_write(int slot) const {
+    return writes_.at(static_cast<std::size_t>(slot));
+  }
+  // Calls waiting for an await: f(kind, slot, task).
+  template <typename F> void for_each_pending(F &&f) const {
+    for (const auto &[key, p] : pending_)
+      f(key.first, key.second, p.task);
+  }
+
 private:
   struct Pending {
     model::TaskId task{};

@@ -7,6 +7,8 @@
 #include "sim/sim_executor.h"
 #include "sim/trace_files.h"
 #include "tools/fpsim/bench.h"
+#include "tools/fpsim/explore_cmd.h"
+#include "tools/fpsim/fuzz_cmd.h"
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -153,6 +155,10 @@ int main(int argc, char **argv) {
   CLI::App *bench = app.add_subcommand("bench", "Google Benchmark: replay, model and parser throughput");
   bench->add_option("--corpus", corpus, "directory of traces to replay (default: traces)");
   bench->add_option("BENCHMARK_FLAGS", bench_args, "flags for Google Benchmark, after --");
+  tools::FuzzArgs fuzz_args;
+  CLI::App *fuzz = tools::add_fuzz_command(app, fuzz_args);
+  tools::ExploreArgs explore_args;
+  CLI::App *explore = tools::add_explore_command(app, explore_args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp &e) {
@@ -168,5 +174,9 @@ int main(int argc, char **argv) {
     int bargc = static_cast<int>(bargv.size());
     return tools::run_bench(corpus, bargc, bargv.data());
   }
+  if (fuzz->parsed())
+    return tools::run_fuzz(fuzz_args, *fuzz);
+  if (explore->parsed())
+    return tools::run_explore(explore_args);
   return cmd_replay(paths, kernel, annotate, json);
 }
