@@ -9,6 +9,7 @@
 #include "tools/fpsim/bench.h"
 #include "tools/fpsim/explore_cmd.h"
 #include "tools/fpsim/fuzz_cmd.h"
+#include "tools/fpsim/mutants_cmd.h"
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -159,6 +160,8 @@ int main(int argc, char **argv) {
   CLI::App *fuzz = tools::add_fuzz_command(app, fuzz_args);
   tools::ExploreArgs explore_args;
   CLI::App *explore = tools::add_explore_command(app, explore_args);
+  tools::MutantsArgs mutants_args;
+  CLI::App *mutants = tools::add_mutants_command(app, mutants_args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp &e) {
@@ -178,5 +181,7 @@ int main(int argc, char **argv) {
     return tools::run_fuzz(fuzz_args, *fuzz);
   if (explore->parsed())
     return tools::run_explore(explore_args);
+  if (mutants->parsed())
+    return tools::run_mutants(mutants_args);
   return cmd_replay(paths, kernel, annotate, json);
 }
