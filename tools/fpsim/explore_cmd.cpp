@@ -2,8 +2,8 @@
 #include "tools/fpsim/explore_cmd.h"
 
 #include "sim/explore.h"
+#include "tools/fpsim/cli_util.h"
 
-#include <charconv>
 #include <fmt/format.h>
 #include <fstream>
 
@@ -13,31 +13,6 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
-
-bool parse_int(std::string_view s, int *out) {
-  if (s.empty())
-    return false;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && p == s.data() + s.size();
-}
-
-// "I/N" with 0 <= I < N.
-bool parse_shard(const std::string &s, int *i, int *n) {
-  const std::size_t slash = s.find('/');
-  if (slash == std::string::npos)
-    return false;
-  return parse_int(std::string_view(s).substr(0, slash), i) &&
-         parse_int(std::string_view(s).substr(slash + 1), n) && *n >= 1 && *i >= 0 && *i < *n;
-}
-
-std::string mutant_list() {
-  std::string s = "none";
-  for (model::Mutant m : model::all_mutants())
-    s += fmt::format(", {}", model::mutant_name(m));
-  return s;
-}
-
-double rate(double n, double seconds) { return seconds > 0 ? n / seconds : 0; }
 
 } // namespace
 

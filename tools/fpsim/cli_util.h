@@ -1,0 +1,40 @@
+// Option parsing shared by the fpsim subcommands.
+#pragma once
+
+#include "model/fuse.h"
+
+#include <charconv>
+#include <cstdint>
+#include <fmt/format.h>
+#include <string>
+#include <string_view>
+
+namespace fpsim::tools {
+
+template <typename T> bool parse_number(std::string_view s, T *out) {
+  if (s.empty())
+    return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+// "I/N" with 0 <= I < N.
+template <typename T> bool parse_shard(const std::string &s, T *i, T *n) {
+  const std::size_t slash = s.find('/');
+  if (slash == std::string::npos)
+    return false;
+  return parse_number(std::string_view(s).substr(0, slash), i) &&
+         parse_number(std::string_view(s).substr(slash + 1), n) && *n >= 1 && *i >= 0 && *i < *n;
+}
+
+// "none, parallel-write-sets-iomode, ...": for usage messages.
+inline std::string mutant_list() {
+  std::string s = "none";
+  for (model::Mutant m : model::all_mutants())
+    s += fmt::format(", {}", model::mutant_name(m));
+  return s;
+}
+
+inline double rate(double n, double seconds) { return seconds > 0 ? n / seconds : 0; }
+
+} // namespace fpsim::tools
