@@ -143,6 +143,7 @@ void fuse_abort_conn(Model &m) {
         w.locked = false;
         inode_unlock(m, w.inode, w.exclusive);
       }
+      wake_up_page(m, w.inode);
       fuse_file_fput(m, w.file, "fuse_abort_conn");
     }
   }

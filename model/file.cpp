@@ -56,6 +56,7 @@ void write_finish(Model &m, WriteId id, int result) {
     w.locked = false;
     inode_unlock(m, w.inode, w.exclusive);
   }
+  wake_up_page(m, w.inode);
   fuse_file_fput(m, w.file, "write");
 }
 
@@ -93,6 +94,12 @@ bool write_progress(Model &m, WriteId id, SysResult *r) {
       r->route = Route::None;
       r->err = ENOTCONN;
       write_finish(m, id, ENOTCONN);
+      return true;
+    }
+    // With writeback cache a buffered write only dirties the page cache: no WRITE reaches the
+    // server while the syscall runs, so there is nothing to hold (observed on 6.18).
+    if (w.held && !(ff.open_flags & fopen::DIRECT_IO) && m.fc.writeback_cache) {
+      write_finish(m, id, 0);
       return true;
     }
     if (w.held) {
@@ -245,6 +252,38 @@ int path_walk_error(const Model &m) {
   return 0;
 }
 
+// A write-through WRITE (the page-cache path: neither DIRECT_IO nor passthrough) the server
+// holds keeps its page locked.
+bool page_locked_by_write(const Model &m, InodeId i) {
+  for (const Write &w : m.writes)
+    if (w.inode == i && w.in_flight && !(m.file(w.file).open_flags & fopen::DIRECT_IO))
+      return true;
+  return false;
+}
+
+// fuse_open, after the io mode is settled: without FOPEN_KEEP_CACHE the page cache is
+// invalidated, which sleeps on a locked page. fpsim-harness showed this on 6.18: the refused
+// opens fail at once, the admitted ones wait for the held write.
+void invalidate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskId> task) {
+  const FuseFile &ff = m.file(f);
+  if (ff.has_args && !(ff.open_flags & fopen::KEEP_CACHE) && page_locked_by_write(m, ff.inode)) {
+    if (task) {
+      m.tasks.at(idx(*task)).kind = TaskKind::OpenInvalidateWait;
+      return;
+    }
+    Task t;
+    t.kind = TaskKind::OpenInvalidateWait;
+    t.inode = ff.inode;
+    t.file = f;
+    r->blocked = true;
+    r->task = new_task(m, t);
+    return;
+  }
+  r->file = f;
+  if (task)
+    m.tasks.at(idx(*task)).done = true;
+}
+
 void complete_task(Model &m, TaskId id) {
   Task &t = m.tasks.at(idx(id));
   switch (t.kind) {
@@ -253,16 +292,19 @@ void complete_task(Model &m, TaskId id) {
     const int err = fuse_file_cached_io_open(m, t.file, &must_wait);
     if (must_wait)
       return;
-    t.done = true;
     if (err) {
+      t.done = true;
       t.result.sync_release = fuse_sync_release(m, t.file);
       t.result.err = EIO;
       t.result.internal_err = err;
-    } else {
-      t.result.file = t.file;
+      return;
     }
+    invalidate_or_done(m, t.file, &t.result, id);
     return;
   }
+  case TaskKind::OpenInvalidateWait:
+    invalidate_or_done(m, t.file, &t.result, id);
+    return;
   case TaskKind::MmapCachedIoWait: {
     bool must_wait = false;
     const int err = fuse_file_cached_io_open(m, t.file, &must_wait);
@@ -295,6 +337,12 @@ void wake_up_direct_io_waitq(Model &m, InodeId i) {
   for (Task &t : m.tasks)
     if (!t.done && t.inode == i &&
         (t.kind == TaskKind::OpenCachedIoWait || t.kind == TaskKind::MmapCachedIoWait))
+      t.woken = true;
+}
+
+void wake_up_page(Model &m, InodeId i) {
+  for (Task &t : m.tasks)
+    if (!t.done && t.inode == i && t.kind == TaskKind::OpenInvalidateWait)
       t.woken = true;
 }
 
@@ -366,7 +414,13 @@ SysResult fuse_open(Model &m, InodeId inode, const OpenFlags &flags, const OpenR
     r.err = err;
     return r;
   }
-  return fuse_file_open(m, inode, flags, reply, false);
+  SysResult r = fuse_file_open(m, inode, flags, reply, false);
+  if (r.file && !r.blocked && !r.err) {
+    const FileId f = *r.file;
+    r.file.reset();
+    invalidate_or_done(m, f, &r, std::nullopt);
+  }
+  return r;
 }
 
 SysResult fuse_create_open(Model &m, InodeId inode, const OpenReply &reply) {

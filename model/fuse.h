@@ -202,7 +202,14 @@ struct SysResult {
 
 // A call that went to sleep: a cached open or shared mmap waiting on direct_io_waitq, or a
 // write waiting for i_rwsem.
-enum class TaskKind : std::uint8_t { OpenCachedIoWait, MmapCachedIoWait, WriteLockWait };
+// OpenInvalidateWait: an open without FOPEN_KEEP_CACHE invalidates the page cache, which waits
+// for the page a write-through WRITE in flight keeps locked (observed on 6.18).
+enum class TaskKind : std::uint8_t {
+  OpenCachedIoWait,
+  MmapCachedIoWait,
+  WriteLockWait,
+  OpenInvalidateWait,
+};
 
 struct Task {
   TaskKind kind = TaskKind::OpenCachedIoWait;

@@ -35,6 +35,8 @@ void fuse_file_fput(Model &m, FileId f, const char *where);
 
 // The direct_io_waitq wake-up of fuse_inode_uncached_io_end.
 void wake_up_direct_io_waitq(Model &m, InodeId i);
+// unlock_page after a write-through WRITE: wakes opens invalidating the page cache.
+void wake_up_page(Model &m, InodeId i);
 // inode_unlock / inode_unlock_shared, waking lock waiters.
 void inode_unlock(Model &m, InodeId i, bool exclusive);
 

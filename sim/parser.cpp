@@ -620,7 +620,8 @@ private:
       fits = s.op == Op::Read || s.op == Op::Write || s.op == Op::WriteBegin || s.op == Op::Await;
       break;
     case Outcome::Kind::Fuse:
-      fits = s.op == Op::Read || s.op == Op::Write || s.op == Op::WriteEnd || s.op == Op::Await;
+      fits = s.op == Op::Read || s.op == Op::Write || s.op == Op::WriteBegin ||
+             s.op == Op::WriteEnd || s.op == Op::Await;
       break;
     case Outcome::Kind::Blocks:
       fits = s.op == Op::Open || s.op == Op::Create || s.op == Op::Write || s.op == Op::Mmap ||

@@ -713,8 +713,8 @@ TEST(ParserErrors, ExpectationDoesNotFitTheOp) {
                "'ok' is not an outcome write_end can have");
   expect_error(pre + "write_begin W1 H1\nwrite_end W1 => backing\n", 5, 17,
                "'backing' is not an outcome write_end can have");
-  expect_error(pre + "write_begin W1 H1 => fuse\n", 4, 22,
-               "'fuse' is not an outcome write_begin can have");
+  expect_error(pre + "write_begin W1 H1 => id=1\n", 4, 22,
+               "'id=1' is not an outcome write_begin can have");
   expect_error(pre + "mmap M1 H1 shared => fuse\n", 4, 22, "'fuse' is not an outcome mmap can have");
   expect_error(pre + "close H1 => blocks\n", 4, 13, "'blocks' is not an outcome close can have");
   expect_error(kInit + "opendir D1 reply=cached => blocks\n", 3, 28,

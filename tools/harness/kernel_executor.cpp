@@ -39,13 +39,10 @@ constexpr std::size_t kMapSize = 4096;
 constexpr std::size_t kReadSize = 1;
 constexpr char kWriteByte = 'F'; // keeps a served file's "FUSE" prefix; foreign to "BACKING"
 
-std::string padded(std::string head) {
-  head.resize(kFileSize, '.');
-  return head;
-}
-
-std::string server_content(const std::string &name) { return padded("FUSE:" + name + "\n"); }
-std::string backing_content(const std::string &name) { return padded("BACKING:" + name + "\n"); }
+// Every byte of a served file is 'F' and of a backing file 'B', so a read(2) at any offset tells
+// the routes apart (pread would fail with ESPIPE on nonseekable/stream files).
+std::string server_content(const std::string &) { return std::string(kFileSize, 'F'); }
+std::string backing_content(const std::string &) { return std::string(kFileSize, 'B'); }
 
 Outcome blocks() {
   Outcome o;
@@ -607,8 +604,8 @@ Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &b) {
 Outcome KernelExecutor::route_of_read(const CallResult &r) {
   if (r.err)
     return Outcome::errno_(r.err);
-  // One byte: 'B' of "BACKING:<name>" or 'F' of "FUSE:<name>" (writes put 'F' at offset 0 of a
-  // served file, and a backing file's 'B' is restored after every write).
+  // One byte: 'B' from a backing file or 'F' from a served one (writes put 'F' into a served
+  // file, and a backing file's 'B' is restored after every write).
   if (r.data == "B") {
     if (r.srv_after != r.srv_before)
       note("route", fmt::format("a read returned backing data, but the server received {} READ "
@@ -644,7 +641,7 @@ Outcome KernelExecutor::read(const Statement &s) {
     CallResult r;
     r.srv_before = server->count(proto::READ);
     std::string buf(kReadSize, '\0');
-    const ssize_t n = ::pread(fd, buf.data(), buf.size(), 0);
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
     const SysResult sr = sys_result(n);
     r.srv_after = server->count(proto::READ);
     r.ret = sr.ret;
@@ -663,7 +660,9 @@ Outcome KernelExecutor::read(const Statement &s) {
 
 namespace {
 
-// A 1-byte in-place write; afterwards, whether it landed in a backing file (whose 'B' is put back).
+// A 1-byte pwrite at offset 0 (in place, never past EOF): positional, so writes held on one fd
+// do not serialize on the file position lock as write(2) would. Afterwards, whether it landed
+// in a backing file (whose 'B' is put back).
 KernelExecutor::CallResult do_write(FuseServer &server, int fd, const std::vector<int> &backing_fds) {
   KernelExecutor::CallResult r;
   r.srv_before = server.count(proto::WRITE);
@@ -671,11 +670,15 @@ KernelExecutor::CallResult do_write(FuseServer &server, int fd, const std::vecto
   r.srv_after = server.count(proto::WRITE);
   r.ret = sr.ret;
   r.err = sr.err;
+  std::string content(kFileSize, '\0');
   for (int bfd : backing_fds) {
-    char c = 0;
-    if (::pread(bfd, &c, 1, 0) == 1 && c == kWriteByte) {
+    const ssize_t n = ::pread(bfd, content.data(), content.size(), 0);
+    if (n <= 0)
+      continue;
+    const std::size_t at = content.find(kWriteByte);
+    if (at != std::string::npos && at < static_cast<std::size_t>(n)) {
       r.to_backing = true;
-      (void)!::pwrite(bfd, "B", 1, 0);
+      (void)!::pwrite(bfd, "B", 1, static_cast<off_t>(at));
     }
   }
   return r;

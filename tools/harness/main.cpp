@@ -3,12 +3,15 @@
 //
 //   fpsim-harness run PATH...         every statement with the kernel's outcome
 //   fpsim-harness crosscheck PATH...  simulator vs kernel, statement by statement
+//   fpsim-harness fuzz [--seed S] [--seconds N] [--runs N] [--max-ops N] [--out DIR]
+//                                     generated traces, simulator vs kernel (fuzz_kernel.h)
 //   fpsim-harness record --source DIR [--policy P] -o OUT -- CMD [ARGS...]
 //                                     a command's opens and backing ids as a trace (recorder.h)
 //
 // Exit codes: 0 agreement; 1 a disagreement or a harness failure; 2 usage, unreadable file or parse
 // error; 77 the machine cannot run it (not root, no /dev/fuse, no passthrough); 130/143 interrupted.
 #include "fuse_server.h"
+#include "fuzz_kernel.h"
 #include "kernel_executor.h"
 #include "namespace.h"
 #include "recorder.h"
@@ -367,6 +370,75 @@ std::string where(const sim::Trace &t, int line) {
   return line ? fmt::format("{}:{}", t.path, line) : t.path;
 }
 
+// One trace on the simulator and on the kernel, statement by statement: every disagreement (an
+// outcome that differs, or one the trace's expectation does not match), the kernel run's own failures
+// and the simulator's failures other than the outcome comparison.
+harness::CrossResult crosscheck_trace(const sim::Trace &t, const harness::KernelExecutorOptions &options,
+                                      std::chrono::seconds timeout, bool skip_kernel_if_invalid = false) {
+  harness::CrossResult out;
+  sim::SimExecutor sim_ex;
+  const sim::ReplayResult sr = sim::replay(t, sim_ex, t.profile);
+  for (const auto &o : sr.outcomes)
+    if (o && o->kind == sim::Outcome::Kind::Invalid)
+      out.sim_invalid = true;
+  for (const auto &f : sr.failures)
+    if (f.kind == sim::ReplayFailure::Kind::Invalid)
+      out.sim_invalid = true;
+  if (out.sim_invalid && skip_kernel_if_invalid) {
+    out.kernel_ok = true;
+    return out;
+  }
+  const KernelRun k = run_on_kernel(t, t.profile, options, timeout);
+  if (harness::isolated_runs_cancelled() || k.error == "interrupted") {
+    out.interrupted = true;
+    return out;
+  }
+  auto add = [&](int line, std::string statement, std::string so, std::string ko, std::string text) {
+    out.disagreements.push_back(
+        harness::Disagreement{line, std::move(statement), std::move(so), std::move(ko), std::move(text)});
+  };
+  if (!k.ok) {
+    add(0, "", "", k.error, fmt::format("{}: kernel: {}", t.path, k.error));
+  } else {
+    out.kernel_ok = true;
+    out.kernel_outcomes = k.outcomes;
+    out.kernel_steps = k.steps;
+    out.kernel_seconds = k.seconds;
+    out.checks_not_observable = k.checks_not_observable;
+    for (std::size_t i = 0; i < t.statements.size(); ++i) {
+      const sim::Statement &s = t.statements[i];
+      if (s.op == sim::Op::Check)
+        continue;
+      const std::optional<sim::Outcome> &so = sr.outcomes.at(i);
+      const std::optional<sim::Outcome> &ko = i < k.outcomes.size() ? k.outcomes[i] : std::nullopt;
+      const std::string stmt = sim::format_statement(s, t.names);
+      if (!so || !ko) {
+        add(s.line, stmt, so ? sim::format_outcome_detailed(*so) : "(none)",
+            ko ? sim::format_outcome_detailed(*ko) : "(none)",
+            fmt::format("{}: {}: no outcome from the {}", where(t, s.line), stmt, so ? "kernel" : "simulator"));
+        continue;
+      }
+      const bool agree = so->matches(*ko) && (!s.expect || (s.expect->matches(*ko) && s.expect->matches(*so)));
+      if (agree)
+        continue;
+      const std::string sim_text = sim::format_outcome_detailed(*so);
+      const std::string kernel_text = ko->kind == sim::Outcome::Kind::Invalid ? sim::format_outcome_detailed(*ko)
+                                                                             : sim::format_outcome(*ko);
+      add(s.line, stmt, sim_text, kernel_text,
+          fmt::format("{}: {}: expected {}, sim {}, kernel {}", where(t, s.line), stmt,
+                      s.expect ? sim::format_outcome(*s.expect) : std::string("-"), sim_text, kernel_text));
+    }
+    for (const auto &f : k.failures)
+      if (harness_failure(f))
+        add(0, "", "", describe_failure(f), fmt::format("{}: kernel {}", where(t, f.line), describe_failure(f)));
+  }
+  // The simulator's own failures other than the outcome comparison above (checks, invariants, leaks).
+  for (const auto &f : sr.failures)
+    if (f.kind != sim::ReplayFailure::Kind::Mismatch || f.line == 0)
+      add(0, "", describe_failure(f), "", fmt::format("{}: sim {}", where(t, f.line), describe_failure(f)));
+  return out;
+}
+
 struct Rate {
   std::size_t steps = 0;
   double seconds = 0;
@@ -456,52 +528,22 @@ int cmd_crosscheck(const std::vector<std::string> &paths, const harness::KernelE
       ++skipped;
       continue;
     }
-    sim::SimExecutor sim_ex;
-    const sim::ReplayResult sr = sim::replay(t, sim_ex, t.profile);
-    const KernelRun k = run_on_kernel(t, t.profile, options, timeout);
-    if (harness::isolated_runs_cancelled())
+    const harness::CrossResult cr = crosscheck_trace(t, options, timeout);
+    if (cr.interrupted || harness::isolated_runs_cancelled())
       return interrupted_exit();
     std::vector<std::string> lines;
-    if (!k.ok) {
-      lines.push_back(fmt::format("{}: kernel: {}", t.path, k.error));
-    } else {
-      rate.steps += k.steps;
-      rate.seconds += k.seconds;
-      not_observable += k.checks_not_observable;
-      for (std::size_t i = 0; i < t.statements.size(); ++i) {
-        const sim::Statement &s = t.statements[i];
-        if (s.op == sim::Op::Check)
-          continue;
-        const std::optional<sim::Outcome> &so = sr.outcomes.at(i);
-        const std::optional<sim::Outcome> &ko = i < k.outcomes.size() ? k.outcomes[i] : std::nullopt;
-        if (!so || !ko) {
-          lines.push_back(fmt::format("{}: {}: no outcome from the {}", where(t, s.line),
-                                      sim::format_statement(s, t.names), so ? "kernel" : "simulator"));
-          ++disagreements;
-          continue;
-        }
-        const bool agree = so->matches(*ko) && (!s.expect || (s.expect->matches(*ko) && s.expect->matches(*so)));
-        if (agree)
-          continue;
+    for (const auto &d : cr.disagreements) {
+      lines.push_back(d.text);
+      if (d.line)
         ++disagreements;
-        lines.push_back(fmt::format("{}: {}: expected {}, sim {}, kernel {}", where(t, s.line),
-                                    sim::format_statement(s, t.names),
-                                    s.expect ? sim::format_outcome(*s.expect) : std::string("-"),
-                                    sim::format_outcome_detailed(*so),
-                                    ko->kind == sim::Outcome::Kind::Invalid ? sim::format_outcome_detailed(*ko)
-                                                                            : sim::format_outcome(*ko)));
-      }
-      for (const auto &f : k.failures)
-        if (harness_failure(f))
-          lines.push_back(fmt::format("{}: kernel {}", where(t, f.line), describe_failure(f)));
     }
-    // The simulator's own failures other than the outcome comparison above (checks, invariants, leaks).
-    for (const auto &f : sr.failures)
-      if (f.kind != sim::ReplayFailure::Kind::Mismatch || f.line == 0)
-        lines.push_back(fmt::format("{}: sim {}", where(t, f.line), describe_failure(f)));
+    rate.steps += cr.kernel_steps;
+    rate.seconds += cr.kernel_seconds;
+    not_observable += cr.checks_not_observable;
+    const std::size_t kernel_steps = cr.kernel_steps;
     if (lines.empty()) {
       ++passed;
-      fmt::print("PASS {} [{}] {} statements\n", t.path, model::profile_name(t.profile), k.steps);
+      fmt::print("PASS {} [{}] {} statements\n", t.path, model::profile_name(t.profile), kernel_steps);
     } else {
       ++failed;
       fmt::print("FAIL {} [{}]\n", t.path, model::profile_name(t.profile));
@@ -516,6 +558,20 @@ int cmd_crosscheck(const std::vector<std::string> &paths, const harness::KernelE
              disagreements, not_observable);
   fmt::print("{} ({:.2f} s wall clock with isolation)\n", rate.line(), wall);
   return failed ? kExitFailed : kExitOk;
+}
+
+int cmd_fuzz(const harness::KernelFuzzOptions &fo, const harness::KernelExecutorOptions &options,
+             std::chrono::seconds timeout) {
+  model::KernelProfile kernel{};
+  if (int rc = preconditions(&kernel); rc != 0)
+    return rc;
+  install_signal_handlers();
+  const int rc = harness::fuzz_kernel(
+      fo, kernel, [&](const sim::Trace &t) { return crosscheck_trace(t, options, timeout, true); },
+      [] { return harness::isolated_runs_cancelled(); });
+  if (rc < 0 || harness::isolated_runs_cancelled())
+    return interrupted_exit();
+  return rc;
 }
 
 } // namespace
@@ -556,6 +612,23 @@ int main(int argc, char **argv) {
       ->check(CLI::Range(1, 86400));
   record->add_flag("--verbose", record_options.verbose, "log every request the server receives on stderr");
   record->add_option("CMD", record_options.command, "the command and its arguments (after --)")->required();
+  harness::KernelFuzzOptions fuzz_options;
+  std::uint64_t fuzz_runs = 0;
+  double fuzz_seconds = 0;
+  CLI::App *fuzz = app.add_subcommand("fuzz", "differential fuzzing: generated traces on the simulator and the kernel");
+  fuzz->add_option("--seed", fuzz_options.seed, "seed of the run; case 0's seed (default 1)");
+  auto *fuzz_runs_opt = fuzz->add_option("--runs", fuzz_runs, "run this many cases")->check(CLI::PositiveNumber);
+  auto *fuzz_secs_opt =
+      fuzz->add_option("--seconds", fuzz_seconds, "run cases for this many seconds")->check(CLI::PositiveNumber);
+  fuzz->add_option("--max-ops", fuzz_options.max_ops, "statements per generated trace, at most (default 40)")
+      ->check(CLI::Range(2, 10000));
+  fuzz->add_option("--out", fuzz_options.out_dir, "where regression traces go (default traces/regressions)");
+  fuzz->add_option("--deadline-ms", deadline_ms,
+                   "how long a call may take before it counts as blocked (default 300)")
+      ->check(CLI::Range(10, 60000));
+  fuzz->add_option("--trace-timeout", trace_timeout_s,
+                   "seconds one trace may take on the kernel before its run is killed (default 120)")
+      ->check(CLI::Range(1, 3600));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp &e) {
@@ -585,5 +658,14 @@ int main(int argc, char **argv) {
   }
   if (run->parsed())
     return cmd_run(paths, options, timeout);
+  if (fuzz->parsed()) {
+    if (fuzz_runs_opt->count())
+      fuzz_options.runs = fuzz_runs;
+    if (fuzz_secs_opt->count())
+      fuzz_options.seconds = fuzz_seconds;
+    if (!fuzz_options.runs && !fuzz_options.seconds)
+      fuzz_options.seconds = 60;
+    return cmd_fuzz(fuzz_options, options, timeout);
+  }
   return cmd_crosscheck(paths, options, timeout);
 }
