@@ -305,6 +305,13 @@ void complete_task(Model &m, TaskId id) {
   case TaskKind::OpenInvalidateWait:
     invalidate_or_done(m, t.file, &t.result, id);
     return;
+  case TaskKind::ReadPageWait:
+    if (page_locked_by_write(m, t.inode))
+      return;
+    t.done = true;
+    // The sleeping read pinned the file for the duration of the call.
+    fuse_file_fput(m, t.file, "read");
+    return;
   case TaskKind::MmapCachedIoWait: {
     bool must_wait = false;
     const int err = fuse_file_cached_io_open(m, t.file, &must_wait);
@@ -342,7 +349,8 @@ void wake_up_direct_io_waitq(Model &m, InodeId i) {
 
 void wake_up_page(Model &m, InodeId i) {
   for (Task &t : m.tasks)
-    if (!t.done && t.inode == i && t.kind == TaskKind::OpenInvalidateWait)
+    if (!t.done && t.inode == i &&
+        (t.kind == TaskKind::OpenInvalidateWait || t.kind == TaskKind::ReadPageWait))
       t.woken = true;
 }
 
@@ -486,6 +494,20 @@ SysResult fuse_file_read_iter(Model &m, FileId f) {
     return r;
   }
   r.route = Route::Fuse;
+  // A page-cache read waits for the page a held write-through WRITE keeps locked (observed on
+  // 6.18); direct_io reads bypass the page cache.
+  if (!(ff.open_flags & fopen::DIRECT_IO) && page_locked_by_write(m, ff.inode)) {
+    Task t;
+    t.kind = TaskKind::ReadPageWait;
+    t.inode = ff.inode;
+    t.file = f;
+    t.result.route = Route::Fuse;
+    if (m.file(f).f_count.inc() != RefcountMisuse::None)
+      m.warn("read", "read on a released FUSE file");
+    r.route = Route::None;
+    r.blocked = true;
+    r.task = new_task(m, t);
+  }
   return r;
 }
 

@@ -209,6 +209,7 @@ enum class TaskKind : std::uint8_t {
   MmapCachedIoWait,
   WriteLockWait,
   OpenInvalidateWait,
+  ReadPageWait, // a page-cache read of the page a held write-through WRITE keeps locked
 };
 
 struct Task {

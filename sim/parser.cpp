@@ -624,7 +624,8 @@ private:
              s.op == Op::WriteEnd || s.op == Op::Await;
       break;
     case Outcome::Kind::Blocks:
-      fits = s.op == Op::Open || s.op == Op::Create || s.op == Op::Write || s.op == Op::Mmap ||
+      fits = s.op == Op::Open || s.op == Op::Create || s.op == Op::Read || s.op == Op::Write ||
+             s.op == Op::Mmap ||
              s.op == Op::WriteBegin || s.op == Op::Await;
       break;
     }

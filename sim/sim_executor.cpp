@@ -218,6 +218,7 @@ Outcome SimExecutor::await(const Statement &s) {
       fds_[h] = *r.file;
     return from_errno_or(r, Outcome::ok());
   }
+  case Op::Read:
   case Op::Write:
     return route_outcome(r);
   case Op::Mmap:
@@ -238,7 +239,6 @@ Outcome SimExecutor::await(const Statement &s) {
   case Op::BackingOpen:
   case Op::BackingClose:
   case Op::Opendir:
-  case Op::Read:
   case Op::Munmap:
   case Op::Close:
   case Op::WriteEnd:
@@ -309,9 +309,20 @@ Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
   case Op::Opendir:
     out = open_like(s, b);
     break;
-  case Op::Read:
-    out = fds_[h] ? route_outcome(fuse_file_read_iter(m, *fds_[h])) : Outcome::errno_(EBADF);
+  case Op::Read: {
+    if (!fds_[h]) {
+      out = Outcome::errno_(EBADF);
+      break;
+    }
+    const SysResult r = fuse_file_read_iter(m, *fds_[h]);
+    if (r.blocked) {
+      pending_[{NameKind::Handle, s.handle}] = Pending{*r.task, s.op, s.handle};
+      out.kind = Outcome::Kind::Blocks;
+      break;
+    }
+    out = route_outcome(r);
     break;
+  }
   case Op::Write:
   case Op::WriteBegin: {
     if (!fds_[h]) {
