@@ -113,8 +113,9 @@ void fuse_mount(Model &m, const InitReply &reply) {
   fc.mounted = true;
   fc.sb_alive = true;
   fc.writeback_cache = reply.writeback_cache;
-  fc.direct_io_allow_mmap = reply.direct_io_allow_mmap;
-  // flags2 (which carries FUSE_PASSTHROUGH) only counts with FUSE_INIT_EXT in flags.
+  // flags2 (which carries FUSE_DIRECT_IO_ALLOW_MMAP, bit 36, and FUSE_PASSTHROUGH, bit 37) only
+  // counts with FUSE_INIT_EXT in flags (fpsim-harness fuzz found the first on 6.18).
+  fc.direct_io_allow_mmap = reply.direct_io_allow_mmap && reply.init_ext;
   const bool pt_flag = reply.passthrough && reply.init_ext;
   const bool depth_ok =
       reply.max_stack_depth >= 1 && reply.max_stack_depth <= kFilesystemMaxStackDepth;
@@ -135,6 +136,7 @@ void fuse_abort_conn(Model &m) {
       w.in_flight = false;
       w.done = true;
       w.result = ECONNABORTED;
+      fuse_send_write_pages_end(m, w);
       if (w.counted) {
         w.counted = false;
         fuse_inode_uncached_io_end(m, w.inode);

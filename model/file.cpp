@@ -40,12 +40,24 @@ Route write_route(const Model &m, const FuseFile &ff) {
   return Route::Fuse;
 }
 
+// fuse_fill_write_pages on the folio: a partial copy into a folio that is not uptodate keeps it
+// locked until the WRITE is answered; an uptodate folio is unlocked before the WRITE goes out.
+void fuse_fill_write_pages(Model &m, Write &w) {
+  w.folio_in_mapping = true;
+  w.folio_locked = !m.inode(w.inode).folio_uptodate;
+}
+
+// fuse_write_begin (writeback cache): a partial write into a folio that is not uptodate reads
+// the folio first.
+void fuse_write_begin(Model &m, InodeId i) { m.inode(i).folio_uptodate = true; }
+
 // The write syscall returns: fuse_dio_unlock / inode_unlock, then fdput.
 void write_finish(Model &m, WriteId id, int result) {
   Write &w = m.writes.at(idx(id));
   w.in_flight = false;
   w.done = true;
   w.result = result;
+  fuse_send_write_pages_end(m, w);
   if (w.counted) {
     w.counted = false;
     if (m.mutant == Mutant::ParallelWriteSetsIomode)
@@ -90,6 +102,11 @@ bool write_progress(Model &m, WriteId id, SysResult *r) {
       write_finish(m, id, 0);
       return true;
     }
+    const bool page_cache = !(ff.open_flags & fopen::DIRECT_IO);
+    if (!page_cache)
+      invalidate_folio(m, w.inode); // fuse_direct_io drops the cached range before sending
+    else if (!m.fc.writeback_cache)
+      fuse_fill_write_pages(m, w);
     if (!m.fc.connected) {
       r->route = Route::None;
       r->err = ENOTCONN;
@@ -98,7 +115,8 @@ bool write_progress(Model &m, WriteId id, SysResult *r) {
     }
     // With writeback cache a buffered write only dirties the page cache: no WRITE reaches the
     // server while the syscall runs, so there is nothing to hold (observed on 6.18).
-    if (w.held && !(ff.open_flags & fopen::DIRECT_IO) && m.fc.writeback_cache) {
+    if (page_cache && m.fc.writeback_cache) {
+      fuse_write_begin(m, w.inode);
       write_finish(m, id, 0);
       return true;
     }
@@ -252,21 +270,13 @@ int path_walk_error(const Model &m) {
   return 0;
 }
 
-// A write-through WRITE (the page-cache path: neither DIRECT_IO nor passthrough) the server
-// holds keeps its page locked.
-bool page_locked_by_write(const Model &m, InodeId i) {
-  for (const Write &w : m.writes)
-    if (w.inode == i && w.in_flight && !(m.file(w.file).open_flags & fopen::DIRECT_IO))
-      return true;
-  return false;
-}
-
 // fuse_open, after the io mode is settled: without FOPEN_KEEP_CACHE the page cache is
-// invalidated, which sleeps on a locked page. fpsim-harness showed this on 6.18: the refused
-// opens fail at once, the admitted ones wait for the held write.
+// invalidated, which sleeps on a locked folio. fpsim-harness showed this on 6.18: the refused
+// opens fail at once, the admitted ones wait for a held write that keeps the folio locked.
 void invalidate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskId> task) {
   const FuseFile &ff = m.file(f);
-  if (ff.has_args && !(ff.open_flags & fopen::KEEP_CACHE) && page_locked_by_write(m, ff.inode)) {
+  const bool invalidates = ff.has_args && !(ff.open_flags & fopen::KEEP_CACHE);
+  if (invalidates && folio_locked_by_write(m, ff.inode)) {
     if (task) {
       m.tasks.at(idx(*task)).kind = TaskKind::OpenInvalidateWait;
       return;
@@ -279,6 +289,8 @@ void invalidate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskId> 
     r->task = new_task(m, t);
     return;
   }
+  if (invalidates)
+    invalidate_folio(m, ff.inode);
   r->file = f;
   if (task)
     m.tasks.at(idx(*task)).done = true;
@@ -306,9 +318,17 @@ void complete_task(Model &m, TaskId id) {
     invalidate_or_done(m, t.file, &t.result, id);
     return;
   case TaskKind::ReadPageWait:
-    if (page_locked_by_write(m, t.inode))
+    if (folio_locked_by_write(m, t.inode))
       return;
     t.done = true;
+    // The unlocked folio is not uptodate (a partial write, or one an abort failed): the read
+    // reads it now.
+    if (m.fc.connected) {
+      m.inode(t.inode).folio_uptodate = true;
+    } else {
+      t.result.route = Route::None;
+      t.result.err = ENOTCONN;
+    }
     // The sleeping read pinned the file for the duration of the call.
     fuse_file_fput(m, t.file, "read");
     return;
@@ -345,6 +365,30 @@ void wake_up_direct_io_waitq(Model &m, InodeId i) {
     if (!t.done && t.inode == i &&
         (t.kind == TaskKind::OpenCachedIoWait || t.kind == TaskKind::MmapCachedIoWait))
       t.woken = true;
+}
+
+bool folio_locked_by_write(const Model &m, InodeId i) {
+  for (const Write &w : m.writes)
+    if (w.inode == i && w.folio_locked)
+      return true;
+  return false;
+}
+
+void invalidate_folio(Model &m, InodeId i) {
+  m.inode(i).folio_uptodate = false;
+  for (Write &w : m.writes)
+    if (w.inode == i && w.folio_in_mapping) {
+      if (w.folio_locked)
+        m.warn("invalidate_inode_pages2", "dropping a folio a WRITE keeps locked");
+      w.folio_in_mapping = false;
+    }
+}
+
+void fuse_send_write_pages_end(Model &m, Write &w) {
+  if (w.result != 0 && w.folio_in_mapping)
+    m.inode(w.inode).folio_uptodate = false;
+  w.folio_locked = false;
+  w.folio_in_mapping = false;
 }
 
 void wake_up_page(Model &m, InodeId i) {
@@ -489,14 +533,15 @@ SysResult fuse_file_read_iter(Model &m, FileId f) {
     r.route = Route::Backing;
     return r;
   }
-  if (!m.fc.connected) {
-    r.err = ENOTCONN;
+  const bool page_cache = !(ff.open_flags & fopen::DIRECT_IO);
+  // An uptodate folio is copied out without a request, so it reads even after an abort.
+  if (page_cache && m.inode(ff.inode).folio_uptodate) {
+    r.route = Route::Fuse;
     return r;
   }
-  r.route = Route::Fuse;
-  // A page-cache read waits for the page a held write-through WRITE keeps locked (observed on
-  // 6.18); direct_io reads bypass the page cache.
-  if (!(ff.open_flags & fopen::DIRECT_IO) && page_locked_by_write(m, ff.inode)) {
+  // A page-cache read waits for the folio a held write-through WRITE keeps locked (observed
+  // on 6.18); direct_io reads bypass the page cache.
+  if (page_cache && folio_locked_by_write(m, ff.inode)) {
     Task t;
     t.kind = TaskKind::ReadPageWait;
     t.inode = ff.inode;
@@ -504,10 +549,17 @@ SysResult fuse_file_read_iter(Model &m, FileId f) {
     t.result.route = Route::Fuse;
     if (m.file(f).f_count.inc() != RefcountMisuse::None)
       m.warn("read", "read on a released FUSE file");
-    r.route = Route::None;
     r.blocked = true;
     r.task = new_task(m, t);
+    return r;
   }
+  if (!m.fc.connected) {
+    r.err = ENOTCONN;
+    return r;
+  }
+  if (page_cache)
+    m.inode(ff.inode).folio_uptodate = true;
+  r.route = Route::Fuse;
   return r;
 }
 

@@ -115,6 +115,10 @@ struct FuseInode {
   InodeLock i_rwsem;
   std::uint64_t fb_attached_at = 0; // step at which fb was last attached (invariant 13)
   bool evicted = false;
+  // The page-cache folio at offset 0, the only one a trace's 1-byte reads and writes touch:
+  // a write-through WRITE keeps it locked only when it was not uptodate (fuse_fill_write_pages),
+  // so whether a read or an invalidating open waits depends on it.
+  bool folio_uptodate = false;
 };
 
 enum class IoMode : std::uint8_t { None, Cached, Uncached };
@@ -160,7 +164,9 @@ struct Write {
   bool locked = false;
   bool in_flight = false;
   bool done = false;
-  int result = 0; // errno the write returned (0: success)
+  int result = 0;                // errno the write returned (0: success)
+  bool folio_locked = false;     // a write-through WRITE sent with its folio still locked
+  bool folio_in_mapping = false; // its folio is still the inode's (no invalidation since)
 };
 
 // struct fuse_conn (§1.1), with the state of its superblock and its /dev/fuse fd.

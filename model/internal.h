@@ -37,6 +37,14 @@ void fuse_file_fput(Model &m, FileId f, const char *where);
 void wake_up_direct_io_waitq(Model &m, InodeId i);
 // unlock_page after a write-through WRITE: wakes opens invalidating the page cache.
 void wake_up_page(Model &m, InodeId i);
+// Whether a write-through WRITE in flight keeps the inode's folio locked.
+bool folio_locked_by_write(const Model &m, InodeId i);
+// invalidate_inode_pages2 once the folio is unlocked: the folio leaves the mapping, so a WRITE
+// still holding it no longer touches the inode's copy.
+void invalidate_folio(Model &m, InodeId i);
+// fuse_send_write_pages after the answer (or the abort): a failed WRITE clears the uptodate bit
+// of a folio still in the mapping; the folio is unlocked.
+void fuse_send_write_pages_end(Model &m, Write &w);
 // inode_unlock / inode_unlock_shared, waking lock waiters.
 void inode_unlock(Model &m, InodeId i, bool exclusive);
 

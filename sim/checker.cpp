@@ -142,6 +142,27 @@ std::vector<Violation> InvariantChecker::check(const Model &m, const ObjectNames
       bad("lock", fmt::format("inode {}: i_rwsem readers={} writer={} but writes hold {} shared, "
                               "{} exclusive",
                               name, fi.i_rwsem.readers, fi.i_rwsem.writer, readers, writers));
+    // The folio lock: only a write-through WRITE in flight under the exclusive inode lock holds
+    // it, only while the folio is not uptodate, and whoever sleeps on it has a holder to wake it.
+    int folio_lockers = 0;
+    for (std::uint32_t wi = 0; wi < m.writes.size(); ++wi) {
+      const Write &w = m.writes[wi];
+      if (w.inode != id || !w.folio_locked)
+        continue;
+      folio_lockers++;
+      if (!w.in_flight || !w.locked || !w.exclusive || !w.folio_in_mapping || fi.folio_uptodate)
+        bad("folio", fmt::format("inode {}: write {} holds the folio lock with in_flight={} "
+                                 "inode-locked={} exclusive={} in_mapping={} uptodate={}",
+                                 name, n.write(WriteId{wi}), w.in_flight, w.locked, w.exclusive,
+                                 w.folio_in_mapping, fi.folio_uptodate));
+    }
+    if (folio_lockers > 1)
+      bad("folio", fmt::format("inode {}: {} writes hold the folio lock", name, folio_lockers));
+    if (folio_lockers == 0)
+      for (const Task &t : m.tasks)
+        if (!t.done && !t.woken && t.inode == id &&
+            (t.kind == TaskKind::ReadPageWait || t.kind == TaskKind::OpenInvalidateWait))
+          bad("folio", fmt::format("inode {}: a call sleeps on the folio lock nobody holds", name));
   }
 
   for (std::uint32_t fi = 0; fi < m.files.size(); ++fi) {

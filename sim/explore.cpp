@@ -594,7 +594,8 @@ private:
     Hasher h;
     h.add(static_cast<std::uint64_t>(x.held) | (x.exclusive ? 2u : 0u) | (x.counted ? 4u : 0u) |
           (x.locked ? 8u : 0u) | (x.in_flight ? 16u : 0u) | (x.done ? 32u : 0u) |
-          (write_named_[w] ? 64u : 0u) |
+          (write_named_[w] ? 64u : 0u) | (x.folio_locked ? 128u : 0u) |
+          (static_cast<std::uint64_t>(x.folio_in_mapping) << 48) |
           (static_cast<std::uint64_t>(static_cast<std::uint32_t>(x.result)) << 8));
     h.add(write_task_[w] == kNone ? 0 : task_fields(m, write_task_[w]) + 1);
     // Creation order matters among calls pending (woken ones run in that order) and among
@@ -977,6 +978,7 @@ private:
            static_cast<std::uint64_t>(fi.fb.has_value()) << 33 |
            static_cast<std::uint64_t>(fi.i_rwsem.writer) << 34 |
            static_cast<std::uint64_t>(fi.evicted) << 35 |
+           static_cast<std::uint64_t>(fi.folio_uptodate) << 36 |
            static_cast<std::uint64_t>(static_cast<std::uint16_t>(fi.i_rwsem.readers)) << 40;
   }
 

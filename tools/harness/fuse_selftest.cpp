@@ -258,12 +258,14 @@ int SelfTest::run() {
   std::optional<SysResult> c_open = open_in_mount("c", O_WRONLY);
   int pc = track(c_open && c_open->ok() ? static_cast<int>(c_open->ret) : -1);
   if (pc >= 0) {
-    server_->hold_next_write("c");
     // In place (inside EOF), so the kernel takes the shared inode lock of a parallel direct write.
-    auto write_call = std::make_shared<PendingCall<SysResult>>(
-        PendingCall<SysResult>::start([pc] { return sys_result(::pwrite(pc, "HELD", 4, 0)); }));
+    FuseServer *server = server_.get();
+    auto write_call = std::make_shared<PendingCall<SysResult>>(PendingCall<SysResult>::start([pc, server] {
+      server->hold_next_write_of_this_thread(1);
+      return sys_result(::pwrite(pc, "HELD", 4, 0));
+    }));
     std::optional<SysResult> early_result = write_call->wait_for(kBlockedProbe);
-    std::optional<fpsim::harness::HeldWrite> held = server_->wait_held_write("c", kCallDeadline);
+    std::optional<fpsim::harness::HeldWrite> held = server_->wait_held_write(1, kCallDeadline);
     int finish = held ? server_->finish_held_write(held->unique) : -ENOENT;
     std::optional<SysResult> late_result =
         early_result ? early_result : write_call->wait_for(kCallDeadline);

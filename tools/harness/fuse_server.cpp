@@ -103,6 +103,11 @@ void FuseServer::add_file(const std::string &name, std::string content) {
   files_[next_nodeid_++] = File{name, std::move(content)};
 }
 
+void FuseServer::created_file_content(std::string content) {
+  std::lock_guard lock(mutex_);
+  created_content_ = std::move(content);
+}
+
 void FuseServer::keep_size_on_truncate(bool keep) {
   std::lock_guard lock(mutex_);
   keep_size_ = keep;
@@ -262,35 +267,19 @@ void FuseServer::note_problem(std::string what) {
 
 // ---- held writes ------------------------------------------------------------------------------------
 
-void FuseServer::hold_next_write(const std::string &name) {
-  std::optional<std::uint64_t> nodeid = nodeid_of(name);
+void FuseServer::hold_next_write_of_this_thread(std::uint64_t token) {
+  const auto tid = static_cast<std::uint32_t>(gettid());
   std::lock_guard lock(mutex_);
-  if (nodeid)
-    hold_armed_.insert(*nodeid);
-  else
-    problems_.push_back("hold_next_write: no file named " + name);
+  hold_armed_[tid] = token;
 }
 
-std::optional<HeldWrite> FuseServer::wait_held_write(const std::string &name,
+std::optional<HeldWrite> FuseServer::wait_held_write(std::uint64_t token,
                                                      std::chrono::milliseconds timeout) {
-  return wait_held_write(name, timeout, {});
-}
-
-void FuseServer::cancel_hold(const std::string &name) {
-  std::optional<std::uint64_t> nodeid = nodeid_of(name);
-  std::lock_guard lock(mutex_);
-  if (nodeid)
-    hold_armed_.erase(*nodeid);
-}
-
-std::optional<HeldWrite> FuseServer::wait_held_write(const std::string &name,
-                                                     std::chrono::milliseconds timeout,
-                                                     const std::set<std::uint64_t> &exclude) {
   std::unique_lock lock(mutex_);
   std::optional<HeldWrite> found;
   changed_.wait_for(lock, timeout, [&] {
     for (const auto &[unique, parked] : parked_) {
-      if (parked.info.name == name && exclude.count(unique) == 0) {
+      if (parked.info.token == token) {
         found = parked.info;
         return true;
       }
@@ -298,6 +287,11 @@ std::optional<HeldWrite> FuseServer::wait_held_write(const std::string &name,
     return false;
   });
   return found;
+}
+
+void FuseServer::cancel_hold(std::uint64_t token) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(hold_armed_, [&](const auto &armed) { return armed.second == token; });
 }
 
 int FuseServer::finish_held_write(std::uint64_t unique, int error) {
@@ -634,9 +628,8 @@ FuseServer::Answer FuseServer::on_create(const char *in, std::size_t insize) {
     for (const auto &[id, file] : files_)
       if (file.name == *name)
         return {EEXIST, {}, true};
-    // Unlike a real create the file is not empty: reads of it must still be recognisable as served.
     event.nodeid = next_nodeid_++;
-    files_[event.nodeid] = File{*name, "FUSE:" + *name + "\n"};
+    files_[event.nodeid] = File{*name, created_content_.value_or("FUSE:" + *name + "\n")};
   }
   std::uint64_t nodeid = event.nodeid;
   return finish_open(std::move(event), true, nodeid);
@@ -663,8 +656,10 @@ FuseServer::Answer FuseServer::on_write(std::uint64_t unique, std::uint64_t node
   if (file == nullptr)
     return {ENOENT, {}, true};
   std::string data(in + sizeof(write_in), write_in.size);
-  if (hold_armed_.erase(nodeid) != 0) {
-    parked_[unique] = Parked{HeldWrite{unique, file->name, write_in.offset, data.size()}, std::move(data)};
+  if (auto armed = hold_armed_.find(current_pid_); armed != hold_armed_.end()) {
+    parked_[unique] =
+        Parked{HeldWrite{unique, armed->second, file->name, write_in.offset, data.size()}, std::move(data)};
+    hold_armed_.erase(armed);
     changed_.notify_all();
     return {0, {}, false};
   }

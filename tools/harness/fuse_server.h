@@ -71,9 +71,10 @@ struct OpenEvent {
   std::uint32_t pid = 0;            // fuse_in_header.pid: the id of the calling thread
 };
 
-// A WRITE the server is holding back (see hold_next_write).
+// A WRITE the server is holding back (see hold_next_write_of_this_thread).
 struct HeldWrite {
   std::uint64_t unique = 0; // identifies it for finish_held_write
+  std::uint64_t token = 0;  // the hold it consumed
   std::string name;
   std::uint64_t offset = 0;
   std::size_t size = 0;
@@ -98,6 +99,9 @@ public:
   // When set, SETATTR(size) (O_TRUNC, ftruncate) is answered but leaves the content as it is, so the
   // files never shrink and an in-place write never goes past EOF.
   void keep_size_on_truncate(bool keep);
+  // What a file made by CREATE holds (default "FUSE:<name>\n"): never empty, so reads of it are
+  // recognisable as served.
+  void created_file_content(std::string content);
   std::optional<std::uint64_t> nodeid_of(const std::string &name) const;
 
   // ---- mount and INIT -----------------------------------------------------------------------------
@@ -134,15 +138,15 @@ public:
   std::uint64_t count(std::uint32_t opcode) const;
 
   // ---- held writes --------------------------------------------------------------------------------
-  // The next WRITE to `name` is parked instead of answered; the writer stays blocked in write(2).
-  void hold_next_write(const std::string &name);
-  // Waits until a WRITE to `name` is parked; nullopt if none arrives within `timeout`.
-  std::optional<HeldWrite> wait_held_write(const std::string &name, std::chrono::milliseconds timeout);
-  // As above, ignoring the parked writes whose unique is in `exclude` (writes already claimed).
-  std::optional<HeldWrite> wait_held_write(const std::string &name, std::chrono::milliseconds timeout,
-                                           const std::set<std::uint64_t> &exclude);
-  // Disarms a hold_next_write that no WRITE consumed (the write went to the backing file or failed).
-  void cancel_hold(const std::string &name);
+  // The next WRITE the calling thread sends is parked under `token` instead of answered; the
+  // writer stays blocked in write(2). Requests are told apart by fuse_in_header.pid, the thread id:
+  // writes waiting for the inode lock may reach the server in any order, and a WRITE from
+  // writeback or a launder is never taken for the held one.
+  void hold_next_write_of_this_thread(std::uint64_t token);
+  // Waits until the WRITE held under `token` is parked; nullopt if it does not come within `timeout`.
+  std::optional<HeldWrite> wait_held_write(std::uint64_t token, std::chrono::milliseconds timeout);
+  // Disarms a hold that no WRITE consumed (the write went to the backing file or failed).
+  void cancel_hold(std::uint64_t token);
   // Answers a parked WRITE: with `error` (positive errno) if nonzero, else applies the data and reports it
   // written in full. Returns 0, -ENOENT if no such write is parked, or -errno of the reply (the kernel
   // answers ENOENT when it has already given up on the request, e.g. after an abort).
@@ -167,6 +171,7 @@ private:
     std::string name;
     std::string content;
   };
+  std::optional<std::string> created_content_;
   struct Parked {
     HeldWrite info;
     std::string data;
@@ -226,7 +231,7 @@ private:
   std::vector<OpenEvent> opens_;
   std::set<std::uint64_t> released_;
   std::map<std::uint32_t, std::uint64_t> counts_;
-  std::set<std::uint64_t> hold_armed_; // nodeids
+  std::map<std::uint32_t, std::uint64_t> hold_armed_; // thread id -> token
   std::map<std::uint64_t, Parked> parked_; // by unique
   std::vector<std::string> problems_;
   std::uint32_t current_pid_ = 0; // of the request being handled

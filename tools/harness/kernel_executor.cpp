@@ -1,6 +1,7 @@
 #include "kernel_executor.h"
 
 #include "fuse_proto.h"
+#include "wire.h"
 #include "sim/printer.h"
 
 #include <dirent.h>
@@ -189,7 +190,6 @@ void KernelExecutor::begin(const sim::Trace &t, sim::KernelProfile p) {
   writeback_cache_ = false;
   violations_.clear();
   problems_seen_ = 0;
-  claimed_.clear();
   pending_.clear();
   fds_.assign(t.names.handles.size(), -1);
   handle_file_.assign(t.names.handles.size(), "");
@@ -218,6 +218,7 @@ void KernelExecutor::begin(const sim::Trace &t, sim::KernelProfile p) {
   server_ = std::move(server);
   // O_TRUNC must not shrink a served file: writes stay in place (README, modelling decisions).
   server_->keep_size_on_truncate(true);
+  server_->created_file_content(server_content(""));
   for (std::size_t i = 0; i < t.names.mount_files.size(); ++i)
     if (!t.names.mount_file_created[i])
       server_->add_file(t.names.mount_files[i], server_content(t.names.mount_files[i]));
@@ -394,7 +395,13 @@ Outcome KernelExecutor::step(const Statement &s, const sim::Bindings &b) {
   }
   case Op::Umount: {
     const int rc = server_->umount(s.detach);
-    return rc == 0 ? Outcome::ok() : Outcome::errno_(-rc);
+    if (rc != 0)
+      return Outcome::errno_(-rc);
+    // A path walk after umount must fail as on a vanished mount (the model's ENOENT), not reach
+    // the bare directory underneath: opendir would open it and create would write into it.
+    if (rmdir(dirs_.mnt.c_str()) != 0)
+      note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after umount", errno));
+    return Outcome::ok();
   }
   case Op::DevClose: {
     const int rc = server_->dev_close();
@@ -884,25 +891,23 @@ Outcome KernelExecutor::finish(Op op, int handle, int slot, const CallResult &r)
 
 // ---- held writes ----------------------------------------------------------------------------------
 
-Outcome KernelExecutor::settle_write_begin(int w, const std::string &file,
+Outcome KernelExecutor::settle_write_begin(int w, const std::string &file, std::uint64_t token,
                                            const std::shared_ptr<Call> &call) {
   const auto start = std::chrono::steady_clock::now();
   for (;;) {
-    if (std::optional<HeldWrite> held = server_->wait_held_write(file, 5ms, claimed_)) {
-      claimed_.insert(held->unique);
+    if (std::optional<HeldWrite> held = server_->wait_held_write(token, 5ms)) {
       held_.at(static_cast<std::size_t>(w)) = Held{call, file, held->unique};
       return Outcome::ok();
     }
     if (call->done()) {
       // Returned without being parked: it went to the backing file, failed, or (unexpectedly) was
       // answered by the server. The hold was not consumed; disarm it.
-      server_->cancel_hold(file);
+      server_->cancel_hold(token);
       std::optional<CallResult> r = call->wait(0ms);
       // A race: parked right before returning is impossible, the write cannot return while parked.
       return route_of_write(*r);
     }
-    if (settled(start) && !call->done() &&
-        !server_->wait_held_write(file, 0ms, claimed_).has_value())
+    if (settled(start) && !call->done() && !server_->wait_held_write(token, 0ms).has_value())
       return blocks();
   }
 }
@@ -910,14 +915,16 @@ Outcome KernelExecutor::settle_write_begin(int w, const std::string &file,
 Outcome KernelExecutor::write_begin(const Statement &s) {
   const int fd = fds_.at(static_cast<std::size_t>(s.handle));
   const std::string file = file_of_handle(s.handle);
-  if (fd >= 0 && !file.empty())
-    server_->hold_next_write(file);
+  const std::uint64_t token = ++hold_tokens_;
   std::shared_ptr<FuseServer> server = server_;
   std::vector<int> bfds = backing_fds_;
-  auto call = start([server, fd, bfds] { return do_write(*server, fd, bfds); });
-  Outcome o = settle_write_begin(s.write, file, call);
+  auto call = start([server, fd, bfds, token] {
+    server->hold_next_write_of_this_thread(token);
+    return do_write(*server, fd, bfds);
+  });
+  Outcome o = settle_write_begin(s.write, file, token, call);
   if (o.kind == Outcome::Kind::Blocks)
-    pending_[{NameKind::Write, s.write}] = Pending{s.op, s.handle, file, call};
+    pending_[{NameKind::Write, s.write}] = Pending{s.op, s.handle, file, call, token};
   return o;
 }
 
@@ -954,7 +961,7 @@ Outcome KernelExecutor::await(const Statement &s) {
     return Outcome::invalid(fmt::format("nothing is blocked on {}", name));
   const Pending p = it->second;
   if (p.op == Op::WriteBegin) {
-    Outcome o = settle_write_begin(s.await_slot, p.file, p.call);
+    Outcome o = settle_write_begin(s.await_slot, p.file, p.hold_token, p.call);
     if (o.kind != Outcome::Kind::Blocks)
       pending_.erase(key);
     return o;

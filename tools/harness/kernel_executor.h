@@ -74,6 +74,7 @@ private:
     int handle = -1;
     std::string file; // mount file name (write_begin: the file the write is held for)
     std::shared_ptr<Call> call;
+    std::uint64_t hold_token = 0; // write_begin: the hold its WRITE is parked under
   };
   struct Held {
     std::shared_ptr<Call> call;
@@ -92,7 +93,8 @@ private:
   sim::Outcome write_end(const sim::Statement &s);
   sim::Outcome await(const sim::Statement &s);
   // write_begin and its await: waits until the write is parked by the server or returns.
-  sim::Outcome settle_write_begin(int w, const std::string &file, const std::shared_ptr<Call> &call);
+  sim::Outcome settle_write_begin(int w, const std::string &file, std::uint64_t token,
+                                  const std::shared_ptr<Call> &call);
   // Waits for a call that may block: its result, or nullopt once it is blocked (see settle_limit).
   std::optional<CallResult> wait_blocking(const std::shared_ptr<Call> &call);
   // Whether a call started at `start` and still running now counts as blocked.
@@ -137,7 +139,7 @@ private:
   void reap(Mapper &m, bool kill);
   std::vector<std::shared_ptr<Mapper>> maps_; // per mapping slot: its helper, once mmap started
   std::vector<std::optional<Held>> held_; // per write: parked by the server
-  std::set<std::uint64_t> claimed_;  // uniques of parked writes already attributed to a write_begin
+  std::uint64_t hold_tokens_ = 0;    // the last token handed to a write_begin's hold
   std::map<std::pair<sim::NameKind, int>, Pending> pending_;
   std::vector<std::shared_ptr<Call>> abandoned_; // calls no statement waits for any more
   std::vector<sim::Violation> violations_;

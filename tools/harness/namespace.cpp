@@ -194,9 +194,10 @@ bool fully_exited(pid_t pid) {
   }
 
   // The namespace dies with this process anyway; detaching first keeps the teardown independent of
-  // how the kernel orders namespace destruction. EINVAL just means "not mounted".
+  // how the kernel orders namespace destruction. EINVAL just means "not mounted", ENOENT that a
+  // trace unmounted and the mount point went with it.
   for (const std::string *dir : {&dirs.mnt, &dirs.ctl, &dirs.backing}) {
-    if (umount2(dir->c_str(), MNT_DETACH) != 0 && errno != EINVAL)
+    if (umount2(dir->c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT)
       std::perror(("fpsim-harness: umount2(" + *dir + ", MNT_DETACH)").c_str());
   }
   std::cout.flush();
@@ -416,7 +417,8 @@ IsolatedRun run_isolated(const std::function<int(const IsolatedDirs &)> &body,
   // a failing rmdir (EBUSY, ENOTEMPTY) means something leaked into the host namespace.
   run.cleaned_up = true;
   for (auto it = created.rbegin(); it != created.rend(); ++it) {
-    if (rmdir(it->c_str()) != 0) {
+    // The mount point is gone when a trace unmounted (KernelExecutor removes it).
+    if (rmdir(it->c_str()) != 0 && errno != ENOENT) {
       run.cleaned_up = false;
       if (!run.error.empty())
         run.error += "; ";
