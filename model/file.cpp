@@ -51,6 +51,12 @@ void fuse_fill_write_pages(Model &m, Write &w) {
 // the folio first.
 void fuse_write_begin(Model &m, InodeId i) { m.inode(i).folio_uptodate = true; }
 
+// Reads and writes of this file go through the page cache: neither FOPEN_DIRECT_IO nor O_DIRECT
+// (which generic_file_read_iter / generic_file_direct_write send to fuse_direct_IO).
+bool uses_page_cache(const FuseFile &ff) {
+  return !(ff.open_flags & fopen::DIRECT_IO) && !ff.f_flags.o_direct;
+}
+
 // The write syscall returns: fuse_dio_unlock / inode_unlock, then fdput.
 void write_finish(Model &m, WriteId id, int result) {
   Write &w = m.writes.at(idx(id));
@@ -102,9 +108,9 @@ bool write_progress(Model &m, WriteId id, SysResult *r) {
       write_finish(m, id, 0);
       return true;
     }
-    const bool page_cache = !(ff.open_flags & fopen::DIRECT_IO);
+    const bool page_cache = uses_page_cache(ff);
     if (!page_cache)
-      invalidate_folio(m, w.inode); // fuse_direct_io drops the cached range before sending
+      invalidate_folio(m, w.inode); // fuse_direct_io / kiocb_invalidate_pages, before sending
     else if (!m.fc.writeback_cache)
       fuse_fill_write_pages(m, w);
     if (!m.fc.connected) {
@@ -332,6 +338,19 @@ void complete_task(Model &m, TaskId id) {
     // The sleeping read pinned the file for the duration of the call.
     fuse_file_fput(m, t.file, "read");
     return;
+  case TaskKind::MmapInvalidateWait:
+    if (folio_locked_by_write(m, t.inode))
+      return;
+    invalidate_folio(m, t.inode);
+    if (t.shared) {
+      t.kind = TaskKind::MmapCachedIoWait;
+      complete_task(m, id);
+      return;
+    }
+    t.done = true;
+    t.result.vma = new_vma(m, t.file, t.shared);
+    fuse_file_fput(m, t.file, "mmap");
+    return;
   case TaskKind::MmapCachedIoWait: {
     bool must_wait = false;
     const int err = fuse_file_cached_io_open(m, t.file, &must_wait);
@@ -394,7 +413,8 @@ void fuse_send_write_pages_end(Model &m, Write &w) {
 void wake_up_page(Model &m, InodeId i) {
   for (Task &t : m.tasks)
     if (!t.done && t.inode == i &&
-        (t.kind == TaskKind::OpenInvalidateWait || t.kind == TaskKind::ReadPageWait))
+        (t.kind == TaskKind::OpenInvalidateWait || t.kind == TaskKind::ReadPageWait ||
+         t.kind == TaskKind::MmapInvalidateWait))
       t.woken = true;
 }
 
@@ -533,7 +553,7 @@ SysResult fuse_file_read_iter(Model &m, FileId f) {
     r.route = Route::Backing;
     return r;
   }
-  const bool page_cache = !(ff.open_flags & fopen::DIRECT_IO);
+  const bool page_cache = uses_page_cache(ff);
   // An uptodate folio is copied out without a request, so it reads even after an abort.
   if (page_cache && m.inode(ff.inode).folio_uptodate) {
     r.route = Route::Fuse;
@@ -646,6 +666,21 @@ SysResult fuse_file_mmap(Model &m, FileId f, bool shared) {
       r.err = ENODEV;
       return r;
     }
+    // invalidate_inode_pages2 first: it sleeps on a folio a held write-through WRITE keeps
+    // locked (fpsim-harness fuzz showed a private mapping waiting on 6.18).
+    if (folio_locked_by_write(m, ff.inode)) {
+      if (ff.f_count.inc() != RefcountMisuse::None)
+        m.warn("mmap", "mmap on a released FUSE file");
+      Task t;
+      t.kind = TaskKind::MmapInvalidateWait;
+      t.inode = ff.inode;
+      t.file = f;
+      t.shared = shared;
+      r.blocked = true;
+      r.task = new_task(m, t);
+      return r;
+    }
+    invalidate_folio(m, ff.inode);
     enter_cached = shared;
   }
   if (enter_cached) {
@@ -704,13 +739,31 @@ SysResult fuse_close_fd(Model &m, FileId f) {
 }
 
 std::vector<TaskId> fuse_run_woken_tasks(Model &m) {
+  // folio_unlock hands the folio lock to a sleeper before the writer drops the inode lock, so
+  // folio sleepers run before the calls the same step woke otherwise (fpsim-harness fuzz: an
+  // invalidating open beats the next writer to the folio on 6.18).
+  const auto folio_sleeper = [](TaskKind k) {
+    switch (k) {
+    case TaskKind::OpenInvalidateWait:
+    case TaskKind::ReadPageWait:
+    case TaskKind::MmapInvalidateWait:
+      return true;
+    case TaskKind::OpenCachedIoWait:
+    case TaskKind::MmapCachedIoWait:
+    case TaskKind::WriteLockWait:
+      return false;
+    }
+    return false;
+  };
   std::vector<TaskId> completed;
   bool progress = true;
   while (progress) {
     progress = false;
-    for (std::uint32_t i = 0; i < m.tasks.size(); ++i) {
+    for (std::uint32_t k = 0; k < 2 * m.tasks.size() && !progress; ++k) {
+      const bool folio_pass = k < m.tasks.size();
+      const std::uint32_t i = folio_pass ? k : k - static_cast<std::uint32_t>(m.tasks.size());
       Task &t = m.tasks[i];
-      if (t.done || !t.woken)
+      if (t.done || !t.woken || folio_sleeper(t.kind) != folio_pass)
         continue;
       t.woken = false;
       complete_task(m, TaskId{i});

@@ -216,6 +216,7 @@ enum class TaskKind : std::uint8_t {
   WriteLockWait,
   OpenInvalidateWait,
   ReadPageWait, // a page-cache read of the page a held write-through WRITE keeps locked
+  MmapInvalidateWait, // mmap of a direct_io file invalidates the page cache: waits likewise
 };
 
 struct Task {

@@ -161,7 +161,8 @@ std::vector<Violation> InvariantChecker::check(const Model &m, const ObjectNames
     if (folio_lockers == 0)
       for (const Task &t : m.tasks)
         if (!t.done && !t.woken && t.inode == id &&
-            (t.kind == TaskKind::ReadPageWait || t.kind == TaskKind::OpenInvalidateWait))
+            (t.kind == TaskKind::ReadPageWait || t.kind == TaskKind::OpenInvalidateWait ||
+             t.kind == TaskKind::MmapInvalidateWait))
           bad("folio", fmt::format("inode {}: a call sleeps on the folio lock nobody holds", name));
   }
 
