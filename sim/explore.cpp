@@ -1253,6 +1253,8 @@ public:
           StepReport r;
           apply(t, st, bind_, &r);
           transitions_++;
+          if (o_.on_transition)
+            o_.on_transition(s.mut.model(), st, r.out, t.mut.model());
           if (auto f = step_failure(r, st))
             return finish(res, elapsed(), *f, {i, a, d + 1});
           const std::uint64_t h = enc_.hash(t);

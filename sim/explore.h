@@ -52,6 +52,11 @@ struct ExploreOptions {
   // Called with the path to every new state, as a trace whose statements expect their
   // outcomes (replays it from scratch: for tests and for dumping the explored space).
   std::function<void(const Trace &)> on_state;
+  // Called for every transition explored (into new and into visited states alike), with the
+  // model before and after the statement and its outcome: for deriving automata (fpsim dot).
+  std::function<void(const model::Model &before, const Statement &, const Outcome &,
+                     const model::Model &after)>
+      on_transition;
   // Called after each completed depth.
   std::function<void(int depth, std::size_t states, std::size_t transitions, double seconds)>
       on_level;

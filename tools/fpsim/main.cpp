@@ -7,6 +7,7 @@
 #include "sim/sim_executor.h"
 #include "sim/trace_files.h"
 #include "tools/fpsim/bench.h"
+#include "tools/fpsim/dot_cmd.h"
 #include "tools/fpsim/explore_cmd.h"
 #include "tools/fpsim/fuzz_cmd.h"
 #include "tools/fpsim/mutants_cmd.h"
@@ -160,6 +161,8 @@ int main(int argc, char **argv) {
   CLI::App *fuzz = tools::add_fuzz_command(app, fuzz_args);
   tools::ExploreArgs explore_args;
   CLI::App *explore = tools::add_explore_command(app, explore_args);
+  tools::DotArgs dot_args;
+  CLI::App *dot = tools::add_dot_command(app, dot_args);
   tools::MutantsArgs mutants_args;
   CLI::App *mutants = tools::add_mutants_command(app, mutants_args);
   try {
@@ -181,6 +184,8 @@ int main(int argc, char **argv) {
     return tools::run_fuzz(fuzz_args, *fuzz);
   if (explore->parsed())
     return tools::run_explore(explore_args);
+  if (dot->parsed())
+    return tools::run_dot(dot_args);
   if (mutants->parsed())
     return tools::run_mutants(mutants_args);
   return cmd_replay(paths, kernel, annotate, json);

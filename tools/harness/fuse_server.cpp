@@ -255,6 +255,12 @@ std::uint64_t FuseServer::count(std::uint32_t opcode) const {
   return it == counts_.end() ? 0 : it->second;
 }
 
+std::uint64_t FuseServer::writes_from_thread(std::uint32_t tid) const {
+  std::lock_guard lock(mutex_);
+  auto it = writes_by_thread_.find(tid);
+  return it == writes_by_thread_.end() ? 0 : it->second;
+}
+
 std::vector<std::string> FuseServer::problems() const {
   std::lock_guard lock(mutex_);
   return problems_;
@@ -656,6 +662,7 @@ FuseServer::Answer FuseServer::on_write(std::uint64_t unique, std::uint64_t node
   if (file == nullptr)
     return {ENOENT, {}, true};
   std::string data(in + sizeof(write_in), write_in.size);
+  ++writes_by_thread_[current_pid_];
   if (auto armed = hold_armed_.find(current_pid_); armed != hold_armed_.end()) {
     parked_[unique] =
         Parked{HeldWrite{unique, armed->second, file->name, write_in.offset, data.size()}, std::move(data)};

@@ -136,6 +136,8 @@ public:
   bool last_open_released() const;
   // Requests received with this opcode so far (INIT included).
   std::uint64_t count(std::uint32_t opcode) const;
+  // WRITE requests received from this thread (fuse_in_header.pid) so far.
+  std::uint64_t writes_from_thread(std::uint32_t tid) const;
 
   // ---- held writes --------------------------------------------------------------------------------
   // The next WRITE the calling thread sends is parked under `token` instead of answered; the
@@ -232,6 +234,7 @@ private:
   std::set<std::uint64_t> released_;
   std::map<std::uint32_t, std::uint64_t> counts_;
   std::map<std::uint32_t, std::uint64_t> hold_armed_; // thread id -> token
+  std::map<std::uint32_t, std::uint64_t> writes_by_thread_;
   std::map<std::uint64_t, Parked> parked_; // by unique
   std::vector<std::string> problems_;
   std::uint32_t current_pid_ = 0; // of the request being handled

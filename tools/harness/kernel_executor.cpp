@@ -176,6 +176,10 @@ void KernelExecutor::note(std::string rule, std::string message) {
   violations_.push_back(sim::Violation{std::move(rule), std::move(message)});
 }
 
+off_t KernelExecutor::next_write_offset() {
+  return static_cast<off_t>(writes_started_++ % kMapSize);
+}
+
 std::string KernelExecutor::file_of_handle(int h) const {
   return handle_file_.at(static_cast<std::size_t>(h));
 }
@@ -193,6 +197,8 @@ void KernelExecutor::begin(const sim::Trace &t, sim::KernelProfile p) {
   pending_.clear();
   fds_.assign(t.names.handles.size(), -1);
   handle_file_.assign(t.names.handles.size(), "");
+  handle_positional_.assign(t.names.handles.size(), true);
+  writes_started_ = 0;
   maps_.assign(t.names.mappings.size(), nullptr);
   held_.assign(t.names.writes.size(), std::nullopt);
 
@@ -580,6 +586,9 @@ Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &b) {
     }
   }
   handle_file_[h] = name;
+  // A nonseekable or stream file refuses pwrite (ESPIPE before any permission check).
+  handle_positional_[h] = s.reply.kind != sim::ReplySpec::Kind::Flags ||
+                          !(s.reply.flags & (sim::reply_flag::NONSEEKABLE | sim::reply_flag::STREAM));
   std::shared_ptr<FuseServer> server = server_;
   auto call = start([server, path, flags, opcode, name] {
     const std::size_t before = server->open_events().size();
@@ -667,22 +676,34 @@ Outcome KernelExecutor::read(const Statement &s) {
 
 namespace {
 
-// A 1-byte pwrite at offset 0 (in place, never past EOF): positional, so writes held on one fd
-// do not serialize on the file position lock as write(2) would. Afterwards, whether it landed
-// in a backing file (whose 'B' is put back).
-KernelExecutor::CallResult do_write(FuseServer &server, int fd, const std::vector<int> &backing_fds) {
+// A 1-byte pwrite in place, inside the first page (never past EOF, always the folio the model
+// tracks): positional, so writes held on one fd do not serialize on the file position lock as
+// write(2) would. Each write of a trace has its own offset, so concurrent writes can tell their
+// byte in a backing file apart (its 'B' is put back). The server side is told apart by thread:
+// only WRITE requests this thread sent count. Nonseekable and stream files take write(2); they
+// are never passthrough, so a scan of the backing files suffices there.
+KernelExecutor::CallResult do_write(FuseServer &server, int fd, bool positional, off_t offset,
+                                    const std::vector<int> &backing_fds) {
   KernelExecutor::CallResult r;
-  r.srv_before = server.count(proto::WRITE);
-  const SysResult sr = sys_result(::pwrite(fd, &kWriteByte, 1, 0));
-  r.srv_after = server.count(proto::WRITE);
+  const auto tid = static_cast<std::uint32_t>(gettid());
+  r.srv_before = server.writes_from_thread(tid);
+  const SysResult sr = sys_result(positional ? ::pwrite(fd, &kWriteByte, 1, offset)
+                                             : ::write(fd, &kWriteByte, 1));
+  r.srv_after = server.writes_from_thread(tid);
   r.ret = sr.ret;
   r.err = sr.err;
-  std::string content(kFileSize, '\0');
   for (int bfd : backing_fds) {
-    const ssize_t n = ::pread(bfd, content.data(), content.size(), 0);
-    if (n <= 0)
+    if (positional) {
+      char c = 0;
+      if (::pread(bfd, &c, 1, offset) == 1 && c == kWriteByte) {
+        r.to_backing = true;
+        (void)!::pwrite(bfd, "B", 1, offset);
+      }
       continue;
-    const std::size_t at = content.find(kWriteByte);
+    }
+    std::string content(kFileSize, '\0');
+    const ssize_t n = ::pread(bfd, content.data(), content.size(), 0);
+    const std::size_t at = n > 0 ? content.find(kWriteByte) : std::string::npos;
     if (at != std::string::npos && at < static_cast<std::size_t>(n)) {
       r.to_backing = true;
       (void)!::pwrite(bfd, "B", 1, static_cast<off_t>(at));
@@ -697,7 +718,11 @@ Outcome KernelExecutor::write(const Statement &s) {
   const int fd = fds_.at(static_cast<std::size_t>(s.handle));
   std::shared_ptr<FuseServer> server = server_;
   std::vector<int> bfds = backing_fds_;
-  auto call = start([server, fd, bfds] { return do_write(*server, fd, bfds); });
+  const bool positional = handle_positional_.at(static_cast<std::size_t>(s.handle));
+  const off_t offset = next_write_offset();
+  auto call = start([server, fd, positional, offset, bfds] {
+    return do_write(*server, fd, positional, offset, bfds);
+  });
   std::optional<CallResult> r = wait_blocking(call);
   if (!r) {
     pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
@@ -918,9 +943,11 @@ Outcome KernelExecutor::write_begin(const Statement &s) {
   const std::uint64_t token = ++hold_tokens_;
   std::shared_ptr<FuseServer> server = server_;
   std::vector<int> bfds = backing_fds_;
-  auto call = start([server, fd, bfds, token] {
+  const bool positional = handle_positional_.at(static_cast<std::size_t>(s.handle));
+  const off_t offset = next_write_offset();
+  auto call = start([server, fd, positional, offset, bfds, token] {
     server->hold_next_write_of_this_thread(token);
-    return do_write(*server, fd, bfds);
+    return do_write(*server, fd, positional, offset, bfds);
   });
   Outcome o = settle_write_begin(s.write, file, token, call);
   if (o.kind == Outcome::Kind::Blocks)

@@ -109,6 +109,8 @@ private:
   int unprivileged_ioctl(unsigned long request, void *arg);
   void note(std::string rule, std::string message);
   std::string file_of_handle(int h) const;
+  // The offset of the next write: distinct per write of a trace, inside the first page.
+  off_t next_write_offset();
   void cleanup();
 
   IsolatedDirs dirs_;
@@ -122,6 +124,8 @@ private:
   bool writeback_cache_ = false;
   std::vector<int> fds_;             // per handle: the open fd, -1 if none
   std::vector<std::string> handle_file_; // per handle: the mount file it was opened on ("" for the root)
+  std::vector<bool> handle_positional_;  // per handle: pwrite works (not nonseekable or stream)
+  std::size_t writes_started_ = 0;
   // A mapping lives in a helper process of its own: mmap(2) of a FUSE file can sleep in the kernel
   // with the caller's mmap_lock held for writing (a shared mmap waiting for parallel direct writes),
   // which would freeze every page fault and allocation of this process. The helper shares the fd table
