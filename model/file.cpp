@@ -8,19 +8,22 @@ namespace fpsim::model {
 namespace detail {
 namespace {
 
-bool has_lock_waiters_before(const Model &m, InodeId i, std::uint32_t before) {
-  for (std::uint32_t k = 0; k < before; ++k) {
-    const Write &w = m.writes[k];
-    if (w.inode == i && !w.locked && !w.done)
+// rwsem waiters are served in order: a caller queued later, even a reader next to readers,
+// waits behind them (fpsim-harness fuzz: a parallel write queues behind an O_TRUNC open).
+bool has_lock_waiters_before(const Model &m, InodeId i, std::uint64_t before) {
+  for (const Write &w : m.writes)
+    if (w.inode == i && !w.locked && !w.done && w.queued < before)
       return true;
-  }
+  for (const Task &t : m.tasks)
+    if (t.inode == i && !t.done && t.kind == TaskKind::TruncateLockWait && t.queued < before)
+      return true;
   return false;
 }
 
 bool inode_trylock(Model &m, WriteId id) {
   Write &w = m.writes.at(idx(id));
   FuseInode &fi = m.inode(w.inode);
-  if (has_lock_waiters_before(m, w.inode, idx(id)))
+  if (has_lock_waiters_before(m, w.inode, w.queued))
     return false;
   if (w.exclusive ? (fi.i_rwsem.writer || fi.i_rwsem.readers > 0) : fi.i_rwsem.writer)
     return false;
@@ -276,6 +279,8 @@ int path_walk_error(const Model &m) {
   return 0;
 }
 
+void open_truncate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskId> task);
+
 // fuse_open, after the io mode is settled: without FOPEN_KEEP_CACHE the page cache is
 // invalidated, which sleeps on a locked folio. fpsim-harness showed this on 6.18: the refused
 // opens fail at once, the admitted ones wait for a held write that keeps the folio locked.
@@ -297,6 +302,43 @@ void invalidate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskId> 
   }
   if (invalidates)
     invalidate_folio(m, ff.inode);
+  open_truncate_or_done(m, f, r, task);
+}
+
+// do_truncate after an O_TRUNC open (the server has no atomic_o_trunc): notify_change runs under
+// the inode lock, so it waits for a write holding it (fpsim-harness fuzz, 6.18); the SETATTR is
+// answered at once, and fails after an abort, failing open(2) and dropping the new file.
+void open_truncate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskId> task) {
+  const FuseFile &ff = m.file(f);
+  if (ff.f_flags.o_trunc && !ff.is_dir) {
+    const InodeLock &lock = m.inode(ff.inode).i_rwsem;
+    const bool queued = task && m.tasks.at(idx(*task)).kind == TaskKind::TruncateLockWait;
+    const std::uint64_t place = queued ? m.tasks.at(idx(*task)).queued : UINT64_MAX;
+    if (lock.writer || lock.readers > 0 || has_lock_waiters_before(m, ff.inode, place)) {
+      if (task) {
+        Task &t = m.tasks.at(idx(*task));
+        if (!queued)
+          t.queued = ++m.lock_queue;
+        t.kind = TaskKind::TruncateLockWait;
+        return;
+      }
+      Task t;
+      t.kind = TaskKind::TruncateLockWait;
+      t.queued = ++m.lock_queue;
+      t.inode = ff.inode;
+      t.file = f;
+      r->blocked = true;
+      r->task = new_task(m, t);
+      return;
+    }
+    if (!m.fc.connected) {
+      r->err = ENOTCONN;
+      fuse_file_fput(m, f, "do_truncate");
+      if (task)
+        m.tasks.at(idx(*task)).done = true;
+      return;
+    }
+  }
   r->file = f;
   if (task)
     m.tasks.at(idx(*task)).done = true;
@@ -322,6 +364,9 @@ void complete_task(Model &m, TaskId id) {
   }
   case TaskKind::OpenInvalidateWait:
     invalidate_or_done(m, t.file, &t.result, id);
+    return;
+  case TaskKind::TruncateLockWait:
+    open_truncate_or_done(m, t.file, &t.result, id);
     return;
   case TaskKind::ReadPageWait:
     if (folio_locked_by_write(m, t.inode))
@@ -430,7 +475,8 @@ void inode_unlock(Model &m, InodeId i, bool exclusive) {
     fi.i_rwsem.readers--;
   }
   for (Task &t : m.tasks)
-    if (!t.done && t.inode == i && t.kind == TaskKind::WriteLockWait)
+    if (!t.done && t.inode == i &&
+        (t.kind == TaskKind::WriteLockWait || t.kind == TaskKind::TruncateLockWait))
       t.woken = true;
 }
 
@@ -594,6 +640,7 @@ SysResult fuse_file_write_iter(Model &m, FileId f, bool held) {
   w.file = f;
   w.inode = ff.inode;
   w.held = held;
+  w.queued = ++m.lock_queue;
   if (ff.open_flags & fopen::DIRECT_IO)
     w.exclusive = fuse_dio_wr_exclusive_lock(m, ff);
   else
@@ -751,6 +798,7 @@ std::vector<TaskId> fuse_run_woken_tasks(Model &m) {
     case TaskKind::OpenCachedIoWait:
     case TaskKind::MmapCachedIoWait:
     case TaskKind::WriteLockWait:
+    case TaskKind::TruncateLockWait:
       return false;
     }
     return false;

@@ -165,6 +165,7 @@ struct Write {
   bool in_flight = false;
   bool done = false;
   int result = 0;                // errno the write returned (0: success)
+  std::uint64_t queued = 0;      // its place in the inode lock's queue (FIFO, as rwsem waiters)
   bool folio_locked = false;     // a write-through WRITE sent with its folio still locked
   bool folio_in_mapping = false; // its folio is still the inode's (no invalidation since)
 };
@@ -217,6 +218,7 @@ enum class TaskKind : std::uint8_t {
   OpenInvalidateWait,
   ReadPageWait, // a page-cache read of the page a held write-through WRITE keeps locked
   MmapInvalidateWait, // mmap of a direct_io file invalidates the page cache: waits likewise
+  TruncateLockWait,   // an O_TRUNC open's do_truncate waits for the inode lock a write holds
 };
 
 struct Task {
@@ -225,6 +227,7 @@ struct Task {
   FileId file{};
   WriteId write{};
   bool shared = false; // MmapCachedIoWait: the mapping asked for
+  std::uint64_t queued = 0; // TruncateLockWait: its place in the inode lock's queue
   bool woken = false;
   bool done = false;
   SysResult result;
@@ -268,6 +271,7 @@ struct Model {
   std::vector<Warning> warnings;
   std::uint64_t step = 0; // advanced by the driver; timestamps for invariant 13
   std::uint64_t next_fh = 1;
+  std::uint64_t lock_queue = 0; // last place handed out in an inode lock's queue
   std::uint64_t releases_sent = 0;      // FUSE_RELEASE requests that reached the server
   std::uint64_t sync_releases_sent = 0; // of those, synchronous ones from refused opens
 
