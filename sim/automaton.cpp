@@ -116,19 +116,29 @@ std::string escape(const std::string &s) {
   return out;
 }
 
+// Abort, umount, dev_close and every step after them.
+bool is_teardown(const Model &before, Op op) {
+  return op == Op::Abort || op == Op::Umount || op == Op::DevClose || !before.fc.connected ||
+         !before.fc.mounted;
+}
+
 } // namespace
 
-Automaton derive_automaton(AutomatonView view, ExploreOptions o) {
+Automaton derive_automaton(AutomatonView view, ExploreOptions o, bool teardown) {
   Automaton a;
   a.view = view;
   a.title = std::string(model::profile_name(o.profile));
   if (o.mutant != model::Mutant::None)
     a.title += " " + std::string(model::mutant_name(o.mutant));
   o.inodes = 1;
+  o.stop_at_violation = false;
+  o.compare_reference = false;
   o.on_state = nullptr;
   o.on_level = nullptr;
   o.on_transition = [&](const Model &before, const Statement &st, const Outcome &out,
                         const Model &after) {
+    if (!teardown && is_teardown(before, st.op))
+      return;
     switch (view) {
     case AutomatonView::IoMode: {
       const std::string from = iomode_state(before);

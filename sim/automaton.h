@@ -28,8 +28,9 @@ struct Automaton {
 };
 
 // Explores one inode (and its backing file) to `depth` statements under `base`'s profile and
-// mutant, abstracting every transition for the view.
-Automaton derive_automaton(AutomatonView view, ExploreOptions base);
+// mutant, abstracting every transition for the view. Without `teardown`, abort, umount and
+// dev_close and everything after them are left out (the mounted, connected life only).
+Automaton derive_automaton(AutomatonView view, ExploreOptions base, bool teardown = false);
 
 // Graphviz text. With `other`, edges only in `a` are drawn red and marked with a's title, edges
 // only in `other` blue and dashed with other's title; shared edges plain.

@@ -1255,7 +1255,7 @@ public:
           transitions_++;
           if (o_.on_transition)
             o_.on_transition(s.mut.model(), st, r.out, t.mut.model());
-          if (auto f = step_failure(r, st))
+          if (auto f = o_.stop_at_violation ? step_failure(r, st) : std::nullopt)
             return finish(res, elapsed(), *f, {i, a, d + 1});
           const std::uint64_t h = enc_.hash(t);
           if (!visited_.insert(h)) {
@@ -1269,7 +1269,7 @@ public:
               h % static_cast<std::uint64_t>(o_.shard_count) !=
                   static_cast<std::uint64_t>(o_.shard_index))
             continue;
-          if (auto f = drain_failure(t))
+          if (auto f = o_.stop_at_violation ? drain_failure(t) : std::nullopt)
             return finish(res, elapsed(), *f, {i, a, d + 1});
           next.push_back(Node{i, static_cast<std::uint16_t>(a)});
           if (o_.on_state)

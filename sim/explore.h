@@ -47,6 +47,9 @@ struct ExploreOptions {
   // the set of (outcome, successor state) over all actions with the stored state's; a
   // difference means two states were merged that behave differently. Expands every state twice.
   bool check_merges = false;
+  // Off: violations and leaks do not end the search (deriving a mutant's automaton needs all of
+  // its transitions, not the first bad one).
+  bool stop_at_violation = true;
   // Stop (incomplete) once this many states are stored; 0: no limit.
   std::size_t max_states = 0;
   // Called with the path to every new state, as a trace whose statements expect their

@@ -28,6 +28,7 @@ CLI::App *add_dot_command(CLI::App &app, DotArgs &a) {
       ->check(CLI::IsMember({"iomode", "backing"}));
   cmd->add_option("--depth", a.depth, "statements explored after init (default 6)")
       ->check(CLI::Range(1, 10));
+  cmd->add_flag("--teardown", a.teardown, "include abort, umount, dev_close and what follows");
   cmd->add_option("-o,--output", a.output, "write here instead of standard output");
   return cmd;
 }
@@ -66,12 +67,12 @@ int run_dot(const DotArgs &a) {
   o.depth = a.depth;
   o.profile = *profile;
   o.mutant = *mutant;
-  const sim::Automaton first = sim::derive_automaton(view, o);
+  const sim::Automaton first = sim::derive_automaton(view, o, a.teardown);
   std::optional<sim::Automaton> second;
   if (compare) {
     o.profile = diff_profile.value_or(*profile);
     o.mutant = *diff_mutant;
-    second = sim::derive_automaton(view, o);
+    second = sim::derive_automaton(view, o, a.teardown);
   }
   const std::string text = sim::to_dot(first, second ? &*second : nullptr);
   if (a.output.empty()) {

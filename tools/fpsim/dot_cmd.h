@@ -15,6 +15,7 @@ struct DotArgs {
   std::string diff_mutant = "none";
   std::string view = "iomode";
   int depth = 6;
+  bool teardown = false;
   std::string output;
 };
 
