@@ -8,6 +8,23 @@ namespace fpsim::model {
 namespace detail {
 namespace {
 
+// Calls other than writes that sleep in the inode lock's queue (exclusively).
+bool inode_lock_sleeper(TaskKind k) {
+  switch (k) {
+  case TaskKind::TruncateLockWait:
+  case TaskKind::DirectReadLockWait:
+    return true;
+  case TaskKind::OpenCachedIoWait:
+  case TaskKind::MmapCachedIoWait:
+  case TaskKind::WriteLockWait:
+  case TaskKind::OpenInvalidateWait:
+  case TaskKind::ReadPageWait:
+  case TaskKind::MmapInvalidateWait:
+    return false;
+  }
+  return false;
+}
+
 // rwsem waiters are served in order: a caller queued later, even a reader next to readers,
 // waits behind them (fpsim-harness fuzz: a parallel write queues behind an O_TRUNC open).
 bool has_lock_waiters_before(const Model &m, InodeId i, std::uint64_t before) {
@@ -15,7 +32,7 @@ bool has_lock_waiters_before(const Model &m, InodeId i, std::uint64_t before) {
     if (w.inode == i && !w.locked && !w.done && w.queued < before)
       return true;
   for (const Task &t : m.tasks)
-    if (t.inode == i && !t.done && t.kind == TaskKind::TruncateLockWait && t.queued < before)
+    if (t.inode == i && !t.done && inode_lock_sleeper(t.kind) && t.queued < before)
       return true;
   return false;
 }
@@ -368,6 +385,18 @@ void complete_task(Model &m, TaskId id) {
   case TaskKind::TruncateLockWait:
     open_truncate_or_done(m, t.file, &t.result, id);
     return;
+  case TaskKind::DirectReadLockWait: {
+    const InodeLock &lock = m.inode(t.inode).i_rwsem;
+    if (lock.writer || lock.readers > 0 || has_lock_waiters_before(m, t.inode, t.queued))
+      return;
+    t.done = true;
+    if (!m.fc.connected) {
+      t.result.route = Route::None;
+      t.result.err = ENOTCONN;
+    }
+    fuse_file_fput(m, t.file, "read");
+    return;
+  }
   case TaskKind::ReadPageWait:
     if (folio_locked_by_write(m, t.inode))
       return;
@@ -476,7 +505,7 @@ void inode_unlock(Model &m, InodeId i, bool exclusive) {
   }
   for (Task &t : m.tasks)
     if (!t.done && t.inode == i &&
-        (t.kind == TaskKind::WriteLockWait || t.kind == TaskKind::TruncateLockWait))
+        (t.kind == TaskKind::WriteLockWait || inode_lock_sleeper(t.kind)))
       t.woken = true;
 }
 
@@ -610,6 +639,22 @@ SysResult fuse_file_read_iter(Model &m, FileId f) {
   if (page_cache && folio_locked_by_write(m, ff.inode)) {
     Task t;
     t.kind = TaskKind::ReadPageWait;
+    t.inode = ff.inode;
+    t.file = f;
+    t.result.route = Route::Fuse;
+    if (m.file(f).f_count.inc() != RefcountMisuse::None)
+      m.warn("read", "read on a released FUSE file");
+    r.blocked = true;
+    r.task = new_task(m, t);
+    return r;
+  }
+  // fuse_direct_io: a range with a locked folio (filemap_range_has_writeback) sends a read
+  // through inode_lock + fuse_sync_writes first, and the write-through WRITE keeping the folio
+  // locked holds the inode lock (fpsim-harness fuzz, 6.18).
+  if (!page_cache && folio_locked_by_write(m, ff.inode)) {
+    Task t;
+    t.kind = TaskKind::DirectReadLockWait;
+    t.queued = ++m.lock_queue;
     t.inode = ff.inode;
     t.file = f;
     t.result.route = Route::Fuse;
@@ -799,6 +844,7 @@ std::vector<TaskId> fuse_run_woken_tasks(Model &m) {
     case TaskKind::MmapCachedIoWait:
     case TaskKind::WriteLockWait:
     case TaskKind::TruncateLockWait:
+    case TaskKind::DirectReadLockWait:
       return false;
     }
     return false;

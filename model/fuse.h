@@ -219,6 +219,7 @@ enum class TaskKind : std::uint8_t {
   ReadPageWait, // a page-cache read of the page a held write-through WRITE keeps locked
   MmapInvalidateWait, // mmap of a direct_io file invalidates the page cache: waits likewise
   TruncateLockWait,   // an O_TRUNC open's do_truncate waits for the inode lock a write holds
+  DirectReadLockWait, // a direct read of a locked folio's range waits for the inode lock
 };
 
 struct Task {
