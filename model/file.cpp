@@ -348,6 +348,8 @@ void open_truncate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskI
       r->task = new_task(m, t);
       return;
     }
+    // do_truncate took the inode lock and dropped it: the next in the queue may go.
+    wake_inode_lock_waiters(m, ff.inode);
     if (!m.fc.connected) {
       r->err = ENOTCONN;
       fuse_file_fput(m, f, "do_truncate");
@@ -394,6 +396,8 @@ void complete_task(Model &m, TaskId id) {
       t.result.route = Route::None;
       t.result.err = ENOTCONN;
     }
+    // It took the inode lock and dropped it: the next in the queue may go.
+    wake_inode_lock_waiters(m, t.inode);
     fuse_file_fput(m, t.file, "read");
     return;
   }
@@ -503,6 +507,10 @@ void inode_unlock(Model &m, InodeId i, bool exclusive) {
       m.warn("inode_unlock_shared", "unlocking an inode lock that is not held shared");
     fi.i_rwsem.readers--;
   }
+  wake_inode_lock_waiters(m, i);
+}
+
+void wake_inode_lock_waiters(Model &m, InodeId i) {
   for (Task &t : m.tasks)
     if (!t.done && t.inode == i &&
         (t.kind == TaskKind::WriteLockWait || inode_lock_sleeper(t.kind)))

@@ -47,6 +47,8 @@ void invalidate_folio(Model &m, InodeId i);
 void fuse_send_write_pages_end(Model &m, Write &w);
 // inode_unlock / inode_unlock_shared, waking lock waiters.
 void inode_unlock(Model &m, InodeId i, bool exclusive);
+// Marks every call queued on the inode lock to try again.
+void wake_inode_lock_waiters(Model &m, InodeId i);
 
 // The superblock went away: evict every inode (fuse_evict_inode + fuse_free_inode).
 void fuse_kill_sb(Model &m);
