@@ -974,7 +974,25 @@ Outcome KernelExecutor::write_end(const Statement &s) {
     abandoned_.push_back(held.call);
     return blocks();
   }
+  settle_woken_writes();
   return route_of_write(*r);
+}
+
+// The writer that just returned dropped the inode lock; a write_begin queued on it is woken but
+// must still run to take the lock, and on a loaded machine a later statement's writer could
+// steal the lock first (rwsem lock stealing). Give the queued ones a moment to get their WRITE
+// parked before the trace goes on.
+void KernelExecutor::settle_woken_writes() {
+  const auto end = std::chrono::steady_clock::now() + 50ms;
+  for (const auto &[key, p] : pending_) {
+    if (p.op != Op::WriteBegin)
+      continue;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
+    if (left.count() <= 0)
+      return;
+    server_->wait_held_write(p.hold_token, left);
+  }
 }
 
 // ---- await ----------------------------------------------------------------------------------------

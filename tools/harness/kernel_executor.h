@@ -109,6 +109,8 @@ private:
   int unprivileged_ioctl(unsigned long request, void *arg);
   void note(std::string rule, std::string message);
   std::string file_of_handle(int h) const;
+  // After a write returns: lets write_begins woken by its inode unlock get their WRITE parked.
+  void settle_woken_writes();
   // The offset of the next write: distinct per write of a trace, inside the first page.
   off_t next_write_offset();
   void cleanup();
