@@ -8,6 +8,7 @@
 #include "sim/trace_files.h"
 #include "tools/fpsim/bench.h"
 #include "tools/fpsim/dot_cmd.h"
+#include "tools/fpsim/explain_cmd.h"
 #include "tools/fpsim/explore_cmd.h"
 #include "tools/fpsim/fuzz_cmd.h"
 #include "tools/fpsim/mutants_cmd.h"
@@ -163,6 +164,8 @@ int main(int argc, char **argv) {
   CLI::App *explore = tools::add_explore_command(app, explore_args);
   tools::DotArgs dot_args;
   CLI::App *dot = tools::add_dot_command(app, dot_args);
+  tools::ExplainArgs explain_args;
+  CLI::App *explain = tools::add_explain_command(app, explain_args);
   tools::MutantsArgs mutants_args;
   CLI::App *mutants = tools::add_mutants_command(app, mutants_args);
   try {
@@ -186,6 +189,8 @@ int main(int argc, char **argv) {
     return tools::run_explore(explore_args);
   if (dot->parsed())
     return tools::run_dot(dot_args);
+  if (explain->parsed())
+    return tools::run_explain(explain_args);
   if (mutants->parsed())
     return tools::run_mutants(mutants_args);
   return cmd_replay(paths, kernel, annotate, json);
