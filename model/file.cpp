@@ -255,6 +255,12 @@ SysResult fuse_file_open(Model &m, InodeId inode, const OpenFlags &flags,
   // such a file is an ordinary cached open: fpsim-harness shows EIO on a passthrough inode and
   // a wait behind parallel writes.
   const bool no_open_keeps_args = m.profile == KernelProfile::V6_18;
+  // With a cached dentry the walk survives an abort; the OPEN/CREATE request does not, and a
+  // server without OPEN gets none (fpsim-harness fuzz, 6.18: such an open succeeds).
+  if (!m.fc.connected && !(m.fc.no_open && !create)) {
+    r.err = ENOTCONN;
+    return r;
+  }
   if (m.fc.no_open && !create) {
     has_args = no_open_keeps_args;
     open_flags = fopen::KEEP_CACHE;
@@ -288,10 +294,12 @@ SysResult fuse_file_open(Model &m, InodeId inode, const OpenFlags &flags,
   return fuse_finish_open(m, f);
 }
 
-int path_walk_error(const Model &m) {
+// The path walk to a mount file: the mount must exist, and a name whose dentry is not cached
+// needs a LOOKUP, which fails once the connection is gone. The root is never revalidated.
+int path_walk_error(const Model &m, std::optional<InodeId> inode) {
   if (!m.fc.mounted)
     return ENOENT;
-  if (!m.fc.connected)
+  if (!m.fc.connected && !(inode && m.inode(*inode).dentry_cached))
     return ENOTCONN;
   return 0;
 }
@@ -564,7 +572,7 @@ InodeId fuse_iget(Model &m, std::uint32_t name) {
 }
 
 SysResult fuse_open(Model &m, InodeId inode, const OpenFlags &flags, const OpenReply &reply) {
-  if (const int err = path_walk_error(m)) {
+  if (const int err = path_walk_error(m, inode)) {
     SysResult r;
     r.err = err;
     return r;
@@ -579,7 +587,7 @@ SysResult fuse_open(Model &m, InodeId inode, const OpenFlags &flags, const OpenR
 }
 
 SysResult fuse_create_open(Model &m, InodeId inode, const OpenReply &reply) {
-  if (const int err = path_walk_error(m)) {
+  if (const int err = path_walk_error(m, std::nullopt)) {
     SysResult r;
     r.err = err;
     return r;
@@ -592,11 +600,17 @@ SysResult fuse_create_open(Model &m, InodeId inode, const OpenReply &reply) {
 
 SysResult fuse_dir_open(Model &m, const OpenReply &reply) {
   SysResult r;
-  if (const int err = path_walk_error(m)) {
+  if (const int err = path_walk_error(m, std::nullopt)) {
     r.err = err;
     return r;
   }
   bool has_args = !m.fc.no_opendir;
+  // The root needs no LOOKUP; OPENDIR itself fails on a dead connection unless the server
+  // never implemented it (no request at all: fpsim-harness fuzz, 6.18).
+  if (has_args && !m.fc.connected) {
+    r.err = ENOTCONN;
+    return r;
+  }
   if (has_args) {
     switch (reply.kind) {
     case OpenReply::Kind::Error:

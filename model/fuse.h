@@ -119,6 +119,9 @@ struct FuseInode {
   // a write-through WRITE keeps it locked only when it was not uptodate (fuse_fill_write_pages),
   // so whether a read or an invalidating open waits depends on it.
   bool folio_uptodate = false;
+  // A LOOKUP answered it: the dentry stays valid (the harness server's entry timeout outlasts
+  // any trace), so later path walks need no request, even after an abort.
+  bool dentry_cached = false;
 };
 
 enum class IoMode : std::uint8_t { None, Cached, Uncached };

@@ -979,6 +979,7 @@ private:
            static_cast<std::uint64_t>(fi.i_rwsem.writer) << 34 |
            static_cast<std::uint64_t>(fi.evicted) << 35 |
            static_cast<std::uint64_t>(fi.folio_uptodate) << 36 |
+           static_cast<std::uint64_t>(fi.dentry_cached) << 37 |
            static_cast<std::uint64_t>(static_cast<std::uint16_t>(fi.i_rwsem.readers)) << 40;
   }
 

@@ -152,8 +152,12 @@ Outcome SimExecutor::open_like(const Statement &s, const Bindings &b) {
     r = fuse_dir_open(m, *reply);
   } else {
     const auto f = static_cast<std::size_t>(s.file);
-    // The path walk: a missing mount or a dead connection fails before LOOKUP is answered.
-    const bool walk_ok = m.fc.mounted && m.fc.connected;
+    // The path walk: a missing mount fails; a dead connection fails the LOOKUP a name needs
+    // unless its dentry is cached.
+    bool dentry_cached = false;
+    for (const model::FuseInode &fi : m.inodes)
+      dentry_cached = dentry_cached || (fi.name == f && fi.dentry_cached && !fi.evicted);
+    const bool walk_ok = m.fc.mounted && (m.fc.connected || dentry_cached);
     if (walk_ok && s.op == Op::Open && !exists_[f]) {
       r.err = ENOENT;
     } else if (walk_ok && s.op == Op::Create && exists_[f]) {
@@ -162,10 +166,15 @@ Outcome SimExecutor::open_like(const Statement &s, const Bindings &b) {
       const InodeId inode = fuse_iget(m, static_cast<std::uint32_t>(f));
       if (s.op == Op::Create) {
         r = fuse_create_open(m, inode, *reply);
-        // The server made the file as soon as it answered CREATE without an error.
-        if (walk_ok && reply->kind == OpenReply::Kind::Flags)
+        // The server made the file as soon as it answered CREATE without an error, and the
+        // kernel instantiated its dentry.
+        if (walk_ok && m.fc.connected && reply->kind == OpenReply::Kind::Flags && r.err != ENOTCONN) {
           exists_[f] = true;
+          m.inode(inode).dentry_cached = true;
+        }
       } else {
+        if (walk_ok && m.fc.connected)
+          m.inode(inode).dentry_cached = true; // LOOKUP answered
         OpenFlags flags;
         flags.access = s.access;
         flags.o_direct = s.o_direct;

@@ -524,8 +524,10 @@ FuseServer::Answer FuseServer::on_lookup(const char *in, std::size_t insize) {
     if (file.name == *name) {
       p::fuse_entry_out entry{};
       entry.nodeid = id;
-      // 1 s keeps the dentry (no LOOKUP per open); attr_valid 0 makes every stat ask the server.
-      entry.entry_valid = 1;
+      // A day keeps the dentry for the whole trace (no LOOKUP per open, so a path walk after an
+      // abort succeeds for every name looked up before it, as the model says, never depending on
+      // how long the trace took); attr_valid 0 makes every stat ask the server.
+      entry.entry_valid = 86400;
       std::string attr = attr_bytes_of(id);
       std::memcpy(&entry.attr, attr.data(), sizeof(entry.attr));
       return {0, bytes_of(entry), true};
@@ -581,7 +583,7 @@ FuseServer::Answer FuseServer::finish_open(OpenEvent event, bool with_entry, std
     if (with_entry) {
       p::fuse_entry_out entry{};
       entry.nodeid = nodeid;
-      entry.entry_valid = 1;
+      entry.entry_valid = 86400;
       std::string attr = attr_bytes_of(nodeid);
       std::memcpy(&entry.attr, attr.data(), sizeof(entry.attr));
       answer.payload = bytes_of(entry);

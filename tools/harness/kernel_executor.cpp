@@ -984,7 +984,7 @@ Outcome KernelExecutor::write_end(const Statement &s) {
 // steal the lock first (rwsem lock stealing). Give the queued ones a moment to get their WRITE
 // parked before the trace goes on.
 void KernelExecutor::settle_woken_writes() {
-  const auto end = std::chrono::steady_clock::now() + 50ms;
+  const auto end = std::chrono::steady_clock::now() + 200ms;
   for (const auto &[key, p] : pending_) {
     if (p.op != Op::WriteBegin)
       continue;
