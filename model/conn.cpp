@@ -167,9 +167,7 @@ SysResult fuse_umount(Model &m, bool detach) {
     r.err = EINVAL;
     return r;
   }
-  bool busy = false;
-  for (const FuseFile &ff : m.files)
-    busy = busy || !ff.released;
+  bool busy = sb_pinned(m);
   for (const Task &t : m.tasks)
     busy = busy || !t.done;
   if (busy && !detach) {

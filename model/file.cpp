@@ -549,12 +549,21 @@ void fuse_release(Model &m, FileId f) {
   }
   if (ff.has_args && !m.fc.no_open && m.fc.connected)
     m.releases_sent++;
-  if (m.fc.sb_alive && !m.fc.mounted) {
-    for (const FuseFile &other : m.files)
-      if (!other.released)
-        return;
+  if (m.fc.sb_alive && !m.fc.mounted && !sb_pinned(m))
     fuse_kill_sb(m);
-  }
+}
+
+bool sb_pinned(const Model &m) {
+  for (const FuseFile &ff : m.files)
+    if (!ff.released)
+      return true;
+  // A backing_file keeps the path it was opened through (backing_file_user_path), and with it
+  // the FUSE mount: a passthrough mapping outliving its file keeps umount busy (fpsim-harness
+  // fuzz, 6.18).
+  for (const BackingFile &bf : m.backing_files)
+    if (bf.f_count.value() > 0)
+      return true;
+  return false;
 }
 
 } // namespace detail

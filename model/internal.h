@@ -50,6 +50,8 @@ void inode_unlock(Model &m, InodeId i, bool exclusive);
 // Marks every call queued on the inode lock to try again.
 void wake_inode_lock_waiters(Model &m, InodeId i);
 
+// Something still holds the mount: an open FUSE file, or a backing_file (its user path).
+bool sb_pinned(const Model &m);
 // The superblock went away: evict every inode (fuse_evict_inode + fuse_free_inode).
 void fuse_kill_sb(Model &m);
 // Drops a fuse_conn reference (superblock or dev fd); the last frees the backing ids.

@@ -38,15 +38,15 @@ struct StateTables {
     std::int32_t id = 0; // the id it was registered under
     std::int32_t refs = 0;
     bool freed = false;
-    std::string source;                // the backing file it wraps
+    std::string source;               // the backing file it wraps
     std::vector<std::string> holders; // "id map (id 1)", "inode a"
     bool operator==(const Backing &) const = default;
   };
   struct File {
     std::string handle;
     std::string inode;
-    std::string iomode;      // none, cached, uncached
-    std::string passthrough; // the fb it was opened with, or "-"
+    std::string iomode;                         // none, cached, uncached
+    std::string passthrough;                    // the fb it was opened with, or "-"
     std::vector<std::string> backing_file_pins; // who pins its per-file backing_file
     std::vector<std::string> alive_by;          // fd, mapping M1, write W1 in flight, ...
     bool dir = false;
@@ -73,34 +73,34 @@ struct StateTables {
   std::vector<Backing> backings; // live ones, and those freed by this very step
   std::vector<File> files;       // not yet released
   std::vector<Id> ids;
-  std::int32_t next_id = 1; // idr_alloc_cyclic's cursor
+  std::int32_t next_id = 1;        // idr_alloc_cyclic's cursor
   std::vector<std::string> asleep; // calls that blocked and have not returned
   Conn conn;
   bool operator==(const StateTables &) const = default;
 };
 
 struct ExplainedStep {
-  int line = 0;          // 0: a teardown step replay added after the trace
+  int line = 0; // 0: a teardown step replay added after the trace
   bool teardown = false;
   bool check = false;    // a `check` statement (no state change)
   std::string statement; // the statement as printed by the trace printer
   std::string outcome;   // format_outcome_detailed, or "pass" / "fail" for checks
   Outcome::Kind kind = Outcome::Kind::Ok;
   int err = 0;
-  std::string expected;  // the trace's expectation, if it has one
-  bool mismatch = false; // the outcome does not match the expectation
-  std::string rule;      // the kernel function(s) that decided it
-  std::string why;       // plain language, including the effects below
-  std::vector<std::string> effects; // side effects: releases, wake-ups, frees, ...
+  std::string expected;                // the trace's expectation, if it has one
+  bool mismatch = false;               // the outcome does not match the expectation
+  std::string rule;                    // the kernel function(s) that decided it
+  std::string why;                     // plain language, including the effects below
+  std::vector<std::string> effects;    // side effects: releases, wake-ups, frees, ...
   std::vector<std::string> violations; // invariant violations found after the step
-  StateTables state;     // after the step
+  StateTables state;                   // after the step
 };
 
 struct Explanation {
   std::string path;
   std::string title;
   KernelProfile profile = model::kDefaultProfile;
-  std::vector<ExplainedStep> steps; // the trace's statements, then teardown steps
+  std::vector<ExplainedStep> steps;    // the trace's statements, then teardown steps
   std::vector<ReplayFailure> failures; // replay's verdict
   bool passed() const { return failures.empty(); }
 };

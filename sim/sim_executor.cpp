@@ -157,7 +157,9 @@ Outcome SimExecutor::open_like(const Statement &s, const Bindings &b) {
     bool dentry_cached = false;
     for (const model::FuseInode &fi : m.inodes)
       dentry_cached = dentry_cached || (fi.name == f && fi.dentry_cached && !fi.evicted);
-    const bool walk_ok = m.fc.mounted && (m.fc.connected || dentry_cached);
+    // O_CREAT|O_EXCL always revalidates (LOOKUP_EXCL), so only an open can ride a cached dentry.
+    const bool walk_ok =
+        m.fc.mounted && (m.fc.connected || (s.op == Op::Open && dentry_cached));
     if (walk_ok && s.op == Op::Open && !exists_[f]) {
       r.err = ENOENT;
     } else if (walk_ok && s.op == Op::Create && exists_[f]) {
