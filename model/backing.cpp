@@ -93,9 +93,6 @@ void backing_file_fput(Model &m, BackingFileId bf, const char *where) {
   bool zero = false;
   report_misuse(m, m.backing_files.at(idx(bf)).f_count.dec_and_test(&zero), where,
                 "backing_file #" + std::to_string(idx(bf)));
-  // Its path_put may drop the last pin of a detached mount.
-  if (zero && m.fc.sb_alive && !m.fc.mounted && !sb_pinned(m))
-    fuse_kill_sb(m);
 }
 
 int fuse_passthrough_open(Model &m, FileId f, std::int32_t backing_id, FbId *fb_out) {

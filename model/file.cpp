@@ -842,6 +842,9 @@ void vma_close(Model &m, VmaId id) {
   switch (v.target) {
   case VmaTarget::BackingFile:
     backing_file_fput(m, v.backing_file, "vma_close");
+    // Its path_put may drop the last pin of a detached mount.
+    if (m.fc.sb_alive && !m.fc.mounted && !sb_pinned(m))
+      fuse_kill_sb(m);
     return;
   case VmaTarget::FuseFile:
     fuse_file_fput(m, v.file, "vma_close");
