@@ -192,6 +192,17 @@ TaskId new_task(Model &m, Task t) {
   return TaskId{static_cast<std::uint32_t>(m.tasks.size() - 1)};
 }
 
+// A syscall on file f goes to sleep: it pins the file (fdget) until it returns.
+TaskId sleeping_call(Model &m, TaskKind kind, FileId f, const char *what) {
+  if (m.file(f).f_count.inc() != RefcountMisuse::None)
+    m.warn(what, std::string(what) + " on a released FUSE file");
+  Task t;
+  t.kind = kind;
+  t.inode = m.file(f).inode;
+  t.file = f;
+  return new_task(m, t);
+}
+
 FileId new_file(Model &m, InodeId inode, const OpenFlags &flags) {
   FuseFile ff;
   ff.inode = inode;
@@ -668,31 +679,20 @@ SysResult fuse_file_read_iter(Model &m, FileId f) {
   // A page-cache read waits for the folio a held write-through WRITE keeps locked (observed
   // on 6.18); direct_io reads bypass the page cache.
   if (page_cache && folio_locked_by_write(m, ff.inode)) {
-    Task t;
-    t.kind = TaskKind::ReadPageWait;
-    t.inode = ff.inode;
-    t.file = f;
-    t.result.route = Route::Fuse;
-    if (m.file(f).f_count.inc() != RefcountMisuse::None)
-      m.warn("read", "read on a released FUSE file");
     r.blocked = true;
-    r.task = new_task(m, t);
+    r.task = sleeping_call(m, TaskKind::ReadPageWait, f, "read");
+    m.tasks.at(idx(*r.task)).result.route = Route::Fuse;
     return r;
   }
   // fuse_direct_io: a range with a locked folio (filemap_range_has_writeback) sends a read
   // through inode_lock + fuse_sync_writes first, and the write-through WRITE keeping the folio
   // locked holds the inode lock (fpsim-harness fuzz, 6.18).
   if (!page_cache && folio_locked_by_write(m, ff.inode)) {
-    Task t;
-    t.kind = TaskKind::DirectReadLockWait;
-    t.queued = ++m.lock_queue;
-    t.inode = ff.inode;
-    t.file = f;
-    t.result.route = Route::Fuse;
-    if (m.file(f).f_count.inc() != RefcountMisuse::None)
-      m.warn("read", "read on a released FUSE file");
     r.blocked = true;
-    r.task = new_task(m, t);
+    r.task = sleeping_call(m, TaskKind::DirectReadLockWait, f, "read");
+    Task &t = m.tasks.at(idx(*r.task));
+    t.queued = ++m.lock_queue;
+    t.result.route = Route::Fuse;
     return r;
   }
   if (!m.fc.connected) {
@@ -792,15 +792,9 @@ SysResult fuse_file_mmap(Model &m, FileId f, bool shared) {
     // invalidate_inode_pages2 first: it sleeps on a folio a held write-through WRITE keeps
     // locked (fpsim-harness fuzz showed a private mapping waiting on 6.18).
     if (folio_locked_by_write(m, ff.inode)) {
-      if (ff.f_count.inc() != RefcountMisuse::None)
-        m.warn("mmap", "mmap on a released FUSE file");
-      Task t;
-      t.kind = TaskKind::MmapInvalidateWait;
-      t.inode = ff.inode;
-      t.file = f;
-      t.shared = shared;
       r.blocked = true;
-      r.task = new_task(m, t);
+      r.task = sleeping_call(m, TaskKind::MmapInvalidateWait, f, "mmap");
+      m.tasks.at(idx(*r.task)).shared = shared;
       return r;
     }
     invalidate_folio(m, ff.inode);
@@ -812,15 +806,9 @@ SysResult fuse_file_mmap(Model &m, FileId f, bool shared) {
     bool must_wait = false;
     const int err = fuse_file_cached_io_open(m, f, &must_wait);
     if (must_wait) {
-      if (ff.f_count.inc() != RefcountMisuse::None)
-        m.warn("mmap", "mmap on a released FUSE file");
-      Task t;
-      t.kind = TaskKind::MmapCachedIoWait;
-      t.inode = ff.inode;
-      t.file = f;
-      t.shared = shared;
       r.blocked = true;
-      r.task = new_task(m, t);
+      r.task = sleeping_call(m, TaskKind::MmapCachedIoWait, f, "mmap");
+      m.tasks.at(idx(*r.task)).shared = shared;
       return r;
     }
     if (err) {

@@ -148,40 +148,37 @@ std::vector<std::string> cached_holders(const Model &m, InodeId i, const ObjectN
   return v;
 }
 
+// The names of the writes on inode i that satisfy pred, in creation order.
+template <typename Pred>
+std::vector<std::string> writes_where(const Model &m, InodeId i, const ObjectNames &n, Pred pred) {
+  std::vector<std::string> v;
+  for (std::uint32_t w = 0; w < m.writes.size(); ++w)
+    if (m.writes[w].inode == i && pred(m.writes[w]))
+      v.push_back(n.write(WriteId{w}));
+  return v;
+}
+
+std::vector<std::string> counted_writes(const Model &m, InodeId i, const ObjectNames &n) {
+  return writes_where(m, i, n, [](const model::Write &w) { return w.counted && !w.done; });
+}
+
 // Passthrough files, then parallel direct writes in flight.
 std::vector<std::string> uncached_holders(const Model &m, InodeId i, const ObjectNames &n) {
   std::vector<std::string> v;
   for (std::uint32_t f = 0; f < m.files.size(); ++f)
     if (m.files[f].inode == i && !m.files[f].released && m.files[f].iomode == IoMode::Uncached)
       v.push_back(n.file(FileId{f}));
-  for (std::uint32_t w = 0; w < m.writes.size(); ++w)
-    if (m.writes[w].inode == i && m.writes[w].counted && !m.writes[w].done)
-      v.push_back(n.write(WriteId{w}));
-  return v;
-}
-
-std::vector<std::string> counted_writes(const Model &m, InodeId i, const ObjectNames &n) {
-  std::vector<std::string> v;
-  for (std::uint32_t w = 0; w < m.writes.size(); ++w)
-    if (m.writes[w].inode == i && m.writes[w].counted && !m.writes[w].done)
-      v.push_back(n.write(WriteId{w}));
+  for (std::string &w : counted_writes(m, i, n))
+    v.push_back(std::move(w));
   return v;
 }
 
 std::vector<std::string> lock_holders(const Model &m, InodeId i, const ObjectNames &n) {
-  std::vector<std::string> v;
-  for (std::uint32_t w = 0; w < m.writes.size(); ++w)
-    if (m.writes[w].inode == i && m.writes[w].locked && !m.writes[w].done)
-      v.push_back(n.write(WriteId{w}));
-  return v;
+  return writes_where(m, i, n, [](const model::Write &w) { return w.locked && !w.done; });
 }
 
 std::vector<std::string> folio_lockers(const Model &m, InodeId i, const ObjectNames &n) {
-  std::vector<std::string> v;
-  for (std::uint32_t w = 0; w < m.writes.size(); ++w)
-    if (m.writes[w].inode == i && m.writes[w].folio_locked)
-      v.push_back(n.write(WriteId{w}));
-  return v;
+  return writes_where(m, i, n, [](const model::Write &w) { return w.folio_locked; });
 }
 
 std::string write_end_list(const std::vector<std::string> &writes) {
