@@ -71,5 +71,21 @@ rc=$?
 [ "$rc" -eq 2 ] && ok "unwritable -o: exit 2" || fail "unwritable -o: exit $rc"
 if ls -A "$tmp" | grep -q '^\.'; then fail "a temporary output file was left behind"; fi
 
+# 4. The command runs as the user who invoked sudo, not as root, unless --as-root.
+SUDO_UID=65534 SUDO_GID=65534 "$harness" record --source "$tmp/src" -o "$tmp/as.trace" -- \
+  sh -c 'echo "$(id -u):$(id -g)"; cat a >/dev/null && echo read-ok' >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" -eq 0 ] && grep -qx '65534:65534' "$tmp/out" && grep -qx 'read-ok' "$tmp/out" &&
+  ok "under sudo the command runs as SUDO_UID:SUDO_GID and reads through the mount" ||
+  { fail "run as the invoking user: exit $rc, printed $(tr '\n' ' ' <"$tmp/out")"; cat "$tmp/err"; }
+SUDO_UID=65534 SUDO_GID=65534 "$harness" record --as-root --source "$tmp/src" -o "$tmp/root.trace" -- \
+  id -u >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" -eq 0 ] && grep -qx '0' "$tmp/out" && ok "--as-root keeps root" || fail "--as-root: exit $rc"
+SUDO_UID=nobody SUDO_GID=1 "$harness" record --source "$tmp/src" -o "$tmp/bad.trace" -- true >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" -eq 2 ] && [ ! -e "$tmp/bad.trace" ] && grep -q 'SUDO_UID' "$tmp/err" &&
+  ok "malformed SUDO_UID: exit 2, says so, nothing run" || fail "malformed SUDO_UID: exit $rc"
+
 [ "$(fpsim_mounts)" -eq 0 ] && ok "no fuse.fpsim mount in the host namespace" || fail "a fuse.fpsim mount leaked"
 exit $((failures > 0))

@@ -210,7 +210,7 @@ void KernelExecutor::begin(const sim::Trace &t, sim::KernelProfile p) {
   backing_fds_.clear();
   for (const std::string &name : t.names.backing_files) {
     const std::string path = backing_dir_ + "/" + name;
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     const std::string content = backing_content(name);
     if (fd < 0 || ::pwrite(fd, content.data(), content.size(), 0) != static_cast<ssize_t>(content.size()))
       throw std::runtime_error(fmt::format("creating backing file {}: {}", path, std::strerror(errno)));
@@ -453,7 +453,9 @@ Outcome KernelExecutor::backing_open(const Statement &s) {
   case sim::SourceKind::OPath: {
     const std::string path =
         backing_dir_ + "/" + trace_->names.backing_files.at(static_cast<std::size_t>(s.backing_file));
-    fd = ::open(path.c_str(), (s.source == sim::SourceKind::OPath ? O_PATH : O_RDWR) | O_CLOEXEC);
+    // O_NOFOLLOW: only the plain files this run created in its own tmpfs are ever opened.
+    fd = ::open(path.c_str(),
+                (s.source == sim::SourceKind::OPath ? O_PATH : O_RDWR) | O_CLOEXEC | O_NOFOLLOW);
     break;
   }
   case sim::SourceKind::Dir:

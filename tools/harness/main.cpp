@@ -50,6 +50,33 @@ constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitSkip = 77;
 
+// The user who ran `sudo fpsim-harness record`: SUDO_UID/SUDO_GID, when both are set and not
+// root. Malformed values are an error (*why), never a silent fallback to root.
+std::optional<harness::RecordOptions::RunAs> invoking_user(std::string *why) {
+  const char *uid_text = std::getenv("SUDO_UID");
+  const char *gid_text = std::getenv("SUDO_GID");
+  if (uid_text == nullptr && gid_text == nullptr)
+    return std::nullopt;
+  auto parse = [](const char *text, unsigned long *out) {
+    if (text == nullptr || *text == '\0')
+      return false;
+    char *end = nullptr;
+    errno = 0;
+    *out = std::strtoul(text, &end, 10);
+    return errno == 0 && *end == '\0' && *out < 0xffffffffUL;
+  };
+  unsigned long uid = 0, gid = 0;
+  if (!parse(uid_text, &uid) || !parse(gid_text, &gid)) {
+    *why = fmt::format("SUDO_UID/SUDO_GID ('{}'/'{}') are not numeric ids; pass --as-root to run the "
+                       "command as root",
+                       uid_text ? uid_text : "", gid_text ? gid_text : "");
+    return std::nullopt;
+  }
+  if (uid == 0)
+    return std::nullopt;
+  return harness::RecordOptions::RunAs{static_cast<uid_t>(uid), static_cast<gid_t>(gid)};
+}
+
 volatile sig_atomic_t g_signal = 0;
 
 void on_signal(int signo) {
@@ -611,6 +638,9 @@ int main(int argc, char **argv) {
                      "seconds the command may run before it is killed (default 120)")
       ->check(CLI::Range(1, 86400));
   record->add_flag("--verbose", record_options.verbose, "log every request the server receives on stderr");
+  bool record_as_root = false;
+  record->add_flag("--as-root", record_as_root,
+                   "run CMD as root; by default it runs as the user who invoked sudo (SUDO_UID/SUDO_GID)");
   record->add_option("CMD", record_options.command, "the command and its arguments (after --)")->required();
   harness::KernelFuzzOptions fuzz_options;
   std::uint64_t fuzz_runs = 0;
@@ -642,6 +672,14 @@ int main(int argc, char **argv) {
   options.long_deadline = std::max(options.long_deadline, 4 * options.deadline);
   const std::chrono::seconds timeout(trace_timeout_s);
   if (record->parsed()) {
+    if (!record_as_root) {
+      std::string why;
+      record_options.run_as = invoking_user(&why);
+      if (!why.empty()) {
+        fmt::print(stderr, "fpsim-harness record: {}\n", why);
+        return kExitUsage;
+      }
+    }
     record_options.timeout = std::chrono::seconds(command_timeout_s);
     record_options.policy = policy == "passthrough" ? harness::RecordPolicy::Passthrough
                             : policy == "cached"    ? harness::RecordPolicy::Cached

@@ -1151,8 +1151,19 @@ struct CommandResult {
 
 // The command's process: only raw syscalls and async-signal-safe calls (it is a copy of one thread of
 // a process whose other threads may hold locks).
+// Drops root for the command (uid < 0: keeps the caller's user). Raw syscalls: this runs after
+// clone in a copy of a multi-threaded process.
+int drop_privileges(long uid, long gid) {
+  if (uid < 0)
+    return 0;
+  if (syscall(SYS_setgroups, 0L, nullptr) != 0 || syscall(SYS_setgid, gid) != 0 ||
+      syscall(SYS_setuid, uid) != 0)
+    return -1;
+  return 0;
+}
+
 [[noreturn]] void exec_command(const char *path, char *const *argv, char *const *envp, const char *cwd,
-                               int err_fd) {
+                               int err_fd, long uid, long gid) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -1160,7 +1171,9 @@ struct CommandResult {
   dfl.sa_handler = SIG_DFL;
   for (int sig : {SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGPIPE, SIGCHLD})
     sigaction(sig, &dfl, nullptr);
-  if (chdir(cwd) == 0)
+  // chdir first, as root: the mount point's parents are 0700 root directories, but the command
+  // reaches the mount through its working directory.
+  if (chdir(cwd) == 0 && drop_privileges(uid, gid) == 0)
     execve(path, argv, envp);
   const int e = errno;
   (void)!::write(err_fd, &e, sizeof e);
@@ -1172,11 +1185,11 @@ struct CommandResult {
 // exits with the command's status as soon as the command ends, which kills everything the command
 // left running in the namespace.
 [[noreturn]] void init_main(const char *path, char *const *argv, char *const *envp, const char *cwd,
-                            int err_fd) {
+                            int err_fd, long uid, long gid) {
   syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   const long cmd = syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr);
   if (cmd == 0)
-    exec_command(path, argv, envp, cwd, err_fd);
+    exec_command(path, argv, envp, cwd, err_fd, uid, gid);
   if (cmd < 0) {
     const int e = errno;
     (void)!::write(err_fd, &e, sizeof e);
@@ -1195,7 +1208,9 @@ struct CommandResult {
 }
 
 CommandResult run_command(const std::string &path, const std::vector<std::string> &args, const std::string &cwd,
-                          std::chrono::seconds timeout) {
+                          std::chrono::seconds timeout, const std::optional<RecordOptions::RunAs> &run_as) {
+  const long uid = run_as ? static_cast<long>(run_as->uid) : -1;
+  const long gid = run_as ? static_cast<long>(run_as->gid) : -1;
   CommandResult res;
   // Everything the new processes need is built here: after clone they make no allocation.
   std::vector<char *> argv;
@@ -1219,7 +1234,7 @@ CommandResult run_command(const std::string &path, const std::vector<std::string
   std::fflush(nullptr);
   const long pid = syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
   if (pid == 0)
-    init_main(path.c_str(), argv.data(), envp.data(), cwd.c_str(), err_pipe[1]);
+    init_main(path.c_str(), argv.data(), envp.data(), cwd.c_str(), err_pipe[1], uid, gid);
   ::close(err_pipe[1]);
   if (pid < 0) {
     res.start_errno = errno;
@@ -1320,7 +1335,7 @@ int record_body(const IsolatedDirs &dirs, const Plan &plan, int result_fd) {
   if (opt.policy == RecordPolicy::Passthrough)
     server.register_all();
 
-  const CommandResult cmd = run_command(plan.exec_path, opt.command, dirs.mnt, opt.timeout);
+  const CommandResult cmd = run_command(plan.exec_path, opt.command, dirs.mnt, opt.timeout, opt.run_as);
   const bool all_released = server.wait_all_released(kReleaseGrace);
   if (opt.policy == RecordPolicy::Passthrough)
     server.close_registered();

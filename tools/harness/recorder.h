@@ -34,7 +34,9 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
+#include <sys/types.h>
 #include <vector>
 
 namespace fpsim::harness {
@@ -48,6 +50,13 @@ struct RecordOptions {
   std::vector<std::string> command; // CMD ARGS...
   std::chrono::seconds timeout{120}; // for the command
   bool verbose = false;              // log every request the server receives on stderr
+  // Who CMD runs as. The harness needs root for the mount, the command does not: main sets this
+  // to the user who invoked sudo (SUDO_UID/SUDO_GID) unless --as-root. Unset: this process's user.
+  struct RunAs {
+    uid_t uid = 0;
+    gid_t gid = 0;
+  };
+  std::optional<RunAs> run_as;
 };
 
 // The exit code returned when SIGINT/SIGTERM cancelled the recording (the caller reports it).
