@@ -37,6 +37,13 @@ bool has_lock_waiters_before(const Model &m, InodeId i, std::uint64_t before) {
   return false;
 }
 
+// Whether an exclusive locker queued at `place` must still wait: the lock is held, or someone
+// queued before it has not had it yet.
+bool inode_lock_must_wait(const Model &m, InodeId i, std::uint64_t place) {
+  const InodeLock &lock = m.inode(i).i_rwsem;
+  return lock.writer || lock.readers > 0 || has_lock_waiters_before(m, i, place);
+}
+
 bool inode_trylock(Model &m, WriteId id) {
   Write &w = m.writes.at(idx(id));
   FuseInode &fi = m.inode(w.inode);
@@ -347,10 +354,9 @@ void invalidate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskId> 
 void open_truncate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskId> task) {
   const FuseFile &ff = m.file(f);
   if (ff.f_flags.o_trunc && !ff.is_dir) {
-    const InodeLock &lock = m.inode(ff.inode).i_rwsem;
     const bool queued = task && m.tasks.at(idx(*task)).kind == TaskKind::TruncateLockWait;
     const std::uint64_t place = queued ? m.tasks.at(idx(*task)).queued : UINT64_MAX;
-    if (lock.writer || lock.readers > 0 || has_lock_waiters_before(m, ff.inode, place)) {
+    if (inode_lock_must_wait(m, ff.inode, place)) {
       if (task) {
         Task &t = m.tasks.at(idx(*task));
         if (!queued)
@@ -407,8 +413,7 @@ void complete_task(Model &m, TaskId id) {
     open_truncate_or_done(m, t.file, &t.result, id);
     return;
   case TaskKind::DirectReadLockWait: {
-    const InodeLock &lock = m.inode(t.inode).i_rwsem;
-    if (lock.writer || lock.readers > 0 || has_lock_waiters_before(m, t.inode, t.queued))
+    if (inode_lock_must_wait(m, t.inode, t.queued))
       return;
     t.done = true;
     if (!m.fc.connected) {
