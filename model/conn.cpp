@@ -130,7 +130,7 @@ void fuse_abort_conn(Model &m) {
     return;
   m.fc.connected = false;
   // end_requests: every request in flight returns ECONNABORTED to its caller.
-  for (std::uint32_t i = 0; i < m.writes.size(); ++i) {
+  for (std::uint32_t i : m.unfinished_writes) {
     Write &w = m.writes[i];
     if (w.in_flight) {
       w.in_flight = false;
@@ -168,8 +168,8 @@ SysResult fuse_umount(Model &m, bool detach) {
     return r;
   }
   bool busy = sb_pinned(m);
-  for (const Task &t : m.tasks)
-    busy = busy || !t.done;
+  for (std::uint32_t k : m.unfinished_tasks)
+    busy = busy || !m.tasks[k].done;
   if (busy && !detach) {
     r.err = EBUSY;
     return r;

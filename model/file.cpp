@@ -28,12 +28,16 @@ bool inode_lock_sleeper(TaskKind k) {
 // rwsem waiters are served in order: a caller queued later, even a reader next to readers,
 // waits behind them (fpsim-harness fuzz: a parallel write queues behind an O_TRUNC open).
 bool has_lock_waiters_before(const Model &m, InodeId i, std::uint64_t before) {
-  for (const Write &w : m.writes)
+  for (std::uint32_t k : m.unfinished_writes) {
+    const Write &w = m.writes[k];
     if (w.inode == i && !w.locked && !w.done && w.queued < before)
       return true;
-  for (const Task &t : m.tasks)
+  }
+  for (std::uint32_t k : m.unfinished_tasks) {
+    const Task &t = m.tasks[k];
     if (t.inode == i && !t.done && inode_lock_sleeper(t.kind) && t.queued < before)
       return true;
+  }
   return false;
 }
 
@@ -196,6 +200,7 @@ VmaId new_vma(Model &m, FileId f, bool shared) {
 
 TaskId new_task(Model &m, Task t) {
   m.tasks.push_back(t);
+  m.unfinished_tasks.push_back(static_cast<std::uint32_t>(m.tasks.size() - 1));
   return TaskId{static_cast<std::uint32_t>(m.tasks.size() - 1)};
 }
 
@@ -481,24 +486,31 @@ void complete_task(Model &m, TaskId id) {
 bool file_readable(const FuseFile &ff) { return ff.f_flags.access != AccessMode::WriteOnly; }
 bool file_writable(const FuseFile &ff) { return ff.f_flags.access != AccessMode::ReadOnly; }
 
+void skip_finished(Model &m) {
+  std::erase_if(m.unfinished_writes, [&m](std::uint32_t k) { return m.writes[k].done; });
+  std::erase_if(m.unfinished_tasks, [&m](std::uint32_t k) { return m.tasks[k].done; });
+}
+
 void wake_up_direct_io_waitq(Model &m, InodeId i) {
-  for (Task &t : m.tasks)
-    if (!t.done && t.inode == i &&
+  for (std::uint32_t k : m.unfinished_tasks)
+    if (Task &t = m.tasks[k]; !t.done && t.inode == i &&
         (t.kind == TaskKind::OpenCachedIoWait || t.kind == TaskKind::MmapCachedIoWait))
       t.woken = true;
 }
 
+// A write that returned has let its folio go (fuse_send_write_pages_end), so the loops over
+// folios skip returned writes too.
 bool folio_locked_by_write(const Model &m, InodeId i) {
-  for (const Write &w : m.writes)
-    if (w.inode == i && w.folio_locked)
+  for (std::uint32_t k : m.unfinished_writes)
+    if (m.writes[k].inode == i && m.writes[k].folio_locked)
       return true;
   return false;
 }
 
 void invalidate_folio(Model &m, InodeId i) {
   m.inode(i).folio_uptodate = false;
-  for (Write &w : m.writes)
-    if (w.inode == i && w.folio_in_mapping) {
+  for (std::uint32_t k : m.unfinished_writes)
+    if (Write &w = m.writes[k]; w.inode == i && w.folio_in_mapping) {
       if (w.folio_locked)
         m.warn("invalidate_inode_pages2", "dropping a folio a WRITE keeps locked");
       w.folio_in_mapping = false;
@@ -513,8 +525,8 @@ void fuse_send_write_pages_end(Model &m, Write &w) {
 }
 
 void wake_up_page(Model &m, InodeId i) {
-  for (Task &t : m.tasks)
-    if (!t.done && t.inode == i &&
+  for (std::uint32_t k : m.unfinished_tasks)
+    if (Task &t = m.tasks[k]; !t.done && t.inode == i &&
         (t.kind == TaskKind::OpenInvalidateWait || t.kind == TaskKind::ReadPageWait ||
          t.kind == TaskKind::MmapInvalidateWait))
       t.woken = true;
@@ -535,8 +547,8 @@ void inode_unlock(Model &m, InodeId i, bool exclusive) {
 }
 
 void wake_inode_lock_waiters(Model &m, InodeId i) {
-  for (Task &t : m.tasks)
-    if (!t.done && t.inode == i &&
+  for (std::uint32_t k : m.unfinished_tasks)
+    if (Task &t = m.tasks[k]; !t.done && t.inode == i &&
         (t.kind == TaskKind::WriteLockWait || inode_lock_sleeper(t.kind)))
       t.woken = true;
 }
@@ -731,6 +743,7 @@ SysResult fuse_file_write_iter(Model &m, FileId f, bool held) {
     m.warn("write", "write on a released FUSE file");
   m.writes.push_back(w);
   const WriteId id{static_cast<std::uint32_t>(m.writes.size() - 1)};
+  m.unfinished_writes.push_back(idx(id));
   if (write_progress(m, id, &r)) {
     if (m.writes.at(idx(id)).in_flight)
       r.write = id;
@@ -877,12 +890,16 @@ std::vector<TaskId> fuse_run_woken_tasks(Model &m) {
     return false;
   };
   std::vector<TaskId> completed;
+  // Once per step: a call that returned is never woken again. Calls made while this runs are
+  // appended, as they are to the task table.
+  skip_finished(m);
+  const std::vector<std::uint32_t> &live = m.unfinished_tasks;
   bool progress = true;
   while (progress) {
     progress = false;
-    for (std::uint32_t k = 0; k < 2 * m.tasks.size() && !progress; ++k) {
-      const bool folio_pass = k < m.tasks.size();
-      const std::uint32_t i = folio_pass ? k : k - static_cast<std::uint32_t>(m.tasks.size());
+    for (std::size_t k = 0; k < 2 * live.size() && !progress; ++k) {
+      const bool folio_pass = k < live.size();
+      const std::uint32_t i = live[folio_pass ? k : k - live.size()];
       Task &t = m.tasks[i];
       if (t.done || !t.woken || folio_sleeper(t.kind) != folio_pass)
         continue;

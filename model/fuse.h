@@ -278,6 +278,11 @@ struct Model {
   std::uint64_t lock_queue = 0; // last place handed out in an inode lock's queue
   std::uint64_t releases_sent = 0;      // FUSE_RELEASE requests that reached the server
   std::uint64_t sync_releases_sent = 0; // of those, synchronous ones from refused opens
+  // The writes and sleeping calls that had not returned at the last detail::skip_finished, in
+  // table order. The tables only grow, by one entry per call, so the loops looking for calls in
+  // progress walk these instead of every call of the trace after each step.
+  std::vector<std::uint32_t> unfinished_writes;
+  std::vector<std::uint32_t> unfinished_tasks;
 
   explicit Model(KernelProfile p = kDefaultProfile) : profile(p) {}
 

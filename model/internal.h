@@ -50,6 +50,9 @@ void inode_unlock(Model &m, InodeId i, bool exclusive);
 // Marks every call queued on the inode lock to try again.
 void wake_inode_lock_waiters(Model &m, InodeId i);
 
+// Drops the calls that have returned from Model::unfinished_writes / unfinished_tasks.
+void skip_finished(Model &m);
+
 // Something still holds the mount: an open FUSE file, or a backing_file (its user path).
 bool sb_pinned(const Model &m);
 // The superblock went away: evict every inode (fuse_evict_inode + fuse_free_inode).

@@ -1,5 +1,6 @@
 #include "sim/checker.h"
 
+#include <algorithm>
 #include <climits>
 #include <fmt/format.h>
 
@@ -27,14 +28,6 @@ const char *iomode_name(IoMode m) {
     return "uncached";
   }
   return "?";
-}
-
-bool has_cache_waiter(const Model &m, InodeId i) {
-  for (const Task &t : m.tasks)
-    if (!t.done && t.inode == i &&
-        (t.kind == TaskKind::OpenCachedIoWait || t.kind == TaskKind::MmapCachedIoWait))
-      return true;
-  return false;
 }
 
 std::vector<std::string> fb_holders(const Model &m, const ObjectNames &n, FbId fb) {
@@ -80,6 +73,113 @@ std::string ObjectNames::fb(const Model &m, FbId b) const {
 std::string ObjectNames::vma(VmaId v) const { return lookup(vmas, v, "vma"); }
 std::string ObjectNames::write(WriteId w) const { return lookup(writes, w, "write"); }
 
+namespace {
+
+// Everything check() counts per object, gathered in one pass over each table: the checker runs
+// after every step, so a scan per inode or per fb would make a replay quadratic (cubic with the
+// steps) in what a trace opens.
+struct Tally {
+  struct PerInode {
+    int cached = 0;
+    int uncached = 0;
+    int counted_writes = 0;
+    int readers = 0;
+    int writers = 0;
+    bool cache_waiter = false;
+    bool folio_sleeper = false;
+    std::vector<std::uint32_t> folio_lockers; // writes, in table order
+    std::vector<std::uint32_t> fuse_vmas;     // mapped through a FUSE file of this inode
+  };
+  std::vector<PerInode> inodes;
+  std::vector<bool> file_waiting;            // a cached open of it sleeps on direct_io_waitq
+  std::vector<int> fb_in_idr;
+  std::vector<int> fb_attached;
+  std::vector<int> cred_file_holders;
+  std::vector<std::int32_t> backing_file_holders;
+  std::vector<std::int32_t> idr_ids_sorted;
+  bool idr_has_duplicates = false;
+
+  Tally(const Model &m, const std::vector<std::uint32_t> &live_writes,
+        const std::vector<std::uint32_t> &live_tasks)
+      : inodes(m.inodes.size()), file_waiting(m.files.size(), false),
+        fb_in_idr(m.backings.size(), 0), fb_attached(m.backings.size(), 0),
+        cred_file_holders(m.creds.size(), 0), backing_file_holders(m.backing_files.size(), 0) {
+    for (const FuseFile &ff : m.files) {
+      if (ff.cred && idx(*ff.cred) < cred_file_holders.size())
+        cred_file_holders[idx(*ff.cred)]++;
+      if (ff.passthrough && idx(*ff.passthrough) < backing_file_holders.size())
+        backing_file_holders[idx(*ff.passthrough)]++;
+      if (ff.released || idx(ff.inode) >= inodes.size())
+        continue;
+      inodes[idx(ff.inode)].cached += ff.iomode == IoMode::Cached;
+      inodes[idx(ff.inode)].uncached += ff.iomode == IoMode::Uncached;
+    }
+    for (std::uint32_t wi : live_writes) {
+      const Write &w = m.writes[wi];
+      if (idx(w.inode) >= inodes.size())
+        continue;
+      PerInode &pi = inodes[idx(w.inode)];
+      pi.counted_writes += w.counted;
+      if (w.locked)
+        (w.exclusive ? pi.writers : pi.readers)++;
+      if (w.folio_locked)
+        pi.folio_lockers.push_back(wi);
+    }
+    for (std::uint32_t ti : live_tasks) {
+      const Task &t = m.tasks[ti];
+      if (t.done)
+        continue;
+      const bool cache_wait =
+          t.kind == TaskKind::OpenCachedIoWait || t.kind == TaskKind::MmapCachedIoWait;
+      const bool folio_wait = t.kind == TaskKind::ReadPageWait ||
+                              t.kind == TaskKind::OpenInvalidateWait ||
+                              t.kind == TaskKind::MmapInvalidateWait;
+      if (idx(t.inode) < inodes.size()) {
+        inodes[idx(t.inode)].cache_waiter = inodes[idx(t.inode)].cache_waiter || cache_wait;
+        inodes[idx(t.inode)].folio_sleeper =
+            inodes[idx(t.inode)].folio_sleeper || (folio_wait && !t.woken);
+      }
+      if (t.kind == TaskKind::OpenCachedIoWait && idx(t.file) < file_waiting.size())
+        file_waiting[idx(t.file)] = true;
+    }
+    for (std::uint32_t v = 0; v < m.vmas.size(); ++v) {
+      const Vma &vma = m.vmas[v];
+      if (!vma.mapped)
+        continue;
+      if (vma.target == VmaTarget::BackingFile &&
+          idx(vma.backing_file) < backing_file_holders.size())
+        backing_file_holders[idx(vma.backing_file)]++;
+      if (vma.target == VmaTarget::FuseFile) {
+        const InodeId i = m.file(vma.file).inode;
+        if (idx(i) < inodes.size())
+          inodes[idx(i)].fuse_vmas.push_back(v);
+      }
+    }
+    for (const auto &[id, fb] : m.fc.backing_files_map) {
+      idr_ids_sorted.push_back(id);
+      if (idx(fb) < fb_in_idr.size())
+        fb_in_idr[idx(fb)]++;
+    }
+    // Ids are handed out in increasing order until the cursor wraps: usually already sorted.
+    if (!std::is_sorted(idr_ids_sorted.begin(), idr_ids_sorted.end()))
+      std::sort(idr_ids_sorted.begin(), idr_ids_sorted.end());
+    idr_has_duplicates =
+        std::adjacent_find(idr_ids_sorted.begin(), idr_ids_sorted.end()) != idr_ids_sorted.end();
+    for (const FuseInode &fi : m.inodes)
+      if (!fi.evicted && fi.fb && idx(*fi.fb) < fb_attached.size())
+        fb_attached[idx(*fi.fb)]++;
+  }
+
+  int idr_count(std::int32_t id) const {
+    if (!idr_has_duplicates)
+      return 1;
+    const auto [lo, hi] = std::equal_range(idr_ids_sorted.begin(), idr_ids_sorted.end(), id);
+    return static_cast<int>(hi - lo);
+  }
+};
+
+} // namespace
+
 std::vector<Violation> InvariantChecker::check(const Model &m, const ObjectNames &n) {
   std::vector<Violation> out;
   auto bad = [&out](std::string rule, std::string msg) {
@@ -91,24 +191,20 @@ std::vector<Violation> InvariantChecker::check(const Model &m, const ObjectNames
     bad("WARN", fmt::format("{}: {}", w.where, w.what));
   }
 
+  refresh_live(m);
+  const Tally tally(m, live_writes_, live_tasks_);
+
   for (std::uint32_t ii = 0; ii < m.inodes.size(); ++ii) {
     const FuseInode &fi = m.inodes[ii];
     const InodeId id{ii};
     if (fi.evicted)
       continue;
+    const Tally::PerInode &pi = tally.inodes[ii];
     const std::string name = n.inode(id);
     if (fi.fb && fi.iocachectr >= 0)
       bad("I1", fmt::format("inode {}: fb attached but iocachectr={} (passthrough needs < 0)", name,
                             fi.iocachectr));
-    int cached = 0, uncached = 0, writes = 0;
-    for (const FuseFile &ff : m.files) {
-      if (ff.released || ff.inode != id)
-        continue;
-      cached += ff.iomode == IoMode::Cached;
-      uncached += ff.iomode == IoMode::Uncached;
-    }
-    for (const Write &w : m.writes)
-      writes += w.counted && w.inode == id;
+    const int cached = pi.cached, uncached = pi.uncached, writes = pi.counted_writes;
     if (fi.iocachectr != cached - uncached - writes)
       bad("I2", fmt::format("inode {}: iocachectr={} but {} cached - {} uncached - {} parallel "
                             "writes = {}",
@@ -120,23 +216,19 @@ std::vector<Violation> InvariantChecker::check(const Model &m, const ObjectNames
     if (fi.iocachectr > 0 && !fi.cache_io_mode)
       bad("I8", fmt::format("inode {}: iocachectr={} but FUSE_I_CACHE_IO_MODE is clear", name,
                             fi.iocachectr));
-    if (fi.cache_io_mode && fi.iocachectr <= 0 && !has_cache_waiter(m, id))
+    if (fi.cache_io_mode && fi.iocachectr <= 0 && !pi.cache_waiter)
       bad("I8", fmt::format("inode {}: FUSE_I_CACHE_IO_MODE set with iocachectr={} and no cached "
                             "opener waiting",
                             name, fi.iocachectr));
     if (fi.fb && m.profile != KernelProfile::V15)
-      for (std::uint32_t v = 0; v < m.vmas.size(); ++v) {
+      for (std::uint32_t v : pi.fuse_vmas) {
         const Vma &vma = m.vmas[v];
-        if (vma.mapped && vma.target == VmaTarget::FuseFile && m.file(vma.file).inode == id &&
-            vma.created_at >= fi.fb_attached_at)
+        if (vma.created_at >= fi.fb_attached_at)
           bad("I13", fmt::format("inode {}: mapping {} made through non-passthrough file {} after "
                                  "{} was attached",
                                  name, n.vma(VmaId{v}), n.file(vma.file), n.fb(m, *fi.fb)));
       }
-    int readers = 0, writers = 0;
-    for (const Write &w : m.writes)
-      if (w.locked && w.inode == id)
-        (w.exclusive ? writers : readers)++;
+    const int readers = pi.readers, writers = pi.writers;
     if (readers != fi.i_rwsem.readers || (writers > 0) != fi.i_rwsem.writer || writers > 1 ||
         (writers > 0 && readers > 0))
       bad("lock", fmt::format("inode {}: i_rwsem readers={} writer={} but writes hold {} shared, "
@@ -144,57 +236,45 @@ std::vector<Violation> InvariantChecker::check(const Model &m, const ObjectNames
                               name, fi.i_rwsem.readers, fi.i_rwsem.writer, readers, writers));
     // The folio lock: only a write-through WRITE in flight under the exclusive inode lock holds
     // it, only while the folio is not uptodate, and whoever sleeps on it has a holder to wake it.
-    int folio_lockers = 0;
-    for (std::uint32_t wi = 0; wi < m.writes.size(); ++wi) {
+    for (std::uint32_t wi : pi.folio_lockers) {
       const Write &w = m.writes[wi];
-      if (w.inode != id || !w.folio_locked)
-        continue;
-      folio_lockers++;
       if (!w.in_flight || !w.locked || !w.exclusive || !w.folio_in_mapping || fi.folio_uptodate)
         bad("folio", fmt::format("inode {}: write {} holds the folio lock with in_flight={} "
                                  "inode-locked={} exclusive={} in_mapping={} uptodate={}",
                                  name, n.write(WriteId{wi}), w.in_flight, w.locked, w.exclusive,
                                  w.folio_in_mapping, fi.folio_uptodate));
     }
-    if (folio_lockers > 1)
-      bad("folio", fmt::format("inode {}: {} writes hold the folio lock", name, folio_lockers));
-    if (folio_lockers == 0)
-      for (const Task &t : m.tasks)
-        if (!t.done && !t.woken && t.inode == id &&
-            (t.kind == TaskKind::ReadPageWait || t.kind == TaskKind::OpenInvalidateWait ||
-             t.kind == TaskKind::MmapInvalidateWait))
-          bad("folio", fmt::format("inode {}: a call sleeps on the folio lock nobody holds", name));
+    if (pi.folio_lockers.size() > 1)
+      bad("folio", fmt::format("inode {}: {} writes hold the folio lock", name,
+                               pi.folio_lockers.size()));
+    if (pi.folio_lockers.empty() && pi.folio_sleeper)
+      bad("folio", fmt::format("inode {}: a call sleeps on the folio lock nobody holds", name));
   }
 
   for (std::uint32_t fi = 0; fi < m.files.size(); ++fi) {
     const FuseFile &ff = m.files[fi];
-    const std::string name = n.file(FileId{fi});
     if (ff.released) {
       if (ff.f_count.value() != 0 || ff.passthrough || ff.cred || ff.iomode != IoMode::None)
         bad("I3", fmt::format("file {}: released but f_count={} passthrough={} cred={} iomode={}",
-                              name, ff.f_count.value(), ff.passthrough.has_value(),
+                              n.file(FileId{fi}), ff.f_count.value(), ff.passthrough.has_value(),
                               ff.cred.has_value(), iomode_name(ff.iomode)));
       continue;
     }
-    const bool waiting = [&] {
-      for (const Task &t : m.tasks)
-        if (!t.done && t.file == FileId{fi} && t.kind == TaskKind::OpenCachedIoWait)
-          return true;
-      return false;
-    }();
-    if (ff.f_count.value() <= 0 && !waiting)
-      bad("file", fmt::format("file {}: not released but f_count={}", name, ff.f_count.value()));
+    if (ff.f_count.value() <= 0 && !tally.file_waiting[fi])
+      bad("file", fmt::format("file {}: not released but f_count={}", n.file(FileId{fi}),
+                              ff.f_count.value()));
     if (ff.iomode == IoMode::Uncached) {
       const FuseInode &inode = m.inode(ff.inode);
       if (!ff.passthrough || !ff.cred)
-        bad("I3", fmt::format("file {}: iomode uncached without backing_file/cred", name));
+        bad("I3", fmt::format("file {}: iomode uncached without backing_file/cred",
+                              n.file(FileId{fi})));
       if (ff.opened_with_fb != inode.fb)
-        bad("I3", fmt::format("file {}: opened with {} but inode {} has {}", name,
+        bad("I3", fmt::format("file {}: opened with {} but inode {} has {}", n.file(FileId{fi}),
                               ff.opened_with_fb ? n.fb(m, *ff.opened_with_fb) : "no fb",
                               n.inode(ff.inode), inode.fb ? n.fb(m, *inode.fb) : "no fb"));
     }
     if (ff.passthrough && ff.iomode != IoMode::Uncached)
-      bad("I3", fmt::format("file {}: has a backing_file but iomode={}", name,
+      bad("I3", fmt::format("file {}: has a backing_file but iomode={}", n.file(FileId{fi}),
                             iomode_name(ff.iomode)));
   }
 
@@ -210,56 +290,62 @@ std::vector<Violation> InvariantChecker::check(const Model &m, const ObjectNames
                               max_id_allocated_));
       max_id_allocated_ = std::max(max_id_allocated_, id);
     }
-    int dup = 0;
-    for (const auto &[id2, fb2] : m.fc.backing_files_map)
-      dup += id2 == id;
-    if (dup > 1)
+    if (const int dup = tally.idr_count(id); dup > 1)
       bad("I9", fmt::format("id {} appears {} times in the id map", id, dup));
   }
 
   for (std::uint32_t bi = 0; bi < m.backings.size(); ++bi) {
     const FbId fbid{bi};
     const FuseBacking &b = m.backings[bi];
-    int in_idr = 0, attached = 0;
-    for (const auto &[id, fb] : m.fc.backing_files_map)
-      in_idr += fb == fbid;
-    for (const FuseInode &fi : m.inodes)
-      attached += !fi.evicted && fi.fb == fbid;
-    const std::string name = n.fb(m, fbid);
+    const int in_idr = tally.fb_in_idr[bi], attached = tally.fb_attached[bi];
     if (b.freed) {
       if (b.count.value() != 0 || in_idr || attached)
-        bad("I5", fmt::format("{}: freed but refcount={} and still reachable from {}", name,
-                              b.count.value(), join(fb_holders(m, n, fbid))));
+        bad("I5", fmt::format("{}: freed but refcount={} and still reachable from {}",
+                              n.fb(m, fbid), b.count.value(), join(fb_holders(m, n, fbid))));
     } else if (b.count.value() != in_idr + attached) {
-      bad("I6", fmt::format("{}: refcount={} but held by {} (expected {})", name, b.count.value(),
-                            join(fb_holders(m, n, fbid)), in_idr + attached));
+      bad("I6", fmt::format("{}: refcount={} but held by {} (expected {})", n.fb(m, fbid),
+                            b.count.value(), join(fb_holders(m, n, fbid)), in_idr + attached));
     } else if (b.count.value() <= 0) {
-      bad("I5", fmt::format("{}: refcount 0 but not freed", name));
+      bad("I5", fmt::format("{}: refcount 0 but not freed", n.fb(m, fbid)));
     }
-    int cred_holders = b.freed ? 0 : 1;
-    for (const FuseFile &ff : m.files)
-      cred_holders += ff.cred == b.cred;
+    const int cred_holders = (b.freed ? 0 : 1) + tally.cred_file_holders.at(idx(b.cred));
     if (m.creds.at(idx(b.cred)).usage.value() != cred_holders)
-      bad("cred", fmt::format("{}: its cred has usage {} but {} holder(s)", name,
+      bad("cred", fmt::format("{}: its cred has usage {} but {} holder(s)", n.fb(m, fbid),
                               m.creds.at(idx(b.cred)).usage.value(), cred_holders));
   }
 
   for (std::uint32_t bf = 0; bf < m.backing_files.size(); ++bf) {
+    if (m.backing_files[bf].f_count.value() == tally.backing_file_holders[bf])
+      continue;
     const BackingFileId id{bf};
-    const auto holders = backing_file_holders(m, n, id);
-    if (m.backing_files[bf].f_count.value() != static_cast<std::int32_t>(holders.size()))
-      bad("backing_file", fmt::format("backing_file#{} (for {}): f_count={} but held by {}", bf,
-                                      n.file(m.backing_files[bf].user_file),
-                                      m.backing_files[bf].f_count.value(), join(holders)));
+    bad("backing_file", fmt::format("backing_file#{} (for {}): f_count={} but held by {}", bf,
+                                    n.file(m.backing_files[bf].user_file),
+                                    m.backing_files[bf].f_count.value(),
+                                    join(backing_file_holders(m, n, id))));
   }
 
-  for (std::uint32_t wi = 0; wi < m.writes.size(); ++wi) {
+  for (std::uint32_t wi : live_writes_) {
     const Write &w = m.writes[wi];
     if ((w.in_flight || w.locked) && m.file(w.file).released)
       bad("write", fmt::format("write {} in progress on released file {}", n.write(WriteId{wi}),
                                n.file(w.file)));
+    if (w.done && (w.in_flight || w.locked || w.counted || w.folio_locked))
+      bad("write", fmt::format("write {} returned but still holds in_flight={} inode-locked={} "
+                               "parallel-write count={} folio lock={}",
+                               n.write(WriteId{wi}), w.in_flight, w.locked, w.counted,
+                               w.folio_locked));
   }
+  // Finished writes and calls change no more: the next check skips them.
+  std::erase_if(live_writes_, [&m](std::uint32_t wi) { return m.writes[wi].done; });
+  std::erase_if(live_tasks_, [&m](std::uint32_t ti) { return m.tasks[ti].done; });
   return out;
+}
+
+void InvariantChecker::refresh_live(const Model &m) {
+  for (; writes_seen_ < m.writes.size(); ++writes_seen_)
+    live_writes_.push_back(static_cast<std::uint32_t>(writes_seen_));
+  for (; tasks_seen_ < m.tasks.size(); ++tasks_seen_)
+    live_tasks_.push_back(static_cast<std::uint32_t>(tasks_seen_));
 }
 
 std::vector<Violation> InvariantChecker::check_open_release(const Model &m, const SysResult &r,

@@ -5,6 +5,7 @@
 #include "model/fuse.h"
 #include "sim/executor.h"
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,15 @@ public:
                                               DrainScope scope);
 
 private:
+  // Writes and sleeping calls that had not finished at the last check, in table order. The
+  // model never erases a finished one, and a trace can finish one per statement: scanning them
+  // all after every step made a replay quadratic in its statements. A write is dropped once it
+  // has finished holding nothing, which is checked then.
+  void refresh_live(const model::Model &m);
+  std::vector<std::uint32_t> live_writes_;
+  std::vector<std::uint32_t> live_tasks_;
+  std::size_t writes_seen_ = 0;
+  std::size_t tasks_seen_ = 0;
   std::size_t warnings_seen_ = 0;
   std::int32_t max_id_allocated_ = 0;
   std::vector<bool> fb_seen_in_idr_;

@@ -2050,6 +2050,8 @@ public:
     names_ = ObjectNames{};
     fbs_.assign(tr.names.backings.size(), std::nullopt);
     steps_.clear();
+    rows_ = 0;
+    state_omitted_ = false;
   }
 
   Outcome step(const Statement &s, const Bindings &b) override {
@@ -2089,7 +2091,10 @@ public:
     out.rule = e.rule;
     out.why = e.why;
     out.effects = e.effects;
-    out.state = build_state(t_, after, before, names_, fds_, explainer_.notes());
+    if (keep_state(after))
+      out.state = build_state(t_, after, before, names_, fds_, explainer_.notes());
+    else
+      out.state_omitted = true;
     steps_.push_back(std::move(out));
     return o_;
   }
@@ -2115,9 +2120,12 @@ public:
     }
     out.rule = e.rule;
     out.why = e.why;
-    out.state = steps_.empty() ? build_state(t_, inner_.model(), inner_.model(), names_, fds_,
-                                             explainer_.notes())
-                               : steps_.back().state;
+    if (!keep_state(inner_.model()))
+      out.state_omitted = true;
+    else if (steps_.empty())
+      out.state = build_state(t_, inner_.model(), inner_.model(), names_, fds_, explainer_.notes());
+    else
+      out.state = steps_.back().state;
     steps_.push_back(std::move(out));
     return r;
   }
@@ -2136,6 +2144,19 @@ public:
   std::vector<ExplainedStep> take_steps() { return std::move(steps_); }
 
 private:
+  // Whether this step's tables still fit kExplainMaxStateRows, counting every object the model
+  // has (more than the tables show) so that a step past the budget costs no table at all.
+  bool keep_state(const Model &m) {
+    const std::size_t rows = m.inodes.size() + m.backings.size() + m.files.size() +
+                             m.fc.backing_files_map.size() + m.unfinished_tasks.size();
+    if (state_omitted_ || rows_ + rows > kExplainMaxStateRows) {
+      state_omitted_ = true;
+      return false;
+    }
+    rows_ += rows;
+    return true;
+  }
+
   // Names every object the step created, as SimExecutor does for its reports, and the calls
   // that went to sleep.
   void name_new_objects(const Statement &s, const Model &before, const Model &after) {
@@ -2217,6 +2238,8 @@ private:
   std::vector<std::optional<FbId>> fbs_;
   std::vector<std::optional<FileId>> fds_;
   std::vector<ExplainedStep> steps_;
+  std::size_t rows_ = 0;
+  bool state_omitted_ = false;
   Outcome o_;
 };
 

@@ -14,6 +14,7 @@
 #include "sim/replay.h"
 #include "sim/statement.h"
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -79,6 +80,15 @@ struct StateTables {
   bool operator==(const StateTables &) const = default;
 };
 
+// explain keeps the state tables of every step (and `fpsim explain` the text it prints) until the
+// trace is explained, and looks at the whole model before and after each step: its cost grows
+// with statements x objects where replay's grows with statements + live objects. Its own bounds
+// (README "Limits"): `fpsim explain` refuses a trace with more statements (a usage error at the
+// first one past it), and once the tables of a trace hold this many rows in all, later steps are
+// explained without theirs (ExplainedStep::state_omitted).
+inline constexpr std::size_t kExplainMaxStatements = 10'000;
+inline constexpr std::size_t kExplainMaxStateRows = 1'000'000;
+
 struct ExplainedStep {
   int line = 0; // 0: a teardown step replay added after the trace
   bool teardown = false;
@@ -93,7 +103,8 @@ struct ExplainedStep {
   std::string why;                     // plain language, including the effects below
   std::vector<std::string> effects;    // side effects: releases, wake-ups, frees, ...
   std::vector<std::string> violations; // invariant violations found after the step
-  StateTables state;                   // after the step
+  StateTables state;                   // after the step, unless omitted
+  bool state_omitted = false;          // the trace's tables reached kExplainMaxStateRows
 };
 
 struct Explanation {

@@ -1015,8 +1015,10 @@ private:
               static_cast<std::uint32_t>(m.creds.at(idx(x.cred)).usage.value()))
               << 32);
     std::uint64_t in_idr = 0, named = 0, closed = 0;
-    for (const auto &[id, fb] : m.fc.backing_files_map)
-      if (idx(fb) == i) {
+    for (const auto &entry : m.fc.backing_files_map)
+      if (idx(entry.second) == i) {
+        // Not a structured binding: clang 14 (the fuzz preset) cannot capture one in a lambda.
+        const std::int32_t id = entry.first;
         in_idr++;
         for_bits(b.bound, [&](int k) { named += b.ids[static_cast<std::size_t>(k)] == id; });
         closed += b.closed_id == id;

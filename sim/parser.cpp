@@ -5,11 +5,13 @@
 #include <cerrno>
 #include <charconv>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <fmt/format.h>
-#include <fstream>
 #include <map>
-#include <sstream>
+#include <memory>
+#include <sys/stat.h>
+#include <unordered_map>
 
 namespace fpsim::sim {
 
@@ -44,14 +46,33 @@ template <typename T> std::optional<T> parse_int(std::string_view s) {
   return v;
 }
 
+// What the lines of one trace share while it is parsed.
+struct TraceState {
+  std::map<std::string, std::pair<NameKind, int>> declared;
+  std::map<std::string, int> decl_line;
+  // File name -> slot: every statement that names a file looks it up, and a linear search of
+  // up to kMaxNamesPerKind names per statement made parsing quadratic.
+  std::unordered_map<std::string, int> mount_slots;
+  std::unordered_map<std::string, int> backing_file_slots;
+};
+
+// A name as an error message shows it: long ones are cut (at a UTF-8 boundary) so that one
+// error stays one readable line.
+std::string shown(std::string_view text) {
+  if (text.size() <= 80)
+    return std::string(text);
+  std::size_t cut = 64;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
+    --cut;
+  return std::string(text.substr(0, cut)) + "...";
+}
+
 // One line's parse state; throws Failure, caught per line and turned into a ParseError.
 class LineParser {
 public:
-  LineParser(Trace &t, std::map<std::string, std::pair<NameKind, int>> &declared,
-             std::map<std::string, int> &decl_line, std::vector<Token> toks, int line,
-             bool init_seen)
-      : t_(t), declared_(declared), decl_line_(decl_line), toks_(std::move(toks)), line_(line),
-        init_seen_(init_seen) {}
+  LineParser(Trace &t, TraceState &st, std::vector<Token> toks, int line, bool init_seen)
+      : t_(t), st_(st), declared_(st.declared), decl_line_(st.decl_line), toks_(std::move(toks)),
+        line_(line), init_seen_(init_seen) {}
 
   Statement parse_statement() {
     Statement s;
@@ -189,9 +210,20 @@ private:
   }
 
   void check_name(const Token &tok, std::string_view what) {
+    if (tok.text.size() > kMaxNameBytes)
+      fail(tok.col, fmt::format("invalid {} '{}': {} bytes long, names are at most {} bytes", what,
+                                shown(tok.text), tok.text.size(), kMaxNameBytes));
     if (!valid_name(tok.text))
       fail(tok.col, fmt::format("invalid {} '{}': names match [A-Za-z][A-Za-z0-9_.-]{{0,63}}", what,
-                                tok.text));
+                                shown(tok.text)));
+  }
+
+  // Each kind of name has its own table, and every table's size is what the executor's
+  // per-name state (and so the model's live objects) grows with.
+  void check_name_count(std::size_t have, const Token &tok, std::string_view noun) {
+    if (have >= kMaxNamesPerKind)
+      fail(tok.col, fmt::format("too many {}s: a trace names at most {} (the name-count limit)",
+                                noun, kMaxNamesPerKind));
   }
 
   int declare(NameKind kind, const Token &tok) {
@@ -201,6 +233,7 @@ private:
       fail(tok.col, fmt::format("duplicate {} '{}': already declared at line {}",
                                 name_kind_noun(kind), name, decl_line_[name]));
     auto &table = names_of(kind);
+    check_name_count(table.size(), tok, name_kind_noun(kind));
     table.push_back(name);
     const int slot = static_cast<int>(table.size() - 1);
     declared_[name] = {kind, slot};
@@ -234,12 +267,16 @@ private:
     return t_.names.handles;
   }
 
-  static int intern(std::vector<std::string> &table, std::string_view name) {
-    for (std::size_t i = 0; i < table.size(); ++i)
-      if (table[i] == name)
-        return static_cast<int>(i);
-    table.emplace_back(name);
-    return static_cast<int>(table.size() - 1);
+  int intern(std::vector<std::string> &table, std::unordered_map<std::string, int> &slots,
+             const Token &tok, std::string_view noun) {
+    std::string name(tok.text);
+    if (auto it = slots.find(name); it != slots.end())
+      return it->second;
+    check_name_count(table.size(), tok, noun);
+    const int slot = static_cast<int>(table.size());
+    table.push_back(name);
+    slots.emplace(std::move(name), slot);
+    return slot;
   }
 
   void check_file_name(const Token &tok) {
@@ -251,14 +288,14 @@ private:
 
   int mount_file(const Token &tok) {
     check_file_name(tok);
-    const int slot = intern(t_.names.mount_files, tok.text);
+    const int slot = intern(t_.names.mount_files, st_.mount_slots, tok, "mount file name");
     t_.names.mount_file_created.resize(t_.names.mount_files.size(), false);
     return slot;
   }
 
   int backing_file(const Token &tok) {
     check_file_name(tok);
-    return intern(t_.names.backing_files, tok.text);
+    return intern(t_.names.backing_files, st_.backing_file_slots, tok, "backing file name");
   }
 
   // key=value options; returns the value part or nullopt when tok is not key=...
@@ -634,6 +671,7 @@ private:
   }
 
   Trace &t_;
+  TraceState &st_;
   std::map<std::string, std::pair<NameKind, int>> &declared_;
   std::map<std::string, int> &decl_line_;
   std::vector<Token> toks_;
@@ -714,10 +752,15 @@ bool valid_utf8(std::string_view s, std::size_t *bad) {
   return true;
 }
 
+std::string too_big_message(std::uint64_t bytes) {
+  return fmt::format("trace is {} bytes: at most {} bytes ({} MiB) per trace file", bytes,
+                     kMaxTraceBytes, kMaxTraceBytes >> 20);
+}
+
 } // namespace
 
 bool valid_name(std::string_view s) {
-  if (s.empty() || s.size() > 64)
+  if (s.empty() || s.size() > kMaxNameBytes)
     return false;
   if (!((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z')))
     return false;
@@ -733,8 +776,9 @@ bool valid_name(std::string_view s) {
 ParseResult parse_trace(std::string_view text, const std::string &path) {
   Trace t;
   t.path = path;
-  std::map<std::string, std::pair<NameKind, int>> declared;
-  std::map<std::string, int> decl_line;
+  if (text.size() > kMaxTraceBytes)
+    return ParseError{path, 1, 1, too_big_message(text.size())};
+  TraceState st;
   enum class Stage { Magic, Headers, Body } stage = Stage::Magic;
   bool init_seen = false;
   bool title_given = false;
@@ -746,12 +790,24 @@ ParseResult parse_trace(std::string_view text, const std::string &path) {
       nl = text.size();
     const std::string_view line = text.substr(start, nl - start);
     ++line_no;
-    t.source_lines.emplace_back(line);
     const bool last = nl == text.size();
     start = nl + 1;
     auto err = [&](int col, std::string msg) -> ParseResult {
       return ParseError{path, line_no, col, std::move(msg)};
     };
+    // The text after the last line end is not a line of its own.
+    if (line_no > static_cast<int>(kMaxLines) && !(last && line.empty()))
+      return err(1, fmt::format("more than {} lines: a trace has at most {} lines, blank and "
+                                "comment lines included",
+                                kMaxLines, kMaxLines));
+    // A CRLF line's '\r' is its line end, not its content.
+    const std::size_t content =
+        !line.empty() && line.back() == '\r' ? line.size() - 1 : line.size();
+    if (content > kMaxLineBytes)
+      return err(static_cast<int>(kMaxLineBytes) + 1,
+                 fmt::format("line is {} bytes long: at most {} bytes per line", content,
+                             kMaxLineBytes));
+    t.source_lines.emplace_back(line);
     std::size_t bad = 0;
     if (!valid_utf8(line, &bad))
       return err(static_cast<int>(bad) + 1, "invalid UTF-8");
@@ -800,7 +856,11 @@ ParseResult parse_trace(std::string_view text, const std::string &path) {
       continue;
     }
     stage = Stage::Body;
-    LineParser lp(t, declared, decl_line, toks, line_no, init_seen);
+    if (t.statements.size() >= kMaxStatements)
+      return err(toks[0].col, fmt::format("more than {} statements: a trace has at most {} "
+                                          "statements, checks included",
+                                          kMaxStatements, kMaxStatements));
+    LineParser lp(t, st, toks, line_no, init_seen);
     try {
       Statement s = lp.parse_statement();
       s.comment_pos = comment;
@@ -832,14 +892,31 @@ ParseResult parse_trace(std::string_view text, const std::string &path) {
 }
 
 ParseResult load_trace(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
+  std::unique_ptr<std::FILE, int (*)(std::FILE *)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f)
     return ParseError{path, 0, 0, fmt::format("cannot open: {}", std::strerror(errno))};
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad())
+  // The size comes from the inode before anything is read; a pipe or a device has none, so the
+  // read below stops one byte past the limit as well.
+  struct stat st {};
+  if (fstat(fileno(f.get()), &st) != 0)
+    st.st_mode = 0;
+  if (S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) > kMaxTraceBytes)
+    return ParseError{path, 1, 1, too_big_message(static_cast<std::uint64_t>(st.st_size))};
+  std::string text;
+  if (S_ISREG(st.st_mode))
+    text.reserve(static_cast<std::size_t>(st.st_size));
+  char buf[1 << 16];
+  for (;;) {
+    const std::size_t n = std::fread(buf, 1, sizeof buf, f.get());
+    text.append(buf, n);
+    if (text.size() > kMaxTraceBytes)
+      return ParseError{path, 1, 1, too_big_message(text.size())};
+    if (n < sizeof buf)
+      break;
+  }
+  if (std::ferror(f.get()))
     return ParseError{path, 0, 0, fmt::format("cannot read: {}", std::strerror(errno))};
-  return parse_trace(ss.str(), path);
+  return parse_trace(text, path);
 }
 
 } // namespace fpsim::sim

@@ -4,11 +4,24 @@
 
 #include "sim/statement.h"
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <variant>
 
 namespace fpsim::sim {
+
+// Input bounds (README "Limits"). What parsing and replaying a trace allocates grows with these,
+// never with the input alone, and each one that a trace exceeds is its own parse error.
+inline constexpr std::size_t kMaxTraceBytes = std::size_t{16} << 20; // a trace file or text
+inline constexpr std::size_t kMaxLineBytes = 4096;  // one line, without its line end
+inline constexpr std::size_t kMaxLines = 1'000'000; // blank and comment lines included
+inline constexpr std::size_t kMaxStatements = 100'000; // checks included
+inline constexpr std::size_t kMaxNameBytes = 64;       // the grammar's NAME
+// Per kind: handles, backing names, mappings, writes, mount file names, backing file names.
+// Inodes, files, fbs and mappings are made through names, so this bounds them; calls that
+// sleep and unnamed writes are bounded by kMaxStatements.
+inline constexpr std::size_t kMaxNamesPerKind = 4096;
 
 struct ParseError {
   std::string path;
@@ -24,7 +37,8 @@ using ParseResult = std::variant<Trace, ParseError>;
 bool valid_name(std::string_view s);
 
 ParseResult parse_trace(std::string_view text, const std::string &path);
-// Reads and parses a file; an unreadable file is a ParseError at line 0.
+// Reads and parses a file; an unreadable file is a ParseError at line 0. A file larger than
+// kMaxTraceBytes is refused by its size, before it is read.
 ParseResult load_trace(const std::string &path);
 
 } // namespace fpsim::sim

@@ -57,6 +57,32 @@ BackingFdKind fd_kind(SourceKind k) {
   return BackingFdKind::BadFd;
 }
 
+bool may_sleep(Op op) {
+  switch (op) {
+  case Op::Open:
+  case Op::Create:
+  case Op::Read:
+  case Op::Write:
+  case Op::Mmap:
+  case Op::WriteBegin:
+    return true;
+  case Op::Init:
+  case Op::BackingOpen:
+  case Op::BackingClose:
+  case Op::Opendir:
+  case Op::Munmap:
+  case Op::Close:
+  case Op::WriteEnd:
+  case Op::Await:
+  case Op::Abort:
+  case Op::Umount:
+  case Op::DevClose:
+  case Op::Check:
+    return false;
+  }
+  return true;
+}
+
 template <typename T> void grow(std::vector<T> &v, std::size_t n) {
   if (v.size() < n)
     v.resize(n);
@@ -89,8 +115,11 @@ void SimExecutor::name_new_objects(const std::string &file_name) {
   grow(names_.files, m.files.size());
   for (std::size_t i = before; i < m.files.size(); ++i)
     names_.files[i] = file_name;
+  // An inode's name never changes, so only new ones need one: renaming all of them on every
+  // open made a trace with many files quadratic.
+  const std::size_t inodes_before = names_.inodes.size();
   grow(names_.inodes, m.inodes.size());
-  for (std::size_t i = 0; i < m.inodes.size(); ++i)
+  for (std::size_t i = inodes_before; i < m.inodes.size(); ++i)
     names_.inodes[i] = m.inodes[i].name == UINT32_MAX
                            ? std::string("(root)")
                            : trace_->names.mount_files.at(m.inodes[i].name);
@@ -265,8 +294,17 @@ Outcome SimExecutor::await(const Statement &s) {
 
 Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
   Model &m = *m_;
-  m.step++;
   step_violations_.clear();
+  if (may_sleep(s.op)) {
+    std::size_t asleep = 0;
+    for (std::uint32_t k : m.unfinished_tasks)
+      asleep += !m.tasks[k].done;
+    if (asleep >= kMaxCallsAsleep)
+      return Outcome::invalid(fmt::format("{} calls are asleep: at most {} at once (the "
+                                          "sleeping-call limit)",
+                                          asleep, kMaxCallsAsleep));
+  }
+  m.step++;
   const auto h = static_cast<std::size_t>(s.handle);
   Outcome out;
   switch (s.op) {
@@ -538,6 +576,8 @@ CheckResult SimExecutor::check(const Statement &s, const Bindings &) {
 std::vector<Violation> SimExecutor::after_step() {
   std::vector<Violation> v = std::move(step_violations_);
   step_violations_.clear();
+  if (!checks_)
+    return v;
   auto more = checker_.check(*m_, names_);
   v.insert(v.end(), more.begin(), more.end());
   return v;

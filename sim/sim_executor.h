@@ -12,6 +12,12 @@
 
 namespace fpsim::sim {
 
+// A call that sleeps stays in the model until it returns, and the model and the checker look at
+// every sleeping call after each step; the parser's name limits do not bound them (one handle
+// can sleep in many reads). While this many are asleep, a statement that could sleep is refused
+// as invalid (README "Limits"): far more than any trace needs, few enough that a step stays cheap.
+inline constexpr std::size_t kMaxCallsAsleep = 1024;
+
 class SimExecutor final : public Executor {
 public:
   // mutant: a seeded bug, for showing that the checker catches it.
@@ -25,6 +31,8 @@ public:
   void end() override {}
 
   const model::Model &model() const { return *m_; }
+  // Off: after_step runs no invariant check (for measuring what the checker costs).
+  void set_checks(bool on) { checks_ = on; }
 
   // What each name is bound to now, for tools that enumerate or compare states (fpsim explore).
   // SimExecutor is copyable: a copy continues independently from the same state.
@@ -71,6 +79,7 @@ private:
   std::map<std::pair<NameKind, int>, Pending> pending_;
   int last_internal_ = 0;
   std::vector<Violation> step_violations_;
+  bool checks_ = true;
 };
 
 } // namespace fpsim::sim

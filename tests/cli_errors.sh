@@ -77,7 +77,7 @@ EXPECT=(
   "11-header-after-statement.trace|3|1|'kernel' is a header"
   "12-unknown-kernel.trace|2|8|unknown kernel profile '7.0'"
   "13-bad-title.trace|2|1|expected 'title \"...\"'"
-  "14-name-too-long.trace|3|6|invalid handle 'Hxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'"
+  "14-name-too-long.trace|3|6|invalid handle 'Hxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx': 65 bytes long, names are at most 64 bytes"
   "15-path-file-name.trace|3|9|'../etc/passwd' is a path"
   "16-unknown-option.trace|3|16|unknown open option 'o_sync'"
   "17-option-twice.trace|2|36|option 'passthrough' given twice"
@@ -97,6 +97,10 @@ EXPECT=(
   "31-invalid-utf8.trace|2|11|invalid UTF-8"
   "32-unknown-observation.trace|3|30|unknown observation '+released'"
   "33-crlf-late-error.trace|8|16|'iomode=passthrough': iomode is none, cached or uncached"
+  # Limits (README "Limits"); the ones that take megabytes to reach are generated below.
+  "34-line-too-long.trace|3|4097|line is 4132 bytes long: at most 4096 bytes per line"
+  "35-too-many-handles.trace|4099|9|too many handles: a trace names at most 4096 (the name-count limit)"
+  "36-name-far-too-long.trace|3|9|invalid file name 'ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff...': 3000 bytes long, names are at most 64 bytes"
 )
 
 declare -A expected_files=()
@@ -138,6 +142,83 @@ expect_rc 2
 expect_nothing_replayed
 expect_one_stderr_line "$MALFORMED/01-missing-magic.trace:2:1: " "expected 'fpsim-trace 1'"
 report "malformed directory"
+
+# ---------------------------------------------------------------------------------------------
+# Limits too large to keep in malformed/: generated here (sparse files where only the size
+# matters). Each is refused with its own message, exit 2, nothing replayed.
+# ---------------------------------------------------------------------------------------------
+mkdir -p "$TMP/limits"
+
+# limit_case NAME PATH... : replay PATH...; expect exit 2, nothing replayed, one stderr line
+# starting with $prefix and containing $fragment.
+limit_case() {
+  local name=$1
+  shift
+  run replay "$@"
+  expect_rc 2
+  expect_nothing_replayed
+  expect_one_stderr_line "$prefix" "$fragment"
+  report "limit: $name"
+}
+
+f="$TMP/limits/statements.trace"
+{ printf 'fpsim-trace 1\ninit\n'; yes abort | head -n 100000; } >"$f" # init is one of them
+prefix="$f:100002:1: " fragment="more than 100000 statements: a trace has at most 100000 statements"
+limit_case "statements per trace" "$f"
+head -n 100001 "$f" >"$TMP/limits/at-limit.trace"
+run replay "$TMP/limits/at-limit.trace"
+expect_rc 0
+grep -qF "PASS $TMP/limits/at-limit.trace [6.18] 1000" "$TMP/out" || fail "no PASS line"
+report "limit: 100000 statements replay"
+rm -f "$f"
+
+# fpsim explain keeps every step's tables: it explains at most 10000 statements per trace.
+head -n 10002 "$TMP/limits/at-limit.trace" >"$f"
+run explain "$f"
+expect_rc 2
+if [[ -s "$TMP/out" ]]; then fail "explain printed something"; fi
+expect_one_stderr_line "$f:10002:1: " "more than 10000 statements: fpsim explain explains at most 10000"
+report "limit: statements per explained trace"
+rm -f "$f" "$TMP/limits/at-limit.trace"
+
+f="$TMP/limits/lines.trace"
+{ printf 'fpsim-trace 1\n'; head -c 999999 /dev/zero | tr '\0' '\n'; printf '# one line too many\n'; } >"$f"
+prefix="$f:1000001:1: " fragment="more than 1000000 lines: a trace has at most 1000000 lines"
+limit_case "lines per trace" "$f"
+rm -f "$f"
+
+f="$TMP/limits/big.trace"
+printf 'fpsim-trace 1\n' >"$f"
+truncate -s 16777217 "$f"
+prefix="$f:1:1: " fragment="trace is 16777217 bytes: at most 16777216 bytes (16 MiB) per trace file"
+limit_case "trace file size" "$f"
+rm -f "$f"
+
+d="$TMP/limits/many"
+mkdir -p "$d"
+for i in $(seq 0 10000); do printf 'fpsim-trace 1\n' >"$d/t$i.trace"; done
+prefix="$d/t" fragment=".trace:1:1: more than 10000 traces in one run: at most 10000 trace files per run"
+limit_case "traces per run" "$d"
+rm -rf "$d"
+
+d="$TMP/limits/bytes"
+mkdir -p "$d"
+for i in $(seq 10 26); do # 17 sparse files of 16 MiB: each within its limit, 272 MiB together
+  printf 'fpsim-trace 1\n' >"$d/t$i.trace"
+  truncate -s 16777216 "$d/t$i.trace"
+done
+prefix="$d/t26.trace:1:1: " fragment="add up to more than 268435456 bytes: at most 256 MiB of traces per run"
+limit_case "bytes per run" "$d"
+rm -rf "$d"
+
+d="$TMP/limits/lines"
+mkdir -p "$d"
+for i in 1 2 3; do # 999,999 lines each, plus what follows the last line end
+  { printf 'fpsim-trace 1\n'; head -c 999998 /dev/zero | tr '\0' '\n'; } >"$d/t$i.trace"
+done
+prefix="$d/t3.trace:" fragment="the traces of this run have more than 2000000 lines: at most 2000000 lines per run"
+limit_case "lines per run" "$d"
+rm -rf "$d"
 
 # ---------------------------------------------------------------------------------------------
 # Usage errors

@@ -2,6 +2,7 @@
 // one JSON object per trace.
 #include "tools/fpsim/explain_cmd.h"
 
+#include "sim/parser.h"
 #include "sim/printer.h"
 #include "sim/trace_files.h"
 
@@ -291,6 +292,7 @@ std::string render_explanation_text(const sim::Explanation &e, bool color, int w
       fmt::format("{} {} [{}]{}\n", st.bold("=="), st.bold(e.path), model::profile_name(e.profile),
                   e.title.empty() ? "" : ": " + e.title);
   const sim::StateTables *prev = nullptr;
+  bool omitted_said = false;
   bool teardown_header = false;
   const std::size_t why_indent = kIndent.size() + kLabelWidth;
   for (const sim::ExplainedStep &s : e.steps) {
@@ -319,6 +321,16 @@ std::string render_explanation_text(const sim::Explanation &e, bool color, int w
                          st.red(wrap_words(v, why_indent, width)));
     if (s.check)
       continue;
+    if (s.state_omitted) {
+      if (!omitted_said)
+        out += fmt::format("{}{}{}\n", kIndent, st.dim(pad("state", kLabelWidth)),
+                           st.dim(fmt::format("omitted from here on: this trace's tables reached "
+                                              "{} rows",
+                                              sim::kExplainMaxStateRows)));
+      omitted_said = true;
+      prev = nullptr;
+      continue;
+    }
     if (prev && *prev == s.state)
       out +=
           fmt::format("{}{}{}\n", kIndent, st.dim(pad("state", kLabelWidth)), st.dim("unchanged"));
@@ -367,7 +379,8 @@ std::string render_explanation_json(const sim::Explanation &e) {
     step["why"] = s.why;
     step["effects"] = s.effects;
     step["violations"] = s.violations;
-    step["state"] = state_json(s.state);
+    step["state"] = s.state_omitted ? nlohmann::json(nullptr) : state_json(s.state);
+    step["state_omitted"] = s.state_omitted;
     j["steps"].push_back(std::move(step));
   }
   return j.dump();
@@ -406,6 +419,16 @@ int run_explain(const ExplainArgs &a) {
     return kExitUsage;
   }
   const std::vector<sim::Trace> traces = std::get<std::vector<sim::Trace>>(std::move(loaded));
+  for (const sim::Trace &t : traces)
+    if (t.statements.size() > sim::kExplainMaxStatements) {
+      const sim::Statement &s = t.statements[sim::kExplainMaxStatements];
+      fmt::print(a.err,
+                 "{}:{}:{}: more than {} statements: fpsim explain explains at most {} "
+                 "statements per trace (fpsim replay replays up to {})\n",
+                 t.path, s.line, s.col, sim::kExplainMaxStatements, sim::kExplainMaxStatements,
+                 sim::kMaxStatements);
+      return kExitUsage;
+    }
   const bool tty = isatty(fileno(a.out)) != 0;
   const bool color =
       a.color == "always" || (a.color == "auto" && tty && std::getenv("NO_COLOR") == nullptr);

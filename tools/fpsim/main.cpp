@@ -7,6 +7,7 @@
 #include "sim/sim_executor.h"
 #include "sim/trace_files.h"
 #include "tools/fpsim/bench.h"
+#include "tools/fpsim/bench_figures.h"
 #include "tools/fpsim/dot_cmd.h"
 #include "tools/fpsim/explain_cmd.h"
 #include "tools/fpsim/explore_cmd.h"
@@ -155,8 +156,20 @@ int main(int argc, char **argv) {
   replay->add_flag("--json", json, "print results as JSON");
   std::string corpus = "traces";
   std::vector<std::string> bench_args;
-  CLI::App *bench = app.add_subcommand("bench", "Google Benchmark: replay, model and parser throughput");
+  CLI::App *bench = app.add_subcommand(
+      "bench", "whole-run figures (replay, explore, fuzz, memory, scaling, the kernel's rate), then "
+               "Google Benchmark micro-benchmarks");
   bench->add_option("--corpus", corpus, "directory of traces to replay (default: traces)");
+  bool bench_json = false;
+  bool bench_figures_only = false;
+  tools::FiguresOptions figures;
+  bench->add_flag("--json", bench_json, "print the whole-run figures as JSON (no micro-benchmarks)");
+  bench->add_flag("--figures-only", bench_figures_only, "the figures table, no micro-benchmarks");
+  bench->add_option("--statements", figures.statements,
+                    "statements in the generated replay trace (default 1000000)")
+      ->check(CLI::Range(1'000, 10'000'000));
+  bench->add_option("--harness", figures.harness,
+                    "fpsim-harness for the kernel's rate (default: beside fpsim)");
   bench->add_option("BENCHMARK_FLAGS", bench_args, "flags for Google Benchmark, after --");
   tools::FuzzArgs fuzz_args;
   CLI::App *fuzz = tools::add_fuzz_command(app, fuzz_args);
@@ -177,6 +190,21 @@ int main(int argc, char **argv) {
     return kExitUsage;
   }
   if (bench->parsed()) {
+    nlohmann::json f;
+    try {
+      f = tools::measure_figures(figures);
+    } catch (const std::exception &e) {
+      fmt::print(stderr, "fpsim bench: {}\n", e.what());
+      return kExitFailed;
+    }
+    if (bench_json) {
+      fmt::print("{}\n", f.dump(2));
+      return kExitOk;
+    }
+    fmt::print("{}", tools::figures_table(f));
+    std::fflush(stdout);
+    if (bench_figures_only)
+      return kExitOk;
     std::vector<char *> bargv{argv[0]};
     for (auto &a : bench_args)
       bargv.push_back(a.data());

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <fmt/format.h>
 #include <fstream>
 #include <sstream>
 #include <cstring>
@@ -49,6 +50,16 @@ constexpr std::uint32_t kMaxWrite = 1u << 20;
 // One request is at most max_write of data plus headers; the kernel wants room for a full one.
 constexpr std::size_t kReadBufferSize = kMaxWrite + 4096;
 static_assert(kReadBufferSize >= p::kMinReadBuffer);
+
+// Added to a request's unique for a garbage reply: keeps it even (an odd unique is the reply to an
+// INTERRUPT of the same request) and far beyond any unique the kernel hands out in a trace.
+constexpr std::uint64_t kForeignUnique = std::uint64_t{1} << 40;
+constexpr std::size_t kOversize = 4096;
+
+std::string errno_name(int e) {
+  const char *name = strerrorname_np(e);
+  return name ? name : "errno " + std::to_string(e);
+}
 
 using wire::bytes_of;
 using wire::errno_text;
@@ -141,6 +152,10 @@ int FuseServer::mount(const std::string &mnt, const InitConfig &config, std::str
     err = "mount: /dev/fuse is already closed";
     return -EBADF;
   }
+  if (crashed_) {
+    err = "mount: the server was killed (injected fault): its /dev/fuse fd is gone";
+    return -EBADF;
+  }
   if (thread_.joinable()) {
     err = "mount: this server has already been mounted";
     return -EBUSY;
@@ -200,12 +215,16 @@ std::optional<KernelInit> FuseServer::kernel_init() const {
 // ---- ioctls -----------------------------------------------------------------------------------------
 
 int FuseServer::backing_open(int fd, std::uint32_t flags, std::uint64_t padding) {
+  if (crashed_)
+    return -EBADF;
   p::fuse_backing_map map{fd, flags, padding};
   int id = ioctl(devfd_, p::kDevIocBackingOpen, &map);
   return id < 0 ? -errno : id;
 }
 
 int FuseServer::backing_close(std::uint32_t id) {
+  if (crashed_)
+    return -EBADF;
   return ioctl(devfd_, p::kDevIocBackingClose, &id) < 0 ? -errno : 0;
 }
 
@@ -348,6 +367,13 @@ int FuseServer::umount(bool detach) {
 int FuseServer::dev_close() {
   if (devfd_ < 0)
     return -EBADF;
+  if (crashed_) {
+    // What is left is the /dev/null placeholder of release_device(); the real fd died with the server.
+    stop_thread();
+    close(devfd_);
+    devfd_ = -1;
+    return -EBADF;
+  }
   // The thread's read holds a reference to the device file; closing the fd under it would neither end
   // the read nor release the connection, so the thread has to be gone first.
   stop_thread();
@@ -396,6 +422,10 @@ void FuseServer::serve() {
         break;
       }
       handle(buf.data(), static_cast<std::size_t>(n));
+      if (crash_requested_) {
+        release_device();
+        break;
+      }
     }
   } catch (const std::exception &e) {
     note_problem(std::string("server thread: ") + e.what());
@@ -408,6 +438,8 @@ void FuseServer::serve() {
 }
 
 int FuseServer::reply(std::uint64_t unique, int error, const void *payload, std::size_t size) {
+  if (crashed_)
+    return -EBADF;
   p::fuse_out_header out{};
   out.len = static_cast<std::uint32_t>(sizeof(out) + (error == 0 ? size : 0));
   out.error = -error;
@@ -435,11 +467,23 @@ void FuseServer::handle(const char *req, std::size_t len) {
   std::size_t insize = len - sizeof(hdr);
 
   Answer answer;
+  std::optional<Fault> hit;
   {
     std::lock_guard lock(mutex_);
-    ++counts_[hdr.opcode];
+    const std::uint64_t nth = ++counts_[hdr.opcode];
     current_pid_ = hdr.pid;
-    switch (hdr.opcode) {
+    if (fault_ && !fault_hit_ && fault_->opcode == hdr.opcode && fault_->nth == nth) {
+      fault_hit_ = true;
+      fault_firing_ = true;
+      hit = fault_;
+    }
+    // A garbled WRITE is answered, never parked: its write_begin then finds nothing held.
+    if (hit && hdr.opcode == p::WRITE)
+      hold_armed_.erase(current_pid_);
+    // A withheld request must change nothing a later statement could see (no file created, no
+    // open recorded); a garbled one is handled as usual, so only its reply is wrong.
+    const bool withheld = hit && hit->kind != Fault::Kind::Garbage;
+    switch (withheld ? 0 : hdr.opcode) {
     case p::INIT: answer = on_init(in, insize); break;
     case p::LOOKUP: answer = hdr.nodeid == p::kRootId ? on_lookup(in, insize) : Answer{ENOENT, {}, true}; break;
     case p::GETATTR: answer = on_getattr(hdr.nodeid); break;
@@ -459,11 +503,141 @@ void FuseServer::handle(const char *req, std::size_t len) {
     case p::FORGET:
     case p::BATCH_FORGET:
     case p::INTERRUPT: answer.send = false; break; // the protocol has no reply for these
+    case 0: answer.send = false; break; // withheld (no request has opcode 0)
     default: answer.error = ENOSYS; break;
     }
   }
-  if (answer.send)
+  if (hit)
+    inject(*hit, hdr.unique, answer);
+  else if (answer.send)
     reply(hdr.unique, answer.error, answer.payload.data(), answer.payload.size());
+}
+
+// ---- fault injection --------------------------------------------------------------------------------
+
+void FuseServer::inject_fault(const Fault &fault, std::function<void(const std::string &)> fired) {
+  std::lock_guard lock(mutex_);
+  fault_ = fault;
+  fault_hit_ = false;
+  fault_fired_hook_ = std::move(fired);
+}
+
+std::vector<std::string> FuseServer::fault_events(std::chrono::milliseconds settle) const {
+  std::unique_lock lock(mutex_);
+  changed_.wait_for(lock, settle, [&] { return !fault_firing_; });
+  return fault_events_;
+}
+
+void FuseServer::fault_fired(const std::string &what) {
+  std::function<void(const std::string &)> hook;
+  {
+    std::lock_guard lock(mutex_);
+    fault_events_.push_back(what);
+    fault_firing_ = false;
+    changed_.notify_all();
+    hook = fault_fired_hook_;
+  }
+  if (hook)
+    hook(what);
+}
+
+void FuseServer::inject(const Fault &fault, std::uint64_t unique, const Answer &answer) {
+  const std::string request = fmt::format("{} #{} (unique {})", fault_opcode_name(fault.opcode), fault.nth, unique);
+  switch (fault.kind) {
+  case Fault::Kind::Silent:
+    fault_request_pending_ = true;
+    fault_fired("the server read " + request + " and left it unanswered");
+    return;
+  case Fault::Kind::Garbage:
+    fault_fired(send_garbage(fault.garbage, unique, answer, request));
+    return;
+  case Fault::Kind::KillServer:
+    fault_fired("the server died on reading " + request +
+                ": the request is left unanswered and the server's /dev/fuse file released");
+    crash_requested_ = true;
+    return;
+  case Fault::Kind::KillChild:
+    fault_fired(fmt::format("the server read {} and left it unanswered; SIGKILL to the whole isolated "
+                            "child (pid {}: the calling thread and the server thread alike)",
+                            request, getpid()));
+    kill(getpid(), SIGKILL);
+    for (;;)
+      pause(); // the signal is delivered on the way back to user space; nothing may run meanwhile
+  case Fault::Kind::KillServerAtStep:
+    return; // fired by the executor, between statements
+  }
+}
+
+std::string FuseServer::send_garbage(Fault::Garbage how, std::uint64_t unique, const Answer &answer,
+                                     const std::string &request) {
+  std::string payload = answer.error == 0 ? answer.payload : std::string();
+  p::fuse_out_header out{};
+  out.error = -answer.error;
+  out.unique = unique;
+  std::size_t header_bytes = sizeof(out);
+  std::string what;
+  switch (how) {
+  case Fault::Garbage::Unique:
+    out.unique = unique + kForeignUnique;
+    what = fmt::format("unique {} instead of {}", out.unique, unique);
+    break;
+  case Fault::Garbage::Short:
+    if (payload.empty()) {
+      header_bytes = sizeof(out) / 2;
+      what = fmt::format("{} of the header's {} bytes", header_bytes, sizeof(out));
+    } else {
+      what = fmt::format("{} of its {} payload bytes", payload.size() / 2, payload.size());
+      payload.resize(payload.size() / 2);
+    }
+    break;
+  case Fault::Garbage::Errno:
+    out.error = EIO; // the kernel takes only 0 and -1..-511
+    payload.clear();
+    what = "error +EIO (positive)";
+    break;
+  case Fault::Garbage::Oversized:
+    what = fmt::format("{} payload bytes, {} more than the request takes", payload.size() + kOversize, kOversize);
+    payload.append(kOversize, '\0');
+    break;
+  }
+  out.len = static_cast<std::uint32_t>(sizeof(out) + payload.size());
+  const std::string bytes = bytes_of(out).substr(0, header_bytes) + payload;
+  const ssize_t n = ::write(devfd_, bytes.data(), bytes.size());
+  const int e = errno;
+  // A cut payload or an oversized one is refused (EINVAL) only after the kernel matched the reply to
+  // its request, which then ends with EIO; the others are refused before, and the request still waits.
+  const bool matched = how == Fault::Garbage::Oversized || (how == Fault::Garbage::Short && header_bytes == sizeof(out));
+  fault_request_pending_ = n < 0 && !matched;
+  return fmt::format("the server answered {} with {}; the kernel {}", request, what,
+                     n < 0 ? "refused the reply: " + errno_name(e) : fmt::format("took {} bytes", n));
+}
+
+void FuseServer::crash() {
+  if (crashed_)
+    return;
+  stop_thread();
+  release_device();
+}
+
+void FuseServer::release_device() {
+  // dup3 rather than close: the descriptor number stays taken (by /dev/null), so an ioctl or reply
+  // racing with the crash can never reach a file opened later under the same number.
+  const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd < 0 || dup3(null_fd, devfd_, O_CLOEXEC) < 0) {
+    note_problem(errno_text("crash: replacing /dev/fuse with /dev/null", errno));
+    close(devfd_);
+    devfd_ = -1;
+  }
+  if (null_fd >= 0)
+    close(null_fd);
+  crashed_ = true;
+  {
+    std::lock_guard lock(mutex_);
+    parked_.clear(); // their requests ended with the device file
+  }
+  // Releasing the last /dev/fuse file aborted the connection: nothing is left to abort on a timeout.
+  if (dev_ != 0)
+    unregister_fuse_connection(dev_);
 }
 
 FuseServer::Answer FuseServer::on_init(const char *in, std::size_t insize) {

@@ -9,12 +9,15 @@
 // caller's threads, with a deadline (see PendingCall in namespace.h).
 #pragma once
 
+#include "fault.h"
+
 #include <sys/types.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -111,7 +114,8 @@ public:
   std::optional<KernelInit> kernel_init() const;
   // st_dev of the mounted root, taken right after mount (needed for fusectl after an unmount).
   dev_t dev() const { return dev_; }
-  int dev_fd() const { return devfd_; }
+  // -1 once crash()ed: the ioctls a trace sends through it must fail as on a closed fd.
+  int dev_fd() const { return crashed_ ? -1 : devfd_; }
 
   // ---- /dev/fuse ioctls (valid before mount too) --------------------------------------------------
   // FUSE_DEV_IOC_BACKING_OPEN: the backing id, or -errno.
@@ -168,6 +172,23 @@ public:
   // unexpected read errors). Empty in a healthy run.
   std::vector<std::string> problems() const;
 
+  // ---- fault injection (fault.h) ------------------------------------------------------------------
+  // Arms a fault on the Nth request of an opcode (every kind but KillServerAtStep). `fired` runs on
+  // the server thread when it hits, with what the server did, before a kill-child's SIGKILL.
+  void inject_fault(const Fault &fault, std::function<void(const std::string &)> fired);
+  // What a SIGKILLed server process leaves behind: the server thread is gone and the /dev/fuse file
+  // is released, so the kernel ends the requests the server had read (ECONNABORTED) and aborts the
+  // connection. Every later device operation fails with EBADF: the server's fd is gone too.
+  void crash();
+  bool crashed() const { return crashed_; }
+  // What the armed request fault did once it hit (empty until then). Waits up to `settle` for a
+  // fault being fired to be recorded: a garbage reply wakes the caller before the server thread
+  // learns what the kernel made of it, and the report belongs to the caller's statement.
+  std::vector<std::string> fault_events(std::chrono::milliseconds settle = std::chrono::milliseconds(0)) const;
+  // Whether the fault left a request the kernel still waits on: withheld, or garbled in a way the
+  // kernel refuses before it takes the reply for that request (wrong unique, bad error, cut header).
+  bool fault_left_request_pending() const { return fault_request_pending_; }
+
 private:
   struct File {
     std::string name;
@@ -186,6 +207,9 @@ private:
   int reply(std::uint64_t unique, int error, const void *payload, std::size_t size);
   void note_problem(std::string what);
   void stop_thread();
+  // Drops this process's reference to the /dev/fuse file (see crash()); the server thread must not be
+  // inside read(2), whose reference would keep the file alive.
+  void release_device();
 
   // Request handlers, called with mutex_ held; `in` points just past the in-header and has `insize`
   // bytes. They return the reply instead of sending it, so it goes out after the lock is dropped.
@@ -210,6 +234,12 @@ private:
   Answer finish_open(OpenEvent event, bool with_entry, std::uint64_t nodeid);
   std::string attr_bytes_of(std::uint64_t nodeid) const;
   File *file_by_nodeid(std::uint64_t nodeid);
+  // The armed fault hit this request: withholds, garbles or ends things as it says.
+  void inject(const Fault &fault, std::uint64_t unique, const Answer &answer);
+  // Writes a reply the kernel must refuse; says what was sent and what the kernel answered.
+  std::string send_garbage(Fault::Garbage how, std::uint64_t unique, const Answer &answer,
+                           const std::string &request);
+  void fault_fired(const std::string &what);
 
   int devfd_;
   const std::string fusectl_fallback_dir_;
@@ -224,7 +254,7 @@ private:
   std::atomic<bool> thread_done_{false};
 
   mutable std::mutex mutex_;
-  std::condition_variable changed_; // signalled on parked writes and thread exit
+  mutable std::condition_variable changed_; // signalled on parked writes, recorded faults, thread exit
   std::optional<KernelInit> kernel_init_;
   std::map<std::uint64_t, File> files_; // by nodeid
   std::uint64_t next_nodeid_ = 2;
@@ -238,6 +268,15 @@ private:
   std::map<std::uint64_t, Parked> parked_; // by unique
   std::vector<std::string> problems_;
   std::uint32_t current_pid_ = 0; // of the request being handled
+
+  std::optional<Fault> fault_;
+  bool fault_hit_ = false;
+  bool fault_firing_ = false; // hit, and not yet recorded in fault_events_
+  std::function<void(const std::string &)> fault_fired_hook_;
+  std::vector<std::string> fault_events_;
+  std::atomic<bool> crash_requested_{false}; // by a kill-server fault, for the server thread
+  std::atomic<bool> crashed_{false};
+  std::atomic<bool> fault_request_pending_{false};
 };
 
 } // namespace fpsim::harness

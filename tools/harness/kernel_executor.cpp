@@ -194,6 +194,10 @@ void KernelExecutor::begin(const sim::Trace &t, sim::KernelProfile p) {
   writeback_cache_ = false;
   violations_.clear();
   problems_seen_ = 0;
+  steps_ = 0;
+  fault_events_seen_ = 0;
+  faults_fired_ = 0;
+  fault_aborted_ = false;
   pending_.clear();
   fds_.assign(t.names.handles.size(), -1);
   handle_file_.assign(t.names.handles.size(), "");
@@ -228,6 +232,8 @@ void KernelExecutor::begin(const sim::Trace &t, sim::KernelProfile p) {
   for (std::size_t i = 0; i < t.names.mount_files.size(); ++i)
     if (!t.names.mount_file_created[i])
       server_->add_file(t.names.mount_files[i], server_content(t.names.mount_files[i]));
+  if (options_.fault && options_.fault->kind != Fault::Kind::KillServerAtStep)
+    server_->inject_fault(*options_.fault, fault_hook());
 }
 
 void KernelExecutor::cleanup() {
@@ -322,6 +328,73 @@ std::vector<sim::Violation> KernelExecutor::drain() {
 }
 
 Outcome KernelExecutor::step(const Statement &s, const sim::Bindings &b) {
+  ++steps_;
+  fault_before_step();
+  const Outcome o = run_step(s, b);
+  fault_after_step(o);
+  return o;
+}
+
+// ---- fault injection ------------------------------------------------------------------------------
+
+std::function<void(const std::string &)> KernelExecutor::fault_hook() const {
+  // Copies, not `this`: a server kept alive for a call stuck in the kernel may fire after this
+  // executor is gone. Said on stderr at once, because a kill-child fault leaves no other trace in
+  // the child, and a test can wait for the line to act while the call is blocked.
+  return [spec = options_.fault ? options_.fault->spec : std::string(),
+          on_fault = options_.on_fault](const std::string &what) {
+    fmt::print(stderr, "fpsim-harness: fault {} fired in process {}: {}\n", spec, getpid(), what);
+    if (on_fault)
+      on_fault(what);
+  };
+}
+
+void KernelExecutor::fault_before_step() {
+  const std::optional<Fault> &f = options_.fault;
+  if (!f || f->kind != Fault::Kind::KillServerAtStep || steps_ != f->nth || !server_)
+    return;
+  server_->crash();
+  const std::string what = fmt::format(
+      "the server died before step {}: its thread is gone and its /dev/fuse file was released", steps_);
+  ++faults_fired_;
+  fault_hook()(what);
+  note("fault", f->spec + ": " + what);
+}
+
+void KernelExecutor::fault_after_step(const Outcome &o) {
+  if (!options_.fault || !server_)
+    return;
+  const Fault &f = *options_.fault;
+  const std::vector<std::string> events = server_->fault_events(options_.long_deadline);
+  for (; fault_events_seen_ < events.size(); ++fault_events_seen_) {
+    ++faults_fired_;
+    note("fault", f.spec + ": " + events[fault_events_seen_]);
+  }
+  // The harness cannot tell which request a blocked call waits for; once a request is withheld, the
+  // first call that blocks is taken to wait for it. Nothing would ever answer it: the connection
+  // has to be aborted, as an operator would through fusectl, or the call stays blocked for good.
+  if (fault_aborted_ || o.kind != Outcome::Kind::Blocks || !server_->fault_left_request_pending())
+    return;
+  fault_aborted_ = true;
+  std::string err;
+  if (server_->abort(err) != 0) {
+    note("fault", f.spec + ": a call blocks on the withheld request, and aborting the connection failed: " + err);
+    return;
+  }
+  std::vector<std::shared_ptr<Call>> calls = abandoned_;
+  for (auto &[key, p] : pending_)
+    calls.push_back(p.call);
+  std::size_t stuck = 0;
+  for (auto &c : calls)
+    stuck += !c->wait(options_.long_deadline).has_value();
+  note("fault", fmt::format("{}: the call missed its {} ms deadline (blocks); the harness aborted the connection "
+                            "through fusectl, {}",
+                            f.spec, options_.deadline.count(),
+                            stuck == 0 ? std::string("and every blocked call returned")
+                                       : fmt::format("but {} blocked call(s) did not return", stuck)));
+}
+
+Outcome KernelExecutor::run_step(const Statement &s, const sim::Bindings &b) {
   switch (s.op) {
   case Op::Init: {
     InitConfig c;
@@ -334,6 +407,11 @@ Outcome KernelExecutor::step(const Statement &s, const sim::Bindings &b) {
     const int rc = server_->mount(dirs_.mnt, c, err);
     if (rc != 0) {
       note("harness", "mount: " + err);
+      // As after umount: with nothing mounted, a path walk must fail (ENOENT), not reach the bare
+      // directory underneath, which is the host's: a create would write into /tmp. EBUSY: a mount
+      // from an earlier init is still there.
+      if (rmdir(dirs_.mnt.c_str()) != 0 && errno != ENOENT && errno != EBUSY)
+        note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after a failed mount", errno));
       return Outcome::errno_(-rc);
     }
     mounted_once_ = true;

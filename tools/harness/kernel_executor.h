@@ -14,6 +14,7 @@
 // - a call that does not return within the deadline is `blocks` and stays pending for `await`.
 #pragma once
 
+#include "fault.h"
 #include "fuse_server.h"
 #include "namespace.h"
 #include "sim/executor.h"
@@ -40,6 +41,13 @@ struct KernelExecutorOptions {
   std::chrono::milliseconds settle_limit{10000};
   // How long calls that must return (close, munmap, a write after its server reply) are given.
   std::chrono::milliseconds long_deadline{3000};
+  // An injected fault (fault.h). Once it fired, every step reports what it did as a "fault"
+  // violation, and the first step that blocks while a request it withheld may still be pending gets
+  // the connection aborted through fusectl (nothing else would ever answer that request).
+  std::optional<Fault> fault;
+  // Called when the fault fires, on whatever thread fired it (a kill-child fault: right before the
+  // SIGKILL), with what happened. The executor has already said so on stderr.
+  std::function<void(const std::string &)> on_fault;
 };
 
 class KernelExecutor final : public sim::Executor {
@@ -55,6 +63,9 @@ public:
   std::vector<sim::Violation> after_step() override;
   std::vector<sim::Violation> drain() override;
   void end() override;
+
+  // How many times the injected fault fired in this trace (0 or 1).
+  std::size_t faults_fired() const { return faults_fired_; }
 
   // What one syscall on a worker thread produced.
   struct CallResult {
@@ -83,6 +94,11 @@ private:
   };
 
   std::shared_ptr<Call> start(std::function<CallResult()> fn);
+  sim::Outcome run_step(const sim::Statement &s, const sim::Bindings &b);
+  // Fault injection around each step: kill-server-at-step before it, reports and the abort after it.
+  void fault_before_step();
+  void fault_after_step(const sim::Outcome &o);
+  std::function<void(const std::string &)> fault_hook() const;
   sim::Outcome open_like(const sim::Statement &s, const sim::Bindings &b);
   sim::Outcome backing_open(const sim::Statement &s);
   sim::Outcome backing_close(const sim::Statement &s, const sim::Bindings &b);
@@ -150,6 +166,10 @@ private:
   std::vector<std::shared_ptr<Call>> abandoned_; // calls no statement waits for any more
   std::vector<sim::Violation> violations_;
   std::size_t problems_seen_ = 0;
+  std::uint64_t steps_ = 0;
+  std::size_t fault_events_seen_ = 0;
+  std::size_t faults_fired_ = 0;
+  bool fault_aborted_ = false; // the connection was aborted for a call blocked on the fault
 };
 
 } // namespace fpsim::harness

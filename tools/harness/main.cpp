@@ -9,7 +9,10 @@
 //                                     a command's opens and backing ids as a trace (recorder.h)
 //
 // Exit codes: 0 agreement; 1 a disagreement or a harness failure; 2 usage, unreadable file or parse
-// error; 77 the machine cannot run it (not root, no /dev/fuse, no passthrough); 130/143 interrupted.
+// error; 3 a fault injected with FPSIM_HARNESS_FAULT (fault.h) fired and the harness contained it
+// (reported, nothing left behind); 77 the machine cannot run it (not root, no /dev/fuse, no
+// passthrough); 130/143 interrupted.
+#include "fault.h"
 #include "fuse_server.h"
 #include "fuzz_kernel.h"
 #include "kernel_executor.h"
@@ -25,12 +28,14 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -48,6 +53,7 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
+constexpr int kExitFault = 3;
 constexpr int kExitSkip = 77;
 
 // The user who ran `sudo fpsim-harness record`: SUDO_UID/SUDO_GID, when both are set and not
@@ -93,9 +99,10 @@ void install_signal_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-int interrupted_exit() {
-  fmt::print(stderr, "fpsim-harness: interrupted by signal {}; the run in progress was killed\n",
-             static_cast<int>(g_signal));
+// `where`: the statement the run in progress was at, when there was one.
+int interrupted_exit(const std::string &where = "") {
+  fmt::print(stderr, "fpsim-harness: interrupted by signal {}{}; the run in progress was killed\n",
+             static_cast<int>(g_signal), where.empty() ? "" : " at " + where);
   return 128 + g_signal;
 }
 
@@ -237,38 +244,77 @@ sim::Outcome outcome_from_json(const json &j) {
   return o;
 }
 
-// --verbose: every step on stderr as the child executes it (for runs that hang or crash).
-class LoggingExecutor final : public sim::Executor {
+bool g_verbose = false;
+
+// Shared (MAP_SHARED) with the isolated child, which may die or be killed before it writes its
+// result: what it was doing, so that such an end is reported at the statement it hit.
+struct RunProgress {
+  std::atomic<int> line{-1}; // of the statement in progress; 0: a teardown step; -1: none yet
+  char statement[512] = {};
+  std::atomic<int> fault_fired{0};
+  char fault[1024] = {};
+};
+static_assert(std::atomic<int>::is_always_lock_free, "shared across processes");
+
+void copy_text(char *dst, std::size_t size, const std::string &text) {
+  const std::size_t n = std::min(size - 1, text.size());
+  std::memcpy(dst, text.data(), n);
+  dst[n] = '\0';
+}
+
+// Where a run was: "FILE:LINE: STATEMENT", "FILE: (teardown) STATEMENT", or FILE before any step.
+std::string progress_where(const sim::Trace &t, const RunProgress &p) {
+  const int line = p.line.load();
+  if (line < 0)
+    return t.path;
+  if (line == 0)
+    return fmt::format("{}: (teardown) {}", t.path, p.statement);
+  return fmt::format("{}:{}: {}", t.path, line, p.statement);
+}
+
+// Wraps the kernel executor in the child: records each step in the shared progress and, with
+// --verbose, logs it on stderr as it runs (for runs that hang or crash).
+class ChildExecutor final : public sim::Executor {
 public:
-  LoggingExecutor(sim::Executor &inner, const sim::Trace &t) : inner_(inner), t_(t) {}
+  ChildExecutor(sim::Executor &inner, const sim::Trace &t, RunProgress &progress)
+      : inner_(inner), t_(t), progress_(progress) {}
   void begin(const sim::Trace &t, sim::KernelProfile p) override { inner_.begin(t, p); }
   sim::Outcome step(const sim::Statement &s, const sim::Bindings &b) override {
-    fmt::print(stderr, "[kernel] {}:{}: {} ...\n", t_.path, s.line, sim::format_statement(s, t_.names));
+    const std::string text = sim::format_statement(s, t_.names);
+    copy_text(progress_.statement, sizeof progress_.statement, text);
+    progress_.line.store(s.line);
+    if (g_verbose)
+      fmt::print(stderr, "[kernel] {}:{}: {} ...\n", t_.path, s.line, text);
     sim::Outcome o = inner_.step(s, b);
-    fmt::print(stderr, "[kernel]   => {}\n", sim::format_outcome_detailed(o));
+    if (g_verbose)
+      fmt::print(stderr, "[kernel]   => {}\n", sim::format_outcome_detailed(o));
     return o;
   }
   sim::CheckResult check(const sim::Statement &s, const sim::Bindings &b) override { return inner_.check(s, b); }
   std::vector<sim::Violation> after_step() override { return inner_.after_step(); }
   std::vector<sim::Violation> drain() override {
-    fmt::print(stderr, "[kernel] drain\n");
+    if (g_verbose)
+      fmt::print(stderr, "[kernel] drain\n");
     return inner_.drain();
   }
   void end() override {
-    fmt::print(stderr, "[kernel] end\n");
+    if (g_verbose)
+      fmt::print(stderr, "[kernel] end\n");
     inner_.end();
   }
 
 private:
   sim::Executor &inner_;
   const sim::Trace &t_;
+  RunProgress &progress_;
 };
-
-bool g_verbose = false;
 
 struct KernelRun {
   bool ok = false;
   std::string error; // !ok: why there is no result
+  std::string where; // the statement the run was at when it ended (see progress_where)
+  std::size_t faults_fired = 0; // the injected fault fired (reported in failures or in `error`)
+  bool host_clean = true; // the child was reaped and nothing was left in the host namespace
   std::vector<std::optional<sim::Outcome>> outcomes;
   std::vector<sim::ReplayFailure> failures;
   std::size_t steps = 0;
@@ -280,6 +326,7 @@ struct KernelRun {
 KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
                         const harness::KernelExecutorOptions &options, std::chrono::seconds timeout) {
   KernelRun out;
+  out.where = t.path;
   // An unlinked file shared with the child: the result survives the child however it ends.
   char tmpl[] = "/tmp/fpsim-harness-result.XXXXXX";
   const int fd = mkstemp(tmpl);
@@ -288,13 +335,24 @@ KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
     return out;
   }
   unlink(tmpl);
+  void *shared = mmap(nullptr, sizeof(RunProgress), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (shared == MAP_FAILED) {
+    out.error = fmt::format("mmap (run progress): {}", std::strerror(errno));
+    ::close(fd);
+    return out;
+  }
+  auto *progress = new (shared) RunProgress{};
   auto body = [&](const harness::IsolatedDirs &dirs) {
     // Only the parent decides about signals: it aborts the connections and kills this child.
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
-    harness::KernelExecutor kex(dirs, options);
-    LoggingExecutor logged(kex, t);
-    sim::Executor &ex = g_verbose ? static_cast<sim::Executor &>(logged) : kex;
+    harness::KernelExecutorOptions child_options = options;
+    child_options.on_fault = [progress](const std::string &what) {
+      copy_text(progress->fault, sizeof progress->fault, what);
+      progress->fault_fired.store(1);
+    };
+    harness::KernelExecutor kex(dirs, child_options);
+    ChildExecutor ex(kex, t, *progress);
     const auto t0 = std::chrono::steady_clock::now();
     const sim::ReplayResult r = sim::replay(t, ex, profile);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -302,6 +360,7 @@ KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
     j["steps"] = r.steps;
     j["checks_not_observable"] = r.checks_not_observable;
     j["seconds"] = secs;
+    j["faults"] = kex.faults_fired();
     j["transcript"] = r.transcript;
     j["outcomes"] = json::array();
     for (const auto &o : r.outcomes)
@@ -324,7 +383,9 @@ KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
     }
     return 0;
   };
-  const harness::IsolatedRun run = harness::run_isolated(body, timeout);
+  std::string overrun_where;
+  const harness::IsolatedRun run =
+      harness::run_isolated(body, timeout, [&] { overrun_where = progress_where(t, *progress); });
   std::string text;
   char buf[65536];
   off_t off = 0;
@@ -336,6 +397,13 @@ KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
     off += n;
   }
   ::close(fd);
+  out.where = overrun_where.empty() ? progress_where(t, *progress) : overrun_where;
+  const bool fault_fired = progress->fault_fired.load() != 0;
+  const std::string fault_text = progress->fault;
+  progress->~RunProgress();
+  munmap(shared, sizeof(RunProgress));
+  out.faults_fired = fault_fired ? 1 : 0;
+  out.host_clean = run.cleaned_up && (run.exited || !run.started);
   if (!run.started) {
     out.error = "the isolated run did not start: " + run.error;
     return out;
@@ -347,19 +415,27 @@ KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
   if (run.timed_out || run.signal || run.exit_code != 0 || text.empty()) {
     out.error = fmt::format("the kernel run {}", run.timed_out ? fmt::format("timed out after {} s", timeout.count())
                                                  : run.signal ? fmt::format("died of signal {}", run.signal)
-                                                              : fmt::format("exited {}", run.exit_code));
+                                                 : run.exited ? fmt::format("exited {}", run.exit_code)
+                                                              : std::string("did not end"));
+    // The result, if any, is not used: the fault's description is all that is reported of it.
+    if (fault_fired && options.fault)
+      out.error += fmt::format(" [fault {}: {}]", options.fault->spec, fault_text);
     if (!run.error.empty())
       out.error += " (" + run.error + ")";
+    if (run.emergency_aborts)
+      out.error += fmt::format("; {} connection(s) aborted through fusectl to end it", run.emergency_aborts);
     return out;
   }
-  if (!run.cleaned_up)
-    out.failures.push_back(sim::ReplayFailure{sim::ReplayFailure::Kind::Leak, 0, "(end of trace)", "",
-                                              "", "host namespace: " + run.error});
+  // A thread stuck at the child's exit is a call that never returned, even though the result came.
+  if (!run.cleaned_up || run.dying_stuck)
+    out.failures.push_back(sim::ReplayFailure{sim::ReplayFailure::Kind::Leak, 0, "(end of trace)", "", "",
+                                              (run.cleaned_up ? "exit: " : "host namespace: ") + run.error});
   try {
     const json j = json::parse(text);
     out.steps = j.at("steps").get<std::size_t>();
     out.checks_not_observable = j.at("checks_not_observable").get<std::size_t>();
     out.seconds = j.at("seconds").get<double>();
+    out.faults_fired = std::max(out.faults_fired, j.at("faults").get<std::size_t>());
     std::istringstream transcript(j.at("transcript").get<std::string>());
     for (std::string line; std::getline(transcript, line);)
       if (line.rfind("0: ", 0) == 0)
@@ -397,11 +473,19 @@ std::string where(const sim::Trace &t, int line) {
   return line ? fmt::format("{}:{}", t.path, line) : t.path;
 }
 
+// What crosscheck needs of a kernel run beyond the comparison.
+struct KernelRunInfo {
+  std::string where;
+  std::size_t faults_fired = 0;
+  bool host_clean = true;
+};
+
 // One trace on the simulator and on the kernel, statement by statement: every disagreement (an
 // outcome that differs, or one the trace's expectation does not match), the kernel run's own failures
 // and the simulator's failures other than the outcome comparison.
 harness::CrossResult crosscheck_trace(const sim::Trace &t, const harness::KernelExecutorOptions &options,
-                                      std::chrono::seconds timeout, bool skip_kernel_if_invalid = false) {
+                                      std::chrono::seconds timeout, bool skip_kernel_if_invalid = false,
+                                      KernelRunInfo *info = nullptr) {
   harness::CrossResult out;
   sim::SimExecutor sim_ex;
   const sim::ReplayResult sr = sim::replay(t, sim_ex, t.profile);
@@ -416,6 +500,8 @@ harness::CrossResult crosscheck_trace(const sim::Trace &t, const harness::Kernel
     return out;
   }
   const KernelRun k = run_on_kernel(t, t.profile, options, timeout);
+  if (info != nullptr)
+    *info = KernelRunInfo{k.where, k.faults_fired, k.host_clean};
   if (harness::isolated_runs_cancelled() || k.error == "interrupted") {
     out.interrupted = true;
     return out;
@@ -425,7 +511,7 @@ harness::CrossResult crosscheck_trace(const sim::Trace &t, const harness::Kernel
         harness::Disagreement{line, std::move(statement), std::move(so), std::move(ko), std::move(text)});
   };
   if (!k.ok) {
-    add(0, "", "", k.error, fmt::format("{}: kernel: {}", t.path, k.error));
+    add(0, "", "", k.error, fmt::format("{}: kernel: {}", k.where, k.error));
   } else {
     out.kernel_ok = true;
     out.kernel_outcomes = k.outcomes;
@@ -477,6 +563,38 @@ struct Rate {
 
 // ---- commands -------------------------------------------------------------------------------------
 
+// The injected fault across the traces of a run, for the summary and the exit code: 3 once it fired
+// in some trace (the outcomes then say nothing about the kernel), unless a run was not contained
+// (its child not reaped, or something left in the host namespace), which is a harness failure.
+class FaultTally {
+public:
+  void add(const sim::Trace &t, const harness::KernelExecutorOptions &options, std::size_t fired,
+           bool host_clean) {
+    host_clean_ = host_clean_ && host_clean;
+    if (!options.fault)
+      return;
+    spec_ = options.fault->spec;
+    fired_traces_ += fired != 0;
+    if (fired == 0)
+      fmt::print("{}: fault {} never fired\n", t.path, spec_);
+  }
+  void summary() const {
+    if (!spec_.empty())
+      fmt::print("fault {}: fired in {} trace(s){}\n", spec_, fired_traces_,
+                 host_clean_ ? "" : "; a run was NOT contained (see above)");
+  }
+  int exit_code(int verdict) const {
+    if (!host_clean_)
+      return kExitFailed;
+    return fired_traces_ ? kExitFault : verdict;
+  }
+
+private:
+  std::string spec_;
+  std::size_t fired_traces_ = 0;
+  bool host_clean_ = true;
+};
+
 int cmd_run(const std::vector<std::string> &paths, const harness::KernelExecutorOptions &options,
             std::chrono::seconds timeout) {
   std::optional<std::vector<sim::Trace>> traces = load_all(paths, "run");
@@ -487,6 +605,7 @@ int cmd_run(const std::vector<std::string> &paths, const harness::KernelExecutor
     return rc;
   install_signal_handlers();
   bool failed = false;
+  FaultTally faults;
   Rate rate;
   for (const sim::Trace &t : *traces) {
     if (harness::isolated_runs_cancelled())
@@ -496,9 +615,10 @@ int cmd_run(const std::vector<std::string> &paths, const harness::KernelExecutor
     std::fflush(stdout);
     const KernelRun k = run_on_kernel(t, t.profile, options, timeout);
     if (harness::isolated_runs_cancelled())
-      return interrupted_exit();
+      return interrupted_exit(k.where);
+    faults.add(t, options, k.faults_fired, k.host_clean);
     if (!k.ok) {
-      fmt::print("  {}: {}\n", t.path, k.error);
+      fmt::print("{}: kernel: {}\n", k.where, k.error);
       failed = true;
       continue;
     }
@@ -527,7 +647,8 @@ int cmd_run(const std::vector<std::string> &paths, const harness::KernelExecutor
     }
   }
   fmt::print("fpsim-harness run: {} traces; {}\n", traces->size(), rate.line());
-  return failed ? kExitFailed : kExitOk;
+  faults.summary();
+  return faults.exit_code(failed ? kExitFailed : kExitOk);
 }
 
 int cmd_crosscheck(const std::vector<std::string> &paths, const harness::KernelExecutorOptions &options,
@@ -544,6 +665,7 @@ int cmd_crosscheck(const std::vector<std::string> &paths, const harness::KernelE
   std::size_t skipped = 0;
   std::size_t not_observable = 0;
   std::size_t disagreements = 0;
+  FaultTally faults;
   Rate rate;
   const auto t0 = std::chrono::steady_clock::now();
   for (const sim::Trace &t : *traces) {
@@ -555,9 +677,11 @@ int cmd_crosscheck(const std::vector<std::string> &paths, const harness::KernelE
       ++skipped;
       continue;
     }
-    const harness::CrossResult cr = crosscheck_trace(t, options, timeout);
+    KernelRunInfo info;
+    const harness::CrossResult cr = crosscheck_trace(t, options, timeout, false, &info);
     if (cr.interrupted || harness::isolated_runs_cancelled())
-      return interrupted_exit();
+      return interrupted_exit(info.where);
+    faults.add(t, options, info.faults_fired, info.host_clean);
     std::vector<std::string> lines;
     for (const auto &d : cr.disagreements) {
       lines.push_back(d.text);
@@ -584,7 +708,8 @@ int cmd_crosscheck(const std::vector<std::string> &paths, const harness::KernelE
   fmt::print("{} statement disagreements; {} check statements not observable on the kernel\n",
              disagreements, not_observable);
   fmt::print("{} ({:.2f} s wall clock with isolation)\n", rate.line(), wall);
-  return failed ? kExitFailed : kExitOk;
+  faults.summary();
+  return faults.exit_code(failed ? kExitFailed : kExitOk);
 }
 
 int cmd_fuzz(const harness::KernelFuzzOptions &fo, const harness::KernelExecutorOptions &options,
@@ -668,6 +793,24 @@ int main(int argc, char **argv) {
     return kExitUsage;
   }
   harness::KernelExecutorOptions options;
+  if (const char *env = std::getenv(harness::kFaultVariable); env != nullptr && *env != '\0') {
+    // A fuzz run would write the fault's consequences as regression traces, a recording would
+    // record them: only run and crosscheck, whose reports say what the fault did, take it.
+    if (!run->parsed() && !cross->parsed()) {
+      fmt::print(stderr, "fpsim-harness: {} is for run and crosscheck only; unset it for {}\n",
+                 harness::kFaultVariable, record->parsed() ? "record" : "fuzz");
+      return kExitUsage;
+    }
+    std::string err;
+    options.fault = harness::parse_fault(env, err);
+    if (!options.fault) {
+      fmt::print(stderr, "fpsim-harness: {}=\"{}\": {}; expected {}\n", harness::kFaultVariable, env, err,
+                 harness::fault_forms());
+      return kExitUsage;
+    }
+    fmt::print(stderr, "fpsim-harness: injecting fault {} into every trace run ({})\n", options.fault->spec,
+               harness::kFaultVariable);
+  }
   options.deadline = std::chrono::milliseconds(deadline_ms);
   options.long_deadline = std::max(options.long_deadline, 4 * options.deadline);
   const std::chrono::seconds timeout(trace_timeout_s);

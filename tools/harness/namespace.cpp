@@ -49,6 +49,7 @@ struct ConnectionRegistry {
   static constexpr std::size_t kCapacity = 256;
   std::atomic<std::uint64_t> devs[kCapacity]; // 0: free slot
   std::atomic<int> child_pid{0};  // for the guardian
+  std::atomic<int> janitor_pid{0}; // see janitor_main; 0 once reaped
   std::atomic<int> finished{0};   // the parent cleaned up itself: the guardian has nothing to do
   // mkdtemp fills in the name before it creates the directory, so the guardian can always find
   // what a killed parent created.
@@ -58,6 +59,9 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "the registry is 
 
 // Set in the child of run_isolated only.
 ConnectionRegistry *g_registry = nullptr;
+
+// Tells the janitor to close the child's descriptors now (it also does once it sees the child die).
+constexpr int kJanitorGo = SIGUSR1;
 
 // Set by cancel_isolated_runs (from a signal handler).
 volatile sig_atomic_t g_cancel = 0;
@@ -132,6 +136,65 @@ bool fully_exited(pid_t pid) {
   return n == 0 || paren == nullptr || paren[1] == '\0' || paren[2] == 'Z' || paren[2] == 'X';
 }
 
+enum class Leader { Running, Exiting, Gone, Unknown };
+
+// The state of `pid`'s leader: exiting once it is in do_exit (PF_EXITING) or a zombie. Plain
+// syscalls only, as the janitor calls it. Gone only when /proc says so (ENOENT, or ESRCH for a
+// task reaped while being read): no other failure may pass for a death.
+Leader leader_state(pid_t pid) {
+  constexpr unsigned long kPfExiting = 0x4; // include/linux/sched.h
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT || errno == ESRCH ? Leader::Gone : Leader::Unknown;
+  char buf[1024] = {};
+  const ssize_t n = read(fd, buf, sizeof buf - 1);
+  const int e = errno;
+  close(fd);
+  if (n <= 0)
+    return n < 0 && e == ESRCH ? Leader::Gone : Leader::Unknown;
+  const char *paren = std::strrchr(buf, ')');
+  char state = 0;
+  unsigned long flags = 0;
+  // After the command: state ppid pgrp session tty_nr tpgid flags.
+  if (paren == nullptr || std::sscanf(paren + 1, " %c %*d %*d %*d %*d %*d %lu", &state, &flags) != 2)
+    return Leader::Unknown;
+  return state == 'Z' || state == 'X' || (flags & kPfExiting) != 0 ? Leader::Exiting : Leader::Running;
+}
+
+// Whether `pid` has started to exit but not finished. The leader of a child of run_isolated exits
+// only with the whole process, so what keeps it is a thread waiting in the kernel: for a FUSE
+// request of its own mount, whose server thread is gone (a connection abort ends that), or for an
+// inode state that only the release of one of its own files ends (the janitor ends that).
+bool dying_not_exited(pid_t pid) { return !fully_exited(pid) && leader_state(pid) == Leader::Exiting; }
+
+// The janitor shares the child's fd table (CLONE_FILES) from a process of its own, and closes every
+// descriptor in it once the child's leader is exiting (or when told to). A dying child cannot always
+// get there itself: a cached open(2) waits, uninterruptibly and untouched by a connection abort,
+// until no passthrough file of its inode is open (fuse_file_cached_io_open), and when that file is
+// in the child's own table, the table is only released after that very thread has returned. Without
+// the janitor such a child stays a zombie with a thread in D state, and keeps its mount namespace,
+// until the machine reboots. It sleeps in sigtimedwait, so a run pays nothing for it.
+[[noreturn]] void janitor_main(pid_t child, ConnectionRegistry &registry) {
+  registry.janitor_pid.store(static_cast<int>(getpid()));
+  // A terminal's ^C reaches the whole process group; what the janitor closes it closes for good.
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  sigset_t go;
+  sigemptyset(&go);
+  sigaddset(&go, kJanitorGo);
+  const timespec slice{0, 100 * 1000 * 1000};
+  for (;;) {
+    const Leader leader = leader_state(child);
+    if (leader == Leader::Exiting || leader == Leader::Gone || sigtimedwait(&go, nullptr, &slice) >= 0)
+      break;
+  }
+  syscall(SYS_close_range, 0U, ~0U, 0U);
+  _exit(0);
+}
+
 // The guardian outlives a harness that is killed (SIGKILL included) mid-run: when the lifeline
 // pipe from the parent breaks without the parent having finished, it kills the child, aborts its
 // FUSE connections until every thread of the child has left the kernel, and removes the temporary
@@ -152,8 +215,14 @@ bool fully_exited(pid_t pid) {
   const pid_t child = registry.child_pid.load();
   if (child > 0)
     kill(child, SIGKILL);
+  const pid_t janitor = registry.janitor_pid.load();
+  if (janitor > 0)
+    kill(janitor, kJanitorGo);
   IsolatedRun scratch;
-  for (int round = 0; round < 50 && child > 0 && !fully_exited(child); ++round) {
+  auto left = [&] {
+    return (child > 0 && !fully_exited(child)) || (janitor > 0 && !fully_exited(janitor));
+  };
+  for (int round = 0; round < 50 && left(); ++round) {
     abort_connections(registered_connections(registry), root + "/ctl", scratch);
     usleep(200 * 1000);
   }
@@ -183,6 +252,23 @@ bool fully_exited(pid_t pid) {
     std::perror(("fpsim-harness: mount tmpfs on " + dirs.backing).c_str());
     _exit(kExitSetupFailed);
   }
+  // The janitor's parent is the harness (CLONE_PARENT), which reaps it. Its go signal is blocked
+  // before the clone, so one sent at once is pending for it, not lost.
+  sigset_t go;
+  sigset_t old_mask;
+  sigemptyset(&go);
+  sigaddset(&go, kJanitorGo);
+  sigprocmask(SIG_BLOCK, &go, &old_mask);
+  const pid_t self = getpid();
+  const long janitor = syscall(SYS_clone, CLONE_FILES | CLONE_PARENT | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (janitor == 0)
+    janitor_main(self, *g_registry);
+  sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  if (janitor < 0) {
+    std::perror("fpsim-harness: clone (janitor)");
+    _exit(kExitSetupFailed);
+  }
+  g_registry->janitor_pid.store(static_cast<int>(janitor));
 
   int code = kExitBodyThrew;
   try {
@@ -208,13 +294,24 @@ bool fully_exited(pid_t pid) {
 
 // Whether the child exited within `timeout` (pidfd polls readable once it has). A cancellable wait
 // gives up as soon as cancel_isolated_runs() was called; it polls in short slices so that a signal
-// landing just before poll(2) is not missed.
-bool wait_exit(int pidfd, std::chrono::milliseconds timeout, bool cancellable = false) {
+// landing just before poll(2) is not missed. With `dying` (cancellable waits only) it also gives up,
+// setting *dying, once the child was seen dying but not exited on two slices in a row (a process
+// that is merely finishing its exit is gone by the second).
+bool wait_exit(int pidfd, std::chrono::milliseconds timeout, bool cancellable = false, pid_t pid = 0,
+               bool *dying = nullptr) {
   pollfd pfd{pidfd, POLLIN, 0};
   const auto end = std::chrono::steady_clock::now() + timeout;
+  int dying_slices = 0;
   for (;;) {
     if (cancellable && g_cancel)
       return false;
+    if (dying != nullptr && pid > 0) {
+      dying_slices = dying_not_exited(pid) ? dying_slices + 1 : 0;
+      if (dying_slices >= 2) {
+        *dying = true;
+        return false;
+      }
+    }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         end - std::chrono::steady_clock::now());
     const long slice = std::max<long>(0, cancellable ? std::min<long>(left.count(), 100) : left.count());
@@ -230,7 +327,7 @@ bool wait_exit(int pidfd, std::chrono::milliseconds timeout, bool cancellable = 
 
 // Waits for the child with a deadline; past it, unsticks and kills it. Fills the exit fields of `run`.
 void reap_child(pid_t pid, std::chrono::milliseconds timeout, const ConnectionRegistry &registry,
-                const std::string &ctl_dir, IsolatedRun &run) {
+                const std::string &ctl_dir, IsolatedRun &run, const std::function<void()> &on_overrun) {
   // Raw syscall: bookworm's <sys/pidfd.h> declares pidfd_open without C linkage, so C++ cannot link it.
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) {
@@ -238,11 +335,20 @@ void reap_child(pid_t pid, std::chrono::milliseconds timeout, const ConnectionRe
     kill(pid, SIGKILL);
     abort_connections(registered_connections(registry), ctl_dir, run);
   } else {
-    if (!wait_exit(pidfd, timeout, true)) {
+    bool dying = false;
+    if (!wait_exit(pidfd, timeout, true, pid, &dying)) {
+      if (on_overrun)
+        on_overrun();
       run.cancelled = g_cancel != 0;
-      run.timed_out = !run.cancelled;
-      // Stuck calls return once their connection is aborted, and the body may still wind down itself
-      // (not when cancelled: then it is killed at once).
+      run.dying_stuck = dying && !run.cancelled;
+      run.timed_out = !run.cancelled && !run.dying_stuck;
+      if (run.dying_stuck)
+        run.error = "it began to exit, but a thread of it was stuck in the kernel on its own mount";
+      // Stuck calls return once their connection is aborted, and the body may still wind down itself.
+      // Not when cancelled: then it is killed first, or the calls the abort releases would let it
+      // run on past the statement the interrupt is reported at.
+      if (run.cancelled)
+        kill(pid, SIGKILL);
       abort_connections(registered_connections(registry), ctl_dir, run);
       if (run.cancelled || !wait_exit(pidfd, std::chrono::milliseconds(2000))) {
         kill(pid, SIGKILL);
@@ -270,10 +376,46 @@ void reap_child(pid_t pid, std::chrono::milliseconds timeout, const ConnectionRe
     run.error = errno_text("waitpid", errno);
     return;
   }
+  run.exited = true;
   if (WIFEXITED(status))
     run.exit_code = WEXITSTATUS(status);
   else if (WIFSIGNALED(status))
     run.signal = WTERMSIG(status);
+}
+
+// Reaps `pid`, a child of this process, if it exits within `timeout`.
+bool reaped_within(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const pid_t got = waitpid(pid, nullptr, WNOHANG);
+    if (got == pid || (got < 0 && errno == ECHILD))
+      return true;
+    if (std::chrono::steady_clock::now() >= end)
+      return false;
+    usleep(1000);
+  }
+}
+
+// Once the child is gone (or stuck for good): tells the janitor to close what is left of the fd table
+// and reaps it (CLONE_PARENT made it this process's child). Closing may send FLUSHes to a server that
+// died with the child, so the registered connections are aborted between waits.
+void finish_janitor(ConnectionRegistry &registry, const std::string &ctl_dir, IsolatedRun &run) {
+  const pid_t janitor = registry.janitor_pid.load();
+  if (janitor <= 0)
+    return;
+  kill(janitor, kJanitorGo);
+  bool reaped = reaped_within(janitor, std::chrono::milliseconds(1000));
+  for (int round = 0; round < 5 && !reaped; ++round) {
+    abort_connections(registered_connections(registry), ctl_dir, run);
+    reaped = reaped_within(janitor, std::chrono::milliseconds(1000));
+  }
+  if (!reaped) {
+    run.exited = false;
+    run.error += std::string(run.error.empty() ? "" : "; ") + "the janitor " + std::to_string(janitor) +
+                 " is stuck in the kernel and did not exit";
+    return;
+  }
+  registry.janitor_pid.store(0);
 }
 
 } // namespace
@@ -344,7 +486,7 @@ int abort_fuse_connection(dev_t dev, const std::string &fusectl_fallback_dir, st
 }
 
 IsolatedRun run_isolated(const std::function<int(const IsolatedDirs &)> &body,
-                         std::chrono::milliseconds timeout) {
+                         std::chrono::milliseconds timeout, const std::function<void()> &on_overrun) {
   IsolatedRun run;
   void *shared = mmap(nullptr, sizeof(ConnectionRegistry), PROT_READ | PROT_WRITE,
                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -409,7 +551,8 @@ IsolatedRun run_isolated(const std::function<int(const IsolatedDirs &)> &body,
     } else {
       registry->child_pid.store(pid);
       run.started = true;
-      reap_child(pid, timeout, *registry, dirs.ctl, run);
+      reap_child(pid, timeout, *registry, dirs.ctl, run, on_overrun);
+      finish_janitor(*registry, dirs.ctl, run);
     }
   }
 

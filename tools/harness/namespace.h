@@ -151,6 +151,8 @@ struct IsolatedRun {
   std::string root;       // IsolatedDirs::root of the run (already removed when cleaned_up)
   bool started = false;   // false: the run could not be set up, see `error`
   bool timed_out = false; // the child was SIGKILLed after the deadline
+  bool exited = false;    // the child and its janitor were reaped (false: stuck in the kernel, see `error`)
+  bool dying_stuck = false; // the child began to exit, but a thread of it stayed stuck in the kernel
   int exit_code = -1;     // the body's return value when it exited normally
   int signal = 0;         // the signal that ended the child, if any
   int emergency_aborts = 0; // connections aborted because the run overran its deadline
@@ -163,14 +165,22 @@ struct IsolatedRun {
 // a recursive MS_PRIVATE remount of /) and mounts a tmpfs on dirs.backing. The child exits with the
 // body's return value (70 if it threw). Past `timeout` the parent aborts the child's registered FUSE
 // connections (from a helper process with its own private fusectl mount), gives the child a moment to
-// finish, then SIGKILLs it. Finally it removes the temporary directories. Call it while the caller has
-// no other threads: only the forking thread survives in the child.
+// finish, then SIGKILLs it. A child that starts to exit (killed, or crashed) while one of its threads
+// waits in a FUSE request its own, now dead, server thread would have answered cannot finish on its
+// own: its connections are aborted as soon as that is seen, not at the timeout. A janitor process
+// shares the child's fd table and closes it once the child is dying, for the waits no abort ends (a
+// cached open waiting for a passthrough file of the child's own table to close). Finally it reaps
+// the janitor and removes the temporary directories. Call it while the caller has no other threads:
+// only the forking thread survives in the child.
 // Async-signal-safe: makes the run_isolated in progress (and every later one) stop waiting for its
 // child, abort the child's FUSE connections and SIGKILL it at once. Meant for SIGINT/SIGTERM handlers.
 void cancel_isolated_runs() noexcept;
 bool isolated_runs_cancelled() noexcept;
 
+// `on_overrun`, when given, is called in the parent the moment the run overruns, is cancelled or is
+// seen dying, before anything is aborted or killed (the child may still run on for a moment after an
+// abort): the place to note where the child was.
 IsolatedRun run_isolated(const std::function<int(const IsolatedDirs &)> &body,
-                         std::chrono::milliseconds timeout);
+                         std::chrono::milliseconds timeout, const std::function<void()> &on_overrun = {});
 
 } // namespace fpsim::harness
