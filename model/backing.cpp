@@ -35,19 +35,14 @@ void fuse_backing_free(Model &m, FbId fb) {
   put_cred(m, b.cred, "fuse_backing_free");
 }
 
-auto idr_find(FuseConn &fc, std::int32_t id) {
-  return std::find_if(fc.backing_files_map.begin(), fc.backing_files_map.end(),
-                      [id](const auto &e) { return e.first == id; });
-}
-
 // idr_alloc_cyclic(map, fb, 1, 0): the first free id at or after the cursor in [1, INT_MAX],
 // wrapping to 1 once; the cursor moves past the id handed out.
 std::optional<std::int32_t> idr_alloc_cyclic(FuseConn &fc, FbId fb, bool reuse) {
-  auto taken = [&fc](std::int32_t id) { return idr_find(fc, id) != fc.backing_files_map.end(); };
+  auto taken = [&fc](std::int32_t id) { return fc.backing_files_map.find(id).has_value(); };
   std::int32_t id = reuse ? 1 : fc.idr_next;
   for (std::size_t tries = 0; tries <= fc.backing_files_map.size(); ++tries) {
     if (!taken(id)) {
-      fc.backing_files_map.emplace_back(id, fb);
+      fc.backing_files_map.add(id, fb);
       fc.idr_next = id == INT_MAX ? 1 : id + 1;
       return id;
     }
@@ -70,28 +65,26 @@ void fuse_backing_put(Model &m, FbId fb, const char *where) {
 }
 
 std::optional<FbId> fuse_backing_lookup(Model &m, std::int32_t id) {
-  auto it = idr_find(m.fc, id);
-  if (it == m.fc.backing_files_map.end())
+  const std::optional<FbId> fb = m.fc.backing_files_map.find(id);
+  if (!fb || !m.backing(*fb).count.inc_not_zero())
     return std::nullopt;
-  if (!m.backing(it->second).count.inc_not_zero())
-    return std::nullopt;
-  return it->second;
+  return fb;
 }
 
 CredId get_cred(Model &m, CredId c, const char *where) {
-  report_misuse(m, m.creds.at(idx(c)).usage.inc(), where, "cred #" + std::to_string(idx(c)));
+  report_misuse(m, m.creds.mut(idx(c)).usage.inc(), where, "cred #" + std::to_string(idx(c)));
   return c;
 }
 
 void put_cred(Model &m, CredId c, const char *where) {
   bool zero = false;
-  report_misuse(m, m.creds.at(idx(c)).usage.dec_and_test(&zero), where,
+  report_misuse(m, m.creds.mut(idx(c)).usage.dec_and_test(&zero), where,
                 "cred #" + std::to_string(idx(c)));
 }
 
 void backing_file_fput(Model &m, BackingFileId bf, const char *where) {
   bool zero = false;
-  report_misuse(m, m.backing_files.at(idx(bf)).f_count.dec_and_test(&zero), where,
+  report_misuse(m, m.backing_files.mut(idx(bf)).f_count.dec_and_test(&zero), where,
                 "backing_file #" + std::to_string(idx(bf)));
 }
 
@@ -245,14 +238,14 @@ SysResult fuse_dev_ioctl_backing_close(Model &m, std::uint32_t raw_id, bool capa
     r.err = EINVAL;
     return r;
   }
-  auto it = idr_find(m.fc, id);
-  if (it == m.fc.backing_files_map.end()) {
+  const std::optional<FbId> found = m.fc.backing_files_map.find(id);
+  if (!found) {
     r.err = ENOENT;
     return r;
   }
-  const FbId fb = it->second;
+  const FbId fb = *found;
   if (m.mutant != Mutant::IdrKeptOnClose)
-    m.fc.backing_files_map.erase(it);
+    m.fc.backing_files_map.erase(id);
   if (m.mutant != Mutant::BackingCloseKeepsRef)
     fuse_backing_put(m, fb, "fuse_backing_close");
   return r;

@@ -75,13 +75,53 @@ void Model::warn(std::string where, std::string what) {
   warnings.push_back(Warning{std::move(where), std::move(what)});
 }
 
+void Model::clear_touched() {
+  inodes.clear_touched();
+  files.clear_touched();
+  backings.clear_touched();
+  backing_files.clear_touched();
+  creds.clear_touched();
+  vmas.clear_touched();
+  writes.clear_touched();
+  tasks.clear_touched();
+  fc.backing_files_map.clear_changes();
+}
+
+std::optional<FbId> BackingIdMap::find(std::int32_t id) const {
+  for (const Entry &e : entries_)
+    if (e.first == id)
+      return e.second;
+  return std::nullopt;
+}
+
+void BackingIdMap::add(std::int32_t id, FbId fb) {
+  entries_.emplace_back(id, fb);
+  log(entries_.back(), true);
+}
+
+void BackingIdMap::erase(std::int32_t id) {
+  for (auto it = entries_.begin(); it != entries_.end(); ++it)
+    if (it->first == id) {
+      log(*it, false);
+      entries_.erase(it);
+      return;
+    }
+}
+
+void BackingIdMap::clear() {
+  for (const Entry &e : entries_)
+    log(e, false);
+  entries_.clear();
+}
+
 namespace detail {
 
 void fuse_kill_sb(Model &m) {
   m.fc.sb_alive = false;
-  for (FuseInode &fi : m.inodes) {
-    if (fi.evicted)
+  for (std::uint32_t i = 0; i < m.inodes.size(); ++i) {
+    if (m.inodes[i].evicted)
       continue;
+    FuseInode &fi = m.inodes.mut(i);
     fi.evicted = true;
     // fuse_evict_inode (6.9-rc5+) WARNs on a leftover io-mode reference.
     if (fi.iocachectr != 0)
@@ -131,7 +171,7 @@ void fuse_abort_conn(Model &m) {
   m.fc.connected = false;
   // end_requests: every request in flight returns ECONNABORTED to its caller.
   for (std::uint32_t i : m.unfinished_writes) {
-    Write &w = m.writes[i];
+    Write &w = m.writes.mut(i);
     if (w.in_flight) {
       w.in_flight = false;
       w.done = true;

@@ -49,7 +49,7 @@ bool inode_lock_must_wait(const Model &m, InodeId i, std::uint64_t place) {
 }
 
 bool inode_trylock(Model &m, WriteId id) {
-  Write &w = m.writes.at(idx(id));
+  Write &w = m.writes.mut(idx(id));
   FuseInode &fi = m.inode(w.inode);
   if (has_lock_waiters_before(m, w.inode, w.queued))
     return false;
@@ -90,7 +90,7 @@ bool uses_page_cache(const FuseFile &ff) {
 
 // The write syscall returns: fuse_dio_unlock / inode_unlock, then fdput.
 void write_finish(Model &m, WriteId id, int result) {
-  Write &w = m.writes.at(idx(id));
+  Write &w = m.writes.mut(idx(id));
   w.in_flight = false;
   w.done = true;
   w.result = result;
@@ -113,7 +113,7 @@ void write_finish(Model &m, WriteId id, int result) {
 // Returns false while it waits for the inode lock.
 bool write_progress(Model &m, WriteId id, SysResult *r) {
   for (;;) {
-    Write &w = m.writes.at(idx(id));
+    Write &w = m.writes.mut(idx(id));
     if (!w.locked && !inode_trylock(m, id))
       return false;
     if (!w.exclusive && !w.counted) {
@@ -186,7 +186,7 @@ VmaId new_vma(Model &m, FileId f, bool shared) {
     // backing_file_mmap swaps vm_file: the VMA pins the backing_file, not the FUSE file.
     v.target = VmaTarget::BackingFile;
     v.backing_file = *ff.passthrough;
-    BackingFile &bf = m.backing_files.at(idx(*ff.passthrough));
+    BackingFile &bf = m.backing_files.mut(idx(*ff.passthrough));
     if (bf.f_count.inc() != RefcountMisuse::None)
       m.warn("backing_file_mmap", "get_file on a released backing_file");
   } else {
@@ -337,7 +337,7 @@ void invalidate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskId> 
   const bool invalidates = ff.has_args && !(ff.open_flags & fopen::KEEP_CACHE);
   if (invalidates && folio_locked_by_write(m, ff.inode)) {
     if (task) {
-      m.tasks.at(idx(*task)).kind = TaskKind::OpenInvalidateWait;
+      m.tasks.mut(idx(*task)).kind = TaskKind::OpenInvalidateWait;
       return;
     }
     Task t;
@@ -363,7 +363,7 @@ void open_truncate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskI
     const std::uint64_t place = queued ? m.tasks.at(idx(*task)).queued : UINT64_MAX;
     if (inode_lock_must_wait(m, ff.inode, place)) {
       if (task) {
-        Task &t = m.tasks.at(idx(*task));
+        Task &t = m.tasks.mut(idx(*task));
         if (!queued)
           t.queued = ++m.lock_queue;
         t.kind = TaskKind::TruncateLockWait;
@@ -384,17 +384,17 @@ void open_truncate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskI
       r->err = ENOTCONN;
       fuse_file_fput(m, f, "do_truncate");
       if (task)
-        m.tasks.at(idx(*task)).done = true;
+        m.tasks.mut(idx(*task)).done = true;
       return;
     }
   }
   r->file = f;
   if (task)
-    m.tasks.at(idx(*task)).done = true;
+    m.tasks.mut(idx(*task)).done = true;
 }
 
 void complete_task(Model &m, TaskId id) {
-  Task &t = m.tasks.at(idx(id));
+  Task &t = m.tasks.mut(idx(id));
   switch (t.kind) {
   case TaskKind::OpenCachedIoWait: {
     bool must_wait = false;
@@ -493,9 +493,9 @@ void skip_finished(Model &m) {
 
 void wake_up_direct_io_waitq(Model &m, InodeId i) {
   for (std::uint32_t k : m.unfinished_tasks)
-    if (Task &t = m.tasks[k]; !t.done && t.inode == i &&
+    if (const Task &t = m.tasks[k]; !t.done && t.inode == i &&
         (t.kind == TaskKind::OpenCachedIoWait || t.kind == TaskKind::MmapCachedIoWait))
-      t.woken = true;
+      m.tasks.mut(k).woken = true;
 }
 
 // A write that returned has let its folio go (fuse_send_write_pages_end), so the loops over
@@ -510,10 +510,10 @@ bool folio_locked_by_write(const Model &m, InodeId i) {
 void invalidate_folio(Model &m, InodeId i) {
   m.inode(i).folio_uptodate = false;
   for (std::uint32_t k : m.unfinished_writes)
-    if (Write &w = m.writes[k]; w.inode == i && w.folio_in_mapping) {
+    if (const Write &w = m.writes[k]; w.inode == i && w.folio_in_mapping) {
       if (w.folio_locked)
         m.warn("invalidate_inode_pages2", "dropping a folio a WRITE keeps locked");
-      w.folio_in_mapping = false;
+      m.writes.mut(k).folio_in_mapping = false;
     }
 }
 
@@ -526,10 +526,10 @@ void fuse_send_write_pages_end(Model &m, Write &w) {
 
 void wake_up_page(Model &m, InodeId i) {
   for (std::uint32_t k : m.unfinished_tasks)
-    if (Task &t = m.tasks[k]; !t.done && t.inode == i &&
+    if (const Task &t = m.tasks[k]; !t.done && t.inode == i &&
         (t.kind == TaskKind::OpenInvalidateWait || t.kind == TaskKind::ReadPageWait ||
          t.kind == TaskKind::MmapInvalidateWait))
-      t.woken = true;
+      m.tasks.mut(k).woken = true;
 }
 
 void inode_unlock(Model &m, InodeId i, bool exclusive) {
@@ -548,9 +548,9 @@ void inode_unlock(Model &m, InodeId i, bool exclusive) {
 
 void wake_inode_lock_waiters(Model &m, InodeId i) {
   for (std::uint32_t k : m.unfinished_tasks)
-    if (Task &t = m.tasks[k]; !t.done && t.inode == i &&
+    if (const Task &t = m.tasks[k]; !t.done && t.inode == i &&
         (t.kind == TaskKind::WriteLockWait || inode_lock_sleeper(t.kind)))
-      t.woken = true;
+      m.tasks.mut(k).woken = true;
 }
 
 void fuse_file_fput(Model &m, FileId f, const char *where) {
@@ -698,7 +698,7 @@ SysResult fuse_file_read_iter(Model &m, FileId f) {
   if (page_cache && folio_locked_by_write(m, ff.inode)) {
     r.blocked = true;
     r.task = sleeping_call(m, TaskKind::ReadPageWait, f, "read");
-    m.tasks.at(idx(*r.task)).result.route = Route::Fuse;
+    m.tasks.mut(idx(*r.task)).result.route = Route::Fuse;
     return r;
   }
   // fuse_direct_io: a range with a locked folio (filemap_range_has_writeback) sends a read
@@ -707,7 +707,7 @@ SysResult fuse_file_read_iter(Model &m, FileId f) {
   if (!page_cache && folio_locked_by_write(m, ff.inode)) {
     r.blocked = true;
     r.task = sleeping_call(m, TaskKind::DirectReadLockWait, f, "read");
-    Task &t = m.tasks.at(idx(*r.task));
+    Task &t = m.tasks.mut(idx(*r.task));
     t.queued = ++m.lock_queue;
     t.result.route = Route::Fuse;
     return r;
@@ -745,7 +745,7 @@ SysResult fuse_file_write_iter(Model &m, FileId f, bool held) {
   const WriteId id{static_cast<std::uint32_t>(m.writes.size() - 1)};
   m.unfinished_writes.push_back(idx(id));
   if (write_progress(m, id, &r)) {
-    if (m.writes.at(idx(id)).in_flight)
+    if (m.writes[idx(id)].in_flight)
       r.write = id;
     return r;
   }
@@ -762,7 +762,7 @@ SysResult fuse_file_write_iter(Model &m, FileId f, bool held) {
 
 SysResult fuse_write_reply(Model &m, WriteId id) {
   SysResult r;
-  Write &w = m.writes.at(idx(id));
+  Write &w = m.writes.mut(idx(id));
   if (w.done) {
     r.err = w.result;
     r.route = w.result ? Route::None : Route::Fuse;
@@ -812,7 +812,7 @@ SysResult fuse_file_mmap(Model &m, FileId f, bool shared) {
     if (folio_locked_by_write(m, ff.inode)) {
       r.blocked = true;
       r.task = sleeping_call(m, TaskKind::MmapInvalidateWait, f, "mmap");
-      m.tasks.at(idx(*r.task)).shared = shared;
+      m.tasks.mut(idx(*r.task)).shared = shared;
       return r;
     }
     invalidate_folio(m, ff.inode);
@@ -826,7 +826,7 @@ SysResult fuse_file_mmap(Model &m, FileId f, bool shared) {
     if (must_wait) {
       r.blocked = true;
       r.task = sleeping_call(m, TaskKind::MmapCachedIoWait, f, "mmap");
-      m.tasks.at(idx(*r.task)).shared = shared;
+      m.tasks.mut(idx(*r.task)).shared = shared;
       return r;
     }
     if (err) {
@@ -839,7 +839,7 @@ SysResult fuse_file_mmap(Model &m, FileId f, bool shared) {
 }
 
 void vma_close(Model &m, VmaId id) {
-  Vma &v = m.vmas.at(idx(id));
+  Vma &v = m.vmas.mut(idx(id));
   if (!v.mapped) {
     m.warn("vma_close", "unmapping a VMA twice");
     return;
@@ -900,10 +900,9 @@ std::vector<TaskId> fuse_run_woken_tasks(Model &m) {
     for (std::size_t k = 0; k < 2 * live.size() && !progress; ++k) {
       const bool folio_pass = k < live.size();
       const std::uint32_t i = live[folio_pass ? k : k - live.size()];
-      Task &t = m.tasks[i];
-      if (t.done || !t.woken || folio_sleeper(t.kind) != folio_pass)
+      if (const Task &t = m.tasks[i]; t.done || !t.woken || folio_sleeper(t.kind) != folio_pass)
         continue;
-      t.woken = false;
+      m.tasks.mut(i).woken = false;
       complete_task(m, TaskId{i});
       if (m.tasks[i].done) {
         completed.push_back(TaskId{i});

@@ -5,6 +5,7 @@
 
 #include "model/profile.h"
 #include "model/refcount.h"
+#include "model/table.h"
 
 #include <cstdint>
 #include <optional>
@@ -15,7 +16,8 @@
 namespace fpsim::model {
 
 // Indices into the Model's object tables. Objects are never erased, only marked dead, so a
-// stale index is detected as a use after free instead of reading reused memory.
+// stale index is detected as a use after free instead of reading reused memory, and an object
+// nobody touches again costs the checker nothing.
 enum class InodeId : std::uint32_t {};
 enum class FileId : std::uint32_t {};
 enum class FbId : std::uint32_t {};
@@ -173,6 +175,40 @@ struct Write {
   bool folio_in_mapping = false; // its folio is still the inode's (no invalidation since)
 };
 
+// backing_files_map: idr id -> fb, in the order the ids were allocated. Every entry added or
+// removed is logged with a sequence number, so the checker can follow the map without scanning
+// it after every step.
+class BackingIdMap {
+public:
+  using Entry = std::pair<std::int32_t, FbId>;
+  struct Change {
+    std::uint64_t seq = 0;
+    Entry entry;
+    bool added = false;
+  };
+  using const_iterator = std::vector<Entry>::const_iterator;
+
+  std::size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  const_iterator begin() const { return entries_.begin(); }
+  const_iterator end() const { return entries_.end(); }
+  std::optional<FbId> find(std::int32_t id) const;
+  void add(std::int32_t id, FbId fb);
+  void erase(std::int32_t id); // the first entry with this id
+  void clear();
+
+  // Changes since the last clear_changes(); seq keeps counting across clears.
+  const std::vector<Change> &changes() const { return changes_; }
+  std::uint64_t last_seq() const { return seq_; }
+  void clear_changes() { changes_.clear(); }
+
+private:
+  void log(const Entry &e, bool added) { changes_.push_back(Change{++seq_, e, added}); }
+  std::vector<Entry> entries_;
+  std::vector<Change> changes_;
+  std::uint64_t seq_ = 0;
+};
+
 // struct fuse_conn (§1.1), with the state of its superblock and its /dev/fuse fd.
 struct FuseConn {
   bool initialized = false; // INIT reply processed (the dev fd is installed and mounted)
@@ -187,9 +223,8 @@ struct FuseConn {
   bool sb_alive = false; // the superblock exists (outlives a lazy detach while files are open)
   bool dev_open = true;  // the server's /dev/fuse fd
   bool freed = false;    // fuse_conn_put dropped the last reference
-  // backing_files_map: idr id -> fb, with idr_alloc_cyclic's cursor.
-  std::vector<std::pair<std::int32_t, FbId>> backing_files_map;
-  std::int32_t idr_next = 1;
+  BackingIdMap backing_files_map;
+  std::int32_t idr_next = 1; // idr_alloc_cyclic's cursor
 };
 
 // ---- results ---------------------------------------------------------------------------------
@@ -264,14 +299,14 @@ struct Model {
   KernelProfile profile = kDefaultProfile;
   Mutant mutant = Mutant::None;
   FuseConn fc;
-  std::vector<FuseInode> inodes;
-  std::vector<FuseFile> files;
-  std::vector<FuseBacking> backings;
-  std::vector<BackingFile> backing_files;
-  std::vector<Cred> creds;
-  std::vector<Vma> vmas;
-  std::vector<Write> writes;
-  std::vector<Task> tasks;
+  Table<FuseInode> inodes;
+  Table<FuseFile> files;
+  Table<FuseBacking> backings;
+  Table<BackingFile> backing_files;
+  Table<Cred> creds;
+  Table<Vma> vmas;
+  Table<Write> writes;
+  Table<Task> tasks;
   std::vector<Warning> warnings;
   std::uint64_t step = 0; // advanced by the driver; timestamps for invariant 13
   std::uint64_t next_fh = 1;
@@ -286,14 +321,16 @@ struct Model {
 
   explicit Model(KernelProfile p = kDefaultProfile) : profile(p) {}
 
-  FuseInode &inode(InodeId i) { return inodes.at(idx(i)); }
-  FuseFile &file(FileId f) { return files.at(idx(f)); }
-  FuseBacking &backing(FbId b) { return backings.at(idx(b)); }
+  FuseInode &inode(InodeId i) { return inodes.mut(idx(i)); }
+  FuseFile &file(FileId f) { return files.mut(idx(f)); }
+  FuseBacking &backing(FbId b) { return backings.mut(idx(b)); }
   const FuseInode &inode(InodeId i) const { return inodes.at(idx(i)); }
   const FuseFile &file(FileId f) const { return files.at(idx(f)); }
   const FuseBacking &backing(FbId b) const { return backings.at(idx(b)); }
 
   void warn(std::string where, std::string what);
+  // Forgets which objects were touched: the driver calls it once the checker has looked.
+  void clear_touched();
 };
 
 // ---- transitions -----------------------------------------------------------------------------

@@ -576,10 +576,13 @@ CheckResult SimExecutor::check(const Statement &s, const Bindings &) {
 std::vector<Violation> SimExecutor::after_step() {
   std::vector<Violation> v = std::move(step_violations_);
   step_violations_.clear();
-  if (!checks_)
-    return v;
-  auto more = checker_.check(*m_, names_);
-  v.insert(v.end(), more.begin(), more.end());
+  if (checks_) {
+    auto more = checker_.check(*m_, names_, check_mode_);
+    v.insert(v.end(), more.begin(), more.end());
+  } else {
+    checker_.lose_track();
+  }
+  m_->clear_touched();
   return v;
 }
 

@@ -33,6 +33,8 @@ public:
   const model::Model &model() const { return *m_; }
   // Off: after_step runs no invariant check (for measuring what the checker costs).
   void set_checks(bool on) { checks_ = on; }
+  // Full: every check looks at every object (for tests comparing it with incremental checking).
+  void set_check_mode(CheckMode mode) { check_mode_ = mode; }
 
   // What each name is bound to now, for tools that enumerate or compare states (fpsim explore).
   // SimExecutor is copyable: a copy continues independently from the same state.
@@ -80,6 +82,7 @@ private:
   int last_internal_ = 0;
   std::vector<Violation> step_violations_;
   bool checks_ = true;
+  CheckMode check_mode_ = CheckMode::Incremental;
 };
 
 } // namespace fpsim::sim

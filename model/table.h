@@ -1,0 +1,62 @@
+// The model's object tables. Reading is free; every write goes through mut() or push_back(),
+// which record the index, so the invariant checker can look at only what a step touched
+// instead of every object ever made.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace fpsim::model {
+
+template <typename T> class Table {
+public:
+  using const_iterator = typename std::vector<T>::const_iterator;
+
+  std::size_t size() const { return items_.size(); }
+  bool empty() const { return items_.empty(); }
+  const T &operator[](std::size_t i) const { return items_[i]; }
+  // Bounds-checked: a stale or foreign index throws instead of reading another object.
+  const T &at(std::size_t i) const { return items_.at(i); }
+  const T &back() const { return items_.back(); }
+  const_iterator begin() const { return items_.begin(); }
+  const_iterator end() const { return items_.end(); }
+
+  // Bounds-checked write access; the object counts as touched until clear_touched().
+  T &mut(std::size_t i) {
+    T &item = items_.at(i);
+    touch(static_cast<std::uint32_t>(i));
+    return item;
+  }
+  void push_back(const T &item) {
+    items_.push_back(item);
+    marked_.push_back(false);
+    touch(static_cast<std::uint32_t>(items_.size() - 1));
+  }
+  void reserve(std::size_t n) {
+    items_.reserve(n);
+    marked_.reserve(n);
+  }
+
+  // Indices written since the last clear_touched(), each once, in first-touch order. Never
+  // longer than the table.
+  const std::vector<std::uint32_t> &touched() const { return touched_; }
+  void clear_touched() {
+    for (std::uint32_t i : touched_)
+      marked_[i] = false;
+    touched_.clear();
+  }
+
+private:
+  void touch(std::uint32_t i) {
+    if (marked_[i])
+      return;
+    marked_[i] = true;
+    touched_.push_back(i);
+  }
+
+  std::vector<T> items_;
+  std::vector<bool> marked_;
+  std::vector<std::uint32_t> touched_;
+};
+
+} // namespace fpsim::model
