@@ -88,24 +88,29 @@ void Model::clear_touched() {
 }
 
 std::optional<FbId> BackingIdMap::find(std::int32_t id) const {
-  for (const Entry &e : entries_)
-    if (e.first == id)
-      return e.second;
-  return std::nullopt;
+  const auto it = entries_.find(id);
+  if (it == entries_.end())
+    return std::nullopt;
+  return it->second;
 }
 
 void BackingIdMap::add(std::int32_t id, FbId fb) {
-  entries_.emplace_back(id, fb);
-  log(entries_.back(), true);
+  log(*entries_.emplace(id, fb), true);
 }
 
 void BackingIdMap::erase(std::int32_t id) {
-  for (auto it = entries_.begin(); it != entries_.end(); ++it)
-    if (it->first == id) {
-      log(*it, false);
-      entries_.erase(it);
-      return;
-    }
+  const auto it = entries_.find(id);
+  if (it == entries_.end())
+    return;
+  log(*it, false);
+  entries_.erase(it);
+}
+
+std::optional<InodeId> Model::find_inode(std::uint32_t name) const {
+  const auto it = inode_by_name.find(name);
+  if (it == inode_by_name.end())
+    return std::nullopt;
+  return it->second;
 }
 
 void BackingIdMap::clear() {

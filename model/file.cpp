@@ -599,13 +599,14 @@ bool sb_pinned(const Model &m) {
 using namespace detail;
 
 InodeId fuse_iget(Model &m, std::uint32_t name) {
-  for (std::uint32_t i = 0; i < m.inodes.size(); ++i)
-    if (m.inodes[i].name == name)
-      return InodeId{i};
+  if (const std::optional<InodeId> found = m.find_inode(name))
+    return *found;
   FuseInode fi;
   fi.name = name;
   m.inodes.push_back(fi);
-  return InodeId{static_cast<std::uint32_t>(m.inodes.size() - 1)};
+  const InodeId id{static_cast<std::uint32_t>(m.inodes.size() - 1)};
+  m.inode_by_name.emplace(name, id);
+  return id;
 }
 
 SysResult fuse_open(Model &m, InodeId inode, const OpenFlags &flags, const OpenReply &reply) {

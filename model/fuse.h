@@ -7,6 +7,8 @@
 #include "model/refcount.h"
 #include "model/table.h"
 
+#include <boost/container/flat_map.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -175,18 +177,19 @@ struct Write {
   bool folio_in_mapping = false; // its folio is still the inode's (no invalidation since)
 };
 
-// backing_files_map: idr id -> fb, in the order the ids were allocated. Every entry added or
+// backing_files_map: idr id -> fb, in id order as idr_for_each walks it. Every entry added or
 // removed is logged with a sequence number, so the checker can follow the map without scanning
-// it after every step.
+// it after every step. A multimap, so that a broken allocator's duplicate id stays visible.
 class BackingIdMap {
 public:
+  using Map = boost::container::flat_multimap<std::int32_t, FbId>;
   using Entry = std::pair<std::int32_t, FbId>;
   struct Change {
     std::uint64_t seq = 0;
     Entry entry;
     bool added = false;
   };
-  using const_iterator = std::vector<Entry>::const_iterator;
+  using const_iterator = Map::const_iterator;
 
   std::size_t size() const { return entries_.size(); }
   bool empty() const { return entries_.empty(); }
@@ -204,7 +207,7 @@ public:
 
 private:
   void log(const Entry &e, bool added) { changes_.push_back(Change{++seq_, e, added}); }
-  std::vector<Entry> entries_;
+  Map entries_;
   std::vector<Change> changes_;
   std::uint64_t seq_ = 0;
 };
@@ -318,6 +321,8 @@ struct Model {
   // progress walk these instead of every call of the trace after each step.
   std::vector<std::uint32_t> unfinished_writes;
   std::vector<std::uint32_t> unfinished_tasks;
+  // Mount file (the caller's index) -> its inode, for fuse_iget's lookup.
+  boost::container::flat_map<std::uint32_t, InodeId> inode_by_name;
 
   explicit Model(KernelProfile p = kDefaultProfile) : profile(p) {}
 
@@ -327,6 +332,8 @@ struct Model {
   const FuseInode &inode(InodeId i) const { return inodes.at(idx(i)); }
   const FuseFile &file(FileId f) const { return files.at(idx(f)); }
   const FuseBacking &backing(FbId b) const { return backings.at(idx(b)); }
+  // The inode of a mount file, if it was ever looked up.
+  std::optional<InodeId> find_inode(std::uint32_t name) const;
 
   void warn(std::string where, std::string what);
   // Forgets which objects were touched: the driver calls it once the checker has looked.

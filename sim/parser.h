@@ -13,15 +13,16 @@ namespace fpsim::sim {
 
 // Input bounds (README "Limits"). What parsing and replaying a trace allocates grows with these,
 // never with the input alone, and each one that a trace exceeds is its own parse error.
-inline constexpr std::size_t kMaxTraceBytes = std::size_t{16} << 20; // a trace file or text
+inline constexpr std::size_t kMaxTraceBytes = std::size_t{64} << 20; // a trace file or text
 inline constexpr std::size_t kMaxLineBytes = 4096;  // one line, without its line end
-inline constexpr std::size_t kMaxLines = 1'000'000; // blank and comment lines included
-inline constexpr std::size_t kMaxStatements = 100'000; // checks included
+inline constexpr std::size_t kMaxLines = 1'048'576; // blank and comment lines included
+inline constexpr std::size_t kMaxStatements = 1'000'000; // checks included
 inline constexpr std::size_t kMaxNameBytes = 64;       // the grammar's NAME
 // Per kind: handles, backing names, mappings, writes, mount file names, backing file names.
 // Inodes, files, fbs and mappings are made through names, so this bounds them; calls that
-// sleep and unnamed writes are bounded by kMaxStatements.
-inline constexpr std::size_t kMaxNamesPerKind = 4096;
+// sleep and unnamed writes are bounded by kMaxStatements. Enough for a million-statement churn
+// of open, read, write and close, each open with its own handle.
+inline constexpr std::size_t kMaxNamesPerKind = 262'144;
 
 struct ParseError {
   std::string path;

@@ -126,10 +126,7 @@ void SimExecutor::name_new_objects(const std::string &file_name) {
 }
 
 std::optional<InodeId> SimExecutor::find_inode(int mount_slot) const {
-  for (std::uint32_t i = 0; i < m_->inodes.size(); ++i)
-    if (m_->inodes[i].name == static_cast<std::uint32_t>(mount_slot))
-      return InodeId{i};
-  return std::nullopt;
+  return m_->find_inode(static_cast<std::uint32_t>(mount_slot));
 }
 
 std::optional<OpenReply> SimExecutor::to_reply(const ReplySpec &r, const Bindings &b,
@@ -183,9 +180,9 @@ Outcome SimExecutor::open_like(const Statement &s, const Bindings &b) {
     const auto f = static_cast<std::size_t>(s.file);
     // The path walk: a missing mount fails; a dead connection fails the LOOKUP a name needs
     // unless its dentry is cached.
-    bool dentry_cached = false;
-    for (const model::FuseInode &fi : m.inodes)
-      dentry_cached = dentry_cached || (fi.name == f && fi.dentry_cached && !fi.evicted);
+    const std::optional<InodeId> known = m.find_inode(static_cast<std::uint32_t>(f));
+    const bool dentry_cached =
+        known && m.inodes[idx(*known)].dentry_cached && !m.inodes[idx(*known)].evicted;
     // O_CREAT|O_EXCL always revalidates (LOOKUP_EXCL), so only an open can ride a cached dentry.
     const bool walk_ok =
         m.fc.mounted && (m.fc.connected || (s.op == Op::Open && dentry_cached));

@@ -99,7 +99,6 @@ EXPECT=(
   "33-crlf-late-error.trace|8|16|'iomode=passthrough': iomode is none, cached or uncached"
   # Limits (README "Limits"); the ones that take megabytes to reach are generated below.
   "34-line-too-long.trace|3|4097|line is 4132 bytes long: at most 4096 bytes per line"
-  "35-too-many-handles.trace|4099|9|too many handles: a trace names at most 4096 (the name-count limit)"
   "36-name-far-too-long.trace|3|9|invalid file name 'ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff...': 3000 bytes long, names are at most 64 bytes"
 )
 
@@ -161,15 +160,21 @@ limit_case() {
   report "limit: $name"
 }
 
+f="$TMP/limits/handles.trace"
+{ printf 'fpsim-trace 1\ninit => ok\n'; seq -f 'opendir h%.0f reply=cached' 0 262144; } >"$f"
+prefix="$f:262147:9: " fragment="too many handles: a trace names at most 262144 (the name-count limit)"
+limit_case "handles per trace" "$f"
+rm -f "$f"
+
 f="$TMP/limits/statements.trace"
-{ printf 'fpsim-trace 1\ninit\n'; yes abort | head -n 100000; } >"$f" # init is one of them
-prefix="$f:100002:1: " fragment="more than 100000 statements: a trace has at most 100000 statements"
+{ printf 'fpsim-trace 1\ninit\n'; yes abort | head -n 1000000; } >"$f" # init is one of them
+prefix="$f:1000002:1: " fragment="more than 1000000 statements: a trace has at most 1000000 statements"
 limit_case "statements per trace" "$f"
-head -n 100001 "$f" >"$TMP/limits/at-limit.trace"
+head -n 1000001 "$f" >"$TMP/limits/at-limit.trace"
 run replay "$TMP/limits/at-limit.trace"
 expect_rc 0
-grep -qF "PASS $TMP/limits/at-limit.trace [6.18] 1000" "$TMP/out" || fail "no PASS line"
-report "limit: 100000 statements replay"
+grep -qF "PASS $TMP/limits/at-limit.trace [6.18] 1000002 steps" "$TMP/out" || fail "no PASS line"
+report "limit: 1000000 statements replay"
 rm -f "$f"
 
 # fpsim explain keeps every step's tables: it explains at most 10000 statements per trace.
@@ -182,15 +187,15 @@ report "limit: statements per explained trace"
 rm -f "$f" "$TMP/limits/at-limit.trace"
 
 f="$TMP/limits/lines.trace"
-{ printf 'fpsim-trace 1\n'; head -c 999999 /dev/zero | tr '\0' '\n'; printf '# one line too many\n'; } >"$f"
-prefix="$f:1000001:1: " fragment="more than 1000000 lines: a trace has at most 1000000 lines"
+{ printf 'fpsim-trace 1\n'; head -c 1048575 /dev/zero | tr '\0' '\n'; printf '# one line too many\n'; } >"$f"
+prefix="$f:1048577:1: " fragment="more than 1048576 lines: a trace has at most 1048576 lines"
 limit_case "lines per trace" "$f"
 rm -f "$f"
 
 f="$TMP/limits/big.trace"
 printf 'fpsim-trace 1\n' >"$f"
-truncate -s 16777217 "$f"
-prefix="$f:1:1: " fragment="trace is 16777217 bytes: at most 16777216 bytes (16 MiB) per trace file"
+truncate -s 67108865 "$f"
+prefix="$f:1:1: " fragment="trace is 67108865 bytes: at most 67108864 bytes (64 MiB) per trace file"
 limit_case "trace file size" "$f"
 rm -f "$f"
 

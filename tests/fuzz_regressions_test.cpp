@@ -141,14 +141,14 @@ TEST(Limits, StatementsPerTrace) {
   const Trace t = expect_parses(text);
   EXPECT_EQ(t.statements.size(), kMaxStatements);
   expect_error(text + "check conn connected=1\n", static_cast<int>(kMaxStatements) + 2, 1,
-               "more than 100000 statements: a trace has at most 100000 statements");
+               "more than 1000000 statements: a trace has at most 1000000 statements");
 }
 
 TEST(Limits, LinesPerTrace) {
   std::string text = "fpsim-trace 1\n" + std::string(kMaxLines - 1, '\n');
   expect_parses(text);
   expect_error(text + "\n# one more\n", static_cast<int>(kMaxLines) + 1, 1,
-               "more than 1000000 lines");
+               "more than 1048576 lines");
 }
 
 TEST(Limits, NamesPerKind) {
@@ -185,7 +185,8 @@ TEST(Limits, NamesPerKind) {
     auto *e = std::get_if<ParseError>(&r);
     ASSERT_NE(e, nullptr);
     EXPECT_EQ(e->line, line) << e->str();
-    EXPECT_NE(e->message.find(std::string("too many ") + k.noun + "s: a trace names at most 4096"),
+    EXPECT_NE(e->message.find(std::string("too many ") + k.noun +
+                              "s: a trace names at most " + std::to_string(kMaxNamesPerKind)),
               std::string::npos)
         << e->str();
   }
@@ -194,7 +195,7 @@ TEST(Limits, NamesPerKind) {
 TEST(Limits, TraceBytes) {
   // parse_trace refuses the text by its size before looking at it.
   expect_error(std::string(kMaxTraceBytes + 1, '\n'), 1, 1,
-               "trace is 16777217 bytes: at most 16777216 bytes (16 MiB) per trace file");
+               "trace is 67108865 bytes: at most 67108864 bytes (64 MiB) per trace file");
   // load_trace refuses a file by its size: a sparse 8 GiB file is not read.
   char tmpl[] = "/tmp/fpsim-limit-XXXXXX";
   const int fd = mkstemp(tmpl);
@@ -207,8 +208,8 @@ TEST(Limits, TraceBytes) {
   std::remove(tmpl);
   auto *e = std::get_if<ParseError>(&r);
   ASSERT_NE(e, nullptr);
-  EXPECT_EQ(e->str(), std::string(tmpl) + ":1:1: trace is 8589934592 bytes: at most 16777216 "
-                                          "bytes (16 MiB) per trace file");
+  EXPECT_EQ(e->str(), std::string(tmpl) + ":1:1: trace is 8589934592 bytes: at most 67108864 "
+                                          "bytes (64 MiB) per trace file");
   EXPECT_LT(took, std::chrono::seconds(1));
 }
 
@@ -240,8 +241,9 @@ TEST(Limits, TraceAtTheLimitsReplaysInBoundedTime) {
     add("mmap M" + std::to_string(i) + " H" + std::to_string(i) + (i % 2 ? " shared" : " private"));
   for (std::size_t i = 0; i < 1024; ++i)
     add("write_begin W" + std::to_string(i) + " H" + std::to_string(i * 3 % 4000));
+  const std::size_t handles = kMaxNamesPerKind - 64;
   for (std::size_t i = 0; statements < kMaxStatements; ++i)
-    add((i % 2 ? "read H" : "write H") + std::to_string(i * 7 % 4000));
+    add((i % 2 ? "read H" : "write H") + std::to_string(i * 7 % handles));
   ASSERT_EQ(expect_parses(text).statements.size(), kMaxStatements);
   const auto start = std::chrono::steady_clock::now();
   const ParseReplayOutcome o = parse_and_replay(text, "limits.trace");
