@@ -29,7 +29,7 @@ public:
   }
   void push_back(const T &item) {
     items_.push_back(item);
-    marked_.push_back(false);
+    marked_.push_back(0);
     touch(static_cast<std::uint32_t>(items_.size() - 1));
   }
   void reserve(std::size_t n) {
@@ -42,7 +42,7 @@ public:
   const std::vector<std::uint32_t> &touched() const { return touched_; }
   void clear_touched() {
     for (std::uint32_t i : touched_)
-      marked_[i] = false;
+      marked_[i] = 0;
     touched_.clear();
   }
 
@@ -50,12 +50,12 @@ private:
   void touch(std::uint32_t i) {
     if (marked_[i])
       return;
-    marked_[i] = true;
+    marked_[i] = 1;
     touched_.push_back(i);
   }
 
   std::vector<T> items_;
-  std::vector<bool> marked_;
+  std::vector<std::uint8_t> marked_; // bytes, not bits: set and tested on every write
   std::vector<std::uint32_t> touched_;
 };
 

@@ -111,6 +111,8 @@ int count_of(const std::vector<std::pair<std::int64_t, int>> &counts, std::int64
 }
 
 void sort_unique(std::vector<std::uint32_t> &v) {
+  if (v.size() < 2)
+    return;
   std::sort(v.begin(), v.end());
   v.erase(std::unique(v.begin(), v.end()), v.end());
 }
@@ -494,29 +496,29 @@ bool InvariantChecker::check_inode(const Model &m, const ObjectNames &n, std::ui
   const FuseInode &fi = m.inodes[ii];
   if (fi.evicted)
     return false;
-  const InodeId id{ii};
   const PerInode &pi = tally(ii);
-  const std::string name = n.inode(id);
+  // Named only when something is wrong: most checks find nothing.
+  auto name = [&n, ii] { return n.inode(InodeId{ii}); };
   if (fi.fb && fi.iocachectr >= 0)
-    bad("I1", fmt::format("inode {}: fb attached but iocachectr={} (passthrough needs < 0)", name,
+    bad("I1", fmt::format("inode {}: fb attached but iocachectr={} (passthrough needs < 0)", name(),
                           fi.iocachectr));
   const int cached = pi.cached, uncached = pi.uncached, writes = pi.counted_writes;
   if (fi.iocachectr != cached - uncached - writes)
     bad("I2", fmt::format("inode {}: iocachectr={} but {} cached - {} uncached - {} parallel "
                           "writes = {}",
-                          name, fi.iocachectr, cached, uncached, writes,
+                          name(), fi.iocachectr, cached, uncached, writes,
                           cached - uncached - writes));
   if (cached > 0 && fi.fb)
-    bad("I4", fmt::format("inode {}: {} cached file(s) while {} is attached", name, cached,
+    bad("I4", fmt::format("inode {}: {} cached file(s) while {} is attached", name(), cached,
                           n.fb(m, *fi.fb)));
   if (fi.iocachectr > 0 && !fi.cache_io_mode)
-    bad("I8", fmt::format("inode {}: iocachectr={} but FUSE_I_CACHE_IO_MODE is clear", name,
+    bad("I8", fmt::format("inode {}: iocachectr={} but FUSE_I_CACHE_IO_MODE is clear", name(),
                           fi.iocachectr));
   if (fi.cache_io_mode && fi.iocachectr <= 0 && pi.cache_waiters == 0)
     bad("I8", fmt::format("inode {}: FUSE_I_CACHE_IO_MODE set with iocachectr={} and no cached "
                           "opener waiting",
-                          name, fi.iocachectr));
-  if (fi.fb && m.profile != KernelProfile::V15) {
+                          name(), fi.iocachectr));
+  if (fi.fb && m.profile != KernelProfile::V15 && !pi.fuse_vmas.empty()) {
     std::vector<std::uint32_t> vmas = pi.fuse_vmas;
     std::sort(vmas.begin(), vmas.end());
     for (std::uint32_t v : vmas) {
@@ -524,7 +526,7 @@ bool InvariantChecker::check_inode(const Model &m, const ObjectNames &n, std::ui
       if (vma.created_at >= fi.fb_attached_at)
         bad("I13", fmt::format("inode {}: mapping {} made through non-passthrough file {} after "
                                "{} was attached",
-                               name, n.vma(VmaId{v}), n.file(vma.file), n.fb(m, *fi.fb)));
+                               name(), n.vma(VmaId{v}), n.file(vma.file), n.fb(m, *fi.fb)));
     }
   }
   const int readers = pi.readers, writers = pi.writers;
@@ -532,23 +534,26 @@ bool InvariantChecker::check_inode(const Model &m, const ObjectNames &n, std::ui
       (writers > 0 && readers > 0))
     bad("lock", fmt::format("inode {}: i_rwsem readers={} writer={} but writes hold {} shared, "
                             "{} exclusive",
-                            name, fi.i_rwsem.readers, fi.i_rwsem.writer, readers, writers));
+                            name(), fi.i_rwsem.readers, fi.i_rwsem.writer, readers, writers));
   // The folio lock: only a write-through WRITE in flight under the exclusive inode lock holds
   // it, only while the folio is not uptodate, and whoever sleeps on it has a holder to wake it.
-  std::vector<std::uint32_t> lockers = pi.folio_lockers;
-  std::sort(lockers.begin(), lockers.end());
+  std::vector<std::uint32_t> lockers;
+  if (!pi.folio_lockers.empty()) {
+    lockers = pi.folio_lockers;
+    std::sort(lockers.begin(), lockers.end());
+  }
   for (std::uint32_t wi : lockers) {
     const Write &w = m.writes[wi];
     if (!w.in_flight || !w.locked || !w.exclusive || !w.folio_in_mapping || fi.folio_uptodate)
       bad("folio", fmt::format("inode {}: write {} holds the folio lock with in_flight={} "
                                "inode-locked={} exclusive={} in_mapping={} uptodate={}",
-                               name, n.write(WriteId{wi}), w.in_flight, w.locked, w.exclusive,
+                               name(), n.write(WriteId{wi}), w.in_flight, w.locked, w.exclusive,
                                w.folio_in_mapping, fi.folio_uptodate));
   }
   if (lockers.size() > 1)
-    bad("folio", fmt::format("inode {}: {} writes hold the folio lock", name, lockers.size()));
+    bad("folio", fmt::format("inode {}: {} writes hold the folio lock", name(), lockers.size()));
   if (lockers.empty() && pi.folio_sleepers > 0)
-    bad("folio", fmt::format("inode {}: a call sleeps on the folio lock nobody holds", name));
+    bad("folio", fmt::format("inode {}: a call sleeps on the folio lock nobody holds", name()));
   return out.size() != before;
 }
 

@@ -48,8 +48,8 @@ template <typename T> std::optional<T> parse_int(std::string_view s) {
 
 // What the lines of one trace share while it is parsed.
 struct TraceState {
-  std::map<std::string, std::pair<NameKind, int>> declared;
-  std::map<std::string, int> decl_line;
+  std::unordered_map<std::string, std::pair<NameKind, int>> declared;
+  std::unordered_map<std::string, int> decl_line;
   // File name -> slot: every statement that names a file looks it up, and a linear search of
   // up to kMaxNamesPerKind names per statement made parsing quadratic.
   std::unordered_map<std::string, int> mount_slots;
@@ -672,8 +672,8 @@ private:
 
   Trace &t_;
   TraceState &st_;
-  std::map<std::string, std::pair<NameKind, int>> &declared_;
-  std::map<std::string, int> &decl_line_;
+  std::unordered_map<std::string, std::pair<NameKind, int>> &declared_;
+  std::unordered_map<std::string, int> &decl_line_;
   std::vector<Token> toks_;
   int line_;
   bool init_seen_;

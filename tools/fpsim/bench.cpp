@@ -1,5 +1,6 @@
 // `fpsim bench`: Google Benchmark measurements of the simulator's throughput.
 #include "tools/fpsim/bench.h"
+#include "tools/fpsim/bench_figures.h"
 
 #include "sim/parser.h"
 #include "sim/replay.h"
@@ -68,7 +69,28 @@ void BM_ParseCorpus(benchmark::State &state) {
   state.SetBytesProcessed(bytes);
 }
 
+// The generated churn of fpsim bench's replay figures, stepped without parsing: range(0) says
+// whether the invariant checker runs after every step.
+void BM_StepChurn(benchmark::State &state) {
+  const sim::Trace t = bench_trace(200'000);
+  const bool checks = state.range(0) != 0;
+  std::int64_t steps = 0;
+  for (auto _ : state) {
+    sim::SimExecutor ex;
+    ex.set_checks(checks);
+    ex.begin(t, t.profile);
+    sim::Bindings b;
+    for (const sim::Statement &s : t.statements) {
+      benchmark::DoNotOptimize(ex.step(s, b).kind);
+      benchmark::DoNotOptimize(ex.after_step().size());
+    }
+    steps += static_cast<std::int64_t>(t.statements.size());
+  }
+  state.SetItemsProcessed(steps);
+}
+
 BENCHMARK(BM_ReplayCorpus)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_StepChurn)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ModelPassthroughOpenClose);
 BENCHMARK(BM_ParseCorpus)->Unit(benchmark::kMillisecond);
 

@@ -2,6 +2,7 @@
 //
 // Exit codes: 0 every trace passed; 1 a mismatch, failed check, invariant violation or leak;
 // 2 usage, unreadable file or parse error (nothing is replayed then).
+#include "sim/parser.h"
 #include "sim/printer.h"
 #include "sim/replay.h"
 #include "sim/sim_executor.h"
@@ -165,9 +166,18 @@ int main(int argc, char **argv) {
   tools::FiguresOptions figures;
   bench->add_flag("--json", bench_json, "print the whole-run figures as JSON (no micro-benchmarks)");
   bench->add_flag("--figures-only", bench_figures_only, "the figures table, no micro-benchmarks");
+  bool bench_micro_only = false;
+  bench->add_flag("--micro-only", bench_micro_only, "the micro-benchmarks, no figures");
   bench->add_option("--statements", figures.statements,
-                    "statements in the generated replay trace (default 1000000)")
-      ->check(CLI::Range(1'000, 10'000'000));
+                    "statements in the generated replay trace (default 1000000, the trace limit)")
+      ->check(CLI::Range(std::size_t{1'000}, sim::kMaxStatements));
+  bench->add_option("--kernel-statements", figures.kernel_statements,
+                    "statements in the trace timed on the kernel and the simulator (default 20000)")
+      ->check(CLI::Range(std::size_t{100}, sim::kMaxStatements));
+  std::string write_trace;
+  bench->add_option("--write-trace", write_trace,
+                    "write the generated replay trace (--statements long) to FILE and exit: for "
+                    "fpsim replay, fpsim-harness run or callgrind on the same input");
   bench->add_option("--harness", figures.harness,
                     "fpsim-harness for the kernel's rate (default: beside fpsim)");
   bench->add_option("BENCHMARK_FLAGS", bench_args, "flags for Google Benchmark, after --");
@@ -189,7 +199,26 @@ int main(int argc, char **argv) {
     app.exit(e);
     return kExitUsage;
   }
-  if (bench->parsed()) {
+  if (bench->parsed() && !write_trace.empty()) {
+    // Written beside its name and renamed: an interrupted write leaves no half trace.
+    const std::string tmp = write_trace + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << sim::print_trace(tools::bench_trace(figures.statements));
+      if (!out.flush()) {
+        fmt::print(stderr, "fpsim bench: cannot write {}\n", tmp);
+        std::remove(tmp.c_str());
+        return kExitUsage;
+      }
+    }
+    if (std::rename(tmp.c_str(), write_trace.c_str()) != 0) {
+      fmt::print(stderr, "fpsim bench: cannot rename {} to {}\n", tmp, write_trace);
+      std::remove(tmp.c_str());
+      return kExitUsage;
+    }
+    return kExitOk;
+  }
+  if (bench->parsed() && !bench_micro_only) {
     nlohmann::json f;
     try {
       f = tools::measure_figures(figures);
@@ -205,6 +234,8 @@ int main(int argc, char **argv) {
     std::fflush(stdout);
     if (bench_figures_only)
       return kExitOk;
+  }
+  if (bench->parsed()) {
     std::vector<char *> bargv{argv[0]};
     for (auto &a : bench_args)
       bargv.push_back(a.data());
