@@ -286,9 +286,10 @@ void InvariantChecker::retire_writes() {
     if (write_retired_[w])
       continue;
     write_retired_[w] = true;
-    WriteSnap &s = write_snap_[w];
-    if (!s.known)
+    // Without tallies (a copy, or after lose_track) the next check recounts without it.
+    if (w >= write_snap_.size() || !write_snap_[w].known)
       continue;
+    WriteSnap &s = write_snap_[w];
     apply_write(w, s, -1);
     erase_one(active_writes_, w);
     file_active_writes_[s.file]--;

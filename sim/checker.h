@@ -39,8 +39,32 @@ enum class DrainScope : std::uint8_t { References, Everything };
 // ways); incremental costs the objects a step touched, full every object ever made.
 enum class CheckMode : std::uint8_t { Incremental, Full };
 
-class InvariantChecker {
+// What the checker remembers of the past: invariant 9's ids and fbs seen, WARNs reported,
+// writes retired. Everything else it keeps can be counted again from the model.
+struct CheckerHistory {
+  std::size_t warnings_seen_ = 0;
+  std::int32_t max_id_allocated_ = 0;
+  std::vector<bool> fb_seen_in_idr_;
+  // A write that has returned is checked once more and then retired: it changes no more.
+  std::vector<bool> write_retired_;
+  std::vector<std::uint32_t> retire_next_;
+};
+
+class InvariantChecker : private CheckerHistory {
 public:
+  InvariantChecker() = default;
+  // A copy keeps the history and drops the tallies, so it counts everything again at its next
+  // check: fpsim explore copies a simulator per transition, and copying a tally per object cost
+  // more than recounting a small model.
+  InvariantChecker(const InvariantChecker &o) : CheckerHistory(o) {}
+  InvariantChecker &operator=(const InvariantChecker &o) {
+    if (this != &o)
+      *this = InvariantChecker(o);
+    return *this;
+  }
+  InvariantChecker(InvariantChecker &&) = default;
+  InvariantChecker &operator=(InvariantChecker &&) = default;
+
   // Every invariant of §3.2 that holds between steps, plus each WARN the model raised since the
   // last call. Incremental checking needs every change since the last check in the model's
   // touched sets: the driver clears them (Model::clear_touched) only after a check, or calls
@@ -147,13 +171,6 @@ private:
   void check_idr(const model::Model &m, std::vector<Violation> &out);
 
   bool synced_ = false;
-  std::size_t warnings_seen_ = 0;
-  // Invariant 9's memory: which fbs the id map has shown, and the highest id handed out.
-  std::int32_t max_id_allocated_ = 0;
-  std::vector<bool> fb_seen_in_idr_;
-  // A write that has returned is checked once more and then retired: it changes no more.
-  std::vector<bool> write_retired_;
-  std::vector<std::uint32_t> retire_next_;
 
   std::vector<FileSnap> file_snap_;
   std::vector<WriteSnap> write_snap_;

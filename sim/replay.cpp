@@ -43,7 +43,8 @@ struct Live {
 
 class Replayer {
 public:
-  Replayer(const Trace &t, Executor &ex, KernelProfile p) : t_(t), ex_(ex) {
+  Replayer(const Trace &t, Executor &ex, KernelProfile p, Transcript transcript)
+      : t_(t), ex_(ex), keep_transcript_(transcript == Transcript::Keep) {
     r_.path = t.path;
     r_.profile = p;
     b_.backing_ids.assign(t.names.backings.size(), std::nullopt);
@@ -77,7 +78,8 @@ private:
     f.expected = std::move(expected);
     f.actual = std::move(actual);
     f.message = std::move(message);
-    r_.transcript += fmt::format("  ! {} {}\n", failure_kind_name(k), f.message);
+    if (keep_transcript_)
+      r_.transcript += fmt::format("  ! {} {}\n", failure_kind_name(k), f.message);
     r_.failures.push_back(std::move(f));
   }
 
@@ -86,7 +88,8 @@ private:
     const CheckResult c = ex_.check(s, b_);
     switch (c.kind) {
     case CheckResult::Kind::Pass:
-      r_.transcript += fmt::format("{}: {} -> pass\n", s.line, format_statement(s, t_.names));
+      if (keep_transcript_)
+        r_.transcript += fmt::format("{}: {} -> pass\n", s.line, format_statement(s, t_.names));
       return;
     case CheckResult::Kind::NotObservable:
       r_.checks_not_observable++;
@@ -100,9 +103,9 @@ private:
   Outcome execute(const Statement &s, bool teardown) {
     r_.steps++;
     Outcome o = ex_.step(s, b_);
-    const std::string text = format_statement(s, t_.names);
-    r_.transcript += fmt::format("{}: {} -> {}\n", teardown ? 0 : s.line, text,
-                                 format_outcome_detailed(o));
+    if (keep_transcript_)
+      r_.transcript += fmt::format("{}: {} -> {}\n", teardown ? 0 : s.line,
+                                   format_statement(s, t_.names), format_outcome_detailed(o));
     if (o.kind == Outcome::Kind::Invalid)
       fail(ReplayFailure::Kind::Invalid, &s, s.expect ? format_outcome(*s.expect) : "",
            format_outcome_detailed(o), o.message);
@@ -285,6 +288,7 @@ private:
 
   const Trace &t_;
   Executor &ex_;
+  bool keep_transcript_;
   ReplayResult r_;
   Bindings b_;
   Live live_;
@@ -293,8 +297,8 @@ private:
 
 } // namespace
 
-ReplayResult replay(const Trace &t, Executor &ex, KernelProfile profile) {
-  return Replayer(t, ex, profile).run();
+ReplayResult replay(const Trace &t, Executor &ex, KernelProfile profile, Transcript transcript) {
+  return Replayer(t, ex, profile, transcript).run();
 }
 
 std::string annotate(const Trace &t, const ReplayResult &r) {

@@ -34,7 +34,12 @@ struct ReplayResult {
   bool passed() const { return failures.empty(); }
 };
 
-ReplayResult replay(const Trace &t, Executor &ex, KernelProfile profile);
+// Transcript off: the result's transcript stays empty, which saves formatting every statement
+// (fpsim replay, fpsim bench); outcomes and failures are the same.
+enum class Transcript : std::uint8_t { Keep, Skip };
+
+ReplayResult replay(const Trace &t, Executor &ex, KernelProfile profile,
+                    Transcript transcript = Transcript::Keep);
 
 // The trace's source with each statement's actual outcome written as its expectation.
 std::string annotate(const Trace &t, const ReplayResult &r);

@@ -50,6 +50,24 @@ TEST(Replay, CorpusPassesAndIsDeterministic) {
   }
 }
 
+// Without the transcript a replay decides the same: same outcomes, same failures (a mutant's).
+TEST(Replay, SkippingTheTranscriptChangesNoResult) {
+  for (const std::string &path : corpus()) {
+    const Trace t = load(path);
+    SimExecutor a(model::Mutant::NoFbDetachAtZero), b(model::Mutant::NoFbDetachAtZero);
+    const ReplayResult ra = replay(t, a, t.profile);
+    const ReplayResult rb = replay(t, b, t.profile, Transcript::Skip);
+    EXPECT_TRUE(rb.transcript.empty());
+    ASSERT_EQ(ra.failures.size(), rb.failures.size()) << path;
+    for (std::size_t i = 0; i < ra.failures.size(); ++i)
+      EXPECT_EQ(ra.failures[i].message, rb.failures[i].message) << path;
+    ASSERT_EQ(ra.outcomes.size(), rb.outcomes.size());
+    for (std::size_t i = 0; i < ra.outcomes.size(); ++i)
+      EXPECT_EQ(ra.outcomes[i].has_value(), rb.outcomes[i].has_value()) << path;
+    EXPECT_EQ(ra.steps, rb.steps) << path;
+  }
+}
+
 TEST(Replay, TeardownDrainsWhatATraceLeavesOpen) {
   const Trace t = parse(R"(fpsim-trace 1
 init passthrough max_stack_depth=1 direct_io_allow_mmap
