@@ -128,6 +128,12 @@ void InvariantChecker::Targets::clear() {
   creds.clear();
 }
 
+const InvariantChecker::InodeLists &InvariantChecker::lists_of(std::uint32_t inode) const {
+  static const InodeLists kNone;
+  const auto it = inode_lists_.find(inode);
+  return it == inode_lists_.end() ? kNone : it->second;
+}
+
 InvariantChecker::PerInode &InvariantChecker::tally(std::uint32_t inode) {
   grow_to(inode_tally_, std::size_t{inode} + 1);
   return inode_tally_[inode];
@@ -161,6 +167,7 @@ void InvariantChecker::resync(const Model &m) {
   vma_snap_.assign(m.vmas.size(), VmaSnap{});
   inode_snap_.assign(m.inodes.size(), InodeSnap{});
   inode_tally_.assign(m.inodes.size(), PerInode{});
+  inode_lists_.clear();
   file_waiting_.assign(m.files.size(), 0);
   file_active_writes_.assign(m.files.size(), 0);
   active_writes_.clear();
@@ -214,7 +221,7 @@ void InvariantChecker::apply_file(const FileSnap &s, int d) {
   pi.cached += s.iomode == IoMode::Cached ? d : 0;
   if (s.iomode == IoMode::Uncached) {
     pi.uncached += d;
-    add_count(pi.uncached_by_fb, s.opened_fb, d);
+    add_count(lists(s.inode).uncached_by_fb, s.opened_fb, d);
   }
   dirty_.inodes.push_back(s.inode);
 }
@@ -251,9 +258,9 @@ void InvariantChecker::apply_write(std::uint32_t w, const WriteSnap &s, int d) {
     (s.exclusive ? pi.writers : pi.readers) += d;
   if (s.folio_locked) {
     if (d > 0)
-      pi.folio_lockers.push_back(w);
+      lists(s.inode).folio_lockers.push_back(w);
     else
-      erase_one(pi.folio_lockers, w);
+      erase_one(lists(s.inode).folio_lockers, w);
   }
   dirty_.inodes.push_back(s.inode);
 }
@@ -340,11 +347,10 @@ void InvariantChecker::apply_vma(std::uint32_t v, const VmaSnap &s, int d) {
     dirty_.backing_files.push_back(s.backing_file);
     return;
   case VmaTarget::FuseFile: {
-    PerInode &pi = tally(s.inode);
     if (d > 0)
-      pi.fuse_vmas.push_back(v);
+      lists(s.inode).fuse_vmas.push_back(v);
     else
-      erase_one(pi.fuse_vmas, v);
+      erase_one(lists(s.inode).fuse_vmas, v);
     dirty_.inodes.push_back(s.inode);
     return;
   }
@@ -390,7 +396,7 @@ void InvariantChecker::update_inode(const Model &m, std::uint32_t i) {
 void InvariantChecker::follow_fb_changes(const Model &m) {
   for (std::uint32_t i : fb_changed_) {
     const PerInode &pi = tally(i);
-    if (pi.uncached == count_of(pi.uncached_by_fb, inode_snap_[i].fb))
+    if (pi.uncached == count_of(lists_of(i).uncached_by_fb, inode_snap_[i].fb))
       continue;
     for (std::uint32_t f = 0; f < m.files.size(); ++f) {
       const FuseFile &ff = m.files[f];
@@ -519,8 +525,9 @@ bool InvariantChecker::check_inode(const Model &m, const ObjectNames &n, std::ui
     bad("I8", fmt::format("inode {}: FUSE_I_CACHE_IO_MODE set with iocachectr={} and no cached "
                           "opener waiting",
                           name(), fi.iocachectr));
-  if (fi.fb && m.profile != KernelProfile::V15 && !pi.fuse_vmas.empty()) {
-    std::vector<std::uint32_t> vmas = pi.fuse_vmas;
+  const InodeLists &il = lists_of(ii);
+  if (fi.fb && m.profile != KernelProfile::V15 && !il.fuse_vmas.empty()) {
+    std::vector<std::uint32_t> vmas = il.fuse_vmas;
     std::sort(vmas.begin(), vmas.end());
     for (std::uint32_t v : vmas) {
       const Vma &vma = m.vmas[v];
@@ -539,8 +546,8 @@ bool InvariantChecker::check_inode(const Model &m, const ObjectNames &n, std::ui
   // The folio lock: only a write-through WRITE in flight under the exclusive inode lock holds
   // it, only while the folio is not uptodate, and whoever sleeps on it has a holder to wake it.
   std::vector<std::uint32_t> lockers;
-  if (!pi.folio_lockers.empty()) {
-    lockers = pi.folio_lockers;
+  if (!il.folio_lockers.empty()) {
+    lockers = il.folio_lockers;
     std::sort(lockers.begin(), lockers.end());
   }
   for (std::uint32_t wi : lockers) {

@@ -132,6 +132,9 @@ private:
     int writers = 0;
     int cache_waiters = 0;
     int folio_sleepers = 0;
+  };
+  // What few inodes have, kept apart so a PerInode stays a few counters.
+  struct InodeLists {
     std::vector<std::uint32_t> folio_lockers;                // writes
     std::vector<std::uint32_t> fuse_vmas;                    // mapped through a FUSE file
     std::vector<std::pair<std::int64_t, int>> uncached_by_fb; // opened_with_fb -> live files
@@ -157,6 +160,8 @@ private:
   void idr_apply(const model::BackingIdMap::Entry &e, int d);
   void follow_fb_changes(const model::Model &m);
   PerInode &tally(std::uint32_t inode);
+  InodeLists &lists(std::uint32_t inode) { return inode_lists_[inode]; }
+  const InodeLists &lists_of(std::uint32_t inode) const;
 
   bool check_inode(const model::Model &m, const ObjectNames &n, std::uint32_t ii,
                    std::vector<Violation> &out);
@@ -179,6 +184,7 @@ private:
   std::vector<InodeSnap> inode_snap_;
 
   std::vector<PerInode> inode_tally_;
+  boost::container::flat_map<std::uint32_t, InodeLists> inode_lists_;
   std::vector<int> file_waiting_;       // sleeping cached opens of each file
   std::vector<int> file_active_writes_; // writes of each file not yet retired
   std::vector<std::uint32_t> active_writes_;
