@@ -152,8 +152,10 @@ json memory_figures() {
   {
     model::Model m = mounted();
     const std::size_t before = heap_in_use();
-    for (std::uint32_t i = 0; i < kN; ++i)
+    for (std::uint32_t i = 0; i < kN; ++i) {
       model::fuse_iget(m, i);
+      m.clear_touched(); // as the driver does after every step
+    }
     out["bytes_per_inode"] = static_cast<double>(heap_in_use() - before) / kN;
   }
   {
@@ -161,19 +163,24 @@ json memory_figures() {
     const model::InodeId inode = model::fuse_iget(m, 0);
     model::OpenReply cached;
     const std::size_t before = heap_in_use();
-    for (std::size_t i = 0; i < kN; ++i)
+    for (std::size_t i = 0; i < kN; ++i) {
       model::fuse_open(m, inode, {}, cached);
+      m.clear_touched();
+    }
     out["bytes_per_file"] = static_cast<double>(heap_in_use() - before) / kN;
   }
   {
     model::Model m = mounted();
     const std::size_t before = heap_in_use();
-    for (std::size_t i = 0; i < kN; ++i)
+    for (std::size_t i = 0; i < kN; ++i) {
       model::fuse_dev_ioctl_backing_open(m, {});
+      m.clear_touched();
+    }
     out["bytes_per_backing"] = static_cast<double>(heap_in_use() - before) / kN;
   }
   out["objects_each"] = kN;
-  out["note"] = "heap growth over 100,000 objects, vector growth included";
+  out["note"] = "heap growth over 100,000 objects of the model alone (no checker), vector growth "
+                "included";
   return out;
 }
 
