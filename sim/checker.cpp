@@ -1,6 +1,7 @@
 #include "sim/checker.h"
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <fmt/format.h>
 
@@ -140,6 +141,13 @@ InvariantChecker::PerInode &InvariantChecker::tally(std::uint32_t inode) {
 }
 
 void InvariantChecker::size_for(const Model &m) {
+  // Most steps make no object: then every table is as large as at the last check.
+  const std::array<std::size_t, 8> sizes{m.inodes.size(),   m.files.size(), m.writes.size(),
+                                         m.tasks.size(),    m.vmas.size(),  m.backings.size(),
+                                         m.creds.size(),    m.backing_files.size()};
+  if (sizes == sized_for_)
+    return;
+  sized_for_ = sizes;
   grow_to(inode_tally_, m.inodes.size());
   grow_to(inode_snap_, m.inodes.size());
   grow_to(file_snap_, m.files.size());
@@ -179,6 +187,7 @@ void InvariantChecker::resync(const Model &m) {
   idr_count_.clear();
   idr_bad_.clear();
   idr_new_.clear();
+  sized_for_ = {};
   size_for(m);
   for (std::uint32_t i = 0; i < m.files.size(); ++i)
     update_file(m, i);

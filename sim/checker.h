@@ -8,6 +8,7 @@
 #include <boost/container/flat_map.hpp>
 #include <boost/container/flat_set.hpp>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -176,6 +177,7 @@ private:
   void check_idr(const model::Model &m, std::vector<Violation> &out);
 
   bool synced_ = false;
+  std::array<std::size_t, 8> sized_for_{}; // table sizes at the last size_for
 
   std::vector<FileSnap> file_snap_;
   std::vector<WriteSnap> write_snap_;
