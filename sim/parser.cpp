@@ -1,5 +1,7 @@
 #include "sim/parser.h"
 
+#include <algorithm>
+
 #include "sim/printer.h"
 
 #include <cerrno>
@@ -70,8 +72,8 @@ std::string shown(std::string_view text) {
 // One line's parse state; throws Failure, caught per line and turned into a ParseError.
 class LineParser {
 public:
-  LineParser(Trace &t, TraceState &st, std::vector<Token> toks, int line, bool init_seen)
-      : t_(t), st_(st), declared_(st.declared), decl_line_(st.decl_line), toks_(std::move(toks)),
+  LineParser(Trace &t, TraceState &st, const std::vector<Token> &toks, int line, bool init_seen)
+      : t_(t), st_(st), declared_(st.declared), decl_line_(st.decl_line), toks_(toks),
         line_(line), init_seen_(init_seen) {}
 
   Statement parse_statement() {
@@ -674,7 +676,7 @@ private:
   TraceState &st_;
   std::unordered_map<std::string, std::pair<NameKind, int>> &declared_;
   std::unordered_map<std::string, int> &decl_line_;
-  std::vector<Token> toks_;
+  const std::vector<Token> &toks_;
   int line_;
   bool init_seen_;
   std::size_t pos_ = 0;
@@ -682,8 +684,10 @@ private:
 };
 
 // Splits a line into tokens and finds the comment start; quoted strings (titles) may hold '#'.
-std::vector<Token> tokenize(std::string_view line, std::optional<std::size_t> *comment) {
-  std::vector<Token> toks;
+// Fills toks, reused from line to line so that a line costs no allocation.
+void tokenize(std::string_view line, std::optional<std::size_t> *comment,
+              std::vector<Token> &toks) {
+  toks.clear();
   std::size_t i = 0;
   *comment = std::nullopt;
   while (i < line.size()) {
@@ -707,7 +711,6 @@ std::vector<Token> tokenize(std::string_view line, std::optional<std::size_t> *c
     }
     toks.push_back(Token{line.substr(start, i - start), static_cast<int>(start) + 1});
   }
-  return toks;
 }
 
 // Strict UTF-8: no overlong forms, no UTF-16 surrogates, nothing above U+10FFFF.
@@ -784,6 +787,10 @@ ParseResult parse_trace(std::string_view text, const std::string &path) {
   bool title_given = false;
   int line_no = 0;
   std::size_t start = 0;
+  // Sized once: every line is kept, and a long trace otherwise moves them some twenty times.
+  t.source_lines.reserve(std::min<std::size_t>(
+      static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) + 1, kMaxLines + 1));
+  std::vector<Token> toks;
   while (start <= text.size()) {
     std::size_t nl = text.find('\n', start);
     if (nl == std::string_view::npos)
@@ -812,7 +819,7 @@ ParseResult parse_trace(std::string_view text, const std::string &path) {
     if (!valid_utf8(line, &bad))
       return err(static_cast<int>(bad) + 1, "invalid UTF-8");
     std::optional<std::size_t> comment;
-    std::vector<Token> toks = tokenize(line, &comment);
+    tokenize(line, &comment, toks);
     if (toks.empty()) {
       if (last)
         break;
