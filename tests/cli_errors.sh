@@ -425,6 +425,24 @@ else
   report "--annotate restores a corpus trace's expectations"
 fi
 
+# fpsim bench --write-trace: the generated trace replays clean; an unwritable path is exit 2 and
+# leaves nothing behind.
+run bench --statements 4000 --write-trace "$TMP/bench.trace"
+expect_rc 0
+run replay "$TMP/bench.trace"
+expect_rc 0
+grep -qF "PASS $TMP/bench.trace [6.18] 4015 steps" "$TMP/out" || fail "the generated trace does not pass"
+report "bench --write-trace writes a trace that replays"
+run bench --write-trace "$TMP/no-such-dir/bench.trace"
+expect_rc 2
+expect_one_stderr_line "fpsim bench: cannot write $TMP/no-such-dir/bench.trace.tmp" ""
+if compgen -G "$TMP/no-such-dir*" >/dev/null; then fail "something was written"; fi
+report "bench --write-trace to an unwritable path"
+run bench --statements 2000000 --write-trace "$TMP/too-long.trace"
+expect_rc 2
+if [[ -e "$TMP/too-long.trace" ]]; then fail "a trace over the statement limit was written"; fi
+report "bench --statements past the trace limit is a usage error"
+
 echo "cli_errors: $((cases - failures)) of $cases cases ok"
 [[ $failures -eq 0 ]] || exit 1
 exit 0

@@ -16,7 +16,9 @@
 #include "tools/fpsim/mutants_cmd.h"
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -206,7 +208,7 @@ int main(int argc, char **argv) {
       std::ofstream out(tmp, std::ios::trunc);
       out << sim::print_trace(tools::bench_trace(figures.statements));
       if (!out.flush()) {
-        fmt::print(stderr, "fpsim bench: cannot write {}\n", tmp);
+        fmt::print(stderr, "fpsim bench: cannot write {}: {}\n", tmp, std::strerror(errno));
         std::remove(tmp.c_str());
         return kExitUsage;
       }
