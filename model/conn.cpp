@@ -114,7 +114,7 @@ std::optional<InodeId> Model::find_inode(std::uint32_t name) const {
 }
 
 void BackingIdMap::clear() {
-  for (const Entry &e : entries_)
+  for (const auto &e : entries_)
     log(e, false);
   entries_.clear();
 }

@@ -10,6 +10,7 @@
 #include <boost/container/flat_map.hpp>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -179,10 +180,12 @@ struct Write {
 
 // backing_files_map: idr id -> fb, in id order as idr_for_each walks it. Every entry added or
 // removed is logged with a sequence number, so the checker can follow the map without scanning
-// it after every step. A multimap, so that a broken allocator's duplicate id stays visible.
+// it after every step. A multimap, so that a broken allocator's duplicate id stays visible; a
+// tree, so that closing ids in any order costs O(log n) each (a flat map's erase shifted every
+// later id: quadratic over a teardown of many ids).
 class BackingIdMap {
 public:
-  using Map = boost::container::flat_multimap<std::int32_t, FbId>;
+  using Map = std::multimap<std::int32_t, FbId>;
   using Entry = std::pair<std::int32_t, FbId>;
   struct Change {
     std::uint64_t seq = 0;

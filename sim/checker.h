@@ -6,10 +6,11 @@
 #include "sim/executor.h"
 
 #include <boost/container/flat_map.hpp>
-#include <boost/container/flat_set.hpp>
 
 #include <array>
 #include <cstdint>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -197,8 +198,8 @@ private:
   std::vector<int> backing_file_holders_;
   // The id map as the checker follows it: entries per id, the ids invariant 9 refuses
   // (outside [1, INT_MAX] or mapped twice), the entries added since the last check.
-  boost::container::flat_map<std::int32_t, int> idr_count_;
-  boost::container::flat_set<std::int32_t> idr_bad_;
+  std::map<std::int32_t, int> idr_count_; // a tree: ids leave in any order
+  std::set<std::int32_t> idr_bad_;
   std::vector<model::BackingIdMap::Entry> idr_new_;
   std::uint64_t idr_seq_ = 0;
 
