@@ -32,10 +32,6 @@ public:
     marked_.push_back(0);
     touch(static_cast<std::uint32_t>(items_.size() - 1));
   }
-  void reserve(std::size_t n) {
-    items_.reserve(n);
-    marked_.reserve(n);
-  }
 
   // Indices written since the last clear_touched(), each once, in first-touch order. Never
   // longer than the table.
