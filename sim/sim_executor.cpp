@@ -1,5 +1,6 @@
 #include "sim/sim_executor.h"
 
+#include "base/assert.h"
 #include "sim/printer.h"
 
 #include <cerrno>
@@ -286,7 +287,7 @@ Outcome SimExecutor::await(const Statement &s) {
   case Op::Check:
     break;
   }
-  return Outcome::invalid("internal: a statement that cannot block was pending");
+  FPSIM_UNREACHABLE("a statement that cannot block was pending");
 }
 
 Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
@@ -456,7 +457,7 @@ Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
     out = from_errno_or(fuse_dev_release(m), Outcome::ok());
     break;
   case Op::Check:
-    return Outcome::invalid("internal: check statements go through check()");
+    FPSIM_UNREACHABLE("a check statement reached step(); checks go through check()");
   }
   fuse_run_woken_tasks(m);
   name_new_objects("(unnamed)");

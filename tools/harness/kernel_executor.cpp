@@ -1,5 +1,6 @@
 #include "kernel_executor.h"
 
+#include "base/assert.h"
 #include "fuse_proto.h"
 #include "wire.h"
 #include "sim/printer.h"
@@ -494,9 +495,9 @@ Outcome KernelExecutor::run_step(const Statement &s, const sim::Bindings &b) {
     return rc == 0 ? Outcome::ok() : Outcome::errno_(-rc);
   }
   case Op::Check:
-    return Outcome::invalid("internal: check statements go through check()");
+    FPSIM_UNREACHABLE("a check statement reached step(); checks go through check()");
   }
-  return Outcome::invalid("internal: unknown statement");
+  FPSIM_UNREACHABLE("a statement op outside the enum");
 }
 
 // ---- ioctls ---------------------------------------------------------------------------------------
@@ -992,7 +993,7 @@ Outcome KernelExecutor::finish(Op op, int handle, int slot, const CallResult &r)
   case Op::Check:
     break;
   }
-  return Outcome::invalid("internal: a statement that cannot block was pending");
+  FPSIM_UNREACHABLE("a statement that cannot block was pending");
 }
 
 // ---- held writes ----------------------------------------------------------------------------------
