@@ -2,6 +2,8 @@
 // per-file backing_file (kernel-semantics.md §2.2, §2.3, §1.4, §1.5).
 #include "model/internal.h"
 
+#include "base/assert.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <climits>
@@ -49,6 +51,35 @@ std::optional<std::int32_t> idr_alloc_cyclic(FuseConn &fc, FbId fb, bool reuse) 
     id = id == INT_MAX ? 1 : id + 1;
   }
   return std::nullopt;
+}
+
+// fuse_get_dev on a /dev/fuse fd that no mount has installed yet.
+int uninstalled_dev_errno(const Model &m) {
+  return m.profile.has(Feature::UninstalledDevEperm) ? EPERM : EINVAL;
+}
+
+// fuse_backing_open's test of the file behind the fd: regular files only (6.17, 6.12.48);
+// before, any file with read_iter and write_iter (which directories and O_PATH fds lack); in
+// 6.12.0-6.12.47 any file at all.
+int backing_file_type_errno(const Model &m, BackingFdKind kind) {
+  const bool regular_only = m.profile.has(Feature::BackingRejectsNonRegular);
+  const bool rw_iter = m.profile.has(Feature::BackingRequiresRwIter);
+  switch (kind) {
+  case BackingFdKind::Regular:
+  case BackingFdKind::BadFd:
+    return 0;
+  case BackingFdKind::OPath:
+    return rw_iter ? EOPNOTSUPP : 0;
+  case BackingFdKind::Dir:
+    if (regular_only)
+      return EISDIR;
+    return rw_iter ? EOPNOTSUPP : 0;
+  case BackingFdKind::Pipe:
+  case BackingFdKind::Socket:
+  case BackingFdKind::DevNull:
+    return regular_only ? EINVAL : 0;
+  }
+  FPSIM_UNREACHABLE("a BackingFdKind outside the enum");
 }
 
 } // namespace
@@ -147,14 +178,13 @@ using namespace detail;
 
 SysResult fuse_dev_ioctl_backing_open(Model &m, const BackingMapArg &arg) {
   SysResult r;
-  const KernelProfile p = m.profile;
   if (!m.fc.dev_open) {
     r.err = EBADF;
     return r;
   }
   // fuse_get_dev: the fd is not installed on a mounted connection yet.
   if (!m.fc.initialized) {
-    r.err = p == KernelProfile::V15 ? EINVAL : EPERM;
+    r.err = uninstalled_dev_errno(m);
     return r;
   }
   if (!m.fc.passthrough || !arg.capable) {
@@ -162,35 +192,19 @@ SysResult fuse_dev_ioctl_backing_open(Model &m, const BackingMapArg &arg) {
     return r;
   }
   // The seed checked only map.flags; 6.9 added map.padding.
-  if (arg.flags != 0 || (p != KernelProfile::V15 && arg.padding != 0)) {
+  if (arg.flags != 0 || (m.profile.has(Feature::BackingPaddingChecked) && arg.padding != 0)) {
     r.err = EINVAL;
     return r;
   }
   // fget before 6.12 does not resolve O_PATH fds; fget_raw does.
   if (arg.kind == BackingFdKind::BadFd ||
-      (arg.kind == BackingFdKind::OPath && p != KernelProfile::V6_18)) {
+      (arg.kind == BackingFdKind::OPath && !m.profile.has(Feature::BackingAcceptsOPath))) {
     r.err = EBADF;
     return r;
   }
-  switch (arg.kind) {
-  case BackingFdKind::Regular:
-  case BackingFdKind::OPath:
-    break;
-  case BackingFdKind::Dir:
-    // 6.17+: regular files only. Before: f_op->read_iter && f_op->write_iter, which
-    // directories lack.
-    r.err = p == KernelProfile::V6_18 ? EISDIR : EOPNOTSUPP;
+  if (const int err = backing_file_type_errno(m, arg.kind)) {
+    r.err = err;
     return r;
-  case BackingFdKind::Pipe:
-  case BackingFdKind::Socket:
-  case BackingFdKind::DevNull:
-    if (p == KernelProfile::V6_18) {
-      r.err = EINVAL;
-      return r;
-    }
-    break;
-  case BackingFdKind::BadFd:
-    break;
   }
   if (arg.source_stack_depth >= m.fc.max_stack_depth) {
     r.err = ELOOP;
@@ -225,7 +239,7 @@ SysResult fuse_dev_ioctl_backing_close(Model &m, std::uint32_t raw_id, bool capa
     return r;
   }
   if (!m.fc.initialized) {
-    r.err = m.profile == KernelProfile::V15 ? EINVAL : EPERM;
+    r.err = uninstalled_dev_errno(m);
     return r;
   }
   if (!m.fc.passthrough || !capable) {

@@ -6,25 +6,6 @@
 
 namespace fpsim::model {
 
-std::string_view profile_name(KernelProfile p) {
-  switch (p) {
-  case KernelProfile::V15:
-    return "v15";
-  case KernelProfile::V6_9:
-    return "6.9";
-  case KernelProfile::V6_18:
-    return "6.18";
-  }
-  return "?";
-}
-
-std::optional<KernelProfile> parse_profile(std::string_view s) {
-  for (KernelProfile p : {KernelProfile::V15, KernelProfile::V6_9, KernelProfile::V6_18})
-    if (profile_name(p) == s)
-      return p;
-  return std::nullopt;
-}
-
 std::string_view mutant_name(Mutant m) {
   switch (m) {
   case Mutant::None:
@@ -164,8 +145,8 @@ void fuse_mount(Model &m, const InitReply &reply) {
   const bool pt_flag = reply.passthrough && reply.init_ext;
   const bool depth_ok =
       reply.max_stack_depth >= 1 && reply.max_stack_depth <= kFilesystemMaxStackDepth;
-  // 6.11-rc7 made passthrough and writeback cache exclusive.
-  const bool wbc_ok = !(reply.writeback_cache && m.profile == KernelProfile::V6_18);
+  const bool wbc_ok =
+      !(reply.writeback_cache && m.profile.has(Feature::PassthroughOffWithWritebackCache));
   fc.passthrough = pt_flag && depth_ok && wbc_ok;
   fc.max_stack_depth = fc.passthrough ? reply.max_stack_depth : 0;
 }

@@ -66,7 +66,7 @@ bool inode_trylock(Model &m, WriteId id) {
 Route write_route(const Model &m, const FuseFile &ff) {
   if (ff.open_flags & fopen::DIRECT_IO)
     return Route::Fuse;
-  if (ff.passthrough && m.profile != KernelProfile::V15)
+  if (ff.passthrough && m.profile.has(Feature::PassthroughReadWrite))
     return Route::Backing;
   return Route::Fuse;
 }
@@ -171,9 +171,9 @@ bool write_progress(Model &m, WriteId id, SysResult *r) {
 bool fuse_dio_wr_exclusive_lock(const Model &m, const FuseFile &ff) {
   if (!(ff.open_flags & fopen::PARALLEL_DIRECT_WRITES))
     return true;
-  // Before 6.12 the cache-io-mode test returned false by mistake and fell through to the
-  // counting path, where ETXTBSY caught it.
-  return m.profile == KernelProfile::V6_18 && m.inode(ff.inode).cache_io_mode;
+  // Without the feature the cache-io-mode test returned false by mistake and fell through to
+  // the counting path, where ETXTBSY caught it.
+  return m.profile.has(Feature::CacheIoModeExclusiveDioLock) && m.inode(ff.inode).cache_io_mode;
 }
 
 VmaId new_vma(Model &m, FileId f, bool shared) {
@@ -273,11 +273,10 @@ SysResult fuse_file_open(Model &m, InodeId inode, const OpenFlags &flags,
   bool has_args = true;
   std::uint32_t open_flags = 0;
   std::int32_t backing_id = 0;
-  // A server without OPEN: 6.9 freed ff->args, so io modes were skipped. The 6.18 kernel here
-  // keeps ff->args for regular files (the readahead-reclaim deadlock fix, also in 6.12.y), so
-  // such a file is an ordinary cached open: fpsim-harness shows EIO on a passthrough inode and
-  // a wait behind parallel writes.
-  const bool no_open_keeps_args = m.profile == KernelProfile::V6_18;
+  // A server without OPEN: without the feature ff->args is freed, so io modes are skipped.
+  // With it a regular file keeps ff->args, so such a file is an ordinary cached open:
+  // fpsim-harness shows EIO on a passthrough inode and a wait behind parallel writes (6.18.44).
+  const bool no_open_keeps_args = m.profile.has(Feature::NoOpenKeepsArgs);
   // With a cached dentry the walk survives an abort; the OPEN/CREATE request does not, and a
   // server without OPEN gets none (fpsim-harness fuzz, 6.18: such an open succeeds).
   if (!m.fc.connected && !(m.fc.no_open && !create)) {
@@ -684,7 +683,8 @@ SysResult fuse_file_read_iter(Model &m, FileId f) {
     return r;
   }
   // The seed (5/9) opened in passthrough mode but still read through FUSE.
-  if (!(ff.open_flags & fopen::DIRECT_IO) && ff.passthrough && m.profile != KernelProfile::V15) {
+  if (!(ff.open_flags & fopen::DIRECT_IO) && ff.passthrough &&
+      m.profile.has(Feature::PassthroughReadWrite)) {
     r.route = Route::Backing;
     return r;
   }
@@ -791,16 +791,15 @@ SysResult fuse_file_mmap(Model &m, FileId f, bool shared) {
     r.err = EACCES;
     return r;
   }
-  const bool v15 = m.profile == KernelProfile::V15;
   const FuseInode &fi = m.inode(ff.inode);
   bool enter_cached = false;
   if (ff.passthrough) {
     // The seed's 5/9 left passthrough mmap as a TODO.
-    if (v15) {
+    if (!m.profile.has(Feature::PassthroughMmap)) {
       r.err = ENODEV;
       return r;
     }
-  } else if (fi.fb && !v15) {
+  } else if (fi.fb && m.profile.has(Feature::MmapRefusedOnBackingInode)) {
     r.err = ENODEV;
     return r;
   } else if (ff.open_flags & fopen::DIRECT_IO) {

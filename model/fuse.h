@@ -343,6 +343,13 @@ struct Model {
   void clear_touched();
 };
 
+// The same inode behind two backing objects: a file registered twice (as a regular or an O_PATH
+// fd), a directory, /dev/null. Every pipe and socket is its own inode.
+bool same_backing_inode(const Model &m, FbId a, FbId b);
+// Whether a passthrough file opened with `fb` may live on an inode whose attached fb is
+// `attached`: the same object, or (backing_compared_by_inode) an object of the same backing inode.
+bool backing_joins_inode(const Model &m, std::optional<FbId> attached, std::optional<FbId> fb);
+
 // ---- transitions -----------------------------------------------------------------------------
 // Each models the named kernel function; the comment states the rule it enforces.
 

@@ -7,13 +7,26 @@
 namespace fpsim::model::detail {
 namespace {
 
-// fuse_is_io_cache_wait: a cached opener must wait while parallel direct writes are in flight.
-// 6.9 stopped waiting once the inode has an fb (the opener then fails instead); the seed waited
-// for any uncached reference, passthrough files included.
+// fuse_is_io_cache_wait: a cached opener must wait while parallel direct writes are in flight;
+// with an fb attached it fails instead (the seed waited for any uncached reference, passthrough
+// files included).
 bool fuse_is_io_cache_wait(const Model &m, const FuseInode &fi) {
-  if (m.profile == KernelProfile::V15)
+  if (!m.profile.has(Feature::CacheWaitSkipsBackingInode))
     return fi.iocachectr < 0;
   return fi.iocachectr < 0 && !fi.fb;
+}
+
+// Whether a new uncached user of the inode, with `fb` (none: a parallel direct write), may not
+// join the attached `oldfb`: a second backing object is refused, compared by object (or by
+// backing inode, as proposed); the seed also refused a parallel direct write on a passthrough
+// inode, which 6.9-rc5 let count instead.
+bool backing_conflicts(const Model &m, std::optional<FbId> oldfb, std::optional<FbId> fb) {
+  if (!oldfb)
+    return false;
+  if (!fb)
+    return !m.profile.has(Feature::NullFbCountsAsUncached) ||
+           m.mutant == Mutant::NullFbConflict;
+  return !backing_joins_inode(m, oldfb, fb);
 }
 
 // fuse_file_uncached_io_open: takes the uncached reference a passthrough file holds until release.
@@ -77,12 +90,7 @@ void fuse_file_uncached_io_release(Model &m, FileId f) {
 int fuse_inode_uncached_io_start(Model &m, InodeId i, std::optional<FbId> fb) {
   FuseInode &fi = m.inode(i);
   const std::optional<FbId> oldfb = fi.fb;
-  // Deny a second backing object on one inode, compared by object. The seed also refused a
-  // parallel direct write (fb == NULL) on a passthrough inode; 6.9-rc5 let it count instead.
-  const bool null_conflicts =
-      m.profile == KernelProfile::V15 || m.mutant == Mutant::NullFbConflict;
-  const bool conflict = null_conflicts ? (oldfb && oldfb != fb) : (fb && oldfb && *oldfb != *fb);
-  if (conflict && m.mutant != Mutant::NoEbusyCheck)
+  if (backing_conflicts(m, oldfb, fb) && m.mutant != Mutant::NoEbusyCheck)
     return EBUSY;
   if (fi.iocachectr > 0)
     return ETXTBSY;
@@ -148,7 +156,7 @@ int fuse_file_io_open(Model &m, FileId f, int *internal_err, bool *must_wait) {
     return 0;
   const std::uint32_t pt = fopen_passthrough(m.profile);
   int err = 0;
-  if (m.profile == KernelProfile::V15 && (ff.open_flags & kV15FopenCacheIo)) {
+  if (fopen_cache_io_forbidden(m.profile, ff.open_flags)) {
     // The seed kept bit 7 as the internal FOPEN_CACHE_IO; a server must not send it.
     err = EINVAL;
   } else if (m.inode(ff.inode).fb && !(ff.open_flags & pt)) {
@@ -185,3 +193,25 @@ void fuse_file_io_release(Model &m, FileId f) {
 }
 
 } // namespace fpsim::model::detail
+
+namespace fpsim::model {
+
+bool same_backing_inode(const Model &m, FbId a, FbId b) {
+  const FuseBacking &x = m.backing(a);
+  const FuseBacking &y = m.backing(b);
+  const auto file_backed = [](BackingFdKind k) {
+    return k == BackingFdKind::Regular || k == BackingFdKind::OPath;
+  };
+  if (file_backed(x.kind) && file_backed(y.kind))
+    return x.source == y.source;
+  return x.kind == y.kind && (x.kind == BackingFdKind::Dir || x.kind == BackingFdKind::DevNull);
+}
+
+bool backing_joins_inode(const Model &m, std::optional<FbId> attached, std::optional<FbId> fb) {
+  if (attached == fb)
+    return true;
+  return attached && fb && m.profile.has(Feature::BackingComparedByInode) &&
+         same_backing_inode(m, *attached, *fb);
+}
+
+} // namespace fpsim::model

@@ -535,7 +535,7 @@ bool InvariantChecker::check_inode(const Model &m, const ObjectNames &n, std::ui
                           "opener waiting",
                           name(), fi.iocachectr));
   const InodeLists &il = lists_of(ii);
-  if (fi.fb && m.profile != KernelProfile::V15 && !il.fuse_vmas.empty()) {
+  if (fi.fb && m.profile.has(model::Feature::MmapRefusedOnBackingInode) && !il.fuse_vmas.empty()) {
     std::vector<std::uint32_t> vmas = il.fuse_vmas;
     std::sort(vmas.begin(), vmas.end());
     for (std::uint32_t v : vmas) {
@@ -596,7 +596,7 @@ bool InvariantChecker::check_file(const Model &m, const ObjectNames &n, std::uin
     if (!ff.passthrough || !ff.cred)
       bad("I3", fmt::format("file {}: iomode uncached without backing_file/cred",
                             n.file(FileId{fi})));
-    if (ff.opened_with_fb != inode.fb)
+    if (!backing_joins_inode(m, inode.fb, ff.opened_with_fb))
       bad("I3", fmt::format("file {}: opened with {} but inode {} has {}", n.file(FileId{fi}),
                             ff.opened_with_fb ? n.fb(m, *ff.opened_with_fb) : "no fb",
                             n.inode(ff.inode), inode.fb ? n.fb(m, *inode.fb) : "no fb"));

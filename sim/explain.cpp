@@ -130,7 +130,7 @@ std::string flag_words(std::uint32_t f, KernelProfile p) {
       w.emplace_back("noflush");
     else if (m == fopen::PARALLEL_DIRECT_WRITES)
       w.emplace_back("parallel_direct_writes");
-    else if (p == KernelProfile::V15 && m == kV15FopenCacheIo)
+    else if (fopen_cache_io_forbidden(p, m))
       w.emplace_back("bit:7 (the seed's internal FOPEN_CACHE_IO)");
     else
       w.push_back(fmt::format("bit:{}", bit));
@@ -681,7 +681,8 @@ private:
           "fuse_dev_ioctl_backing_open -> fuse_get_dev",
           fmt::format("the /dev/fuse fd is not installed on a mounted connection yet "
                       "(no init): {}",
-                      p == KernelProfile::V15 ? "the seed answers EINVAL" : "6.9+ answers EPERM"));
+                      p.has(model::Feature::UninstalledDevEperm) ? "6.9+ answers EPERM"
+                                                                 : "the seed answers EINVAL"));
     if (!b.fc.passthrough)
       return refused("fuse_backing_open",
                      "passthrough was not negotiated at INIT (fc->passthrough is 0), so backing "
@@ -690,32 +691,40 @@ private:
       return refused("fuse_backing_open",
                      "the caller lacks CAP_SYS_ADMIN in the initial user namespace; "
                      "registering a backing file needs it");
-    if (s.map_flags != 0 || (p != KernelProfile::V15 && s.map_padding != 0))
+    const bool padding_checked = p.has(model::Feature::BackingPaddingChecked);
+    if (s.map_flags != 0 || (padding_checked && s.map_padding != 0))
       return refused("fuse_backing_open",
                      fmt::format("struct fuse_backing_map must have flags 0{}; this one has {}",
-                                 p == KernelProfile::V15 ? "" : " and padding 0",
+                                 padding_checked ? " and padding 0" : "",
                                  s.map_flags ? fmt::format("flags={}", s.map_flags)
                                              : fmt::format("padding={}", s.map_padding)));
     switch (s.source) {
     case SourceKind::BadFd:
       return refused("fuse_backing_open", "fd -1 does not resolve to a file (fget_raw fails)");
     case SourceKind::OPath:
-      if (p != KernelProfile::V6_18)
+      if (!p.has(model::Feature::BackingAcceptsOPath))
         return refused("fuse_backing_open",
                        "an O_PATH fd does not resolve with fget before 6.12 (6.12+ uses "
                        "fget_raw and accepts it)");
+      if (p.has(model::Feature::BackingRequiresRwIter))
+        return refused("fuse_backing_open",
+                       "a backing file needs f_op->read_iter and write_iter, which an O_PATH fd "
+                       "lacks");
       break;
     case SourceKind::Dir:
-      return refused("fuse_backing_open",
-                     p == KernelProfile::V6_18
-                         ? "since 6.17 only regular files may back a FUSE file; a directory "
-                           "gives EISDIR"
-                         : "a backing file needs f_op->read_iter and write_iter, which a "
-                           "directory lacks");
+      if (p.has(model::Feature::BackingRejectsNonRegular))
+        return refused("fuse_backing_open",
+                       "since 6.17 only regular files may back a FUSE file; a directory "
+                       "gives EISDIR");
+      if (p.has(model::Feature::BackingRequiresRwIter))
+        return refused("fuse_backing_open",
+                       "a backing file needs f_op->read_iter and write_iter, which a "
+                       "directory lacks");
+      break;
     case SourceKind::Pipe:
     case SourceKind::Socket:
     case SourceKind::DevNull:
-      if (p == KernelProfile::V6_18)
+      if (p.has(model::Feature::BackingRejectsNonRegular))
         return refused("fuse_backing_open",
                        "since 6.17 only regular files may back a FUSE file (a pipe, socket or "
                        "device gives EINVAL)");
@@ -930,7 +939,7 @@ private:
     bool looked_up = false; // a lookup reference and a per-file backing_file were taken
     const std::optional<FbId> looked_up_fb = fb_of_id(b, ff.backing_id);
     if (internal == EINVAL) {
-      if (p == KernelProfile::V15 && (flags & kV15FopenCacheIo))
+      if (fopen_cache_io_forbidden(p, flags))
         w = {"fuse_file_io_open",
              "the seed keeps bit 7 as the kernel-internal FOPEN_CACHE_IO, and a server must not "
              "send it (its passthrough bit is 1<<8)"};
@@ -981,11 +990,14 @@ private:
                            source_of(t_, b.backing(*looked_up_fb)));
       w = {"fuse_inode_uncached_io_start",
            fmt::format("inode {} already holds backing object {}; the reply names {}, another "
-                       "object{}",
+                       "object{}{}",
                        iname, before.fb ? fb_name(st.n, *before.fb) : std::string("?"),
                        looked_up_fb
                            ? fmt::format("{} (id {})", fb_name(st.n, *looked_up_fb), ff.backing_id)
                            : fmt::format("id {}", ff.backing_id),
+                       p.has(model::Feature::BackingComparedByInode)
+                           ? " on another backing inode (the proposed rule compares inodes)"
+                           : "",
                        same)};
     } else if (internal == ETXTBSY) {
       if (flags & pt) {
@@ -1055,7 +1067,8 @@ private:
                            ? "; FOPEN_PARALLEL_DIRECT_WRITES lets its writes share the inode lock"
                            : "")});
     if (flags & pt) {
-      const std::optional<FbId> fb = ff.opened_with_fb ? ff.opened_with_fb : after.fb;
+      const std::optional<FbId> looked_up = fb_of_id(st.b, ff.backing_id);
+      const std::optional<FbId> fb = looked_up ? looked_up : ff.opened_with_fb;
       const std::string fbn = fb ? fb_name(st.n, *fb) : std::string("the fb");
       const std::int32_t rb =
           fb && idx(*fb) < st.b.backings.size() ? st.b.backing(*fb).count.value() : 0;
@@ -1079,6 +1092,14 @@ private:
                               ? std::string("the parallel direct write")
                               : fmt::format("the {} parallel direct writes", -before.iocachectr),
                           before.iocachectr == -1 ? "es" : "");
+      } else if (fb && *before.fb != *fb) {
+        second = fmt::format("fuse_inode_uncached_io_start: inode {} holds {}, another backing "
+                             "object of the same backing inode, which is all the proposed rule "
+                             "compares; the inode keeps {} and the lookup reference of {} is put "
+                             "back ({} {}); {}",
+                             iname, fb_name(st.n, *before.fb), fb_name(st.n, *before.fb), fbn,
+                             fbn, refs_change(rb, ra),
+                             ctr_change(before.iocachectr, after.iocachectr));
       } else {
         second = fmt::format("fuse_inode_uncached_io_start: inode {} already holds {}, so the "
                              "lookup reference is put back ({} {}); {}",
@@ -1089,7 +1110,7 @@ private:
       if (flags & fopen::DIRECT_IO)
         route = "FOPEN_DIRECT_IO overrides passthrough for read and write, which still go to "
                 "the server; mmap uses the backing file";
-      else if (p == KernelProfile::V15)
+      else if (!p.has(model::Feature::PassthroughReadWrite))
         route = "the seed (5/9) opens in passthrough mode but still reads and writes through "
                 "FUSE";
       else
@@ -1186,7 +1207,7 @@ private:
           "fuse_direct_read_iter",
           fmt::format("FOPEN_DIRECT_IO: the READ goes straight to the server{}",
                       ff.passthrough ? " (FOPEN_DIRECT_IO overrides passthrough for reads)" : "")};
-    if (ff.passthrough && st.p == KernelProfile::V15)
+    if (ff.passthrough && !st.p.has(model::Feature::PassthroughReadWrite))
       return {"fuse_cache_read_iter",
               "the seed (5/9) opens passthrough files but still reads them through FUSE and the "
               "page cache"};
@@ -1247,7 +1268,7 @@ private:
         lock = fmt::format("no FOPEN_PARALLEL_DIRECT_WRITES: the inode lock of {} is taken "
                            "exclusively and the write takes no io-mode reference",
                            iname);
-      } else if (p == KernelProfile::V6_18 && fib.cache_io_mode) {
+      } else if (p.has(model::Feature::CacheIoModeExclusiveDioLock) && fib.cache_io_mode) {
         rule = "fuse_dio_wr_exclusive_lock";
         lock = fmt::format("FUSE_I_CACHE_IO_MODE is set on {} (cached users are there or "
                            "waiting): since 6.12 the inode lock is taken exclusively and the "
@@ -1258,7 +1279,7 @@ private:
         std::string refusal;
         if (fib.iocachectr > 0)
           refusal = fmt::format("ETXTBSY: inode {} is {}", iname, io_mode(fib, st.n));
-        else if (p == KernelProfile::V15 && fib.fb)
+        else if (!p.has(model::Feature::NullFbCountsAsUncached) && fib.fb)
           refusal = fmt::format("EBUSY: the seed refuses a NULL backing object on passthrough "
                                 "inode {}",
                                 iname);
@@ -1268,7 +1289,7 @@ private:
                            "fuse_inode_uncached_io_start refused the uncached reference ({}), so "
                            "it retook the lock exclusively and does not count the write{}",
                            refusal,
-                           p != KernelProfile::V6_18 && fib.cache_io_mode
+                           !p.has(model::Feature::CacheIoModeExclusiveDioLock) && fib.cache_io_mode
                                ? " (before 6.12 the FUSE_I_CACHE_IO_MODE test fell through to "
                                  "here)"
                                : "");
@@ -1303,7 +1324,7 @@ private:
                                   "the page cache of {} and sends a WRITE under the exclusive "
                                   "inode lock",
                                   iname);
-    if (ff.passthrough && p == KernelProfile::V15)
+    if (ff.passthrough && !p.has(model::Feature::PassthroughReadWrite))
       why = "the seed (5/9) still writes passthrough files through FUSE; " + why;
     if (!held)
       why += "; the server answered it and the lock was released";
@@ -1389,7 +1410,6 @@ private:
     if (!st.fd)
       return ebadf_fd(h);
     const FuseFile &ff = st.b.file(*st.fd);
-    const bool v15 = st.p == KernelProfile::V15;
     const Outcome &o = st.o;
     if (o.kind == Outcome::Kind::Errno) {
       const std::string E = err(o.err);
@@ -1401,7 +1421,7 @@ private:
         return {"do_mmap", fmt::format("a PROT_READ mapping needs a file opened for reading; {} is "
                                        "write-only -> EACCES",
                                        h)};
-      if (o.err == ENODEV && ff.passthrough && v15)
+      if (o.err == ENODEV && ff.passthrough && !st.p.has(model::Feature::PassthroughMmap))
         return {"fuse_file_mmap",
                 "the seed's patch 5/9 leaves mmap of a passthrough file as a TODO -> ENODEV "
                 "(8/9 and 6.9 map the backing file)"};

@@ -94,8 +94,7 @@ std::string outcome_text(const std::optional<Outcome> &o) {
   return o ? format_outcome_detailed(*o) : std::string("(check)");
 }
 
-constexpr model::KernelProfile kProfiles[] = {model::KernelProfile::V15, model::KernelProfile::V6_9,
-                                              model::KernelProfile::V6_18};
+constexpr const auto &kProfiles = model::kBuiltinProfiles;
 
 } // namespace
 

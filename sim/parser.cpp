@@ -841,14 +841,14 @@ ParseResult parse_trace(std::string_view text, const std::string &path) {
     if (stage == Stage::Headers && (head == "kernel" || head == "title")) {
       if (head == "kernel") {
         if (toks.size() != 2)
-          return err(toks[0].col, "expected 'kernel PROFILE' (v15, 6.9 or 6.18)");
+          return err(toks[0].col, fmt::format("expected 'kernel PROFILE' ({})",
+                                              model::builtin_profile_names()));
         if (t.profile_given)
           return err(toks[0].col, "a second 'kernel' header");
-        auto p = model::parse_profile(toks[1].text);
+        std::string why;
+        auto p = model::parse_profile(toks[1].text, &why);
         if (!p)
-          return err(toks[1].col, fmt::format("unknown kernel profile '{}' (expected v15, 6.9 or "
-                                              "6.18)",
-                                              toks[1].text));
+          return err(toks[1].col, why);
         t.profile = *p;
         t.profile_given = true;
       } else {

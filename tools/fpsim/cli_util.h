@@ -4,7 +4,9 @@
 #include "model/fuse.h"
 
 #include <charconv>
+#include <cstdio>
 #include <cstdint>
+#include <optional>
 #include <fmt/format.h>
 #include <string>
 #include <string_view>
@@ -33,6 +35,17 @@ inline std::string mutant_list() {
   for (model::Mutant m : model::all_mutants())
     s += fmt::format(", {}", model::mutant_name(m));
   return s;
+}
+
+// A --kernel argument: a built-in profile, optionally composed (6.18+FEATURE-FEATURE). On an
+// unknown name prints "PROGRAM: why" on `err` and returns nothing.
+inline std::optional<model::KernelProfile> profile_arg(std::string_view program,
+                                                       std::string_view text, std::FILE *err) {
+  std::string why;
+  std::optional<model::KernelProfile> p = model::parse_profile(text, &why);
+  if (!p)
+    fmt::print(err, "{}: {}\n", program, why);
+  return p;
 }
 
 inline double rate(double n, double seconds) { return seconds > 0 ? n / seconds : 0; }

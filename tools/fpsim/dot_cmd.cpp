@@ -34,15 +34,9 @@ CLI::App *add_dot_command(CLI::App &app, DotArgs &a) {
 }
 
 int run_dot(const DotArgs &a) {
-  auto profile_of = [](const std::string &text) -> std::optional<model::KernelProfile> {
-    return model::parse_profile(text);
-  };
-  const auto profile = profile_of(a.kernel);
-  if (!profile) {
-    fmt::print(stderr, "fpsim dot: unknown kernel profile '{}' (expected v15, 6.9 or 6.18)\n",
-               a.kernel);
+  const auto profile = profile_arg("fpsim dot", a.kernel, stderr);
+  if (!profile)
     return kExitUsage;
-  }
   const auto mutant = model::parse_mutant(a.mutant);
   const auto diff_mutant = model::parse_mutant(a.diff_mutant);
   if (!mutant || !diff_mutant) {
@@ -52,12 +46,9 @@ int run_dot(const DotArgs &a) {
   }
   std::optional<model::KernelProfile> diff_profile;
   if (!a.diff.empty()) {
-    diff_profile = profile_of(a.diff);
-    if (!diff_profile) {
-      fmt::print(stderr, "fpsim dot: unknown --diff profile '{}' (expected v15, 6.9 or 6.18)\n",
-                 a.diff);
+    diff_profile = profile_arg("fpsim dot: --diff", a.diff, stderr);
+    if (!diff_profile)
       return kExitUsage;
-    }
   }
   const bool compare = diff_profile || *mutant != model::Mutant::None ||
                        *diff_mutant != model::Mutant::None;

@@ -3,6 +3,7 @@
 #include "tools/fpsim/explain_cmd.h"
 
 #include "sim/parser.h"
+#include "tools/fpsim/cli_util.h"
 #include "sim/printer.h"
 #include "sim/trace_files.h"
 
@@ -403,12 +404,9 @@ CLI::App *add_explain_command(CLI::App &app, ExplainArgs &a) {
 int run_explain(const ExplainArgs &a) {
   std::optional<model::KernelProfile> forced;
   if (!a.kernel.empty()) {
-    forced = model::parse_profile(a.kernel);
-    if (!forced) {
-      fmt::print(a.err, "fpsim explain: unknown kernel profile '{}' (expected v15, 6.9 or 6.18)\n",
-                 a.kernel);
+    forced = profile_arg("fpsim explain", a.kernel, a.err);
+    if (!forced)
       return kExitUsage;
-    }
   }
   auto loaded = sim::load_traces(a.paths);
   if (auto *f = std::get_if<sim::LoadFailure>(&loaded)) {

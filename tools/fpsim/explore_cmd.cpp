@@ -65,13 +65,10 @@ int run_explore(const ExploreArgs &a) {
   o.check_merges = a.check_merges;
   std::vector<model::KernelProfile> profiles;
   if (a.kernel == "all") {
-    profiles = {model::KernelProfile::V15, model::KernelProfile::V6_9, model::KernelProfile::V6_18};
-  } else if (auto p = model::parse_profile(a.kernel)) {
+    profiles.assign(model::kBuiltinProfiles.begin(), model::kBuiltinProfiles.end());
+  } else if (auto p = profile_arg("fpsim explore", a.kernel, stderr)) {
     profiles = {*p};
   } else {
-    fmt::print(stderr,
-               "fpsim explore: unknown kernel profile '{}' (expected v15, 6.9, 6.18 or all)\n",
-               a.kernel);
     return kExitUsage;
   }
   const auto mutant = model::parse_mutant(a.mutant);

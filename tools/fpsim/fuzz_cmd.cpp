@@ -51,12 +51,9 @@ int run_fuzz(const FuzzArgs &a, const CLI::App &cmd) {
     o.runs = cmd.count("--runs") ? a.runs : 10000;
   }
   if (!a.kernel.empty()) {
-    o.profile = model::parse_profile(a.kernel);
-    if (!o.profile) {
-      fmt::print(stderr, "fpsim fuzz: unknown kernel profile '{}' (expected v15, 6.9 or 6.18)\n",
-                 a.kernel);
+    o.profile = profile_arg("fpsim fuzz", a.kernel, stderr);
+    if (!o.profile)
       return kExitUsage;
-    }
   }
   if (!a.shard.empty() && !parse_shard(a.shard, &o.shard_index, &o.shard_count)) {
     fmt::print(stderr, "fpsim fuzz: bad --shard '{}' (expected I/N with 0 <= I < N)\n", a.shard);

@@ -8,12 +8,14 @@
 #include "sim/sim_executor.h"
 #include "sim/trace_files.h"
 #include "tools/fpsim/bench.h"
+#include "tools/fpsim/cli_util.h"
 #include "tools/fpsim/bench_figures.h"
 #include "tools/fpsim/dot_cmd.h"
 #include "tools/fpsim/explain_cmd.h"
 #include "tools/fpsim/explore_cmd.h"
 #include "tools/fpsim/fuzz_cmd.h"
 #include "tools/fpsim/mutants_cmd.h"
+#include "tools/fpsim/profiles_cmd.h"
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
@@ -91,12 +93,9 @@ int cmd_replay(const std::vector<std::string> &paths, const std::string &kernel,
                bool json) {
   std::optional<model::KernelProfile> forced;
   if (!kernel.empty()) {
-    forced = model::parse_profile(kernel);
-    if (!forced) {
-      fmt::print(stderr, "fpsim replay: unknown kernel profile '{}' (expected v15, 6.9 or 6.18)\n",
-                 kernel);
+    forced = tools::profile_arg("fpsim replay", kernel, stderr);
+    if (!forced)
       return kExitUsage;
-    }
   }
   auto loaded = sim::load_traces(paths);
   if (auto *f = std::get_if<sim::LoadFailure>(&loaded)) {
@@ -153,8 +152,8 @@ int main(int argc, char **argv) {
   replay->add_option("PATH", paths, "trace files or directories (recursively *.trace)")
       ->required();
   replay->add_option("--kernel", kernel,
-                     "replay every trace under this profile (v15, 6.9, 6.18), overriding its "
-                     "kernel header");
+                     "replay every trace under this profile (v15, 6.9, 6.18, or one composed "
+                     "as 6.18+FEATURE-FEATURE: fpsim profiles), overriding its kernel header");
   replay->add_flag("--annotate", annotate, "write each trace back with its outcomes filled in");
   replay->add_flag("--json", json, "print results as JSON");
   std::string corpus = "traces";
@@ -193,6 +192,8 @@ int main(int argc, char **argv) {
   CLI::App *explain = tools::add_explain_command(app, explain_args);
   tools::MutantsArgs mutants_args;
   CLI::App *mutants = tools::add_mutants_command(app, mutants_args);
+  tools::ProfilesArgs profiles_args;
+  CLI::App *profiles = tools::add_profiles_command(app, profiles_args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp &e) {
@@ -254,5 +255,7 @@ int main(int argc, char **argv) {
     return tools::run_explain(explain_args);
   if (mutants->parsed())
     return tools::run_mutants(mutants_args);
+  if (profiles->parsed())
+    return tools::run_profiles(profiles_args);
   return cmd_replay(paths, kernel, annotate, json);
 }

@@ -1,6 +1,7 @@
 #include "tools/fpsim/mutants_cmd.h"
 
 #include "sim/explore.h"
+#include "tools/fpsim/cli_util.h"
 #include "sim/fuzz.h"
 
 #include <chrono>
@@ -70,21 +71,20 @@ CLI::App *add_mutants_command(CLI::App &app, MutantsArgs &args) {
 }
 
 int run_mutants(const MutantsArgs &args) {
-  const std::optional<model::KernelProfile> profile = model::parse_profile(args.kernel);
-  if (!profile) {
-    fmt::print(stderr, "fpsim mutants: unknown kernel profile '{}' (expected v15, 6.9 or 6.18)\n",
-               args.kernel);
+  const std::optional<model::KernelProfile> profile =
+      profile_arg("fpsim mutants", args.kernel, stderr);
+  if (!profile)
     return 2;
-  }
   fmt::print("{:<28} {:<26} {:<26} {:>8}  {}\n", "mutant", "explore", "fuzz", "time",
              "length (explore / fuzz)");
   int passed = 0, failed = 0;
   for (model::Mutant m : model::all_mutants()) {
-    // The seed itself refuses a NULL fb on a passthrough inode: on v15 this mutant is the
-    // kernel's own code path, so there is nothing to catch.
-    if (*profile == model::KernelProfile::V15 && m == model::Mutant::NullFbConflict) {
-      fmt::print("{:<28} equivalent on v15 (the seed's own rule), not counted\n",
-                 model::mutant_name(m));
+    // Without null_fb_counts_as_uncached (the seed) the kernel itself refuses a NULL fb on a
+    // passthrough inode: this mutant is the kernel's own code path, nothing to catch.
+    if (!profile->has(model::Feature::NullFbCountsAsUncached) &&
+        m == model::Mutant::NullFbConflict) {
+      fmt::print("{:<28} equivalent on {} (the kernel's own rule), not counted\n",
+                 model::mutant_name(m), model::profile_name(*profile));
       continue;
     }
     const Row row = run_one(m, *profile, args);
