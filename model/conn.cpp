@@ -1,5 +1,5 @@
 // fs/fuse/inode.c and dev.c: INIT, abort, umount, the connection's lifetime
-// (kernel-semantics.md §2.1, §2.11).
+// (docs/kernel-semantics.md §2.1, §2.11).
 #include "model/internal.h"
 
 #include "base/assert.h"
