@@ -34,6 +34,7 @@ enum Opcode : std::uint32_t {
   OPENDIR = 27,
   READDIR = 28,
   RELEASEDIR = 29,
+  FSYNCDIR = 30,
   ACCESS = 34,
   CREATE = 35,
   INTERRUPT = 36, // no reply
@@ -74,7 +75,14 @@ inline constexpr std::uint64_t REQUEST_TIMEOUT = 1ull << 42;
 // fuse_setattr_in.valid.
 namespace fattr {
 inline constexpr std::uint32_t MODE = 1u << 0;
+inline constexpr std::uint32_t UID = 1u << 1;
+inline constexpr std::uint32_t GID = 1u << 2;
 inline constexpr std::uint32_t SIZE = 1u << 3;
+inline constexpr std::uint32_t ATIME = 1u << 4;
+inline constexpr std::uint32_t MTIME = 1u << 5;
+inline constexpr std::uint32_t FH = 1u << 6;
+inline constexpr std::uint32_t ATIME_NOW = 1u << 7;
+inline constexpr std::uint32_t MTIME_NOW = 1u << 8;
 } // namespace fattr
 
 // /dev/fuse ioctls, magic 229 (x86-64 encodings).

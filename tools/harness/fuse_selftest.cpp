@@ -22,9 +22,11 @@ namespace {
 
 using namespace std::chrono_literals;
 using fpsim::harness::FuseServer;
-using fpsim::harness::InitConfig;
 using fpsim::harness::IsolatedDirs;
-using fpsim::harness::OpenReply;
+using fpsim::harness::MemoryFiles;
+using fpsim::harness::ServerParts;
+using fpsim::policy::OpenKind;
+using fpsim::policy::reply_open;
 using fpsim::harness::PendingCall;
 using fpsim::harness::SysResult;
 using fpsim::harness::sys_result;
@@ -105,6 +107,7 @@ private:
   void shutdown();
 
   const IsolatedDirs &dirs_;
+  std::shared_ptr<fpsim::policy::ScriptedPolicy> script_ = std::make_shared<fpsim::policy::ScriptedPolicy>();
   std::unique_ptr<FuseServer> server_;
   int failures_ = 0;
   std::vector<int> fds_;
@@ -163,21 +166,22 @@ int SelfTest::run() {
   if (!make_backing_file("bk_a", "BACKING:a\n", bk_a) || !make_backing_file("bk_b", "BACKING:b\n", bk_b))
     return 1;
 
+  auto files = std::make_unique<MemoryFiles>();
+  files->add("a", "FUSE:a\n");
+  files->add("b", "FUSE:b\n");
+  files->add("c", "FUSE:c\n");
   std::string err;
-  server_ = FuseServer::open(dirs_.ctl, err);
+  server_ = FuseServer::open(ServerParts{std::move(files), script_}, dirs_.ctl, err);
   if (!server_) {
     std::printf("FAIL setup %s\n", err.c_str());
     return 1;
   }
-  server_->add_file("a", "FUSE:a\n");
-  server_->add_file("b", "FUSE:b\n");
-  server_->add_file("c", "FUSE:c\n");
 
   // Before INIT the device is not installed: the trace layer relies on this EPERM.
   int early = server_->backing_open(bk_a);
   check("(a0)", early == -EPERM, "BACKING_OPEN before mount: " + describe_id(early) + " (want EPERM)");
 
-  InitConfig init;
+  fpsim::model::InitReply init;
   init.passthrough = true;
   init.max_stack_depth = 1;
   int rc = server_->mount(dirs_.mnt, init, err);
@@ -203,7 +207,7 @@ int SelfTest::run() {
             "); BACKING_OPEN: " + describe_id(id1) + ", then " + describe_id(id2) + " (want 1, 2)");
 
   // (b) a passthrough open reads the backing file, and the server sees no READ.
-  server_->script_open("a", OpenReply::open(fopen::PASSTHROUGH, id1));
+  script_->script(OpenKind::Open, "a", reply_open(fopen::PASSTHROUGH, id1));
   std::optional<SysResult> pa_open = open_in_mount("a", O_RDONLY);
   int pa = track(pa_open && pa_open->ok() ? static_cast<int>(pa_open->ret) : -1);
   std::uint64_t reads_before = server_->count(proto::READ);
@@ -216,19 +220,19 @@ int SelfTest::run() {
 
   // (c) a cached open of an inode in passthrough mode is refused after the fact: EIO, plus a
   // synchronous RELEASE of the handle the server just gave out.
-  server_->script_open("a", OpenReply::open(0));
+  script_->script(OpenKind::Open, "a", reply_open(0));
   std::optional<SysResult> second = open_in_mount("a", O_RDONLY);
   bool released = server_->last_open_released(); // sampled right after open(2) returned
   std::optional<fpsim::harness::OpenEvent> event = server_->last_open();
   if (second && second->ok())
     track(static_cast<int>(second->ret));
-  check("(c)", second && second->err == EIO && released && event && event->scripted,
+  check("(c)", second && second->err == EIO && released && event && script_->unscripted() == 0,
         "second open(a) reply cached: " + describe(second) + " (want EIO); RELEASE of fh " +
             (event && event->fh ? std::to_string(*event->fh) : std::string("?")) +
             (released ? " arrived" : " missing") + " before open returned");
 
   // (d) a cached open of another file is served by the server.
-  server_->script_open("b", OpenReply::open(0));
+  script_->script(OpenKind::Open, "b", reply_open(0));
   std::optional<SysResult> b_open = open_in_mount("b", O_RDONLY);
   int pb = track(b_open && b_open->ok() ? static_cast<int>(b_open->ret) : -1);
   std::uint64_t reads_b0 = server_->count(proto::READ);
@@ -254,7 +258,7 @@ int SelfTest::run() {
             ", fd -1: " + describe_id(e_bad) + " (want EISDIR, EINVAL, EBADF)");
 
   // (f) a WRITE the server holds keeps write(2) in flight until the server answers.
-  server_->script_open("c", OpenReply::open(fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES));
+  script_->script(OpenKind::Open, "c", reply_open(fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES));
   std::optional<SysResult> c_open = open_in_mount("c", O_WRONLY);
   int pc = track(c_open && c_open->ok() ? static_cast<int>(c_open->ret) : -1);
   if (pc >= 0) {
@@ -286,7 +290,7 @@ int SelfTest::run() {
 
   // (g) after an abort only metadata is dead: the passthrough fd still reaches the backing file.
   int abort_rc = server_->abort(err);
-  server_->script_open("b", OpenReply::open(0));
+  script_->script(OpenKind::Open, "b", reply_open(0));
   std::optional<SysResult> after_abort = open_in_mount("b", O_RDONLY);
   if (after_abort && after_abort->ok())
     track(static_cast<int>(after_abort->ret));

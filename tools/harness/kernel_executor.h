@@ -119,9 +119,6 @@ private:
   sim::Outcome finish(sim::Op op, int handle, int slot, const CallResult &r);
   sim::Outcome route_of_read(const CallResult &r);
   sim::Outcome route_of_write(const CallResult &r);
-  std::optional<std::int32_t> reply_id(const sim::ReplySpec &r, const sim::Bindings &b,
-                                       std::string *why) const;
-  OpenReply to_reply(const sim::ReplySpec &r, std::int32_t id) const;
   int unprivileged_ioctl(unsigned long request, void *arg);
   void note(std::string rule, std::string message);
   std::string file_of_handle(int h) const;
@@ -138,6 +135,7 @@ private:
   std::string backing_dir_;
   std::vector<int> backing_fds_; // per backing file: O_RDWR fd used for route checks and restores
   std::shared_ptr<FuseServer> server_; // shared with the worker threads
+  std::shared_ptr<policy::ScriptedPolicy> script_; // the server's policy: each open's statement scripts it
   bool mounted_once_ = false;
   bool writeback_cache_ = false;
   std::vector<int> fds_;             // per handle: the open fd, -1 if none

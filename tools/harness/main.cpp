@@ -12,6 +12,7 @@
 // error; 3 a fault injected with FPSIM_HARNESS_FAULT (fault.h) fired and the harness contained it
 // (reported, nothing left behind); 77 the machine cannot run it (not root, no /dev/fuse, no
 // passthrough); 130/143 interrupted.
+#include "base/assert.h"
 #include "fault.h"
 #include "fuse_server.h"
 #include "fuzz_kernel.h"
@@ -156,14 +157,16 @@ constexpr int kProbeFailed = 12;
 
 int probe_body(const harness::IsolatedDirs &dirs) {
   std::string err;
-  std::unique_ptr<harness::FuseServer> server = harness::FuseServer::open(dirs.ctl, err);
+  std::unique_ptr<harness::FuseServer> server = harness::FuseServer::open(
+      harness::ServerParts{std::make_unique<harness::MemoryFiles>(), policy::make_stock(policy::Stock::Cached)},
+      dirs.ctl, err);
   if (!server) {
     fmt::print(stderr, "fpsim-harness: probe: {}\n", err);
     return kProbeFailed;
   }
   const std::string path = dirs.backing + "/probe";
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  harness::InitConfig init;
+  model::InitReply init;
   init.passthrough = true;
   init.max_stack_depth = 1;
   const int rc = server->mount(dirs.mnt, init, err);
@@ -754,8 +757,8 @@ int main(int argc, char **argv) {
       "record", "run a command on a passthrough mount of DIR and write what the server saw as a trace");
   record->add_option("--source", record_options.source_dir, "directory whose regular files the mount serves")
       ->required();
-  std::string policy = "hp";
-  record->add_option("--policy", policy,
+  std::string policy_name = "hp";
+  record->add_option("--policy", policy_name,
                      "how the server answers OPEN/CREATE: hp (default), passthrough, cached, direct_io")
       ->check(CLI::IsMember({"hp", "passthrough", "cached", "direct_io"}));
   record->add_option("-o,--output", record_options.output, "the trace to write")->required();
@@ -824,10 +827,9 @@ int main(int argc, char **argv) {
       }
     }
     record_options.timeout = std::chrono::seconds(command_timeout_s);
-    record_options.policy = policy == "passthrough" ? harness::RecordPolicy::Passthrough
-                            : policy == "cached"    ? harness::RecordPolicy::Cached
-                            : policy == "direct_io" ? harness::RecordPolicy::DirectIo
-                                                    : harness::RecordPolicy::Hp;
+    const std::optional<policy::Stock> stock = policy::parse_stock(policy_name);
+    FPSIM_ASSERT(stock.has_value(), "--policy is checked against the stock policies' names");
+    record_options.policy = *stock;
     const int rc = harness::record(record_options, [] {
       model::KernelProfile kernel{};
       const int pre = preconditions(&kernel);
