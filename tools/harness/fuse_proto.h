@@ -7,6 +7,7 @@
 #include <linux/ioctl.h>
 
 #include <cstddef>
+#include <iterator>
 #include <cstdint>
 
 namespace fpsim::harness::proto {
@@ -47,6 +48,22 @@ enum Opcode : std::uint32_t {
   STATX = 52,
   COPY_FILE_RANGE_64 = 53,
 };
+
+// enum fuse_opcode's names without the FUSE_ prefix, by number (1 to 53; 7 and 19 are unused).
+inline constexpr const char *kOpcodeNames[] = {
+    nullptr, "LOOKUP", "FORGET", "GETATTR", "SETATTR", "READLINK", "SYMLINK", nullptr, "MKNOD", "MKDIR",
+    "UNLINK", "RMDIR", "RENAME", "LINK", "OPEN", "READ", "WRITE", "STATFS", "RELEASE", nullptr, "FSYNC",
+    "SETXATTR", "GETXATTR", "LISTXATTR", "REMOVEXATTR", "FLUSH", "INIT", "OPENDIR", "READDIR",
+    "RELEASEDIR", "FSYNCDIR", "GETLK", "SETLK", "SETLKW", "ACCESS", "CREATE", "INTERRUPT", "BMAP",
+    "DESTROY", "IOCTL", "POLL", "NOTIFY_REPLY", "BATCH_FORGET", "FALLOCATE", "READDIRPLUS", "RENAME2",
+    "LSEEK", "COPY_FILE_RANGE", "SETUPMAPPING", "REMOVEMAPPING", "SYNCFS", "TMPFILE", "STATX",
+    "COPY_FILE_RANGE_64",
+};
+
+// nullptr for a number the protocol does not name.
+constexpr const char *opcode_name(std::uint32_t op) {
+  return op < std::size(kOpcodeNames) ? kOpcodeNames[op] : nullptr;
+}
 
 // fuse_open_out.open_flags.
 namespace fopen {

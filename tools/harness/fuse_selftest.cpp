@@ -23,7 +23,6 @@ namespace {
 using namespace std::chrono_literals;
 using fpsim::harness::FuseServer;
 using fpsim::harness::IsolatedDirs;
-using fpsim::harness::MemoryFiles;
 using fpsim::harness::ServerParts;
 using fpsim::policy::OpenKind;
 using fpsim::policy::reply_open;
@@ -104,6 +103,10 @@ private:
   }
 
   bool make_backing_file(const std::string &name, const std::string &content, int &fd);
+  int start(int bk_a);
+  int check_opens(int bk_a, int bk_b, int &pa);
+  void check_backing_and_writes();
+  void check_abort_and_teardown(int pa);
   void shutdown();
 
   const IsolatedDirs &dirs_;
@@ -160,18 +163,12 @@ bool SelfTest::make_backing_file(const std::string &name, const std::string &con
   return true;
 }
 
-int SelfTest::run() {
-  int bk_a = -1;
-  int bk_b = -1;
-  if (!make_backing_file("bk_a", "BACKING:a\n", bk_a) || !make_backing_file("bk_b", "BACKING:b\n", bk_b))
-    return 1;
-
-  auto files = std::make_unique<MemoryFiles>();
-  files->add("a", "FUSE:a\n");
-  files->add("b", "FUSE:b\n");
-  files->add("c", "FUSE:c\n");
+// Opens and mounts the server: -1 to go on, else the exit code.
+int SelfTest::start(int bk_a) {
   std::string err;
-  server_ = FuseServer::open(ServerParts{std::move(files), script_}, dirs_.ctl, err);
+  server_ = FuseServer::open(
+      ServerParts{fpsim::harness::memory_files({{"a", "FUSE:a\n"}, {"b", "FUSE:b\n"}, {"c", "FUSE:c\n"}}), script_},
+      dirs_.ctl, err);
   if (!server_) {
     std::printf("FAIL setup %s\n", err.c_str());
     return 1;
@@ -193,9 +190,13 @@ int SelfTest::run() {
     std::printf("FAIL setup %s\n", err.c_str());
     return 1;
   }
+  return -1;
+}
 
+// (a) to (d): -1 to go on, else the exit code; `pa` is a's passthrough fd, for (g).
+int SelfTest::check_opens(int bk_a, int bk_b, int &pa) {
   // (a) ids are allocated cyclically from 1.
-  int id1 = server_->backing_open(bk_a);
+  const int id1 = server_->backing_open(bk_a);
   if (id1 == -EPERM) {
     std::printf("SKIP passthrough not negotiated: BACKING_OPEN gives EPERM (CONFIG_FUSE_PASSTHROUGH off?)\n");
     return kExitSkip;
@@ -209,7 +210,7 @@ int SelfTest::run() {
   // (b) a passthrough open reads the backing file, and the server sees no READ.
   script_->script(OpenKind::Open, "a", reply_open(fopen::PASSTHROUGH, id1));
   std::optional<SysResult> pa_open = open_in_mount("a", O_RDONLY);
-  int pa = track(pa_open && pa_open->ok() ? static_cast<int>(pa_open->ret) : -1);
+  pa = track(pa_open && pa_open->ok() ? static_cast<int>(pa_open->ret) : -1);
   std::uint64_t reads_before = server_->count(proto::READ);
   std::optional<Io> pa_read = pa >= 0 ? pread_fd(pa, 64, 0) : std::nullopt;
   std::uint64_t reads_after = server_->count(proto::READ);
@@ -222,8 +223,10 @@ int SelfTest::run() {
   // synchronous RELEASE of the handle the server just gave out.
   script_->script(OpenKind::Open, "a", reply_open(0));
   std::optional<SysResult> second = open_in_mount("a", O_RDONLY);
-  bool released = server_->last_open_released(); // sampled right after open(2) returned
-  std::optional<fpsim::harness::OpenEvent> event = server_->last_open();
+  // Sampled right after open(2) returned: the synchronous RELEASE is recorded before it is answered.
+  const std::vector<fpsim::harness::OpenEvent> opens = server_->open_events();
+  const fpsim::harness::OpenEvent *event = opens.empty() ? nullptr : &opens.back();
+  bool released = event && event->fh && server_->released(*event->fh);
   if (second && second->ok())
     track(static_cast<int>(second->ret));
   check("(c)", second && second->err == EIO && released && event && script_->unscripted() == 0,
@@ -242,7 +245,11 @@ int SelfTest::run() {
         "open(b) reply cached: " + describe(b_open) + "; read: " + describe(b_read) + "; server READs " +
             std::to_string(reads_b0) + " -> " + std::to_string(reads_b1));
   close_fd(pb);
+  return -1;
+}
 
+// (e), (f).
+void SelfTest::check_backing_and_writes() {
   // (e) 6.18 accepts only regular files as backing files.
   int dirfd = track(::open(dirs_.backing.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   int pipefd[2] = {-1, -1};
@@ -256,7 +263,6 @@ int SelfTest::run() {
   check("(e)", e_dir == -EISDIR && e_pipe == -EINVAL && e_bad == -EBADF,
         "BACKING_OPEN dir: " + describe_id(e_dir) + ", pipe: " + describe_id(e_pipe) +
             ", fd -1: " + describe_id(e_bad) + " (want EISDIR, EINVAL, EBADF)");
-
   // (f) a WRITE the server holds keeps write(2) in flight until the server answers.
   script_->script(OpenKind::Open, "c", reply_open(fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES));
   std::optional<SysResult> c_open = open_in_mount("c", O_WRONLY);
@@ -287,7 +293,11 @@ int SelfTest::run() {
     check("(f)", false, "open(c) reply DIRECT_IO|PARALLEL_DIRECT_WRITES: " + describe(c_open));
   }
   close_fd(pc);
+}
 
+// (g) and the teardown.
+void SelfTest::check_abort_and_teardown(int pa) {
+  std::string err;
   // (g) after an abort only metadata is dead: the passthrough fd still reaches the backing file.
   int abort_rc = server_->abort(err);
   script_->script(OpenKind::Open, "b", reply_open(0));
@@ -305,7 +315,6 @@ int SelfTest::run() {
             describe(after_abort) + " (want ENOTCONN); PT fd read: " + describe(pa_reread) +
             "; server thread ended: " + (stopped ? "yes" : "no") + "; close(PT fd): " +
             (close_err == 0 ? std::string("ok") : std::strerror(close_err)));
-
   // Teardown recipe: all fds closed, plain umount works even on the aborted connection, then the device.
   for (int fd : std::vector<int>(fds_))
     close_fd(fd);
@@ -317,6 +326,21 @@ int SelfTest::run() {
         "umount: " + describe_rc(umount_rc) + ", dev_close: " + describe_rc(close_rc) +
             ", calls still blocked: " +
             std::to_string(stuck_.size()) + ", server anomalies: " + problem_text);
+}
+
+int SelfTest::run() {
+  int bk_a = -1;
+  int bk_b = -1;
+  if (!make_backing_file("bk_a", "BACKING:a\n", bk_a) || !make_backing_file("bk_b", "BACKING:b\n", bk_b))
+    return 1;
+
+  if (const int rc = start(bk_a); rc >= 0)
+    return rc;
+  int pa = -1;
+  if (const int rc = check_opens(bk_a, bk_b, pa); rc >= 0)
+    return rc;
+  check_backing_and_writes();
+  check_abort_and_teardown(pa);
   return failures_ == 0 ? 0 : 1;
 }
 

@@ -62,12 +62,12 @@ std::string errno_name(int e) {
   return name ? name : "errno " + std::to_string(e);
 }
 
-using wire::bytes_of;
-using wire::errno_text;
-using wire::install_wake_handler;
-using wire::read_name;
-using wire::read_struct;
-using wire::wake_signal;
+using namespace wire;
+
+SessionObserver &no_observer() {
+  static SessionObserver none;
+  return none;
+}
 
 } // namespace
 
@@ -83,7 +83,8 @@ std::unique_ptr<FuseServer> FuseServer::open(ServerParts parts, std::string fuse
 }
 
 FuseServer::FuseServer(int devfd, ServerParts parts, std::string fusectl_fallback_dir)
-    : devfd_(devfd), parts_(std::move(parts)), fusectl_fallback_dir_(std::move(fusectl_fallback_dir)),
+    : devfd_(devfd), parts_(std::move(parts)), observer_(parts_.observer ? *parts_.observer : no_observer()),
+      fusectl_fallback_dir_(std::move(fusectl_fallback_dir)),
       start_time_(static_cast<std::uint64_t>(time(nullptr))) {
   for (const std::string &name : parts_.files->names())
     add_name(name);
@@ -122,8 +123,10 @@ void FuseServer::shutdown() {
 
 std::optional<std::string> FuseServer::file_content(const std::string &name) const {
   std::lock_guard lock(mutex_);
+  p::fuse_attr attr{};
   std::string data;
-  if (parts_.files->read(name, 0, UINT32_MAX, data) != 0)
+  if (parts_.files->attr(name, attr) != 0 ||
+      parts_.files->read(name, 0, static_cast<std::uint32_t>(attr.size), data) != 0)
     return std::nullopt;
   return data;
 }
@@ -136,17 +139,13 @@ const std::string *FuseServer::name_of(std::uint64_t nodeid) const {
 std::uint64_t FuseServer::add_name(const std::string &name) {
   const std::uint64_t nodeid = next_nodeid_++;
   names_[nodeid] = name;
-  nodeids_[name] = nodeid;
-  state_.files.clear();
-  for (const auto &[n, id] : nodeids_)
-    state_.files.push_back(id);
+  state_.files[name] = nodeid;
   return nodeid;
 }
 
 void FuseServer::drop_name(std::uint64_t nodeid) {
-  nodeids_.erase(names_.at(nodeid));
+  state_.files.erase(names_.at(nodeid));
   names_.erase(nodeid);
-  std::erase(state_.files, nodeid);
 }
 
 // ---- mount ------------------------------------------------------------------------------------------
@@ -242,16 +241,14 @@ void FuseServer::register_backing(policy::Inode inode) {
   const int result = backing_open(parts_.files->backing_fd(name));
   if (result > 0)
     state_.backing_ids[inode] = result;
-  if (parts_.observer)
-    parts_.observer->backing_opened(name, result);
+  observer_.backing_opened(name, result);
 }
 
 void FuseServer::close_backing(policy::Inode inode) {
   const std::int32_t id = state_.backing_ids.at(inode);
   state_.backing_ids.erase(inode);
   const int result = backing_close(static_cast<std::uint32_t>(id));
-  if (parts_.observer)
-    parts_.observer->backing_closed(names_.at(inode), id, result);
+  observer_.backing_closed(names_.at(inode), id, result);
 }
 
 bool FuseServer::wait_all_released(std::chrono::milliseconds timeout) {
@@ -267,14 +264,6 @@ void FuseServer::end_run() {
 
 // ---- observation ------------------------------------------------------------------------------------
 
-std::optional<OpenEvent> FuseServer::last_open() const {
-  std::lock_guard lock(mutex_);
-  for (auto it = opens_.rbegin(); it != opens_.rend(); ++it)
-    if (it->request.kind != policy::OpenKind::Opendir)
-      return *it;
-  return std::nullopt;
-}
-
 std::vector<OpenEvent> FuseServer::open_events() const {
   std::lock_guard lock(mutex_);
   return opens_;
@@ -285,20 +274,9 @@ bool FuseServer::released(std::uint64_t fh) const {
   return released_.count(fh) != 0;
 }
 
-bool FuseServer::last_open_released() const {
-  std::optional<OpenEvent> event = last_open();
-  return event && event->fh && released(*event->fh);
-}
-
 std::uint64_t FuseServer::count(std::uint32_t opcode) const {
   std::lock_guard lock(mutex_);
-  auto it = counts_.find(opcode);
-  return it == counts_.end() ? 0 : it->second;
-}
-
-std::map<std::uint32_t, std::uint64_t> FuseServer::counts() const {
-  std::lock_guard lock(mutex_);
-  return counts_;
+  return counts_.count(opcode) ? counts_.at(opcode) : 0;
 }
 
 std::set<std::uint32_t> FuseServer::unimplemented() const {
@@ -308,8 +286,7 @@ std::set<std::uint32_t> FuseServer::unimplemented() const {
 
 std::uint64_t FuseServer::writes_from_thread(std::uint32_t tid) const {
   std::lock_guard lock(mutex_);
-  auto it = writes_by_thread_.find(tid);
-  return it == writes_by_thread_.end() ? 0 : it->second;
+  return writes_by_thread_.count(tid) ? writes_by_thread_.at(tid) : 0;
 }
 
 std::vector<std::string> FuseServer::problems() const {
@@ -503,8 +480,7 @@ void FuseServer::handle(const char *req, std::size_t len) {
     // A garbled WRITE is answered, never parked: its write_begin then finds nothing held.
     if (hit && hdr.opcode == p::WRITE)
       hold_armed_.erase(current_pid_);
-    if (parts_.observer)
-      parts_.observer->request(hdr, in, insize);
+    observer_.request(hdr, in, insize);
     // A withheld request must change nothing a later statement could see (no file created, no
     // open recorded); a garbled one is handled as usual, so only its reply is wrong.
     if (hit && hit->kind != Fault::Kind::Garbage)
@@ -575,7 +551,7 @@ void FuseServer::fault_fired(const std::string &what) {
 }
 
 void FuseServer::inject(const Fault &fault, std::uint64_t unique, const Answer &answer) {
-  const std::string request = fmt::format("{} #{} (unique {})", fault_opcode_name(fault.opcode), fault.nth, unique);
+  const std::string request = fmt::format("{} #{} (unique {})", p::opcode_name(fault.opcode), fault.nth, unique);
   switch (fault.kind) {
   case Fault::Kind::Silent:
     fault_request_pending_ = true;
@@ -737,8 +713,8 @@ FuseServer::Answer FuseServer::on_lookup(std::uint64_t parent, const char *in, s
   std::optional<std::string> name = read_name(in, insize);
   if (!name)
     return {EINVAL, {}, true};
-  auto it = nodeids_.find(*name);
-  if (parent != p::kRootId || it == nodeids_.end())
+  auto it = state_.files.find(*name);
+  if (parent != p::kRootId || it == state_.files.end())
     return {ENOENT, {}, true};
   std::optional<std::string> entry = entry_of(it->second);
   return entry ? Answer{0, std::move(*entry), true} : Answer{EIO, {}, true};
@@ -795,8 +771,7 @@ FuseServer::Answer FuseServer::finish_open(const policy::OpenRequest &request, m
     break;
   }
   opens_.push_back(event);
-  if (parts_.observer)
-    parts_.observer->opened(event);
+  observer_.opened(event);
   return answer;
 }
 
@@ -825,7 +800,7 @@ FuseServer::Answer FuseServer::on_create(std::uint64_t parent, const char *in, s
   std::optional<std::string> name = read_name(in + sizeof(create), insize - sizeof(create));
   if (!name || parent != p::kRootId)
     return {EINVAL, {}, true};
-  if (nodeids_.count(*name) != 0)
+  if (state_.files.count(*name) != 0)
     return {EEXIST, {}, true};
   if (const int e = parts_.files->create(*name, create.mode & ~create.umask); e != 0)
     return {e, {}, true};
@@ -891,8 +866,7 @@ FuseServer::Answer FuseServer::on_release(const char *in, std::size_t insize) {
   const policy::Inode inode = event.request.inode;
   if (event.request.kind != policy::OpenKind::Opendir && --state_.open_handles.at(inode) == 0)
     state_.open_handles.erase(inode);
-  if (parts_.observer)
-    parts_.observer->released(event);
+  observer_.released(event);
   if (event.request.kind != policy::OpenKind::Opendir)
     for (policy::Inode close : parts_.policy->close_after_release(inode, state_))
       close_backing(close);
@@ -908,7 +882,7 @@ FuseServer::Answer FuseServer::on_readdir(std::uint64_t nodeid, const char *in, 
     return {ENOTDIR, {}, true};
   // The directory offset is simply the index of the next entry.
   std::vector<std::pair<std::uint64_t, std::string>> entries{{p::kRootId, "."}, {p::kRootId, ".."}};
-  for (const auto &[name, id] : nodeids_)
+  for (const auto &[name, id] : state_.files)
     entries.emplace_back(id, name);
   std::string out;
   for (std::size_t i = read_in.offset; i < entries.size(); ++i) {

@@ -65,24 +65,25 @@ struct HeldWrite {
 
 // Called with the server's lock held, on the server thread (and on the caller's for the ids a
 // policy registers at the mount or closes at the end of a run): it must not call the server back.
+// Each method does nothing unless overridden.
 class SessionObserver {
 public:
   virtual ~SessionObserver() = default;
   // Every request, before it is handled; `in` is what follows the header.
-  virtual void request(const proto::fuse_in_header &hdr, const char *in, std::size_t insize) = 0;
+  virtual void request(const proto::fuse_in_header &, const char *, std::size_t) {}
   // A BACKING_OPEN the policy asked for: the id, or -errno.
-  virtual void backing_opened(const std::string &file, int result) = 0;
+  virtual void backing_opened(const std::string &, int) {}
   // A BACKING_CLOSE the policy asked for: 0 or -errno.
-  virtual void backing_closed(const std::string &file, std::int32_t id, int result) = 0;
-  virtual void opened(const OpenEvent &event) = 0;
-  // A RELEASE or RELEASEDIR of the handle `event` handed out.
-  virtual void released(const OpenEvent &event) = 0;
+  virtual void backing_closed(const std::string &, std::int32_t, int) {}
+  virtual void opened(const OpenEvent &) {}
+  // A RELEASE or RELEASEDIR of the handle the event handed out.
+  virtual void released(const OpenEvent &) {}
 };
 
 struct ServerParts {
   std::unique_ptr<FileStore> files;
   std::shared_ptr<policy::ServerPolicy> policy;
-  SessionObserver *observer = nullptr; // may be null
+  SessionObserver *observer = nullptr; // null: nobody watches
   // entry_valid of LOOKUP replies, in seconds. The cross-check's day keeps every dentry for the
   // whole trace (no LOOKUP per open, so a path walk after an abort succeeds for every name looked
   // up before it, as the model says, never depending on how long the trace took).
@@ -109,8 +110,6 @@ public:
   // mount. Returns 0 or -errno, `err` explains.
   int mount(const std::string &mnt, const model::InitReply &init, std::string &err);
   std::optional<KernelInit> kernel_init() const;
-  // st_dev of the mounted root, taken right after mount (needed for fusectl after an unmount).
-  dev_t dev() const { return dev_; }
   // -1 once crash()ed: the ioctls a trace sends through it must fail as on a closed fd.
   int dev_fd() const { return crashed_ ? -1 : devfd_; }
 
@@ -127,17 +126,12 @@ public:
   void end_run();
 
   // ---- observation --------------------------------------------------------------------------------
-  // The most recent OPEN or CREATE (OPENDIR excluded), if any.
-  std::optional<OpenEvent> last_open() const;
   std::vector<OpenEvent> open_events() const;
-  // Whether a RELEASE or RELEASEDIR for `fh` arrived.
+  // Whether a RELEASE or RELEASEDIR for `fh` arrived. The synchronous RELEASE the kernel sends after a
+  // refused open is recorded before it is answered, so it is visible when open(2) returns.
   bool released(std::uint64_t fh) const;
-  // Whether the handle of the most recent OPEN/CREATE was released. The synchronous RELEASE the kernel
-  // sends after a refused open is recorded before it is answered, so it is visible when open(2) returns.
-  bool last_open_released() const;
   // Requests received with this opcode so far (INIT included).
   std::uint64_t count(std::uint32_t opcode) const;
-  std::map<std::uint32_t, std::uint64_t> counts() const;
   // The opcodes answered ENOSYS because the server does not implement them.
   std::set<std::uint32_t> unimplemented() const;
   // WRITE requests received from this thread (fuse_in_header.pid) so far.
@@ -184,7 +178,6 @@ public:
   // is released, so the kernel ends the requests the server had read (ECONNABORTED) and aborts the
   // connection. Every later device operation fails with EBADF: the server's fd is gone too.
   void crash();
-  bool crashed() const { return crashed_; }
   // What the armed request fault did once it hit (empty until then). Waits up to `settle` for a
   // fault being fired to be recorded: a garbage reply wakes the caller before the server thread
   // learns what the kernel made of it, and the report belongs to the caller's statement.
@@ -250,12 +243,13 @@ private:
 
   int devfd_;
   ServerParts parts_;
+  SessionObserver &observer_; // parts_.observer, or one that does nothing
   const std::string fusectl_fallback_dir_;
   const std::uint64_t start_time_; // the root directory's times
   std::string mnt_;
   bool mounted_ = false; // mounted by us and not yet unmounted by us
   bool shut_down_ = false;
-  dev_t dev_ = 0;
+  dev_t dev_ = 0; // st_dev of the mounted root, taken right after mount (fusectl's name for it)
   model::InitReply init_;
 
   std::thread thread_;
@@ -265,8 +259,7 @@ private:
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_; // signalled on parked writes, releases, recorded faults, thread exit
   std::optional<KernelInit> kernel_init_;
-  std::map<std::uint64_t, std::string> names_;   // nodeid -> name
-  std::map<std::string, std::uint64_t> nodeids_; // name -> nodeid
+  std::map<std::uint64_t, std::string> names_; // nodeid -> name; state_.files the other way
   std::uint64_t next_nodeid_ = 2;
   std::uint64_t next_fh_ = 1000; // far from nodeids, so a mixed-up fh and nodeid is easy to spot
   policy::ServerState state_;

@@ -223,13 +223,14 @@ void KernelExecutor::begin(const sim::Trace &t, sim::KernelProfile p) {
   }
 
   // O_TRUNC must not shrink a served file: writes stay in place (README, modelling decisions).
-  auto files = std::make_unique<MemoryFiles>(MemoryFiles::Options{true, server_content("")});
+  std::vector<std::pair<std::string, std::string>> files;
   for (std::size_t i = 0; i < t.names.mount_files.size(); ++i)
     if (!t.names.mount_file_created[i])
-      files->add(t.names.mount_files[i], server_content(t.names.mount_files[i]));
+      files.emplace_back(t.names.mount_files[i], server_content(t.names.mount_files[i]));
   script_ = std::make_shared<policy::ScriptedPolicy>();
   std::string err;
-  std::unique_ptr<FuseServer> server = FuseServer::open(ServerParts{std::move(files), script_}, dirs_.ctl, err);
+  std::unique_ptr<FuseServer> server = FuseServer::open(
+      ServerParts{memory_files(files, {true, server_content("")}), script_}, dirs_.ctl, err);
   if (!server)
     throw std::runtime_error(err);
   server_ = std::move(server);
@@ -395,24 +396,59 @@ void KernelExecutor::fault_after_step(const Outcome &o) {
                                        : fmt::format("but {} blocked call(s) did not return", stuck)));
 }
 
+Outcome KernelExecutor::mount(const Statement &s) {
+  std::string err;
+  const int rc = server_->mount(dirs_.mnt, sim::init_reply(s.init), err);
+  if (rc != 0) {
+    note("harness", "mount: " + err);
+    // As after umount: with nothing mounted, a path walk must fail (ENOENT), not reach the bare
+    // directory underneath, which is the host's: a create would write into /tmp. EBUSY: a mount
+    // from an earlier init is still there.
+    if (rmdir(dirs_.mnt.c_str()) != 0 && errno != ENOENT && errno != EBUSY)
+      note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after a failed mount", errno));
+    return Outcome::errno_(-rc);
+  }
+  mounted_once_ = true;
+  writeback_cache_ = s.init.writeback_cache;
+  return Outcome::ok();
+}
+
+Outcome KernelExecutor::munmap(const Statement &s) {
+  std::shared_ptr<Mapper> &m = maps_.at(static_cast<std::size_t>(s.mapping));
+  if (!m || !m->mapped)
+    return Outcome::ok(); // munmap of a range that is not mapped succeeds and does nothing
+  const int e = unmap(*m, options_.long_deadline);
+  if (e == ETIMEDOUT) {
+    note("harness", "munmap did not return");
+    return blocks();
+  }
+  m.reset();
+  return e == 0 ? Outcome::ok() : Outcome::errno_(e);
+}
+
+Outcome KernelExecutor::close(const Statement &s) {
+  int &fd = fds_.at(static_cast<std::size_t>(s.handle));
+  const int f = fd;
+  fd = -1; // the fd is gone whatever close(2) returns
+  auto call = start([f] {
+    CallResult r;
+    const SysResult sr = sys_result(::close(f));
+    r.ret = sr.ret;
+    r.err = sr.err;
+    return r;
+  });
+  std::optional<CallResult> r = call->wait(options_.long_deadline);
+  if (!r) {
+    abandoned_.push_back(call);
+    return blocks();
+  }
+  return r->err ? Outcome::errno_(r->err) : Outcome::ok();
+}
+
 Outcome KernelExecutor::run_step(const Statement &s, const sim::Bindings &b) {
   switch (s.op) {
-  case Op::Init: {
-    std::string err;
-    const int rc = server_->mount(dirs_.mnt, sim::init_reply(s.init), err);
-    if (rc != 0) {
-      note("harness", "mount: " + err);
-      // As after umount: with nothing mounted, a path walk must fail (ENOENT), not reach the bare
-      // directory underneath, which is the host's: a create would write into /tmp. EBUSY: a mount
-      // from an earlier init is still there.
-      if (rmdir(dirs_.mnt.c_str()) != 0 && errno != ENOENT && errno != EBUSY)
-        note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after a failed mount", errno));
-      return Outcome::errno_(-rc);
-    }
-    mounted_once_ = true;
-    writeback_cache_ = s.init.writeback_cache;
-    return Outcome::ok();
-  }
+  case Op::Init:
+    return mount(s);
   case Op::BackingOpen:
     return backing_open(s);
   case Op::BackingClose:
@@ -427,36 +463,10 @@ Outcome KernelExecutor::run_step(const Statement &s, const sim::Bindings &b) {
     return write(s);
   case Op::Mmap:
     return mmap(s);
-  case Op::Munmap: {
-    std::shared_ptr<Mapper> &m = maps_.at(static_cast<std::size_t>(s.mapping));
-    if (!m || !m->mapped)
-      return Outcome::ok(); // munmap of a range that is not mapped succeeds and does nothing
-    const int e = unmap(*m, options_.long_deadline);
-    if (e == ETIMEDOUT) {
-      note("harness", "munmap did not return");
-      return blocks();
-    }
-    m.reset();
-    return e == 0 ? Outcome::ok() : Outcome::errno_(e);
-  }
-  case Op::Close: {
-    int &fd = fds_.at(static_cast<std::size_t>(s.handle));
-    const int f = fd;
-    fd = -1; // the fd is gone whatever close(2) returns
-    auto call = start([f] {
-      CallResult r;
-      const SysResult sr = sys_result(::close(f));
-      r.ret = sr.ret;
-      r.err = sr.err;
-      return r;
-    });
-    std::optional<CallResult> r = call->wait(options_.long_deadline);
-    if (!r) {
-      abandoned_.push_back(call);
-      return blocks();
-    }
-    return r->err ? Outcome::errno_(r->err) : Outcome::ok();
-  }
+  case Op::Munmap:
+    return munmap(s);
+  case Op::Close:
+    return close(s);
   case Op::WriteBegin:
     return write_begin(s);
   case Op::WriteEnd:
@@ -596,6 +606,16 @@ Outcome KernelExecutor::backing_close(const Statement &s, const sim::Bindings &b
 
 // ---- opens ----------------------------------------------------------------------------------------
 
+Outcome KernelExecutor::settle(const Statement &s, NameKind kind, int slot, std::string file,
+                               const std::shared_ptr<Call> &call) {
+  std::optional<CallResult> r = wait_blocking(call);
+  if (!r) {
+    pending_[{kind, slot}] = Pending{s.op, s.handle, std::move(file), call};
+    return blocks();
+  }
+  return finish(s.op, s.handle, slot, *r);
+}
+
 Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &b) {
   std::string why;
   const std::optional<model::OpenReply> reply =
@@ -647,12 +667,7 @@ Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &b) {
     }
     return r;
   });
-  std::optional<CallResult> r = wait_blocking(call);
-  if (!r) {
-    pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, name, call};
-    return blocks();
-  }
-  return finish(s.op, s.handle, s.handle, *r);
+  return settle(s, NameKind::Handle, s.handle, name, call);
 }
 
 // ---- I/O ------------------------------------------------------------------------------------------
@@ -706,12 +721,7 @@ Outcome KernelExecutor::read(const Statement &s) {
       r.data = buf.substr(0, static_cast<std::size_t>(n));
     return r;
   });
-  std::optional<CallResult> r = wait_blocking(call);
-  if (!r) {
-    pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
-    return blocks();
-  }
-  return finish(s.op, s.handle, s.handle, *r);
+  return settle(s, NameKind::Handle, s.handle, file_of_handle(s.handle), call);
 }
 
 namespace {
@@ -763,12 +773,7 @@ Outcome KernelExecutor::write(const Statement &s) {
   auto call = start([server, fd, positional, offset, bfds] {
     return do_write(*server, fd, positional, offset, bfds);
   });
-  std::optional<CallResult> r = wait_blocking(call);
-  if (!r) {
-    pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
-    return blocks();
-  }
-  return finish(s.op, s.handle, s.handle, *r);
+  return settle(s, NameKind::Handle, s.handle, file_of_handle(s.handle), call);
 }
 
 std::shared_ptr<KernelExecutor::Mapper> KernelExecutor::spawn_mapper(int fd, bool shared, int *err) {
@@ -897,12 +902,7 @@ Outcome KernelExecutor::mmap(const Statement &s) {
     r.err = static_cast<int>(out[1]);
     return r;
   });
-  std::optional<CallResult> r = wait_blocking(call);
-  if (!r) {
-    pending_[{NameKind::Mapping, s.mapping}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
-    return blocks();
-  }
-  return finish(s.op, s.handle, s.mapping, *r);
+  return settle(s, NameKind::Mapping, s.mapping, file_of_handle(s.handle), call);
 }
 
 Outcome KernelExecutor::finish(Op op, int handle, int slot, const CallResult &r) {

@@ -27,10 +27,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fmt/format.h>
 #include <map>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <thread>
 
 extern char **environ;
@@ -62,6 +64,9 @@ constexpr auto kReleaseGrace = 5s;
 // __FMODE_EXEC in fuse_open_in.flags: the kernel's open of an executable for execve(2).
 constexpr std::uint32_t kFmodeExec = 0x20;
 
+// The profile the recordings are written for: the harness runs on 6.18 only.
+constexpr model::KernelProfile kRecordProfile = model::KernelProfile::V6_18;
+
 // How long the kernel may keep a looked-up name: a second, as the recordings of traces/recorded/
 // were made with (their request counts depend on it).
 constexpr std::uint64_t kEntryTimeout = 1;
@@ -70,22 +75,6 @@ constexpr std::uint64_t kEntryTimeout = 1;
 
 using wire::errno_text;
 
-// Comment lines (each starting with "# ") on how the policy answers opens.
-const char *policy_description(policy::Stock policy) {
-  switch (policy) {
-  case policy::Stock::Hp:
-    return "# policy hp: one backing id per inode: BACKING_OPEN at the inode's first open,\n"
-           "# FOPEN_PASSTHROUGH with that id while any of its files is open, BACKING_CLOSE at its last RELEASE\n";
-  case policy::Stock::Passthrough:
-    return "# policy passthrough: every file registered right after the mount, every open FOPEN_PASSTHROUGH\n"
-           "# with the file's id, the ids closed after the command once every file was released\n";
-  case policy::Stock::Cached:
-    return "# policy cached: every open answered with open_flags 0\n";
-  case policy::Stock::DirectIo:
-    return "# policy direct_io: every open answered with FOPEN_DIRECT_IO\n";
-  }
-  FPSIM_UNREACHABLE("a Stock outside the enum");
-}
 
 using sim::valid_name;
 
@@ -95,75 +84,42 @@ bool valid_backing_file(const std::string &name) {
   return valid_name(name) && special.count(name) == 0;
 }
 
-const char *opcode_name(std::uint32_t op) {
-  static const std::map<std::uint32_t, const char *> names = {
-      {1, "LOOKUP"},        {2, "FORGET"},         {3, "GETATTR"},       {4, "SETATTR"},
-      {5, "READLINK"},      {6, "SYMLINK"},        {8, "MKNOD"},         {9, "MKDIR"},
-      {10, "UNLINK"},       {11, "RMDIR"},         {12, "RENAME"},       {13, "LINK"},
-      {14, "OPEN"},         {15, "READ"},          {16, "WRITE"},        {17, "STATFS"},
-      {18, "RELEASE"},      {20, "FSYNC"},         {21, "SETXATTR"},     {22, "GETXATTR"},
-      {23, "LISTXATTR"},    {24, "REMOVEXATTR"},   {25, "FLUSH"},        {26, "INIT"},
-      {27, "OPENDIR"},      {28, "READDIR"},       {29, "RELEASEDIR"},   {30, "FSYNCDIR"},
-      {31, "GETLK"},        {32, "SETLK"},         {33, "SETLKW"},       {34, "ACCESS"},
-      {35, "CREATE"},       {36, "INTERRUPT"},     {37, "BMAP"},         {38, "DESTROY"},
-      {39, "IOCTL"},        {40, "POLL"},          {41, "NOTIFY_REPLY"}, {42, "BATCH_FORGET"},
-      {43, "FALLOCATE"},    {44, "READDIRPLUS"},   {45, "RENAME2"},      {46, "LSEEK"},
-      {47, "COPY_FILE_RANGE"}, {48, "SETUPMAPPING"}, {49, "REMOVEMAPPING"}, {50, "SYNCFS"},
-      {51, "TMPFILE"},      {52, "STATX"},         {53, "COPY_FILE_RANGE_64"},
-  };
-  auto it = names.find(op);
-  return it == names.end() ? nullptr : it->second;
+std::string opcode_text(std::uint32_t op) {
+  const char *name = p::opcode_name(op);
+  return name ? std::string(name) : fmt::format("opcode{}", op);
 }
 
-std::string opcode_text(std::uint32_t op) {
-  const char *name = opcode_name(op);
-  return name ? std::string(name) : fmt::format("opcode{}", op);
+// The length of the strict UTF-8 sequence (no overlong forms, no surrogates, nothing above
+// U+10FFFF) of more than one byte at s[i], or 0.
+std::size_t utf8_sequence(const std::string &s, std::size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  const std::size_t len = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+  if (len == 0 || i + len > s.size())
+    return 0;
+  std::uint32_t cp = len == 2 ? (c & 0x1Fu) : len == 3 ? (c & 0x0Fu) : (c & 0x07u);
+  for (std::size_t k = 1; k < len; ++k) {
+    const auto cc = static_cast<unsigned char>(s[i + k]);
+    if ((cc & 0xC0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (cc & 0x3Fu);
+  }
+  const std::uint32_t min = len == 2 ? 0x80 : len == 3 ? 0x800 : 0x10000;
+  return cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF) ? len : 0;
 }
 
 // Text for a comment or the title: valid UTF-8 is kept, control characters and invalid bytes are
 // escaped, so the line stays one line of valid UTF-8 whatever the command's arguments hold.
 std::string printable(const std::string &s) {
   std::string out;
-  std::size_t i = 0;
-  while (i < s.size()) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c == '\n') {
-      out += "\\n";
-      ++i;
-      continue;
-    }
-    if (c == '\t') {
-      out += "\\t";
-      ++i;
-      continue;
-    }
-    if (c < 0x20 || c == 0x7f) {
+    const std::size_t len = c < 0x80 ? 1 : utf8_sequence(s, i);
+    if (c == '\n' || c == '\t')
+      out += c == '\n' ? "\\n" : "\\t";
+    else if (c < 0x20 || c == 0x7f || len == 0)
       out += fmt::format("\\x{:02x}", c);
-      ++i;
-      continue;
-    }
-    if (c < 0x80) {
-      out += static_cast<char>(c);
-      ++i;
-      continue;
-    }
-    std::size_t len = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    std::uint32_t cp = len == 2 ? (c & 0x1Fu) : len == 3 ? (c & 0x0Fu) : (c & 0x07u);
-    bool ok = len != 0 && i + len <= s.size();
-    for (std::size_t k = 1; ok && k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      ok = (cc & 0xC0) == 0x80;
-      cp = (cp << 6) | (cc & 0x3Fu);
-    }
-    const std::uint32_t min = len == 2 ? 0x80 : len == 3 ? 0x800 : 0x10000;
-    ok = ok && cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-    if (!ok) {
-      out += fmt::format("\\x{:02x}", c);
-      ++i;
-      continue;
-    }
-    out.append(s, i, len);
-    i += len;
+    else
+      out.append(s, i, len), i += len - 1;
   }
   return out;
 }
@@ -217,6 +173,14 @@ std::string open_flags_text(std::uint32_t flags) {
   return out;
 }
 
+// 'a', 'b', 'c'
+std::string quoted_list(const std::vector<std::string> &names) {
+  std::string list;
+  for (const std::string &name : names)
+    list += (list.empty() ? "'" : ", '") + printable(name) + "'";
+  return list;
+}
+
 // "# HEAD a, b, c" wrapped at about 100 columns.
 std::string comment_list(const std::string &head, const std::vector<std::string> &items) {
   std::string out;
@@ -234,19 +198,6 @@ std::string comment_list(const std::string &head, const std::vector<std::string>
 
 using wire::read_struct;
 
-bool write_all(int fd, const std::string &text) {
-  std::size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return false;
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
 // ---- the trace as statements ------------------------------------------------------------------------
 
 // A trace being made: statements, built as sim::Statements and printed by the printer, with the
@@ -262,24 +213,18 @@ struct TraceText {
     comments.emplace_back();
   }
   int mount_file(const std::string &name, bool created) {
-    sim::Names &n = trace.names;
-    auto it = std::find(n.mount_files.begin(), n.mount_files.end(), name);
-    const auto slot = static_cast<std::size_t>(it - n.mount_files.begin());
-    if (it == n.mount_files.end()) {
-      n.mount_files.push_back(name);
-      n.mount_file_created.push_back(false);
-    }
+    const int slot = intern(trace.names.mount_files, name);
+    trace.names.mount_file_created.resize(trace.names.mount_files.size(), false);
     if (created)
-      n.mount_file_created[slot] = true;
-    return static_cast<int>(slot);
+      trace.names.mount_file_created[static_cast<std::size_t>(slot)] = true;
+    return slot;
   }
-  int backing_file(const std::string &name) {
-    std::vector<std::string> &files = trace.names.backing_files;
-    auto it = std::find(files.begin(), files.end(), name);
-    if (it != files.end())
-      return static_cast<int>(it - files.begin());
-    files.push_back(name);
-    return static_cast<int>(files.size() - 1);
+  int backing_file(const std::string &name) { return intern(trace.names.backing_files, name); }
+  static int intern(std::vector<std::string> &names, const std::string &name) {
+    auto it = std::find(names.begin(), names.end(), name);
+    if (it == names.end())
+      it = names.insert(it, name);
+    return static_cast<int>(it - names.begin());
   }
   // The file's text, and each statement's line in it (for the simulator's reports).
   std::string render() {
@@ -287,150 +232,149 @@ struct TraceText {
     std::istringstream printed(sim::print_trace(trace));
     for (std::string line; std::getline(printed, line);)
       lines.push_back(line + "\n");
-    const std::size_t n = trace.statements.size();
-    FPSIM_ASSERT(lines.size() >= n, "print_trace writes one line per statement after its header");
-    const std::size_t header = lines.size() - n;
+    FPSIM_ASSERT(lines.size() >= trace.statements.size(), "print_trace writes a line per statement after its header");
+    const std::size_t header = lines.size() - trace.statements.size();
     std::string out;
-    for (std::size_t i = 0; i < header; ++i)
+    int line_no = 0;
+    for (std::size_t i = 0; i < lines.size(); ++i, ++line_no) {
+      if (i >= header) {
+        const std::string &before = comments[i - header];
+        out += before;
+        line_no += static_cast<int>(std::count(before.begin(), before.end(), '\n'));
+        trace.statements[i - header].line = line_no + 1;
+      }
       out += lines[i];
-    int line_no = static_cast<int>(header);
-    for (std::size_t i = 0; i < n; ++i) {
-      out += comments[i];
-      line_no += static_cast<int>(std::count(comments[i].begin(), comments[i].end(), '\n')) + 1;
-      trace.statements[i].line = line_no;
-      out += lines[header + i];
     }
-    return out + comments[n];
+    return out + comments.back();
   }
 };
-
-sim::Statement statement(sim::Op op) {
-  sim::Statement s;
-  s.op = op;
-  return s;
-}
 
 // 0 or -errno, as an ioctl returned it.
 sim::Outcome result_outcome(int rc) { return rc == 0 ? sim::Outcome::ok() : sim::Outcome::errno_(-rc); }
 
 // ---- what the server saw ----------------------------------------------------------------------------
 
-// The session's observer: keeps what the trace needs, in the order the server saw it. The session
+// The session's observer: writes the trace as the server sees it. What follows an open can change
+// its statement (a refused open, an O_TRUNC), so each handle remembers its statement. The session
 // calls it with its lock held; the recorder reads it only after the session has shut down.
 class Recording final : public SessionObserver {
 public:
-  explicit Recording(bool verbose) : verbose_(verbose) {}
+  Recording(bool verbose, const sim::InitSpec &init) : verbose_(verbose) {
+    sim::Statement mount;
+    mount.op = sim::Op::Init;
+    mount.init = init;
+    text_.add(std::move(mount), sim::Outcome::ok());
+  }
 
   void request(const p::fuse_in_header &hdr, const char *in, std::size_t insize) override {
     if (verbose_)
       fmt::print(stderr, "[record] pid {} {} nodeid {}\n", hdr.pid, opcode_text(hdr.opcode), hdr.nodeid);
+    ++counts_[hdr.opcode];
     observe_follow_up(hdr, in, insize);
   }
-  void backing_opened(const std::string &file, int result) override;
-  void backing_closed(const std::string &file, std::int32_t id, int result) override;
+  void backing_opened(const std::string &file, int result) override {
+    sim::Statement s;
+    s.op = sim::Op::BackingOpen;
+    s.backing = add_name(text_.trace.names.backings, "B");
+    s.backing_file = text_.backing_file(file);
+    sim::Outcome id;
+    id.kind = sim::Outcome::Kind::Id;
+    id.id = result;
+    if (result > 0)
+      live_[result] = s.backing;
+    text_.add(std::move(s), result > 0 ? id : sim::Outcome::errno_(-result));
+    if (verbose_)
+      fmt::print(stderr, "[record] BACKING_OPEN {} => {}\n", file,
+                 result > 0 ? fmt::format("id={}", result) : sim::errno_name(-result));
+  }
+  void backing_closed(const std::string &file, std::int32_t id, int result) override {
+    sim::Statement s;
+    s.op = sim::Op::BackingClose;
+    s.backing = live_.at(id);
+    live_.erase(id);
+    text_.add(std::move(s), result_outcome(result));
+    if (verbose_)
+      fmt::print(stderr, "[record] BACKING_CLOSE {} (id {}) => {}\n", file, id,
+                 result == 0 ? std::string("ok") : sim::errno_name(-result));
+  }
   void opened(const OpenEvent &event) override;
-  void released(const OpenEvent &event) override;
+  void released(const OpenEvent &event) override {
+    const int index = by_fh_.at(*event.fh);
+    by_fh_.erase(*event.fh);
+    const bool refused = handles_.at(static_cast<std::size_t>(index)).refused;
+    // A refused open's synchronous RELEASE is its "+release", not a close(2).
+    if (!refused) {
+      sim::Statement s;
+      s.op = sim::Op::Close;
+      s.handle = index;
+      text_.add(std::move(s), sim::Outcome::ok());
+    }
+    if (verbose_)
+      fmt::print(stderr, "[record]   => release H{}{}\n", index + 1, refused ? " (refused open)" : "");
+  }
 
+  const std::map<std::uint32_t, std::uint64_t> &counts() const { return counts_; }
   // Names the command used that the trace grammar cannot hold.
   std::vector<std::string> inexpressible_names() const;
-  // The statements, in the order the server saw them; `warnings` for stderr.
-  void write(TraceText &t, model::KernelProfile profile, std::vector<std::string> &warnings) const;
+  // The trace so far, with the handles not released before the unmount noted at its end.
+  TraceText finish() const;
+  const std::vector<std::string> &warnings() const { return warnings_; }
 
 private:
   struct Handle {
     OpenEvent open;
-    int backing = -1;             // slot whose id the reply carried
+    std::size_t statement = 0;    // its open, create or opendir
     bool refused = false;         // a synchronous RELEASE followed: open(2) failed with EIO
-    bool o_trunc = false;         // a SETATTR(size 0, no fh) followed: O_TRUNC (no ATOMIC_O_TRUNC)
-    bool released = false;
     bool opener_moved_on = false; // the opening thread sent another request since
     bool flushed = false;         // a FLUSH of its fh arrived (a close(2))
   };
-  struct Backing {
-    std::string file;
-    int result = 0; // the id, or -errno of a failed BACKING_OPEN
-  };
-  struct Event {
-    enum class Kind { BackingOpen, BackingClose, Open, Release };
-    Kind kind;
-    int index;      // backing slot or handle
-    int result = 0; // BackingClose: 0 or -errno
-  };
 
+  static int add_name(std::vector<std::string> &names, const char *prefix) {
+    names.push_back(prefix + std::to_string(names.size() + 1));
+    return static_cast<int>(names.size() - 1);
+  }
+  sim::Statement &statement_of(const Handle &h) { return text_.trace.statements.at(h.statement); }
+  void refused(Handle &h) {
+    h.refused = !h.opener_moved_on && !h.flushed && blocked_in_open(h);
+    if (!h.refused)
+      return;
+    sim::Outcome eio = sim::Outcome::errno_(EIO);
+    eio.release = true;
+    statement_of(h).expect = eio;
+  }
   void observe_follow_up(const p::fuse_in_header &hdr, const char *in, std::size_t insize);
   static bool blocked_in_open(const Handle &h);
-  void open_statement(TraceText &t, int index, model::KernelProfile profile,
-                      std::vector<std::string> &warnings) const;
-  sim::ReplySpec reply_of(const Handle &h, model::KernelProfile profile) const;
+  sim::ReplySpec reply_of(const model::OpenReply &r) const;
 
   const bool verbose_;
-  std::vector<Backing> backings_;
-  std::map<std::int32_t, int> live_; // backing id -> slot, while registered
+  TraceText text_;
+  std::vector<std::string> warnings_;
+  std::map<std::int32_t, int> live_; // backing id -> its backing slot, while registered
   std::vector<Handle> handles_;
   std::map<std::uint64_t, int> by_fh_;       // fh -> handle, until released
   std::map<std::uint32_t, int> just_opened_; // thread -> the handle its last request opened
-  std::vector<Event> events_;
+  std::map<std::uint32_t, std::uint64_t> counts_; // requests received, by opcode
 };
-
-void Recording::backing_opened(const std::string &file, int result) {
-  const int slot = static_cast<int>(backings_.size());
-  backings_.push_back(Backing{file, result});
-  if (result > 0)
-    live_[result] = slot;
-  events_.push_back(Event{Event::Kind::BackingOpen, slot, result});
-  if (verbose_)
-    fmt::print(stderr, "[record] BACKING_OPEN {} => {}\n", file,
-               result > 0 ? fmt::format("id={}", result) : sim::errno_name(-result));
-}
-
-void Recording::backing_closed(const std::string &file, std::int32_t id, int result) {
-  const int slot = live_.at(id);
-  live_.erase(id);
-  events_.push_back(Event{Event::Kind::BackingClose, slot, result});
-  if (verbose_)
-    fmt::print(stderr, "[record] BACKING_CLOSE {} (id {}) => {}\n", file, id,
-               result == 0 ? std::string("ok") : sim::errno_name(-result));
-}
-
-void Recording::opened(const OpenEvent &event) {
-  Handle h;
-  h.open = event;
-  if (event.reply.kind == model::OpenReply::Kind::Flags)
-    if (auto it = live_.find(event.reply.backing_id); it != live_.end())
-      h.backing = it->second;
-  const int index = static_cast<int>(handles_.size());
-  handles_.push_back(std::move(h));
-  if (event.fh) {
-    by_fh_[*event.fh] = index;
-    just_opened_[event.pid] = index;
-  }
-  events_.push_back(Event{Event::Kind::Open, index, 0});
-  if (verbose_)
-    fmt::print(stderr, "[record]   => H{} {} flags {} ({:#x})\n", index + 1, event.request.name,
-               open_flags_text(event.request.flags), event.request.flags);
-}
-
-void Recording::released(const OpenEvent &event) {
-  const int index = by_fh_.at(*event.fh);
-  by_fh_.erase(*event.fh);
-  handles_.at(static_cast<std::size_t>(index)).released = true;
-  events_.push_back(Event{Event::Kind::Release, index, 0});
-  if (verbose_)
-    fmt::print(stderr, "[record]   => release H{}{}\n", index + 1,
-               handles_.at(static_cast<std::size_t>(index)).refused ? " (refused open)" : "");
-}
 
 std::vector<std::string> Recording::inexpressible_names() const {
   std::vector<std::string> bad;
-  for (const Handle &h : handles_)
-    if (h.open.request.kind != policy::OpenKind::Opendir && !valid_name(h.open.request.name))
-      bad.push_back(h.open.request.name);
-  for (const Backing &b : backings_)
-    if (!valid_backing_file(b.file))
-      bad.push_back(b.file);
+  for (const std::string &name : text_.trace.names.mount_files)
+    if (!valid_name(name))
+      bad.push_back(name);
+  for (const std::string &name : text_.trace.names.backing_files)
+    if (!valid_backing_file(name))
+      bad.push_back(name);
   std::sort(bad.begin(), bad.end());
-  bad.erase(std::unique(bad.begin(), bad.end()), bad.end());
+  bad.erase(std::unique(bad.begin(), bad.end()), bad.end()); // a name can be both
   return bad;
+}
+
+TraceText Recording::finish() const {
+  TraceText t = text_;
+  for (const auto &[fh, index] : by_fh_) // fh order is the order the handles were given out
+    t.comment(fmt::format("# {} was not released before the unmount (the replay's teardown closes it)\n",
+                          t.trace.names.handles.at(static_cast<std::size_t>(index))));
+  return t;
 }
 
 // Whether the thread that opened `h` is blocked in the syscall that opened it (see below).
@@ -486,10 +430,8 @@ void Recording::observe_follow_up(const p::fuse_in_header &hdr, const char *in, 
   if (hdr.opcode == p::RELEASE) {
     p::fuse_release_in rel{};
     if (read_struct(in, insize, rel))
-      if (auto it = by_fh_.find(rel.fh); it != by_fh_.end()) {
-        Handle &h = handles_.at(static_cast<std::size_t>(it->second));
-        h.refused = !h.opener_moved_on && !h.flushed && blocked_in_open(h);
-      }
+      if (auto it = by_fh_.find(rel.fh); it != by_fh_.end())
+        refused(handles_.at(static_cast<std::size_t>(it->second)));
   }
   if (hdr.pid == 0)
     return;
@@ -506,75 +448,26 @@ void Recording::observe_follow_up(const p::fuse_in_header &hdr, const char *in, 
     p::fuse_setattr_in set{};
     if (read_struct(in, insize, set) && (set.valid & p::fattr::SIZE) && set.size == 0 &&
         !(set.valid & p::fattr::FH))
-      h.o_trunc = true;
+      statement_of(h).o_trunc = true;
   }
 }
 
-void Recording::write(TraceText &t, model::KernelProfile profile, std::vector<std::string> &warnings) const {
-  for (std::size_t i = 0; i < backings_.size(); ++i)
-    t.trace.names.backings.push_back("B" + std::to_string(i + 1));
-  for (std::size_t i = 0; i < handles_.size(); ++i)
-    t.trace.names.handles.push_back("H" + std::to_string(i + 1));
-  for (const Event &e : events_) {
-    sim::Statement s;
-    switch (e.kind) {
-    case Event::Kind::BackingOpen: {
-      const Backing &b = backings_.at(static_cast<std::size_t>(e.index));
-      s = statement(sim::Op::BackingOpen);
-      s.backing = e.index;
-      s.backing_file = t.backing_file(b.file);
-      sim::Outcome id;
-      id.kind = sim::Outcome::Kind::Id;
-      id.id = b.result;
-      t.add(std::move(s), b.result > 0 ? id : sim::Outcome::errno_(-b.result));
-      break;
-    }
-    case Event::Kind::BackingClose:
-      s = statement(sim::Op::BackingClose);
-      s.backing = e.index;
-      t.add(std::move(s), result_outcome(e.result));
-      break;
-    case Event::Kind::Open:
-      open_statement(t, e.index, profile, warnings);
-      break;
-    case Event::Kind::Release:
-      // A refused open's synchronous RELEASE is its "+release", not a close(2).
-      if (handles_.at(static_cast<std::size_t>(e.index)).refused)
-        break;
-      s = statement(sim::Op::Close);
-      s.handle = e.index;
-      t.add(std::move(s), sim::Outcome::ok());
-      break;
-    }
-  }
-  for (std::size_t i = 0; i < handles_.size(); ++i)
-    if (handles_[i].open.fh && !handles_[i].released)
-      t.comment(fmt::format("# {} was not released before the unmount (the replay's teardown closes it)\n",
-                            t.trace.names.handles[i]));
-}
-
-sim::ReplySpec Recording::reply_of(const Handle &h, model::KernelProfile profile) const {
-  const model::OpenReply &r = h.open.reply;
+sim::ReplySpec Recording::reply_of(const model::OpenReply &r) const {
+  FPSIM_ASSERT(r.kind != model::OpenReply::Kind::Enosys,
+               "the stock policies never answer ENOSYS: what open(2) then returned is not recorded");
   sim::ReplySpec spec;
-  switch (r.kind) {
-  case model::OpenReply::Kind::Error:
+  if (r.kind == model::OpenReply::Kind::Error) {
     spec.kind = sim::ReplySpec::Kind::Error;
     spec.error = r.error;
     return spec;
-  case model::OpenReply::Kind::Enosys:
-    spec.kind = sim::ReplySpec::Kind::Enosys;
+  }
+  spec = sim::reply_spec_of_wire(r.open_flags, kRecordProfile);
+  if (r.backing_id == 0)
     return spec;
-  case model::OpenReply::Kind::Flags:
-    break;
-  }
-  spec = sim::reply_spec_of_wire(r.open_flags, profile);
-  if (h.backing >= 0) {
-    spec.id_kind = sim::ReplySpec::IdKind::Name;
-    spec.backing = h.backing;
-  } else if (r.backing_id != 0) {
-    spec.id_kind = sim::ReplySpec::IdKind::Literal;
-    spec.literal_id = r.backing_id;
-  }
+  auto slot = live_.find(r.backing_id);
+  spec.id_kind = slot != live_.end() ? sim::ReplySpec::IdKind::Name : sim::ReplySpec::IdKind::Literal;
+  spec.backing = slot != live_.end() ? slot->second : -1;
+  spec.literal_id = slot != live_.end() ? 0 : r.backing_id;
   return spec;
 }
 
@@ -607,40 +500,39 @@ std::string open_note(const std::string &handle, const policy::OpenRequest &r, s
   FPSIM_UNREACHABLE("an OpenKind outside the enum");
 }
 
-void Recording::open_statement(TraceText &t, int index, model::KernelProfile profile,
-                               std::vector<std::string> &warnings) const {
-  const Handle &h = handles_.at(static_cast<std::size_t>(index));
-  const policy::OpenRequest &r = h.open.request;
-  t.comment(open_note(t.trace.names.handles.at(static_cast<std::size_t>(index)), r, warnings));
+void Recording::opened(const OpenEvent &e) {
+  const policy::OpenRequest &r = e.request;
+  const int index = add_name(text_.trace.names.handles, "H");
+  text_.comment(open_note(text_.trace.names.handles.back(), r, warnings_));
   sim::Statement s;
   switch (r.kind) {
   case policy::OpenKind::Opendir:
-    s = statement(sim::Op::Opendir);
+    s.op = sim::Op::Opendir;
     break;
   case policy::OpenKind::Create:
-    s = statement(sim::Op::Create);
-    s.file = t.mount_file(r.name, true);
+    s.op = sim::Op::Create;
+    s.file = text_.mount_file(r.name, true);
     break;
   case policy::OpenKind::Open:
-    s = statement(sim::Op::Open);
-    s.file = t.mount_file(r.name, false);
+    s.op = sim::Op::Open;
+    s.file = text_.mount_file(r.name, false);
     s.access = access_of(r.flags);
     s.o_direct = (r.flags & O_DIRECT) != 0;
-    s.o_trunc = h.o_trunc || (r.flags & O_TRUNC);
+    s.o_trunc = (r.flags & O_TRUNC) != 0;
     break;
   }
   s.handle = index;
-  s.reply = reply_of(h, profile);
-  FPSIM_ASSERT(h.open.reply.kind != model::OpenReply::Kind::Enosys,
-               "the stock policies never answer ENOSYS: what open(2) then returned is not recorded");
-  sim::Outcome outcome = sim::Outcome::ok();
-  if (h.open.reply.kind == model::OpenReply::Kind::Error) {
-    outcome = sim::Outcome::errno_(h.open.reply.error);
-  } else if (h.refused) {
-    outcome = sim::Outcome::errno_(EIO);
-    outcome.release = true;
+  s.reply = reply_of(e.reply);
+  handles_.push_back(Handle{e, text_.trace.statements.size()});
+  const bool failed = e.reply.kind == model::OpenReply::Kind::Error;
+  text_.add(std::move(s), failed ? sim::Outcome::errno_(e.reply.error) : sim::Outcome::ok());
+  if (e.fh) {
+    by_fh_[*e.fh] = index;
+    just_opened_[e.pid] = index;
   }
-  t.add(std::move(s), std::move(outcome));
+  if (verbose_)
+    fmt::print(stderr, "[record]   => H{} {} flags {} ({:#x})\n", index + 1, r.name, open_flags_text(r.flags),
+               r.flags);
 }
 
 // ---- running the command ----------------------------------------------------------------------------
@@ -783,41 +675,6 @@ struct Plan {
   std::vector<std::string> skipped; // DIR entries that are not regular files
 };
 
-bool copy_file(const std::string &from, const std::string &to, std::string &err) {
-  const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in < 0) {
-    err = errno_text("open " + from, errno);
-    return false;
-  }
-  struct stat st {};
-  fstat(in, &st);
-  const int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777);
-  if (out < 0) {
-    err = errno_text("create " + to, errno);
-    ::close(in);
-    return false;
-  }
-  std::vector<char> buf(1 << 16);
-  bool ok = true;
-  for (;;) {
-    const ssize_t n = ::read(in, buf.data(), buf.size());
-    if (n == 0)
-      break;
-    if (n < 0 || !write_all(out, std::string(buf.data(), static_cast<std::size_t>(n)))) {
-      err = errno_text("copy " + from, errno);
-      ok = false;
-      break;
-    }
-  }
-  ::close(in);
-  ::close(out);
-  return ok;
-}
-
-
-// The profile the recordings are written for: the harness runs on 6.18 only.
-constexpr model::KernelProfile kRecordProfile = model::KernelProfile::V6_18;
-
 // The server of a recording: the copies of DIR's files in `work`, the stock policy, `recording`
 // observing; mounted, with the policy's ids registered. nullptr, and `err`, on failure.
 std::unique_ptr<FuseServer> start_server(const IsolatedDirs &dirs, const Plan &plan, const sim::InitSpec &init,
@@ -827,10 +684,14 @@ std::unique_ptr<FuseServer> start_server(const IsolatedDirs &dirs, const Plan &p
     err = errno_text("mkdir " + work, errno);
     return nullptr;
   }
-  for (const std::string &name : plan.files)
-    if (!copy_file(plan.options.source_dir + "/" + name, work + "/" + name, err))
+  for (const std::string &name : plan.files) {
+    std::error_code ec;
+    if (!std::filesystem::copy_file(plan.options.source_dir + "/" + name, work + "/" + name, ec)) {
+      err = "copy " + plan.options.source_dir + "/" + name + ": " + ec.message();
       return nullptr;
-  std::unique_ptr<DirectoryFiles> files = DirectoryFiles::open(work, plan.files, err);
+    }
+  }
+  std::unique_ptr<FileStore> files = directory_files(work, plan.files, err);
   if (!files)
     return nullptr;
   ServerParts parts{std::move(files), policy::make_stock(plan.options.policy, kRecordProfile), &recording,
@@ -865,12 +726,9 @@ int check_run(const CommandResult &cmd, const Plan &plan, const FuseServer &serv
     fmt::print(stderr, "fpsim-harness record: some files were still not released {} s after the command "
                        "ended\n", std::chrono::duration_cast<std::chrono::seconds>(kReleaseGrace).count());
   if (const std::vector<std::string> bad = recording.inexpressible_names(); !bad.empty()) {
-    std::string list;
-    for (const std::string &b : bad)
-      list += (list.empty() ? "" : ", ") + ("'" + printable(b) + "'");
     fmt::print(stderr, "fpsim-harness record: the command opened or created files whose names a trace cannot "
                        "hold ([A-Za-z][A-Za-z0-9_.-]{{0,63}}, and not dir, pipe, socket, devnull or badfd "
-                       "in a backing_open): {}; nothing recorded\n", list);
+                       "in a backing_open): {}; nothing recorded\n", quoted_list(bad));
     return kBodyInexpressible;
   }
   if (cmd.exit_code != 0)
@@ -886,7 +744,10 @@ std::string header_comments(const Plan &plan, int exit_code) {
                                  policy::stock_name(opt.policy), printable(shell_quote(opt.command)));
   text += fmt::format("# run in a mount of {} regular file(s) copied from {}; exit status {}\n",
                       plan.files.size(), printable(opt.source_dir), exit_code);
-  text += policy_description(opt.policy);
+  std::istringstream policy_text("policy " + std::string(policy::stock_name(opt.policy)) + ": " +
+                                 std::string(policy::stock_description(opt.policy)));
+  for (std::string line; std::getline(policy_text, line);)
+    text += "# " + line + "\n";
   for (const std::string &s : plan.skipped)
     text += "# not served (not a regular file): " + printable(s) + "\n";
   text += registers
@@ -897,13 +758,13 @@ std::string header_comments(const Plan &plan, int exit_code) {
 }
 
 // The comment lines after the last statement: the requests that made no statement.
-std::string trailer_comments(const Plan &plan, const FuseServer &server) {
+std::string trailer_comments(const Plan &plan, const FuseServer &server, const Recording &recording) {
   const bool registers = plan.options.policy == policy::Stock::Hp || plan.options.policy == policy::Stock::Passthrough;
   std::string text = registers
                          ? "# reads and writes are not statements: passthrough I/O goes to the backing files, unseen\n"
                          : "# reads and writes are not statements (the server answered them: READ/WRITE below)\n";
   std::vector<std::string> counts;
-  for (const auto &[op, n] : server.counts())
+  for (const auto &[op, n] : recording.counts())
     counts.push_back(opcode_text(op) + " " + std::to_string(n));
   std::vector<std::string> enosys;
   for (std::uint32_t op : server.unimplemented())
@@ -953,22 +814,16 @@ int simulate(const sim::Trace &trace, const std::string &text, const Plan &plan,
 }
 
 // The trace of a finished recording.
-TraceText make_trace(const Plan &plan, const sim::InitSpec &init, int exit_code, const FuseServer &server,
-                     const Recording &recording) {
-  TraceText t;
+TraceText make_trace(const Plan &plan, int exit_code, const FuseServer &server, const Recording &recording) {
+  TraceText t = recording.finish();
   t.trace.path = plan.options.output;
   t.trace.profile = kRecordProfile;
   t.trace.profile_given = true;
   t.trace.title = "recorded: " + printable(shell_quote(plan.options.command));
   std::replace(t.trace.title.begin(), t.trace.title.end(), '"', '\'');
-  t.comment(header_comments(plan, exit_code));
-  sim::Statement mount = statement(sim::Op::Init);
-  mount.init = init;
-  t.add(std::move(mount), sim::Outcome::ok());
-  std::vector<std::string> warnings;
-  recording.write(t, kRecordProfile, warnings);
-  t.comment(trailer_comments(plan, server));
-  for (const std::string &w : warnings)
+  t.comments.front() = header_comments(plan, exit_code) + t.comments.front();
+  t.comment(trailer_comments(plan, server, recording));
+  for (const std::string &w : recording.warnings())
     fmt::print(stderr, "fpsim-harness record: note: {}\n", w);
   return t;
 }
@@ -983,7 +838,7 @@ int record_body(const IsolatedDirs &dirs, const Plan &plan, int trace_fd, int re
   sim::InitSpec init;
   init.passthrough = true;
   init.max_stack_depth = 1;
-  Recording recording(opt.verbose);
+  Recording recording(opt.verbose, init);
   std::string err;
   std::unique_ptr<FuseServer> server = start_server(dirs, plan, init, recording, err);
   if (!server) {
@@ -997,7 +852,7 @@ int record_body(const IsolatedDirs &dirs, const Plan &plan, int trace_fd, int re
   if (const int rc = check_run(cmd, plan, *server, all_released, recording); rc != kBodyOk)
     return rc;
 
-  TraceText t = make_trace(plan, init, cmd.exit_code, *server, recording);
+  TraceText t = make_trace(plan, cmd.exit_code, *server, recording);
   const std::string text = t.render();
   std::string report;
   const int verdict = simulate(t.trace, text, plan, report);
@@ -1065,7 +920,6 @@ std::string basename_of(const std::string &path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-
 // DIR's regular files (every name one a trace can hold) and the command to run, or the usage
 // error's exit code (printed).
 int plan_recording(Plan &plan) {
@@ -1106,13 +960,10 @@ int plan_recording(Plan &plan) {
   std::sort(plan.skipped.begin(), plan.skipped.end());
   if (!bad.empty()) {
     std::sort(bad.begin(), bad.end());
-    std::string list;
-    for (const std::string &b : bad)
-      list += (list.empty() ? "" : ", ") + ("'" + printable(b) + "'");
     fmt::print(stderr, "fpsim-harness record: --source {}: file names a trace cannot hold "
                        "([A-Za-z][A-Za-z0-9_.-]{{0,63}}{}): {}\n", printable(opt.source_dir),
                opt.policy == policy::Stock::Passthrough ? ", and not dir, pipe, socket, devnull or badfd" : "",
-               list);
+               quoted_list(bad));
     return kExitUsage;
   }
   for (const std::string &s : plan.skipped)
@@ -1172,31 +1023,6 @@ int write_output(const std::string &out_template, const std::string &output, con
   return kExitOk;
 }
 
-// An unlinked temporary file shared with the child: what it writes survives however it ends.
-int shared_file() {
-  char tmpl[] = "/tmp/fpsim-harness-record.XXXXXX";
-  const int fd = mkostemp(tmpl, O_CLOEXEC);
-  if (fd >= 0)
-    unlink(tmpl);
-  return fd;
-}
-
-// Everything in a shared file; closes it.
-std::string read_shared(int fd) {
-  std::string text;
-  char buf[65536];
-  off_t off = 0;
-  for (;;) {
-    const ssize_t n = ::pread(fd, buf, sizeof buf, off);
-    if (n <= 0)
-      break;
-    text.append(buf, static_cast<std::size_t>(n));
-    off += n;
-  }
-  ::close(fd);
-  return text;
-}
-
 } // namespace
 
 int record(const RecordOptions &options, const std::function<int()> &preconditions) {
@@ -1210,8 +1036,8 @@ int record(const RecordOptions &options, const std::function<int()> &preconditio
   if (const int rc = preconditions(); rc != 0)
     return rc;
 
-  const int trace_fd = shared_file();
-  const int report_fd = shared_file();
+  const int trace_fd = child_result_file();
+  const int report_fd = child_result_file();
   if (trace_fd < 0 || report_fd < 0) {
     fmt::print(stderr, "fpsim-harness record: mkstemp: {}\n", std::strerror(errno));
     return kExitFailed;
@@ -1219,8 +1045,8 @@ int record(const RecordOptions &options, const std::function<int()> &preconditio
   const IsolatedRun run = run_isolated(
       [&](const IsolatedDirs &dirs) { return record_body(dirs, plan, trace_fd, report_fd); },
       plan.options.timeout + 60s);
-  const std::string text = read_shared(trace_fd);
-  const std::string report = read_shared(report_fd);
+  const std::string text = read_child_result(trace_fd);
+  const std::string report = read_child_result(report_fd);
   if (isolated_runs_cancelled())
     return kRecordInterrupted;
   if (!run.started) {

@@ -11,9 +11,9 @@
 // (and passthrough writes, which land in the backing files) never modify DIR. The copies are the
 // server's content and the backing files at once: READ/WRITE/SETATTR of the server act on them too.
 //
-// The server is the harness's one FUSE session (fuse_server.h) serving the copies (file_store.h,
-// DirectoryFiles) and answering OPEN/CREATE by one of the stock policies of server_policy.h; the
-// passthrough policy's ids are closed after the command, once every file was released.
+// The server is the harness's one FUSE session (fuse_server.h) serving the copies (directory_files)
+// and answering OPEN/CREATE by a stock policy (server_policy.h). Its observer builds the trace's
+// statements, which the printer writes and the simulator replays as built.
 //
 // The command runs as the only process of a new PID namespace under a tiny init, with the mount as
 // its working directory; when it exits (or is killed after --timeout) whatever it left running dies

@@ -6,19 +6,6 @@
 
 namespace fpsim::policy {
 
-model::OpenReply reply_open(std::uint32_t open_flags, std::int32_t backing_id) {
-  return {model::OpenReply::Kind::Flags, 0, open_flags, backing_id};
-}
-
-model::OpenReply reply_error(int error) { return {model::OpenReply::Kind::Error, error, 0, 0}; }
-
-model::OpenReply reply_enosys() { return {model::OpenReply::Kind::Enosys, 0, 0, 0}; }
-
-void ScriptedPolicy::script(OpenKind kind, const std::string &name, const model::OpenReply &reply) {
-  std::lock_guard lock(mutex_);
-  script_[{kind, name}] = reply;
-}
-
 model::OpenReply ScriptedPolicy::reply(const OpenRequest &r, const ServerState &) {
   std::lock_guard lock(mutex_);
   auto it = script_.find({r.kind, r.name});
@@ -31,67 +18,57 @@ model::OpenReply ScriptedPolicy::reply(const OpenRequest &r, const ServerState &
   return reply;
 }
 
-std::uint64_t ScriptedPolicy::unscripted() const {
-  std::lock_guard lock(mutex_);
-  return unscripted_;
-}
-
 namespace {
 
-// FOPEN_PASSTHROUGH with the file's id; EIO when it has none, as a server that cannot give out
-// the passthrough it promised fails the open.
-model::OpenReply passthrough_reply(const OpenRequest &r, const ServerState &s, std::uint32_t pt) {
-  if (r.kind == OpenKind::Opendir)
-    return reply_open(0);
-  auto id = s.backing_ids.find(r.inode);
-  return id == s.backing_ids.end() ? reply_error(EIO) : reply_open(pt, id->second);
-}
+std::vector<Inode> only_if(bool yes, Inode inode) { return yes ? std::vector<Inode>{inode} : std::vector<Inode>{}; }
 
-class HpPolicy final : public ServerPolicy {
+// FOPEN_PASSTHROUGH with the file's id; EIO when it has none, as a server that cannot give out
+// the passthrough it promised fails the open. They differ in when the ids are registered and closed.
+class PassthroughReplies : public ServerPolicy {
 public:
-  explicit HpPolicy(std::uint32_t pt) : pt_(pt) {}
-  std::vector<Inode> register_before_reply(const OpenRequest &r, const ServerState &s) const override {
-    if (r.kind == OpenKind::Opendir || s.backing_ids.count(r.inode) != 0)
-      return {};
-    return {r.inode};
-  }
-  model::OpenReply reply(const OpenRequest &r, const ServerState &s) override {
-    return passthrough_reply(r, s, pt_);
-  }
-  std::vector<Inode> close_after_release(Inode inode, const ServerState &s) const override {
-    auto open = s.open_handles.find(inode);
-    if ((open != s.open_handles.end() && open->second > 0) || s.backing_ids.count(inode) == 0)
-      return {};
-    return {inode};
+  explicit PassthroughReplies(std::uint32_t pt) : pt_(pt) {}
+  model::OpenReply reply(const OpenRequest &r, const ServerState &s) final {
+    if (r.kind == OpenKind::Opendir)
+      return reply_open(0);
+    auto id = s.backing_ids.find(r.inode);
+    return id == s.backing_ids.end() ? reply_error(EIO) : reply_open(pt_, id->second);
   }
 
 private:
   std::uint32_t pt_;
 };
 
-class PassthroughPolicy final : public ServerPolicy {
+class HpPolicy final : public PassthroughReplies {
 public:
-  explicit PassthroughPolicy(std::uint32_t pt) : pt_(pt) {}
-  std::vector<Inode> register_at_mount(const ServerState &s) const override { return s.files; }
+  using PassthroughReplies::PassthroughReplies;
+  std::vector<Inode> register_before_reply(const OpenRequest &r, const ServerState &s) const override {
+    return only_if(r.kind != OpenKind::Opendir && s.backing_ids.count(r.inode) == 0, r.inode);
+  }
+  std::vector<Inode> close_after_release(Inode inode, const ServerState &s) const override {
+    return only_if(s.open_handles.count(inode) == 0 && s.backing_ids.count(inode) != 0, inode);
+  }
+};
+
+class PassthroughPolicy final : public PassthroughReplies {
+public:
+  using PassthroughReplies::PassthroughReplies;
+  std::vector<Inode> register_at_mount(const ServerState &s) const override {
+    std::vector<Inode> all;
+    for (const auto &[name, inode] : s.files)
+      all.push_back(inode);
+    return all;
+  }
   // A created file did not exist at the mount.
   std::vector<Inode> register_before_reply(const OpenRequest &r, const ServerState &) const override {
-    if (r.kind != OpenKind::Create)
-      return {};
-    return {r.inode};
-  }
-  model::OpenReply reply(const OpenRequest &r, const ServerState &s) override {
-    return passthrough_reply(r, s, pt_);
+    return only_if(r.kind == OpenKind::Create, r.inode);
   }
   std::vector<Inode> close_at_end(const ServerState &s) const override {
     std::vector<Inode> close;
-    for (Inode file : s.files)
-      if (s.backing_ids.count(file) != 0)
-        close.push_back(file);
+    for (const auto &[name, inode] : s.files)
+      if (s.backing_ids.count(inode) != 0)
+        close.push_back(inode);
     return close;
   }
-
-private:
-  std::uint32_t pt_;
 };
 
 // The same open_flags for every file, no backing ids.
@@ -118,6 +95,22 @@ std::string_view stock_name(Stock s) {
     return "cached";
   case Stock::DirectIo:
     return "direct_io";
+  }
+  FPSIM_UNREACHABLE("a Stock outside the enum");
+}
+
+std::string_view stock_description(Stock s) {
+  switch (s) {
+  case Stock::Hp:
+    return "one backing id per inode: BACKING_OPEN at the inode's first open,\n"
+           "FOPEN_PASSTHROUGH with that id while any of its files is open, BACKING_CLOSE at its last RELEASE";
+  case Stock::Passthrough:
+    return "every file registered right after the mount, every open FOPEN_PASSTHROUGH\n"
+           "with the file's id, the ids closed after the command once every file was released";
+  case Stock::Cached:
+    return "every open answered with open_flags 0";
+  case Stock::DirectIo:
+    return "every open answered with FOPEN_DIRECT_IO";
   }
   FPSIM_UNREACHABLE("a Stock outside the enum");
 }

@@ -33,9 +33,9 @@ struct OpenRequest {
 
 // What a policy may look at: the server's regular files and what it holds for them.
 struct ServerState {
-  std::vector<Inode> files;                  // in name order
+  std::map<std::string, Inode> files;        // by name
   std::map<Inode, std::int32_t> backing_ids; // registered by the server and not yet closed
-  std::map<Inode, int> open_handles;         // handed out for the file and not yet released
+  std::map<Inode, int> open_handles;         // handed out for the file and not yet released (> 0)
 };
 
 // The decisions, each asked for at the moment a server faces it. "register" means BACKING_OPEN of
@@ -56,20 +56,26 @@ public:
   virtual std::vector<Inode> close_at_end(const ServerState &) const { return {}; }
 };
 
-model::OpenReply reply_open(std::uint32_t open_flags, std::int32_t backing_id = 0);
-model::OpenReply reply_error(int error); // a positive errno
-// "OPEN is not implemented": the kernel stops sending OPEN on the connection.
-model::OpenReply reply_enosys();
+inline model::OpenReply reply_open(std::uint32_t open_flags, std::int32_t backing_id = 0) {
+  return {model::OpenReply::Kind::Flags, 0, open_flags, backing_id};
+}
+inline model::OpenReply reply_error(int error) { return {model::OpenReply::Kind::Error, error, 0, 0}; }
 
 // The cross-check's policy: each reply is scripted by the statement about to run. Scripting happens
 // on the caller's thread while the server thread may be deciding, hence the lock.
 class ScriptedPolicy final : public ServerPolicy {
 public:
   // The reply to the next open of this kind for `name` ("" for OPENDIR of the root); used once.
-  void script(OpenKind kind, const std::string &name, const model::OpenReply &reply);
+  void script(OpenKind kind, const std::string &name, const model::OpenReply &reply) {
+    std::lock_guard lock(mutex_);
+    script_[{kind, name}] = reply;
+  }
   // Nothing scripted: a cached reply (open_flags 0), counted in unscripted().
   model::OpenReply reply(const OpenRequest &r, const ServerState &s) override;
-  std::uint64_t unscripted() const;
+  std::uint64_t unscripted() const {
+    std::lock_guard lock(mutex_);
+    return unscripted_;
+  }
 
 private:
   mutable std::mutex mutex_;
@@ -77,19 +83,14 @@ private:
   std::uint64_t unscripted_ = 0;
 };
 
-// The policies `fpsim-harness record --policy` offers.
-//   hp           one backing id per inode: registered at the inode's first open, FOPEN_PASSTHROUGH
-//                with it for every open while any file of the inode is open, closed at the last
-//                release (what real passthrough servers do);
-//   passthrough  every file registered right after the mount (a created one when it is created),
-//                always FOPEN_PASSTHROUGH with the file's id, the ids closed at the end of the run;
-//   cached       open_flags 0;
-//   direct_io    FOPEN_DIRECT_IO.
-// OPENDIR is answered with open_flags 0 by all four; an open of a file that has no id (its
-// registration failed) fails with EIO.
+// The policies `fpsim-harness record --policy` offers (stock_description says what each does; hp
+// is what real passthrough servers do). OPENDIR is answered with open_flags 0 by all four; an open
+// of a file that has no id (its registration failed) fails with EIO.
 enum class Stock : std::uint8_t { Hp, Passthrough, Cached, DirectIo };
 
 std::string_view stock_name(Stock s);
+// Lines of prose (recordings carry them as comments).
+std::string_view stock_description(Stock s);
 std::optional<Stock> parse_stock(std::string_view name);
 // FOPEN_PASSTHROUGH is the profile's bit.
 std::unique_ptr<ServerPolicy> make_stock(Stock s, model::KernelProfile p = model::kDefaultProfile);
