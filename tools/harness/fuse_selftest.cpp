@@ -248,7 +248,6 @@ int SelfTest::check_opens(int bk_a, int bk_b, int &pa) {
   return -1;
 }
 
-// (e), (f).
 void SelfTest::check_backing_and_writes() {
   // (e) 6.18 accepts only regular files as backing files.
   int dirfd = track(::open(dirs_.backing.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -295,7 +294,6 @@ void SelfTest::check_backing_and_writes() {
   close_fd(pc);
 }
 
-// (g) and the teardown.
 void SelfTest::check_abort_and_teardown(int pa) {
   std::string err;
   // (g) after an abort only metadata is dead: the passthrough fd still reaches the backing file.

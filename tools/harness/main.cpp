@@ -326,6 +326,42 @@ struct KernelRun {
   std::vector<std::string> teardown; // "statement -> outcome" of the steps replay added at the end
 };
 
+// In the isolated child: replays `t` on the kernel and writes the result as JSON to `fd`.
+int run_in_child(const harness::IsolatedDirs &dirs, const sim::Trace &t, model::KernelProfile profile,
+                 const harness::KernelExecutorOptions &options, RunProgress *progress, int fd) {
+  // Only the parent decides about signals: it aborts the connections and kills this child.
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  harness::KernelExecutorOptions child_options = options;
+  child_options.on_fault = [progress](const std::string &what) {
+    copy_text(progress->fault, sizeof progress->fault, what);
+    progress->fault_fired.store(1);
+  };
+  harness::KernelExecutor kex(dirs, child_options);
+  ChildExecutor ex(kex, t, *progress);
+  const auto t0 = std::chrono::steady_clock::now();
+  const sim::ReplayResult r = sim::replay(t, ex, profile);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  json j;
+  j["steps"] = r.steps;
+  j["checks_not_observable"] = r.checks_not_observable;
+  j["seconds"] = secs;
+  j["faults"] = kex.faults_fired();
+  j["transcript"] = r.transcript;
+  j["outcomes"] = json::array();
+  for (const auto &o : r.outcomes)
+    j["outcomes"].push_back(o ? outcome_to_json(*o) : json(nullptr));
+  j["failures"] = json::array();
+  for (const auto &f : r.failures)
+    j["failures"].push_back({{"kind", static_cast<int>(f.kind)},
+                             {"line", f.line},
+                             {"statement", f.statement},
+                             {"expected", f.expected},
+                             {"actual", f.actual},
+                             {"message", f.message}});
+  return harness::write_all(fd, j.dump()) ? 0 : 3;
+}
+
 KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
                         const harness::KernelExecutorOptions &options, std::chrono::seconds timeout) {
   KernelRun out;
@@ -342,39 +378,7 @@ KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
     return out;
   }
   auto *progress = new (shared) RunProgress{};
-  auto body = [&](const harness::IsolatedDirs &dirs) {
-    // Only the parent decides about signals: it aborts the connections and kills this child.
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
-    harness::KernelExecutorOptions child_options = options;
-    child_options.on_fault = [progress](const std::string &what) {
-      copy_text(progress->fault, sizeof progress->fault, what);
-      progress->fault_fired.store(1);
-    };
-    harness::KernelExecutor kex(dirs, child_options);
-    ChildExecutor ex(kex, t, *progress);
-    const auto t0 = std::chrono::steady_clock::now();
-    const sim::ReplayResult r = sim::replay(t, ex, profile);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    json j;
-    j["steps"] = r.steps;
-    j["checks_not_observable"] = r.checks_not_observable;
-    j["seconds"] = secs;
-    j["faults"] = kex.faults_fired();
-    j["transcript"] = r.transcript;
-    j["outcomes"] = json::array();
-    for (const auto &o : r.outcomes)
-      j["outcomes"].push_back(o ? outcome_to_json(*o) : json(nullptr));
-    j["failures"] = json::array();
-    for (const auto &f : r.failures)
-      j["failures"].push_back({{"kind", static_cast<int>(f.kind)},
-                               {"line", f.line},
-                               {"statement", f.statement},
-                               {"expected", f.expected},
-                               {"actual", f.actual},
-                               {"message", f.message}});
-    return harness::write_all(fd, j.dump()) ? 0 : 3;
-  };
+  auto body = [&](const harness::IsolatedDirs &dirs) { return run_in_child(dirs, t, profile, options, progress, fd); };
   std::string overrun_where;
   const harness::IsolatedRun run =
       harness::run_isolated(body, timeout, [&] { overrun_where = progress_where(t, *progress); });

@@ -813,7 +813,6 @@ int simulate(const sim::Trace &trace, const std::string &text, const Plan &plan,
   return kBodyDisagrees;
 }
 
-// The trace of a finished recording.
 TraceText make_trace(const Plan &plan, int exit_code, const FuseServer &server, const Recording &recording) {
   TraceText t = recording.finish();
   t.trace.path = plan.options.output;
