@@ -130,47 +130,12 @@ std::optional<InodeId> SimExecutor::find_inode(int mount_slot) const {
   return m_->find_inode(static_cast<std::uint32_t>(mount_slot));
 }
 
-std::optional<OpenReply> SimExecutor::to_reply(const ReplySpec &r, const Bindings &b,
-                                               std::string *why) const {
-  OpenReply o;
-  switch (r.kind) {
-  case ReplySpec::Kind::Error:
-    o.kind = OpenReply::Kind::Error;
-    o.error = r.error;
-    return o;
-  case ReplySpec::Kind::Enosys:
-    o.kind = OpenReply::Kind::Enosys;
-    return o;
-  case ReplySpec::Kind::Flags:
-    break;
-  }
-  o.open_flags = wire_open_flags(r, m_->profile);
-  switch (r.id_kind) {
-  case ReplySpec::IdKind::None:
-    break;
-  case ReplySpec::IdKind::Literal:
-    o.backing_id = r.literal_id;
-    break;
-  case ReplySpec::IdKind::Name: {
-    const auto &id = b.backing_ids.at(static_cast<std::size_t>(r.backing));
-    if (!id) {
-      *why = fmt::format("{} has no id: its backing_open did not succeed",
-                         trace_->names.backings.at(static_cast<std::size_t>(r.backing)));
-      return std::nullopt;
-    }
-    o.backing_id = *id;
-    break;
-  }
-  }
-  return o;
-}
-
 Outcome SimExecutor::open_like(const Statement &s, const Bindings &b) {
   Model &m = *m_;
   const auto h = static_cast<std::size_t>(s.handle);
   const std::string &hname = trace_->names.handles.at(h);
   std::string why;
-  std::optional<OpenReply> reply = to_reply(s.reply, b, &why);
+  std::optional<OpenReply> reply = open_reply(s.reply, b.backing_ids, trace_->names, m_->profile, &why);
   if (!reply)
     return Outcome::invalid(why);
   const std::uint64_t sync_before = m.sync_releases_sent;
@@ -307,13 +272,7 @@ Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
   Outcome out;
   switch (s.op) {
   case Op::Init: {
-    InitReply r;
-    r.passthrough = s.init.passthrough;
-    r.max_stack_depth = s.init.max_stack_depth;
-    r.writeback_cache = s.init.writeback_cache;
-    r.direct_io_allow_mmap = s.init.direct_io_allow_mmap;
-    r.init_ext = !s.init.no_init_ext;
-    fuse_mount(m, r);
+    fuse_mount(m, init_reply(s.init));
     break;
   }
   case Op::BackingOpen: {

@@ -62,8 +62,6 @@ private:
 
   Outcome open_like(const Statement &s, const Bindings &b);
   Outcome await(const Statement &s);
-  std::optional<model::OpenReply> to_reply(const ReplySpec &r, const Bindings &b,
-                                           std::string *why) const;
   void name_new_objects(const std::string &file_name);
   std::optional<model::InodeId> find_inode(int mount_slot) const;
 

@@ -1,6 +1,8 @@
 #include "sim/statement.h"
 
 #include "base/assert.h"
+#include <fmt/format.h>
+
 namespace fpsim::sim {
 
 std::string_view op_name(Op op) {
@@ -64,6 +66,62 @@ std::uint32_t wire_open_flags(const ReplySpec &r, KernelProfile p) {
   if (r.flags & reply_flag::PASSTHROUGH)
     wire |= model::fopen_passthrough(p);
   return wire;
+}
+
+ReplySpec reply_spec_of_wire(std::uint32_t open_flags, KernelProfile p) {
+  static constexpr std::uint32_t kNamed =
+      reply_flag::DIRECT_IO | reply_flag::KEEP_CACHE | reply_flag::NONSEEKABLE | reply_flag::CACHE_DIR |
+      reply_flag::STREAM | reply_flag::NOFLUSH | reply_flag::PARALLEL_DIRECT_WRITES;
+  const std::uint32_t pt = model::fopen_passthrough(p);
+  ReplySpec r;
+  r.flags = (open_flags & kNamed) | ((open_flags & pt) ? reply_flag::PASSTHROUGH : 0);
+  r.raw_bits = open_flags & ~(kNamed | pt);
+  return r;
+}
+
+model::InitReply init_reply(const InitSpec &i) {
+  model::InitReply r;
+  r.passthrough = i.passthrough;
+  r.max_stack_depth = i.max_stack_depth;
+  r.writeback_cache = i.writeback_cache;
+  r.direct_io_allow_mmap = i.direct_io_allow_mmap;
+  r.init_ext = !i.no_init_ext;
+  return r;
+}
+
+std::optional<model::OpenReply> open_reply(const ReplySpec &r,
+                                           const std::vector<std::optional<std::int32_t>> &ids,
+                                           const Names &names, KernelProfile p, std::string *why) {
+  model::OpenReply o;
+  switch (r.kind) {
+  case ReplySpec::Kind::Error:
+    o.kind = model::OpenReply::Kind::Error;
+    o.error = r.error;
+    return o;
+  case ReplySpec::Kind::Enosys:
+    o.kind = model::OpenReply::Kind::Enosys;
+    return o;
+  case ReplySpec::Kind::Flags:
+    break;
+  }
+  o.open_flags = wire_open_flags(r, p);
+  switch (r.id_kind) {
+  case ReplySpec::IdKind::None:
+    break;
+  case ReplySpec::IdKind::Literal:
+    o.backing_id = r.literal_id;
+    break;
+  case ReplySpec::IdKind::Name: {
+    const auto slot = static_cast<std::size_t>(r.backing);
+    if (!ids.at(slot)) {
+      *why = fmt::format("{} has no id: its backing_open did not succeed", names.backings.at(slot));
+      return std::nullopt;
+    }
+    o.backing_id = *ids.at(slot);
+    break;
+  }
+  }
+  return o;
 }
 
 bool Outcome::matches(const Outcome &actual) const {

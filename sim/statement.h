@@ -43,10 +43,11 @@ enum class NameKind : std::uint8_t { Backing, Handle, Mapping, Write };
 std::string_view name_kind_noun(NameKind k);
 
 // Symbolic reply flags: the profile-independent FOPEN bits as they are on the wire, plus a
-// passthrough bit of our own that wire_open_flags maps to the profile's FOPEN_PASSTHROUGH.
+// passthrough bit that wire_open_flags maps to the profile's FOPEN_PASSTHROUGH. That bit is taken
+// from the model (6.18's) rather than written again, so the FOPEN bits have one definition.
 namespace reply_flag {
 using namespace model::fopen;
-inline constexpr std::uint32_t PASSTHROUGH = 1u << 7;
+inline constexpr std::uint32_t PASSTHROUGH = model::fopen_passthrough(model::KernelProfile::V6_18);
 } // namespace reply_flag
 
 struct ReplySpec {
@@ -64,6 +65,9 @@ struct ReplySpec {
 
 // The open_flags a profile puts on the wire for these symbolic flags.
 std::uint32_t wire_open_flags(const ReplySpec &r, KernelProfile p);
+// The other way, for a reply a server sent: the bits the vocabulary names become flags, the rest
+// raw_bits (a recorded reply is written as the server sent it).
+ReplySpec reply_spec_of_wire(std::uint32_t open_flags, KernelProfile p);
 
 struct InitSpec {
   bool passthrough = false;
@@ -73,6 +77,10 @@ struct InitSpec {
   bool no_init_ext = false;
   bool operator==(const InitSpec &) const = default;
 };
+
+// The INIT reply an `init` statement has the server send (the model's type: the harness's server
+// and the simulator send the same one).
+model::InitReply init_reply(const InitSpec &i);
 
 enum class SourceKind : std::uint8_t { File, OPath, Dir, Pipe, Socket, DevNull, BadFd };
 
@@ -191,5 +199,12 @@ struct Trace {
   std::vector<Statement> statements;
   std::vector<std::string> source_lines; // the file as read, for --annotate
 };
+
+// The reply an open statement has the server send under profile p, with a backing name resolved
+// through `ids` (the backing id each backing slot is bound to so far). nullopt, and *why, when it
+// names a backing whose backing_open did not succeed. Error replies need no id.
+std::optional<model::OpenReply> open_reply(const ReplySpec &r,
+                                           const std::vector<std::optional<std::int32_t>> &ids,
+                                           const Names &names, KernelProfile p, std::string *why);
 
 } // namespace fpsim::sim

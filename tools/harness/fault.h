@@ -44,7 +44,4 @@ std::optional<Fault> parse_fault(const std::string &text, std::string &err);
 // The accepted forms, for error messages.
 std::string fault_forms();
 
-// "OPEN" for the opcodes a fault can name, "opcode N" for others.
-std::string fault_opcode_name(std::uint32_t opcode);
-
 } // namespace fpsim::harness

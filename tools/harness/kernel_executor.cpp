@@ -222,17 +222,18 @@ void KernelExecutor::begin(const sim::Trace &t, sim::KernelProfile p) {
     backing_fds_.push_back(fd);
   }
 
+  // O_TRUNC must not shrink a served file: writes stay in place (README, modelling decisions).
+  std::vector<std::pair<std::string, std::string>> files;
+  for (std::size_t i = 0; i < t.names.mount_files.size(); ++i)
+    if (!t.names.mount_file_created[i])
+      files.emplace_back(t.names.mount_files[i], server_content(t.names.mount_files[i]));
+  script_ = std::make_shared<policy::ScriptedPolicy>();
   std::string err;
-  std::unique_ptr<FuseServer> server = FuseServer::open(dirs_.ctl, err);
+  std::unique_ptr<FuseServer> server = FuseServer::open(
+      ServerParts{memory_files(files, {true, server_content("")}), script_}, dirs_.ctl, err);
   if (!server)
     throw std::runtime_error(err);
   server_ = std::move(server);
-  // O_TRUNC must not shrink a served file: writes stay in place (README, modelling decisions).
-  server_->keep_size_on_truncate(true);
-  server_->created_file_content(server_content(""));
-  for (std::size_t i = 0; i < t.names.mount_files.size(); ++i)
-    if (!t.names.mount_file_created[i])
-      server_->add_file(t.names.mount_files[i], server_content(t.names.mount_files[i]));
   if (options_.fault && options_.fault->kind != Fault::Kind::KillServerAtStep)
     server_->inject_fault(*options_.fault, fault_hook());
 }
@@ -395,30 +396,59 @@ void KernelExecutor::fault_after_step(const Outcome &o) {
                                        : fmt::format("but {} blocked call(s) did not return", stuck)));
 }
 
+Outcome KernelExecutor::mount(const Statement &s) {
+  std::string err;
+  const int rc = server_->mount(dirs_.mnt, sim::init_reply(s.init), err);
+  if (rc != 0) {
+    note("harness", "mount: " + err);
+    // As after umount: with nothing mounted, a path walk must fail (ENOENT), not reach the bare
+    // directory underneath, which is the host's: a create would write into /tmp. EBUSY: a mount
+    // from an earlier init is still there.
+    if (rmdir(dirs_.mnt.c_str()) != 0 && errno != ENOENT && errno != EBUSY)
+      note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after a failed mount", errno));
+    return Outcome::errno_(-rc);
+  }
+  mounted_once_ = true;
+  writeback_cache_ = s.init.writeback_cache;
+  return Outcome::ok();
+}
+
+Outcome KernelExecutor::munmap(const Statement &s) {
+  std::shared_ptr<Mapper> &m = maps_.at(static_cast<std::size_t>(s.mapping));
+  if (!m || !m->mapped)
+    return Outcome::ok(); // munmap of a range that is not mapped succeeds and does nothing
+  const int e = unmap(*m, options_.long_deadline);
+  if (e == ETIMEDOUT) {
+    note("harness", "munmap did not return");
+    return blocks();
+  }
+  m.reset();
+  return e == 0 ? Outcome::ok() : Outcome::errno_(e);
+}
+
+Outcome KernelExecutor::close(const Statement &s) {
+  int &fd = fds_.at(static_cast<std::size_t>(s.handle));
+  const int f = fd;
+  fd = -1; // the fd is gone whatever close(2) returns
+  auto call = start([f] {
+    CallResult r;
+    const SysResult sr = sys_result(::close(f));
+    r.ret = sr.ret;
+    r.err = sr.err;
+    return r;
+  });
+  std::optional<CallResult> r = call->wait(options_.long_deadline);
+  if (!r) {
+    abandoned_.push_back(call);
+    return blocks();
+  }
+  return r->err ? Outcome::errno_(r->err) : Outcome::ok();
+}
+
 Outcome KernelExecutor::run_step(const Statement &s, const sim::Bindings &b) {
   switch (s.op) {
-  case Op::Init: {
-    InitConfig c;
-    c.passthrough = s.init.passthrough;
-    c.max_stack_depth = static_cast<std::uint32_t>(s.init.max_stack_depth);
-    c.writeback_cache = s.init.writeback_cache;
-    c.direct_io_allow_mmap = s.init.direct_io_allow_mmap;
-    c.no_init_ext = s.init.no_init_ext;
-    std::string err;
-    const int rc = server_->mount(dirs_.mnt, c, err);
-    if (rc != 0) {
-      note("harness", "mount: " + err);
-      // As after umount: with nothing mounted, a path walk must fail (ENOENT), not reach the bare
-      // directory underneath, which is the host's: a create would write into /tmp. EBUSY: a mount
-      // from an earlier init is still there.
-      if (rmdir(dirs_.mnt.c_str()) != 0 && errno != ENOENT && errno != EBUSY)
-        note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after a failed mount", errno));
-      return Outcome::errno_(-rc);
-    }
-    mounted_once_ = true;
-    writeback_cache_ = s.init.writeback_cache;
-    return Outcome::ok();
-  }
+  case Op::Init:
+    return mount(s);
   case Op::BackingOpen:
     return backing_open(s);
   case Op::BackingClose:
@@ -433,36 +463,10 @@ Outcome KernelExecutor::run_step(const Statement &s, const sim::Bindings &b) {
     return write(s);
   case Op::Mmap:
     return mmap(s);
-  case Op::Munmap: {
-    std::shared_ptr<Mapper> &m = maps_.at(static_cast<std::size_t>(s.mapping));
-    if (!m || !m->mapped)
-      return Outcome::ok(); // munmap of a range that is not mapped succeeds and does nothing
-    const int e = unmap(*m, options_.long_deadline);
-    if (e == ETIMEDOUT) {
-      note("harness", "munmap did not return");
-      return blocks();
-    }
-    m.reset();
-    return e == 0 ? Outcome::ok() : Outcome::errno_(e);
-  }
-  case Op::Close: {
-    int &fd = fds_.at(static_cast<std::size_t>(s.handle));
-    const int f = fd;
-    fd = -1; // the fd is gone whatever close(2) returns
-    auto call = start([f] {
-      CallResult r;
-      const SysResult sr = sys_result(::close(f));
-      r.ret = sr.ret;
-      r.err = sr.err;
-      return r;
-    });
-    std::optional<CallResult> r = call->wait(options_.long_deadline);
-    if (!r) {
-      abandoned_.push_back(call);
-      return blocks();
-    }
-    return r->err ? Outcome::errno_(r->err) : Outcome::ok();
-  }
+  case Op::Munmap:
+    return munmap(s);
+  case Op::Close:
+    return close(s);
   case Op::WriteBegin:
     return write_begin(s);
   case Op::WriteEnd:
@@ -602,64 +606,37 @@ Outcome KernelExecutor::backing_close(const Statement &s, const sim::Bindings &b
 
 // ---- opens ----------------------------------------------------------------------------------------
 
-std::optional<std::int32_t> KernelExecutor::reply_id(const sim::ReplySpec &r, const sim::Bindings &b,
-                                                     std::string *why) const {
-  switch (r.id_kind) {
-  case sim::ReplySpec::IdKind::None:
-    return 0;
-  case sim::ReplySpec::IdKind::Literal:
-    return r.literal_id;
-  case sim::ReplySpec::IdKind::Name: {
-    const auto &id = b.backing_ids.at(static_cast<std::size_t>(r.backing));
-    if (!id) {
-      *why = fmt::format("{} has no id: its backing_open did not succeed",
-                         trace_->names.backings.at(static_cast<std::size_t>(r.backing)));
-      return std::nullopt;
-    }
-    return *id;
+Outcome KernelExecutor::settle(const Statement &s, NameKind kind, int slot, std::string file,
+                               const std::shared_ptr<Call> &call) {
+  std::optional<CallResult> r = wait_blocking(call);
+  if (!r) {
+    pending_[{kind, slot}] = Pending{s.op, s.handle, std::move(file), call};
+    return blocks();
   }
-  }
-  return 0;
-}
-
-OpenReply KernelExecutor::to_reply(const sim::ReplySpec &r, std::int32_t id) const {
-  switch (r.kind) {
-  case sim::ReplySpec::Kind::Error:
-    return OpenReply::fail(r.error);
-  case sim::ReplySpec::Kind::Enosys:
-    return OpenReply::enosys();
-  case sim::ReplySpec::Kind::Flags:
-    break;
-  }
-  return OpenReply::open(sim::wire_open_flags(r, profile_), id);
+  return finish(s.op, s.handle, slot, *r);
 }
 
 Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &b) {
   std::string why;
-  // Only Flags replies carry an id; an error reply referring to a backing name still needs none.
-  std::optional<std::int32_t> id =
-      s.reply.kind == sim::ReplySpec::Kind::Flags ? reply_id(s.reply, b, &why) : std::optional<std::int32_t>(0);
-  if (!id)
+  const std::optional<model::OpenReply> reply =
+      sim::open_reply(s.reply, b.backing_ids, trace_->names, profile_, &why);
+  if (!reply)
     return Outcome::invalid(why);
-  const OpenReply reply = to_reply(s.reply, *id);
   const auto h = static_cast<std::size_t>(s.handle);
   std::string path = dirs_.mnt;
   std::string name;
-  std::uint32_t opcode = proto::OPENDIR;
+  policy::OpenKind kind = policy::OpenKind::Opendir;
   int flags = O_CLOEXEC;
   if (s.op == Op::Opendir) {
-    server_->script_opendir(reply);
     flags |= O_RDONLY | O_DIRECTORY;
   } else {
     name = trace_->names.mount_files.at(static_cast<std::size_t>(s.file));
     path += "/" + name;
     if (s.op == Op::Create) {
-      opcode = proto::CREATE;
-      server_->script_create(name, reply);
+      kind = policy::OpenKind::Create;
       flags |= O_CREAT | O_EXCL | O_RDWR;
     } else {
-      opcode = proto::OPEN;
-      server_->script_open(name, reply);
+      kind = policy::OpenKind::Open;
       flags |= access_flags(s.access);
       if (s.o_direct)
         flags |= O_DIRECT;
@@ -667,12 +644,13 @@ Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &b) {
         flags |= O_TRUNC;
     }
   }
+  script_->script(kind, name, *reply);
   handle_file_[h] = name;
   // A nonseekable or stream file refuses pwrite (ESPIPE before any permission check).
   handle_positional_[h] = s.reply.kind != sim::ReplySpec::Kind::Flags ||
                           !(s.reply.flags & (sim::reply_flag::NONSEEKABLE | sim::reply_flag::STREAM));
   std::shared_ptr<FuseServer> server = server_;
-  auto call = start([server, path, flags, opcode, name] {
+  auto call = start([server, path, flags, kind, name] {
     const std::size_t before = server->open_events().size();
     CallResult r;
     const SysResult sr = sys_result(::open(path.c_str(), flags, 0644));
@@ -684,17 +662,12 @@ Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &b) {
     const std::vector<OpenEvent> events = server->open_events();
     for (std::size_t i = before; i < events.size(); ++i) {
       const OpenEvent &e = events[i];
-      if (e.pid == tid && e.opcode == opcode && e.name == name && e.fh && server->released(*e.fh))
+      if (e.pid == tid && e.request.kind == kind && e.request.name == name && e.fh && server->released(*e.fh))
         r.release = true;
     }
     return r;
   });
-  std::optional<CallResult> r = wait_blocking(call);
-  if (!r) {
-    pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, name, call};
-    return blocks();
-  }
-  return finish(s.op, s.handle, s.handle, *r);
+  return settle(s, NameKind::Handle, s.handle, name, call);
 }
 
 // ---- I/O ------------------------------------------------------------------------------------------
@@ -748,12 +721,7 @@ Outcome KernelExecutor::read(const Statement &s) {
       r.data = buf.substr(0, static_cast<std::size_t>(n));
     return r;
   });
-  std::optional<CallResult> r = wait_blocking(call);
-  if (!r) {
-    pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
-    return blocks();
-  }
-  return finish(s.op, s.handle, s.handle, *r);
+  return settle(s, NameKind::Handle, s.handle, file_of_handle(s.handle), call);
 }
 
 namespace {
@@ -805,12 +773,7 @@ Outcome KernelExecutor::write(const Statement &s) {
   auto call = start([server, fd, positional, offset, bfds] {
     return do_write(*server, fd, positional, offset, bfds);
   });
-  std::optional<CallResult> r = wait_blocking(call);
-  if (!r) {
-    pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
-    return blocks();
-  }
-  return finish(s.op, s.handle, s.handle, *r);
+  return settle(s, NameKind::Handle, s.handle, file_of_handle(s.handle), call);
 }
 
 std::shared_ptr<KernelExecutor::Mapper> KernelExecutor::spawn_mapper(int fd, bool shared, int *err) {
@@ -939,12 +902,7 @@ Outcome KernelExecutor::mmap(const Statement &s) {
     r.err = static_cast<int>(out[1]);
     return r;
   });
-  std::optional<CallResult> r = wait_blocking(call);
-  if (!r) {
-    pending_[{NameKind::Mapping, s.mapping}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
-    return blocks();
-  }
-  return finish(s.op, s.handle, s.mapping, *r);
+  return settle(s, NameKind::Mapping, s.mapping, file_of_handle(s.handle), call);
 }
 
 Outcome KernelExecutor::finish(Op op, int handle, int slot, const CallResult &r) {

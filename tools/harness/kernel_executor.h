@@ -99,6 +99,9 @@ private:
   void fault_before_step();
   void fault_after_step(const sim::Outcome &o);
   std::function<void(const std::string &)> fault_hook() const;
+  sim::Outcome mount(const sim::Statement &s);
+  sim::Outcome munmap(const sim::Statement &s);
+  sim::Outcome close(const sim::Statement &s);
   sim::Outcome open_like(const sim::Statement &s, const sim::Bindings &b);
   sim::Outcome backing_open(const sim::Statement &s);
   sim::Outcome backing_close(const sim::Statement &s, const sim::Bindings &b);
@@ -111,6 +114,9 @@ private:
   // write_begin and its await: waits until the write is parked by the server or returns.
   sim::Outcome settle_write_begin(int w, const std::string &file, std::uint64_t token,
                                   const std::shared_ptr<Call> &call);
+  // The call's outcome, or `blocks` with the call kept pending under (kind, slot) for `await`.
+  sim::Outcome settle(const sim::Statement &s, sim::NameKind kind, int slot, std::string file,
+                      const std::shared_ptr<Call> &call);
   // Waits for a call that may block: its result, or nullopt once it is blocked (see settle_limit).
   std::optional<CallResult> wait_blocking(const std::shared_ptr<Call> &call);
   // Whether a call started at `start` and still running now counts as blocked.
@@ -119,9 +125,6 @@ private:
   sim::Outcome finish(sim::Op op, int handle, int slot, const CallResult &r);
   sim::Outcome route_of_read(const CallResult &r);
   sim::Outcome route_of_write(const CallResult &r);
-  std::optional<std::int32_t> reply_id(const sim::ReplySpec &r, const sim::Bindings &b,
-                                       std::string *why) const;
-  OpenReply to_reply(const sim::ReplySpec &r, std::int32_t id) const;
   int unprivileged_ioctl(unsigned long request, void *arg);
   void note(std::string rule, std::string message);
   std::string file_of_handle(int h) const;
@@ -138,6 +141,7 @@ private:
   std::string backing_dir_;
   std::vector<int> backing_fds_; // per backing file: O_RDWR fd used for route checks and restores
   std::shared_ptr<FuseServer> server_; // shared with the worker threads
+  std::shared_ptr<policy::ScriptedPolicy> script_; // the server's policy: each open's statement scripts it
   bool mounted_once_ = false;
   bool writeback_cache_ = false;
   std::vector<int> fds_;             // per handle: the open fd, -1 if none
