@@ -161,9 +161,9 @@ public:
   int dev_close();
   // Whether the server thread has ended (it does on ENODEV/ECONNABORTED), waiting up to `timeout`.
   bool wait_stopped(std::chrono::milliseconds timeout);
-  // Tears down in the order of docs/real-kernel-notes.md EXP10: unmount (lazily if busy), let the server
-  // thread see ENODEV, abort through fusectl if it does not, then close the device. Idempotent; problems()
-  // still answers after it.
+  // Tears down in the order of docs/real-kernel-notes.md EXP10: unmount (lazily if busy), let the
+  // server thread see ENODEV, abort through fusectl if it does not, then close the device.
+  // Idempotent; problems() still answers after it.
   void shutdown();
 
   // Anomalies the server thread met (failed reply writes other than ENOENT, malformed requests,
