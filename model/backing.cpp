@@ -185,7 +185,12 @@ int fuse_passthrough_open(Model &m, FileId f, std::int32_t backing_id, FbId *fb_
   m.backing_files.push_back(bfile);
   ff.passthrough = BackingFileId{static_cast<std::uint32_t>(m.backing_files.size() - 1)};
   ff.cred = get_cred(m, b.cred, "fuse_passthrough_open");
-  m.decide(Decision(Rule::PassthroughOpenBackingFile).with_inode(inode).with_file(f).with_fb(fb));
+  // The seed (5/9) opens the backing file but keeps reads and writes on FUSE.
+  m.decide(Decision(m.profile.has(Feature::PassthroughReadWrite) ? Rule::PassthroughOpenBackingFile
+                                                                 : Rule::PassthroughOpenSeedIo)
+               .with_inode(inode)
+               .with_file(f)
+               .with_fb(fb));
   *fb_out = *fb;
   return 0;
 }

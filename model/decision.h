@@ -69,6 +69,7 @@ enum class TaskId : std::uint32_t;
   X(PassthroughOpenNoId, "fuse_passthrough_open")                                                  \
   X(PassthroughOpenSocket, "fuse_passthrough_open -> backing_file_open")                           \
   X(PassthroughOpenBackingFile, "fuse_passthrough_open")                                           \
+  X(PassthroughOpenSeedIo, "fuse_passthrough_open")                                                \
   X(UncachedIoStartOtherFb, "fuse_inode_uncached_io_start")                                        \
   X(UncachedIoStartOtherBackingInode, "fuse_inode_uncached_io_start")                              \
   X(UncachedIoStartNullFb, "fuse_inode_uncached_io_start")                                         \
