@@ -1,6 +1,6 @@
-// `fpsim explain`: see sim/explain.h. Every rule below mirrors one branch of model/*.cpp, which
-// is named after the kernel function it models; the branch is recognised from the statement,
-// the outcome and the model state before and after the step, never by changing the model.
+// `fpsim explain`: see sim/explain.h. The model records which rule decided each errno, wait,
+// wake-up and route (model/decision.h); this file only renders those decisions, one text per
+// Rule in Explainer::render, with names and numbers read from the states before and after.
 #include "sim/explain.h"
 
 #include "base/assert.h"
@@ -471,6 +471,32 @@ public:
   explicit Explainer(const Trace &t) : t_(t) {}
 
   std::vector<TaskNote> &notes() { return notes_; }
+
+  // The step's decisions for --json, each with its own text.
+  std::vector<ExplainedDecision> records(const Step &st) {
+    std::vector<ExplainedDecision> out;
+    for (const Decision &d : *st.decisions) {
+      ExplainedDecision x;
+      x.rule = std::string(rule_name(d.rule));
+      x.function = std::string(rule_function(d.rule));
+      x.err = d.err;
+      if (d.inode)
+        x.objects.emplace_back("inode", st.n.inode(*d.inode));
+      if (d.file)
+        x.objects.emplace_back("file", st.n.file(*d.file));
+      if (d.fb)
+        x.objects.emplace_back("fb", fb_name(st.n, *d.fb));
+      if (d.other_fb)
+        x.objects.emplace_back("other_fb", fb_name(st.n, *d.other_fb));
+      if (d.write)
+        x.objects.emplace_back("write", st.n.write(*d.write));
+      if (d.task)
+        x.objects.emplace_back("task", notes_.at(idx(*d.task)).name);
+      x.why = render(st, d).why;
+      out.push_back(std::move(x));
+    }
+    return out;
+  }
 
   Explained explain(const Step &st) {
     Explained e;
@@ -2458,6 +2484,7 @@ public:
     out.rule = e.rule;
     out.why = e.why;
     out.effects = e.effects;
+    out.decisions = explainer_.records(st);
     if (keep_state(after))
       out.state = build_state(t_, after, before, names_, fds_, explainer_.notes());
     else
