@@ -443,6 +443,19 @@ void mmap_cached_io(Model &m, TaskId id, bool new_wait) {
   fuse_file_fput(m, t.file, "mmap");
 }
 
+// A read that slept returns: its READ fails once the connection is gone. Returns whether it
+// reached the server.
+bool sleeping_read_done(Model &m, TaskId id) {
+  Task &t = m.tasks.mut(idx(id));
+  t.done = true;
+  if (m.fc.connected)
+    return true;
+  t.result.route = Route::None;
+  t.result.err = ENOTCONN;
+  m.decide(Decision(Rule::ReadDisconnected).with_err(ENOTCONN).with_inode(t.inode).with_file(t.file));
+  return false;
+}
+
 void complete_task(Model &m, TaskId id) {
   Task &t = m.tasks.mut(idx(id));
   switch (t.kind) {
@@ -467,33 +480,21 @@ void complete_task(Model &m, TaskId id) {
   case TaskKind::TruncateLockWait:
     open_truncate_or_done(m, t.file, &t.result, id);
     return;
-  case TaskKind::DirectReadLockWait: {
+  case TaskKind::DirectReadLockWait:
     if (inode_lock_must_wait(m, t.inode, t.queued))
       return;
-    t.done = true;
-    if (!m.fc.connected) {
-      t.result.route = Route::None;
-      t.result.err = ENOTCONN;
-      m.decide(Decision(Rule::ReadDisconnected).with_err(ENOTCONN).with_inode(t.inode).with_file(t.file));
-    }
+    sleeping_read_done(m, id);
     // It took the inode lock and dropped it: the next in the queue may go.
     wake_inode_lock_waiters(m, t.inode);
     fuse_file_fput(m, t.file, "read");
     return;
-  }
   case TaskKind::ReadPageWait:
     if (folio_locked_by_write(m, t.inode))
       return;
-    t.done = true;
     // The unlocked folio is not uptodate (a partial write, or one an abort failed): the read
     // reads it now.
-    if (m.fc.connected) {
+    if (sleeping_read_done(m, id))
       m.inode(t.inode).folio_uptodate = true;
-    } else {
-      t.result.route = Route::None;
-      t.result.err = ENOTCONN;
-      m.decide(Decision(Rule::ReadDisconnected).with_err(ENOTCONN).with_inode(t.inode).with_file(t.file));
-    }
     // The sleeping read pinned the file for the duration of the call.
     fuse_file_fput(m, t.file, "read");
     return;
@@ -768,6 +769,28 @@ SysResult fuse_dir_open(Model &m, const OpenReply &reply) {
   return r;
 }
 
+namespace {
+
+// A read of the folio a held write-through WRITE keeps locked sleeps: through the page cache on
+// the folio lock (observed on 6.18); a direct read (fuse_direct_io: a range with a locked folio,
+// filemap_range_has_writeback) on inode_lock + fuse_sync_writes first, and the WRITE keeping the
+// folio locked holds the inode lock (fpsim-harness fuzz, 6.18).
+void read_sleeps(Model &m, FileId f, bool page_cache, SysResult *r) {
+  r->blocked = true;
+  r->task = sleeping_call(m, page_cache ? TaskKind::ReadPageWait : TaskKind::DirectReadLockWait,
+                          f, "read");
+  Task &t = m.tasks.mut(idx(*r->task));
+  if (!page_cache)
+    t.queued = ++m.lock_queue;
+  t.result.route = Route::Fuse;
+  m.decide(Decision(page_cache ? Rule::ReadPageWait : Rule::DirectReadLockWait)
+               .with_inode(t.inode)
+               .with_file(f)
+               .with_task(r->task));
+}
+
+} // namespace
+
 SysResult fuse_file_read_iter(Model &m, FileId f) {
   SysResult r;
   const FuseFile &ff = m.file(f);
@@ -804,27 +827,9 @@ SysResult fuse_file_read_iter(Model &m, FileId f) {
     decide(Rule::CacheReadUptodate);
     return r;
   }
-  // A page-cache read waits for the folio a held write-through WRITE keeps locked (observed
-  // on 6.18); direct_io reads bypass the page cache.
-  if (page_cache && folio_locked_by_write(m, ff.inode)) {
-    r.blocked = true;
-    r.task = sleeping_call(m, TaskKind::ReadPageWait, f, "read");
-    m.tasks.mut(idx(*r.task)).result.route = Route::Fuse;
-    d.task = r.task;
-    decide(Rule::ReadPageWait);
-    return r;
-  }
-  // fuse_direct_io: a range with a locked folio (filemap_range_has_writeback) sends a read
-  // through inode_lock + fuse_sync_writes first, and the write-through WRITE keeping the folio
-  // locked holds the inode lock (fpsim-harness fuzz, 6.18).
-  if (!page_cache && folio_locked_by_write(m, ff.inode)) {
-    r.blocked = true;
-    r.task = sleeping_call(m, TaskKind::DirectReadLockWait, f, "read");
-    Task &t = m.tasks.mut(idx(*r.task));
-    t.queued = ++m.lock_queue;
-    t.result.route = Route::Fuse;
-    d.task = r.task;
-    decide(Rule::DirectReadLockWait);
+  // Both kinds of read wait for the folio a held write-through WRITE keeps locked.
+  if (folio_locked_by_write(m, ff.inode)) {
+    read_sleeps(m, f, page_cache, &r);
     return r;
   }
   if (!m.fc.connected) {

@@ -739,36 +739,14 @@ private:
   // renders it here; the rules that only add to another's text (a note, a wake-up) have a
   // fragment of their own, which --json shows beside the decision.
   Why render(const Step &st, const Decision &d) {
-    const std::string E = err(d.err);
     switch (d.rule) {
     case Rule::InitNoPassthrough:
-      return {"process_init_reply",
-              "the INIT reply does not offer FUSE_PASSTHROUGH: passthrough stays off, so "
-              "BACKING_OPEN will be refused with EPERM"};
     case Rule::InitNoInitExt:
-      return {"process_init_reply",
-              "FUSE_PASSTHROUGH sits in flags2, which the kernel ignores without FUSE_INIT_EXT "
-              "in flags: passthrough stays off (no error: INIT is never rejected)"};
     case Rule::InitStackDepth:
-      return {"process_init_reply",
-              fmt::format("max_stack_depth {} is outside 1..FILESYSTEM_MAX_STACK_DEPTH (2): "
-                          "passthrough is silently left off",
-                          st.s.init.max_stack_depth)};
     case Rule::InitWritebackCache:
-      return {"process_init_reply",
-              "since 6.11 passthrough and the writeback cache exclude each other: with "
-              "writeback_cache in the reply passthrough is silently left off"};
     case Rule::InitPassthrough:
-      return {"process_init_reply",
-              fmt::format("the reply offers FUSE_PASSTHROUGH with max_stack_depth {}: passthrough "
-                          "is enabled ({})",
-                          st.s.init.max_stack_depth,
-                          st.s.init.max_stack_depth == 1
-                              ? "backing files must sit on a plain, unstacked filesystem"
-                              : "backing files may sit on a filesystem stacked one level deep, "
-                                "such as another FUSE mount")};
     case Rule::InitFlags2Ignored:
-      return {"process_init_reply", "FUSE_DIRECT_IO_ALLOW_MMAP is in flags2 too and is ignored"};
+      return init_text(st, d);
     case Rule::BackingOpenDevClosed:
     case Rule::BackingOpenNotInstalled:
     case Rule::BackingOpenNoPassthrough:
@@ -786,68 +764,24 @@ private:
     case Rule::BackingOpenRegistered:
       return backing_opened(st, d);
     case Rule::BackingCloseDevClosed:
-      return {"fuse_dev_ioctl_backing_close",
-              fmt::format("the server's /dev/fuse fd is closed (dev_close) -> {}", E)};
     case Rule::BackingCloseNotInstalled:
-      return {"fuse_dev_ioctl_backing_close -> fuse_get_dev",
-              fmt::format("the /dev/fuse fd is not installed on a mounted connection yet (no "
-                          "init) -> {}",
-                          E)};
     case Rule::BackingCloseNoPassthrough:
-      return {"fuse_backing_close",
-              fmt::format("passthrough was not negotiated at INIT (fc->passthrough is 0) -> {}", E)};
     case Rule::BackingCloseNotCapable:
-      return {"fuse_backing_close",
-              fmt::format("the caller lacks CAP_SYS_ADMIN in the initial user namespace -> {}", E)};
+      return backing_close_refused(st, d);
     case Rule::BackingCloseInvalidId:
     case Rule::BackingCloseNoEntry:
     case Rule::BackingCloseRemoved:
       return backing_close_text(st, d);
     case Rule::PathWalkNoMount:
-      if (st.s.op == Op::Opendir)
-        return {"path_openat", fmt::format("the FUSE mount is gone (umount) -> {}", E)};
-      return {"path_openat",
-              fmt::format("the FUSE mount is gone (umount): {} no longer resolves inside it "
-                          "-> {}",
-                          mount_file(st), E)};
     case Rule::LookupDisconnected:
-      return {"fuse_get_req",
-              fmt::format("the connection was aborted (fc->connected is 0): the LOOKUP of "
-                          "{} cannot be sent -> {}; only files opened before the abort keep "
-                          "working",
-                          mount_file(st), E)};
     case Rule::LookupNoEntry:
-      return {"fuse_lookup",
-              fmt::format("{} does not exist in the mount yet (a later create makes it): "
-                          "LOOKUP answers ENOENT",
-                          mount_file(st))};
     case Rule::LookupExists:
-      return {"open_last_lookups",
-              fmt::format("{} exists already and create uses O_CREAT|O_EXCL -> EEXIST; the "
-                          "server never sees CREATE",
-                          mount_file(st))};
     case Rule::OpenDisconnected:
-      return {"fuse_get_req",
-              fmt::format("the connection was aborted (fc->connected is 0): the dentry of {} is "
-                          "cached, so the walk needs no LOOKUP, but the {} cannot be sent -> {}; "
-                          "only files opened before the abort keep working",
-                          mount_file(st), st.s.op == Op::Create ? "CREATE" : "OPEN", E)};
     case Rule::OpenReplyError:
-      return {st.s.op == Op::Create ? "fuse_create_open" : "fuse_file_open",
-              fmt::format("the server answered {} with {}: open(2) returns it as it is; the "
-                          "server handed out no file handle, so no RELEASE follows",
-                          st.s.op == Op::Create ? "CREATE" : "OPEN", E)};
     case Rule::CreateEnosys:
-      return {"fuse_create_open", "the server does not implement CREATE (ENOSYS); the kernel's "
-                                  "MKNOD+OPEN fallback is not modelled"};
     case Rule::OpenNoOpen:
-      return {"fuse_file_open",
-              "the server does not implement OPEN (fc->no_open, set by an earlier ENOSYS): no "
-              "OPEN is sent and the file gets FOPEN_KEEP_CACHE, whatever the reply says"};
     case Rule::OpenEnosys:
-      return {"fuse_file_open",
-              "the server answered OPEN with ENOSYS: fuse_file_open sets fc->no_open (later "
-              "opens never reach the server) and gives the file FOPEN_KEEP_CACHE"};
+      return walk_text(st, d);
     case Rule::FileIoOpenCacheIoBit:
     case Rule::FileIoOpenNotPassthrough:
     case Rule::PassthroughOpenNotNegotiated:
@@ -875,19 +809,12 @@ private:
         return {std::string(rule_function(d.rule)), "the io mode is settled"};
       return admitted(st, d);
     case Rule::FileIoOpenParallelWritesDropped:
-      return {"fuse_file_io_open", "FOPEN_PARALLEL_DIRECT_WRITES is dropped without "
-                                   "FOPEN_DIRECT_IO"};
+      return open_note_text(st, d);
     case Rule::PassthroughOpenBackingFile:
     case Rule::PassthroughOpenSeedIo:
-      return {"fuse_passthrough_open", passthrough_route_words(st, d)};
     case Rule::UncachedIoStartCounted:
-      return {"fuse_dio_lock + fuse_inode_uncached_io_start",
-              "the write counts as an uncached reference with no backing object"};
     case Rule::UncachedIoEndDetach:
-      return {"fuse_inode_uncached_io_end",
-              fmt::format("back at 0, fuse_inode_uncached_io_end detaches {} and puts the "
-                          "inode's reference",
-                          fb_name(st.n, *d.fb))};
+      return open_note_text(st, d);
     case Rule::IoCacheWait:
     case Rule::IoCacheWaitOnBacking:
     case Rule::OpenInvalidateWait:
@@ -898,44 +825,19 @@ private:
     case Rule::MmapInvalidateWait:
       return wait_reason(st.a, *d.task, st.n, d.rule);
     case Rule::OpenInvalidate:
-      return {"fuse_open -> invalidate_inode_pages2",
-              fmt::format("no FOPEN_KEEP_CACHE: the page cache of {} is invalidated",
-                          st.n.inode(*d.inode))};
     case Rule::DoTruncate:
-      return {"do_truncate", "O_TRUNC: the file is truncated (SETATTR) under the inode lock"};
     case Rule::DoTruncateDisconnected:
-      if (d.task)
-        return completion(st, *d.task);
-      return {"do_truncate", "O_TRUNC: the SETATTR that truncates the file cannot be sent on an "
-                             "aborted connection -> ENOTCONN; the new file is dropped"};
+      return open_note_text(st, d);
     case Rule::DirOpenDisconnected:
-      return {"fuse_get_req",
-              fmt::format("the connection was aborted: OPENDIR cannot be sent -> {}", E)};
     case Rule::DirOpenReplyError:
-      return {"fuse_dir_open",
-              fmt::format("the server answered OPENDIR with {}: opendir(3) returns it", E)};
     case Rule::DirOpenNoOpendir:
-      return {"fuse_dir_open", "the server does not implement OPENDIR (an earlier ENOSYS): no "
-                               "request is sent; " +
-                                   dir_words()};
     case Rule::DirOpenEnosys:
-      return {"fuse_dir_open", "the server answered OPENDIR with ENOSYS: fc->no_opendir is set "
-                               "and the directory opens without it; " +
-                                   dir_words()};
     case Rule::DirOpen:
-      return {"fuse_dir_open", dir_words()};
+      return dir_text(st, d);
     case Rule::ReadIsDir:
-      return {"generic_read_dir", fmt::format("{} is a directory: read(2) -> EISDIR", fd_name(st, d))};
     case Rule::ReadNotReadable:
-      return {"vfs_read",
-              fmt::format("{} was opened write-only (no FMODE_READ) -> EBADF", fd_name(st, d))};
     case Rule::ReadDisconnected:
-      if (d.task)
-        return completion(st, *d.task);
-      return {"fuse_get_req",
-              fmt::format("the connection was aborted: the READ for {} cannot be sent -> "
-                          "ENOTCONN (passthrough files keep working, cached files fail)",
-                          fd_name(st, d))};
+      return read_error_text(st, d);
     case Rule::PassthroughRead:
     case Rule::ReadSeedPassthrough:
     case Rule::CacheReadUptodate:
@@ -944,10 +846,8 @@ private:
     case Rule::CacheReadMiss:
       return read_route(st, d);
     case Rule::WriteIsDir:
-      return {"vfs_write", fmt::format("{} is a directory -> EBADF", fd_name(st, d))};
     case Rule::WriteNotWritable:
-      return {"vfs_write",
-              fmt::format("{} was opened read-only (no FMODE_WRITE) -> EBADF", fd_name(st, d))};
+      return write_error_text(st, d);
     case Rule::DioWrExclusive:
     case Rule::DioWrExclusiveCacheIoMode:
     case Rule::DioWrSharedCacheIoModeMissed:
@@ -965,29 +865,11 @@ private:
     case Rule::WriteReply:
       return write_end(st);
     case Rule::MmapIsDir:
-      return {"do_mmap",
-              fmt::format("{} is a directory, which has no mmap -> {}", fd_name(st, d), E)};
     case Rule::MmapNotReadable:
-      return {"do_mmap", fmt::format("a PROT_READ mapping needs a file opened for reading; {} is "
-                                     "write-only -> EACCES",
-                                     fd_name(st, d))};
     case Rule::MmapSeedPassthrough:
-      return {"fuse_file_mmap",
-              "the seed's patch 5/9 leaves mmap of a passthrough file as a TODO -> ENODEV "
-              "(8/9 and 6.9 map the backing file)"};
     case Rule::MmapBackingInode:
-      return {"fuse_file_mmap",
-              fmt::format("inode {} is in passthrough mode (it holds {}), but {} was not "
-                          "opened in passthrough mode: a mapping of its page cache would go "
-                          "stale behind the backing file -> ENODEV, for shared and private "
-                          "mappings alike",
-                          st.n.inode(*d.inode), fb_name(st.n, *d.other_fb), fd_name(st, d))};
     case Rule::MmapDirectIoSharedRefused:
-      return {"fuse_file_mmap",
-              fmt::format("a shared mapping of FOPEN_DIRECT_IO file {} needs the page cache, "
-                          "which the server allows only with FUSE_DIRECT_IO_ALLOW_MMAP at INIT "
-                          "-> ENODEV (a private mapping would be fine)",
-                          fd_name(st, d))};
+      return mmap_error_text(st, d);
     case Rule::MmapPassthrough:
     case Rule::MmapDirectIoPrivate:
     case Rule::MmapDirectIoShared:
@@ -996,67 +878,310 @@ private:
         return completion(st, *d.task);
       return mmap_route(st, d);
     case Rule::FlushDisconnected:
-      return {"fuse_flush", "the connection is aborted, so the FLUSH that close sends fails -> "
-                            "ENOTCONN; the fd is closed anyway"};
     case Rule::FlushDirectory:
-      return {"fuse_flush", "a directory sends no FLUSH"};
     case Rule::FlushNoflush:
-      return {"fuse_flush", "FOPEN_NOFLUSH: no FLUSH is sent"};
     case Rule::Flush:
-      return {"fuse_flush", "fuse_flush sends FLUSH"};
     case Rule::ReleaseNoOpen:
-      return {"fuse_release", "no RELEASE: the server does not implement OPEN"};
     case Rule::ReleaseDisconnected:
-      return {"fuse_release", "no RELEASE reaches the server: the connection is aborted"};
     case Rule::ReleaseSent:
-      return {"fuse_release", "then RELEASE goes to the server"};
     case Rule::KillSbLastFile:
-      return {"fuse_kill_sb_anon", "that was the last file of a detached mount: the superblock "
-                                   "goes (fuse_kill_sb_anon), its inodes are evicted"};
+      return file_end_text(st, d);
     case Rule::AbortNoSuperblock:
-      return {"fuse_conn_abort_write",
-              fmt::format("fusectl's abort file exists only while the superblock does, and it "
-                          "is gone -> {}",
-                          E)};
     case Rule::AbortAlready:
-      return {"fuse_abort_conn", "the connection is aborted already: nothing changes"};
     case Rule::Abort:
-      return {"fuse_abort_conn",
-              "writing 1 to fusectl's abort file disconnects the connection (fc->connected = 0): "
-              "new opens get ENOTCONN and requests in flight end with ECONNABORTED; passthrough "
-              "files keep reading, writing and mapping their backing files; io-mode accounting "
-              "still runs when files are closed"};
     case Rule::AbortEndsWrite:
-      return {"fuse_abort_conn -> end_requests",
-              fmt::format("{} ends with ECONNABORTED (end_requests) and gives back its inode "
-                          "lock{}",
-                          st.n.write(*d.write),
-                          st.b.writes.at(idx(*d.write)).counted ? " and uncached reference" : "")};
+      return conn_text(st, d);
     case Rule::UmountNotMounted:
     case Rule::UmountBusy:
     case Rule::UmountDetached:
     case Rule::UmountKillSb:
       return umount_text(st, d.rule);
     case Rule::DevReleaseClosed:
-      return {"fuse_dev_release", "the /dev/fuse fd is closed already -> EBADF"};
+      return conn_text(st, d);
     case Rule::DevRelease:
       return dev_close(st);
     case Rule::ConnFree:
+      return conn_text(st, d);
+    case Rule::WakeDirectIoWaitq:
+    case Rule::WakePage:
+    case Rule::WakeInodeLock:
+      return wake_text(st, d);
+    }
+    FPSIM_UNREACHABLE("a Rule outside the enum");
+  }
+
+  Why init_text(const Step &st, const Decision &d) {
+    if (d.rule == Rule::InitNoPassthrough)
+      return {"process_init_reply",
+              "the INIT reply does not offer FUSE_PASSTHROUGH: passthrough stays off, so "
+              "BACKING_OPEN will be refused with EPERM"};
+    if (d.rule == Rule::InitNoInitExt)
+      return {"process_init_reply",
+              "FUSE_PASSTHROUGH sits in flags2, which the kernel ignores without FUSE_INIT_EXT "
+              "in flags: passthrough stays off (no error: INIT is never rejected)"};
+    if (d.rule == Rule::InitStackDepth)
+      return {"process_init_reply",
+              fmt::format("max_stack_depth {} is outside 1..FILESYSTEM_MAX_STACK_DEPTH (2): "
+                          "passthrough is silently left off",
+                          st.s.init.max_stack_depth)};
+    if (d.rule == Rule::InitWritebackCache)
+      return {"process_init_reply",
+              "since 6.11 passthrough and the writeback cache exclude each other: with "
+              "writeback_cache in the reply passthrough is silently left off"};
+    if (d.rule == Rule::InitPassthrough)
+      return {"process_init_reply",
+              fmt::format("the reply offers FUSE_PASSTHROUGH with max_stack_depth {}: passthrough "
+                          "is enabled ({})",
+                          st.s.init.max_stack_depth,
+                          st.s.init.max_stack_depth == 1
+                              ? "backing files must sit on a plain, unstacked filesystem"
+                              : "backing files may sit on a filesystem stacked one level deep, "
+                                "such as another FUSE mount")};
+    if (d.rule == Rule::InitFlags2Ignored)
+      return {"process_init_reply", "FUSE_DIRECT_IO_ALLOW_MMAP is in flags2 too and is ignored"};
+    FPSIM_UNREACHABLE("init_text renders only its own rules");
+  }
+
+  Why backing_close_refused(const Step &, const Decision &d) {
+    const std::string E = err(d.err);
+    if (d.rule == Rule::BackingCloseDevClosed)
+      return {"fuse_dev_ioctl_backing_close",
+              fmt::format("the server's /dev/fuse fd is closed (dev_close) -> {}", E)};
+    if (d.rule == Rule::BackingCloseNotInstalled)
+      return {"fuse_dev_ioctl_backing_close -> fuse_get_dev",
+              fmt::format("the /dev/fuse fd is not installed on a mounted connection yet (no "
+                          "init) -> {}",
+                          E)};
+    if (d.rule == Rule::BackingCloseNoPassthrough)
+      return {"fuse_backing_close",
+              fmt::format("passthrough was not negotiated at INIT (fc->passthrough is 0) -> {}", E)};
+    if (d.rule == Rule::BackingCloseNotCapable)
+      return {"fuse_backing_close",
+              fmt::format("the caller lacks CAP_SYS_ADMIN in the initial user namespace -> {}", E)};
+    FPSIM_UNREACHABLE("backing_close_refused renders only its own rules");
+  }
+
+  Why walk_text(const Step &st, const Decision &d) {
+    const std::string E = err(d.err);
+    if (d.rule == Rule::PathWalkNoMount) {
+      if (st.s.op == Op::Opendir)
+        return {"path_openat", fmt::format("the FUSE mount is gone (umount) -> {}", E)};
+      return {"path_openat",
+              fmt::format("the FUSE mount is gone (umount): {} no longer resolves inside it "
+                          "-> {}",
+                          mount_file(st), E)};
+    }
+    if (d.rule == Rule::LookupDisconnected)
+      return {"fuse_get_req",
+              fmt::format("the connection was aborted (fc->connected is 0): the LOOKUP of "
+                          "{} cannot be sent -> {}; only files opened before the abort keep "
+                          "working",
+                          mount_file(st), E)};
+    if (d.rule == Rule::LookupNoEntry)
+      return {"fuse_lookup",
+              fmt::format("{} does not exist in the mount yet (a later create makes it): "
+                          "LOOKUP answers ENOENT",
+                          mount_file(st))};
+    if (d.rule == Rule::LookupExists)
+      return {"open_last_lookups",
+              fmt::format("{} exists already and create uses O_CREAT|O_EXCL -> EEXIST; the "
+                          "server never sees CREATE",
+                          mount_file(st))};
+    if (d.rule == Rule::OpenDisconnected)
+      return {"fuse_get_req",
+              fmt::format("the connection was aborted (fc->connected is 0): the dentry of {} is "
+                          "cached, so the walk needs no LOOKUP, but the {} cannot be sent -> {}; "
+                          "only files opened before the abort keep working",
+                          mount_file(st), st.s.op == Op::Create ? "CREATE" : "OPEN", E)};
+    if (d.rule == Rule::OpenReplyError)
+      return {st.s.op == Op::Create ? "fuse_create_open" : "fuse_file_open",
+              fmt::format("the server answered {} with {}: open(2) returns it as it is; the "
+                          "server handed out no file handle, so no RELEASE follows",
+                          st.s.op == Op::Create ? "CREATE" : "OPEN", E)};
+    if (d.rule == Rule::CreateEnosys)
+      return {"fuse_create_open", "the server does not implement CREATE (ENOSYS); the kernel's "
+                                  "MKNOD+OPEN fallback is not modelled"};
+    if (d.rule == Rule::OpenNoOpen)
+      return {"fuse_file_open",
+              "the server does not implement OPEN (fc->no_open, set by an earlier ENOSYS): no "
+              "OPEN is sent and the file gets FOPEN_KEEP_CACHE, whatever the reply says"};
+    if (d.rule == Rule::OpenEnosys)
+      return {"fuse_file_open",
+              "the server answered OPEN with ENOSYS: fuse_file_open sets fc->no_open (later "
+              "opens never reach the server) and gives the file FOPEN_KEEP_CACHE"};
+    FPSIM_UNREACHABLE("walk_text renders only its own rules");
+  }
+
+  Why open_note_text(const Step &st, const Decision &d) {
+    if (d.rule == Rule::FileIoOpenParallelWritesDropped)
+      return {"fuse_file_io_open", "FOPEN_PARALLEL_DIRECT_WRITES is dropped without "
+                                   "FOPEN_DIRECT_IO"};
+    if (d.rule == Rule::PassthroughOpenBackingFile || d.rule == Rule::PassthroughOpenSeedIo) {
+      return {"fuse_passthrough_open", passthrough_route_words(st, d)};
+    }
+    if (d.rule == Rule::UncachedIoStartCounted)
+      return {"fuse_dio_lock + fuse_inode_uncached_io_start",
+              "the write counts as an uncached reference with no backing object"};
+    if (d.rule == Rule::UncachedIoEndDetach)
+      return {"fuse_inode_uncached_io_end",
+              fmt::format("back at 0, fuse_inode_uncached_io_end detaches {} and puts the "
+                          "inode's reference",
+                          fb_name(st.n, *d.fb))};
+    if (d.rule == Rule::OpenInvalidate)
+      return {"fuse_open -> invalidate_inode_pages2",
+              fmt::format("no FOPEN_KEEP_CACHE: the page cache of {} is invalidated",
+                          st.n.inode(*d.inode))};
+    if (d.rule == Rule::DoTruncate)
+      return {"do_truncate", "O_TRUNC: the file is truncated (SETATTR) under the inode lock"};
+    if (d.rule == Rule::DoTruncateDisconnected) {
+      if (d.task)
+        return completion(st, *d.task);
+      return {"do_truncate", "O_TRUNC: the SETATTR that truncates the file cannot be sent on an "
+                             "aborted connection -> ENOTCONN; the new file is dropped"};
+    }
+    FPSIM_UNREACHABLE("open_note_text renders only its own rules");
+  }
+
+  Why dir_text(const Step &, const Decision &d) {
+    const std::string E = err(d.err);
+    if (d.rule == Rule::DirOpenDisconnected)
+      return {"fuse_get_req",
+              fmt::format("the connection was aborted: OPENDIR cannot be sent -> {}", E)};
+    if (d.rule == Rule::DirOpenReplyError)
+      return {"fuse_dir_open",
+              fmt::format("the server answered OPENDIR with {}: opendir(3) returns it", E)};
+    if (d.rule == Rule::DirOpenNoOpendir)
+      return {"fuse_dir_open", "the server does not implement OPENDIR (an earlier ENOSYS): no "
+                               "request is sent; " +
+                                   dir_words()};
+    if (d.rule == Rule::DirOpenEnosys)
+      return {"fuse_dir_open", "the server answered OPENDIR with ENOSYS: fc->no_opendir is set "
+                               "and the directory opens without it; " +
+                                   dir_words()};
+    if (d.rule == Rule::DirOpen)
+      return {"fuse_dir_open", dir_words()};
+    FPSIM_UNREACHABLE("dir_text renders only its own rules");
+  }
+
+  Why read_error_text(const Step &st, const Decision &d) {
+    if (d.rule == Rule::ReadIsDir)
+      return {"generic_read_dir", fmt::format("{} is a directory: read(2) -> EISDIR", fd_name(st, d))};
+    if (d.rule == Rule::ReadNotReadable)
+      return {"vfs_read",
+              fmt::format("{} was opened write-only (no FMODE_READ) -> EBADF", fd_name(st, d))};
+    if (d.rule == Rule::ReadDisconnected) {
+      if (d.task)
+        return completion(st, *d.task);
+      return {"fuse_get_req",
+              fmt::format("the connection was aborted: the READ for {} cannot be sent -> "
+                          "ENOTCONN (passthrough files keep working, cached files fail)",
+                          fd_name(st, d))};
+    }
+    FPSIM_UNREACHABLE("read_error_text renders only its own rules");
+  }
+
+  Why write_error_text(const Step &st, const Decision &d) {
+    if (d.rule == Rule::WriteIsDir)
+      return {"vfs_write", fmt::format("{} is a directory -> EBADF", fd_name(st, d))};
+    if (d.rule == Rule::WriteNotWritable)
+      return {"vfs_write",
+              fmt::format("{} was opened read-only (no FMODE_WRITE) -> EBADF", fd_name(st, d))};
+    FPSIM_UNREACHABLE("write_error_text renders only its own rules");
+  }
+
+  Why mmap_error_text(const Step &st, const Decision &d) {
+    const std::string E = err(d.err);
+    if (d.rule == Rule::MmapIsDir)
+      return {"do_mmap",
+              fmt::format("{} is a directory, which has no mmap -> {}", fd_name(st, d), E)};
+    if (d.rule == Rule::MmapNotReadable)
+      return {"do_mmap", fmt::format("a PROT_READ mapping needs a file opened for reading; {} is "
+                                     "write-only -> EACCES",
+                                     fd_name(st, d))};
+    if (d.rule == Rule::MmapSeedPassthrough)
+      return {"fuse_file_mmap",
+              "the seed's patch 5/9 leaves mmap of a passthrough file as a TODO -> ENODEV "
+              "(8/9 and 6.9 map the backing file)"};
+    if (d.rule == Rule::MmapBackingInode)
+      return {"fuse_file_mmap",
+              fmt::format("inode {} is in passthrough mode (it holds {}), but {} was not "
+                          "opened in passthrough mode: a mapping of its page cache would go "
+                          "stale behind the backing file -> ENODEV, for shared and private "
+                          "mappings alike",
+                          st.n.inode(*d.inode), fb_name(st.n, *d.other_fb), fd_name(st, d))};
+    if (d.rule == Rule::MmapDirectIoSharedRefused)
+      return {"fuse_file_mmap",
+              fmt::format("a shared mapping of FOPEN_DIRECT_IO file {} needs the page cache, "
+                          "which the server allows only with FUSE_DIRECT_IO_ALLOW_MMAP at INIT "
+                          "-> ENODEV (a private mapping would be fine)",
+                          fd_name(st, d))};
+    FPSIM_UNREACHABLE("mmap_error_text renders only its own rules");
+  }
+
+  Why file_end_text(const Step &, const Decision &d) {
+    if (d.rule == Rule::FlushDisconnected)
+      return {"fuse_flush", "the connection is aborted, so the FLUSH that close sends fails -> "
+                            "ENOTCONN; the fd is closed anyway"};
+    if (d.rule == Rule::FlushDirectory)
+      return {"fuse_flush", "a directory sends no FLUSH"};
+    if (d.rule == Rule::FlushNoflush)
+      return {"fuse_flush", "FOPEN_NOFLUSH: no FLUSH is sent"};
+    if (d.rule == Rule::Flush)
+      return {"fuse_flush", "fuse_flush sends FLUSH"};
+    if (d.rule == Rule::ReleaseNoOpen)
+      return {"fuse_release", "no RELEASE: the server does not implement OPEN"};
+    if (d.rule == Rule::ReleaseDisconnected)
+      return {"fuse_release", "no RELEASE reaches the server: the connection is aborted"};
+    if (d.rule == Rule::ReleaseSent)
+      return {"fuse_release", "then RELEASE goes to the server"};
+    if (d.rule == Rule::KillSbLastFile)
+      return {"fuse_kill_sb_anon", "that was the last file of a detached mount: the superblock "
+                                   "goes (fuse_kill_sb_anon), its inodes are evicted"};
+    FPSIM_UNREACHABLE("file_end_text renders only its own rules");
+  }
+
+  Why conn_text(const Step &st, const Decision &d) {
+    const std::string E = err(d.err);
+    if (d.rule == Rule::AbortNoSuperblock)
+      return {"fuse_conn_abort_write",
+              fmt::format("fusectl's abort file exists only while the superblock does, and it "
+                          "is gone -> {}",
+                          E)};
+    if (d.rule == Rule::AbortAlready)
+      return {"fuse_abort_conn", "the connection is aborted already: nothing changes"};
+    if (d.rule == Rule::Abort)
+      return {"fuse_abort_conn",
+              "writing 1 to fusectl's abort file disconnects the connection (fc->connected = 0): "
+              "new opens get ENOTCONN and requests in flight end with ECONNABORTED; passthrough "
+              "files keep reading, writing and mapping their backing files; io-mode accounting "
+              "still runs when files are closed"};
+    if (d.rule == Rule::AbortEndsWrite)
+      return {"fuse_abort_conn -> end_requests",
+              fmt::format("{} ends with ECONNABORTED (end_requests) and gives back its inode "
+                          "lock{}",
+                          st.n.write(*d.write),
+                          st.b.writes.at(idx(*d.write)).counted ? " and uncached reference" : "")};
+    if (d.rule == Rule::DevReleaseClosed)
+      return {"fuse_dev_release", "the /dev/fuse fd is closed already -> EBADF"};
+    if (d.rule == Rule::ConnFree)
       return {"fuse_conn_put", "the last connection reference is gone (fuse_conn_put): "
                                "fuse_backing_files_free frees every backing object still "
                                "registered"};
-    case Rule::WakeDirectIoWaitq:
+    FPSIM_UNREACHABLE("conn_text renders only its own rules");
+  }
+
+  Why wake_text(const Step &st, const Decision &d) {
+    if (d.rule == Rule::WakeDirectIoWaitq)
       return {"fuse_inode_uncached_io_end -> wake_up",
               fmt::format("iocachectr of {} returned to 0: direct_io_waitq wakes {}",
                           st.n.inode(*d.inode), notes_.at(idx(*d.task)).name)};
-    case Rule::WakePage:
+    if (d.rule == Rule::WakePage)
       return {"folio_unlock", fmt::format("the page of {} is unlocked: {} wakes",
                                           st.n.inode(*d.inode), notes_.at(idx(*d.task)).name)};
-    case Rule::WakeInodeLock:
+    if (d.rule == Rule::WakeInodeLock)
       return {"inode_unlock", fmt::format("the inode lock of {} is released: {} wakes",
                                           st.n.inode(*d.inode), notes_.at(idx(*d.task)).name)};
-    }
-    FPSIM_UNREACHABLE("a Rule outside the enum");
+    FPSIM_UNREACHABLE("wake_text renders only its own rules");
   }
 
   std::string mount_file(const Step &st) const {
