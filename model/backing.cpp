@@ -159,7 +159,8 @@ void backing_file_fput(Model &m, BackingFileId bf, const char *where) {
 int fuse_passthrough_open(Model &m, FileId f, std::int32_t backing_id, FbId *fb_out) {
   const InodeId inode = m.file(f).inode;
   if (backing_id <= 0) {
-    m.decide(Decision(Rule::PassthroughOpenInvalidId).with_err(EINVAL).with_inode(inode).with_file(f));
+    m.decide(
+        Decision(Rule::PassthroughOpenInvalidId).with_err(EINVAL).with_inode(inode).with_file(f));
     return EINVAL;
   }
   std::optional<FbId> fb = fuse_backing_lookup(m, backing_id);
@@ -173,7 +174,11 @@ int fuse_passthrough_open(Model &m, FileId f, std::int32_t backing_id, FbId *fb_
   // kinds only pass BACKING_OPEN before 6.17.
   if (b.kind == BackingFdKind::Socket) {
     fuse_backing_put(m, *fb, "fuse_passthrough_open");
-    m.decide(Decision(Rule::PassthroughOpenSocket).with_err(ENXIO).with_inode(inode).with_file(f).with_fb(fb));
+    m.decide(Decision(Rule::PassthroughOpenSocket)
+                 .with_err(ENXIO)
+                 .with_inode(inode)
+                 .with_file(f)
+                 .with_fb(fb));
     return ENXIO;
   }
   FuseFile &ff = m.file(f);

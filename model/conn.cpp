@@ -152,7 +152,11 @@ void fuse_mount(Model &m, const InitReply &reply) {
       !(reply.writeback_cache && m.profile.has(Feature::PassthroughOffWithWritebackCache));
   fc.passthrough = pt_flag && depth_ok && wbc_ok;
   fc.max_stack_depth = fc.passthrough ? reply.max_stack_depth : 0;
-  m.decide(Decision(!reply.passthrough ? Rule::InitNoPassthrough : !reply.init_ext ? Rule::InitNoInitExt : !depth_ok ? Rule::InitStackDepth : !wbc_ok ? Rule::InitWritebackCache : Rule::InitPassthrough));
+  m.decide(Decision(!reply.passthrough ? Rule::InitNoPassthrough
+                    : !reply.init_ext  ? Rule::InitNoInitExt
+                    : !depth_ok        ? Rule::InitStackDepth
+                    : !wbc_ok          ? Rule::InitWritebackCache
+                                       : Rule::InitPassthrough));
   if (reply.direct_io_allow_mmap && !reply.init_ext)
     m.decide(Decision(Rule::InitFlags2Ignored));
 }
@@ -171,7 +175,11 @@ void fuse_abort_conn(Model &m) {
       w.in_flight = false;
       w.done = true;
       w.result = ECONNABORTED;
-      m.decide(Decision(Rule::AbortEndsWrite).with_err(ECONNABORTED).with_inode(w.inode).with_file(w.file).with_write(WriteId{i}));
+      m.decide(Decision(Rule::AbortEndsWrite)
+                   .with_err(ECONNABORTED)
+                   .with_inode(w.inode)
+                   .with_file(w.file)
+                   .with_write(WriteId{i}));
       fuse_send_write_pages_end(m, w);
       if (w.counted) {
         w.counted = false;

@@ -187,13 +187,34 @@ struct Decision {
 
   constexpr Decision() = default;
   constexpr explicit Decision(Rule r) : rule(r) {}
-  constexpr Decision &with_err(int e) { err = e; return *this; }
-  constexpr Decision &with_inode(std::optional<InodeId> i) { inode = i; return *this; }
-  constexpr Decision &with_file(std::optional<FileId> f) { file = f; return *this; }
-  constexpr Decision &with_fb(std::optional<FbId> b) { fb = b; return *this; }
-  constexpr Decision &with_other_fb(std::optional<FbId> b) { other_fb = b; return *this; }
-  constexpr Decision &with_write(std::optional<WriteId> w) { write = w; return *this; }
-  constexpr Decision &with_task(std::optional<TaskId> t) { task = t; return *this; }
+  constexpr Decision &with_err(int e) {
+    err = e;
+    return *this;
+  }
+  constexpr Decision &with_inode(std::optional<InodeId> i) {
+    inode = i;
+    return *this;
+  }
+  constexpr Decision &with_file(std::optional<FileId> f) {
+    file = f;
+    return *this;
+  }
+  constexpr Decision &with_fb(std::optional<FbId> b) {
+    fb = b;
+    return *this;
+  }
+  constexpr Decision &with_other_fb(std::optional<FbId> b) {
+    other_fb = b;
+    return *this;
+  }
+  constexpr Decision &with_write(std::optional<WriteId> w) {
+    write = w;
+    return *this;
+  }
+  constexpr Decision &with_task(std::optional<TaskId> t) {
+    task = t;
+    return *this;
+  }
   bool operator==(const Decision &) const = default;
 };
 

@@ -153,8 +153,8 @@ bool write_progress(Model &m, WriteId id, SysResult *r) {
       return true;
     }
     const bool page_cache = uses_page_cache(ff);
-    decide(!page_cache ? ((ff.open_flags & fopen::DIRECT_IO) ? Rule::DirectWrite
-                                                             : Rule::CacheWriteODirect)
+    decide(!page_cache
+               ? ((ff.open_flags & fopen::DIRECT_IO) ? Rule::DirectWrite : Rule::CacheWriteODirect)
            : m.fc.writeback_cache ? Rule::CacheWriteWriteback
                                   : Rule::CacheWriteThrough);
     if (!page_cache)
@@ -356,7 +356,8 @@ void invalidate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskId> 
     if (task) {
       Task &t = m.tasks.mut(idx(*task));
       if (t.kind != TaskKind::OpenInvalidateWait)
-        m.decide(Decision(Rule::OpenInvalidateWait).with_inode(ff.inode).with_file(f).with_task(task));
+        m.decide(
+            Decision(Rule::OpenInvalidateWait).with_inode(ff.inode).with_file(f).with_task(task));
       t.kind = TaskKind::OpenInvalidateWait;
       return;
     }
@@ -366,7 +367,8 @@ void invalidate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskId> 
     t.file = f;
     r->blocked = true;
     r->task = new_task(m, t);
-    m.decide(Decision(Rule::OpenInvalidateWait).with_inode(ff.inode).with_file(f).with_task(r->task));
+    m.decide(
+        Decision(Rule::OpenInvalidateWait).with_inode(ff.inode).with_file(f).with_task(r->task));
     return;
   }
   if (invalidates) {
@@ -389,7 +391,8 @@ void open_truncate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskI
         Task &t = m.tasks.mut(idx(*task));
         if (!queued) {
           t.queued = ++m.lock_queue;
-          m.decide(Decision(Rule::TruncateLockWait).with_inode(ff.inode).with_file(f).with_task(task));
+          m.decide(
+              Decision(Rule::TruncateLockWait).with_inode(ff.inode).with_file(f).with_task(task));
         }
         t.kind = TaskKind::TruncateLockWait;
         return;
@@ -401,14 +404,18 @@ void open_truncate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskI
       t.file = f;
       r->blocked = true;
       r->task = new_task(m, t);
-      m.decide(Decision(Rule::TruncateLockWait).with_inode(ff.inode).with_file(f).with_task(r->task));
+      m.decide(
+          Decision(Rule::TruncateLockWait).with_inode(ff.inode).with_file(f).with_task(r->task));
       return;
     }
     // do_truncate took the inode lock and dropped it: the next in the queue may go.
     wake_inode_lock_waiters(m, ff.inode);
     if (!m.fc.connected) {
       r->err = ENOTCONN;
-      m.decide(Decision(Rule::DoTruncateDisconnected).with_err(r->err).with_inode(ff.inode).with_file(f));
+      m.decide(Decision(Rule::DoTruncateDisconnected)
+                   .with_err(r->err)
+                   .with_inode(ff.inode)
+                   .with_file(f));
       fuse_file_fput(m, f, "do_truncate");
       if (task)
         m.tasks.mut(idx(*task)).done = true;
@@ -452,7 +459,8 @@ bool sleeping_read_done(Model &m, TaskId id) {
     return true;
   t.result.route = Route::None;
   t.result.err = ENOTCONN;
-  m.decide(Decision(Rule::ReadDisconnected).with_err(ENOTCONN).with_inode(t.inode).with_file(t.file));
+  m.decide(
+      Decision(Rule::ReadDisconnected).with_err(ENOTCONN).with_inode(t.inode).with_file(t.file));
   return false;
 }
 
@@ -632,7 +640,11 @@ void fuse_release(Model &m, FileId f) {
   const bool sent = ff.has_args && !m.fc.no_open && m.fc.connected;
   if (sent)
     m.releases_sent++;
-  m.decide(Decision(!ff.has_args || m.fc.no_open ? Rule::ReleaseNoOpen : !m.fc.connected ? Rule::ReleaseDisconnected : Rule::ReleaseSent).with_inode(ff.inode).with_file(f));
+  m.decide(Decision(!ff.has_args || m.fc.no_open ? Rule::ReleaseNoOpen
+                    : !m.fc.connected            ? Rule::ReleaseDisconnected
+                                                 : Rule::ReleaseSent)
+               .with_inode(ff.inode)
+               .with_file(f));
   if (m.fc.sb_alive && !m.fc.mounted && !sb_pinned(m)) {
     m.decide(Decision(Rule::KillSbLastFile).with_file(f));
     fuse_kill_sb(m);
@@ -688,8 +700,7 @@ SysResult path_openat(Model &m, std::uint32_t name, bool exists, const OpenFlags
                       const OpenReply &reply) {
   const bool create = flags.o_creat_excl;
   const std::optional<InodeId> known = m.find_inode(name);
-  const bool dentry_cached =
-      known && m.inode(*known).dentry_cached && !m.inode(*known).evicted;
+  const bool dentry_cached = known && m.inode(*known).dentry_cached && !m.inode(*known).evicted;
   // O_CREAT|O_EXCL always revalidates (LOOKUP_EXCL), so only an open can ride a cached dentry,
   // and the root is never revalidated.
   const bool walk_ok = m.fc.mounted && (m.fc.connected || (!create && dentry_cached));
@@ -709,7 +720,9 @@ SysResult path_openat(Model &m, std::uint32_t name, bool exists, const OpenFlags
   const InodeId inode = fuse_iget(m, name);
   if (!walk_ok) {
     r.err = m.fc.mounted ? ENOTCONN : ENOENT;
-    m.decide(Decision(m.fc.mounted ? Rule::LookupDisconnected : Rule::PathWalkNoMount).with_err(r.err).with_inode(inode));
+    m.decide(Decision(m.fc.mounted ? Rule::LookupDisconnected : Rule::PathWalkNoMount)
+                 .with_err(r.err)
+                 .with_inode(inode));
     return r;
   }
   if (!create) {
@@ -777,8 +790,8 @@ namespace {
 // folio locked holds the inode lock (fpsim-harness fuzz, 6.18).
 void read_sleeps(Model &m, FileId f, bool page_cache, SysResult *r) {
   r->blocked = true;
-  r->task = sleeping_call(m, page_cache ? TaskKind::ReadPageWait : TaskKind::DirectReadLockWait,
-                          f, "read");
+  r->task = sleeping_call(m, page_cache ? TaskKind::ReadPageWait : TaskKind::DirectReadLockWait, f,
+                          "read");
   Task &t = m.tasks.mut(idx(*r->task));
   if (!page_cache)
     t.queued = ++m.lock_queue;
@@ -840,9 +853,9 @@ SysResult fuse_file_read_iter(Model &m, FileId f) {
   if (page_cache)
     m.inode(ff.inode).folio_uptodate = true;
   r.route = Route::Fuse;
-  decide(page_cache                              ? Rule::CacheReadMiss
+  decide(page_cache                           ? Rule::CacheReadMiss
          : (ff.open_flags & fopen::DIRECT_IO) ? Rule::DirectRead
-                                                : Rule::CacheReadODirect);
+                                              : Rule::CacheReadODirect);
   return r;
 }
 
@@ -851,7 +864,10 @@ SysResult fuse_file_write_iter(Model &m, FileId f, bool held) {
   FuseFile &ff = m.file(f);
   if (ff.is_dir || !file_writable(ff)) {
     r.err = EBADF;
-    m.decide(Decision(ff.is_dir ? Rule::WriteIsDir : Rule::WriteNotWritable).with_err(r.err).with_inode(ff.inode).with_file(f));
+    m.decide(Decision(ff.is_dir ? Rule::WriteIsDir : Rule::WriteNotWritable)
+                 .with_err(r.err)
+                 .with_inode(ff.inode)
+                 .with_file(f));
     return r;
   }
   Write w;
@@ -885,7 +901,11 @@ SysResult fuse_file_write_iter(Model &m, FileId f, bool held) {
   r.blocked = true;
   r.write = id;
   r.task = new_task(m, t);
-  m.decide(Decision(Rule::WriteLockWait).with_inode(t.inode).with_file(f).with_write(id).with_task(r.task));
+  m.decide(Decision(Rule::WriteLockWait)
+               .with_inode(t.inode)
+               .with_file(f)
+               .with_write(id)
+               .with_task(r.task));
   return r;
 }
 
@@ -895,7 +915,11 @@ SysResult fuse_write_reply(Model &m, WriteId id) {
   if (w.done) {
     r.err = w.result;
     r.route = w.result ? Route::None : Route::Fuse;
-    m.decide(Decision(Rule::WriteReplyAfterAbort).with_err(r.err).with_inode(w.inode).with_file(w.file).with_write(id));
+    m.decide(Decision(Rule::WriteReplyAfterAbort)
+                 .with_err(r.err)
+                 .with_inode(w.inode)
+                 .with_file(w.file)
+                 .with_write(id));
     return r;
   }
   if (!w.in_flight) {
@@ -964,7 +988,8 @@ SysResult fuse_file_mmap(Model &m, FileId f, bool shared) {
       r.blocked = true;
       r.task = sleeping_call(m, TaskKind::MmapInvalidateWait, f, "mmap");
       m.tasks.mut(idx(*r.task)).shared = shared;
-      m.decide(Decision(Rule::MmapInvalidateWait).with_inode(ff.inode).with_file(f).with_task(r.task));
+      m.decide(
+          Decision(Rule::MmapInvalidateWait).with_inode(ff.inode).with_file(f).with_task(r.task));
       return r;
     }
     invalidate_folio(m, ff.inode);
@@ -1021,7 +1046,13 @@ SysResult fuse_close_fd(Model &m, FileId f) {
   const bool skips_flush = (ff.open_flags & fopen::NOFLUSH) && !m.fc.writeback_cache;
   if (!ff.is_dir && !skips_flush && !m.fc.connected)
     r.err = ENOTCONN;
-  m.decide(Decision(ff.is_dir ? Rule::FlushDirectory : skips_flush ? Rule::FlushNoflush : r.err ? Rule::FlushDisconnected : Rule::Flush).with_err(r.err).with_inode(ff.inode).with_file(f));
+  m.decide(Decision(ff.is_dir     ? Rule::FlushDirectory
+                    : skips_flush ? Rule::FlushNoflush
+                    : r.err       ? Rule::FlushDisconnected
+                                  : Rule::Flush)
+               .with_err(r.err)
+               .with_inode(ff.inode)
+               .with_file(f));
   fuse_file_fput(m, f, "close");
   return r;
 }

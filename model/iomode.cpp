@@ -57,7 +57,11 @@ int fuse_file_uncached_io_open(Model &m, FileId f, FbId fb) {
 int fuse_file_passthrough_open(Model &m, FileId f) {
   FuseFile &ff = m.file(f);
   if (!m.fc.passthrough || (ff.open_flags & ~fopen_passthrough_mask(m.profile))) {
-    m.decide(Decision(!m.fc.passthrough ? Rule::PassthroughOpenNotNegotiated : Rule::PassthroughOpenFlagsMask).with_err(EINVAL).with_inode(ff.inode).with_file(f));
+    m.decide(Decision(!m.fc.passthrough ? Rule::PassthroughOpenNotNegotiated
+                                        : Rule::PassthroughOpenFlagsMask)
+                 .with_err(EINVAL)
+                 .with_inode(ff.inode)
+                 .with_file(f));
     return EINVAL;
   }
   FbId fb{};
@@ -103,7 +107,8 @@ int fuse_inode_uncached_io_start(Model &m, InodeId i, std::optional<FbId> fb,
                                  std::optional<FileId> file, std::optional<WriteId> write) {
   FuseInode &fi = m.inode(i);
   const std::optional<FbId> oldfb = fi.fb;
-  Decision d = Decision().with_inode(i).with_file(file).with_fb(fb).with_other_fb(oldfb).with_write(write);
+  Decision d =
+      Decision().with_inode(i).with_file(file).with_fb(fb).with_other_fb(oldfb).with_write(write);
   const std::optional<Rule> conflict = backing_conflict(m, oldfb, fb);
   if (conflict && m.mutant != Mutant::NoEbusyCheck) {
     d.rule = *conflict;
@@ -165,7 +170,11 @@ int fuse_file_cached_io_open(Model &m, FileId f, std::optional<Rule> *wait) {
   }
   if (fi.fb) {
     fi.cache_io_mode = false;
-    m.decide(Decision(Rule::CachedIoOpenBackingInode).with_err(ETXTBSY).with_inode(ff.inode).with_file(f).with_other_fb(fi.fb));
+    m.decide(Decision(Rule::CachedIoOpenBackingInode)
+                 .with_err(ETXTBSY)
+                 .with_inode(ff.inode)
+                 .with_file(f)
+                 .with_other_fb(fi.fb));
     return ETXTBSY;
   }
   m.decide(Decision(Rule::CachedIoOpen).with_inode(ff.inode).with_file(f));
@@ -184,7 +193,8 @@ int fuse_file_io_open(Model &m, FileId f, int *internal_err, std::optional<Rule>
   wait->reset();
   *internal_err = 0;
   FuseFile &ff = m.file(f);
-  const Decision d = Decision().with_inode(ff.inode).with_file(f).with_other_fb(m.inode(ff.inode).fb);
+  const Decision d =
+      Decision().with_inode(ff.inode).with_file(f).with_other_fb(m.inode(ff.inode).fb);
   auto decide = [&m, d](Rule r, int err = 0) {
     Decision x = d;
     x.rule = r;

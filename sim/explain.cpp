@@ -271,9 +271,9 @@ Why cache_io_wait(const Model &m, const Task &task, const ObjectNames &n, Rule r
           : fmt::format("the parallel direct writes {} in flight hold uncached references "
                         "({})",
                         and_list(writes), io_mode(fi, n));
-  std::string wake = fmt::format("it wakes when {} ({})",
-                                 writes.size() == 1 ? "it ends" : "the last of them ends",
-                                 write_end_list(writes));
+  std::string wake =
+      fmt::format("it wakes when {} ({})", writes.size() == 1 ? "it ends" : "the last of them ends",
+                  write_end_list(writes));
   if (rule == Rule::IoCacheWaitOnBacking) {
     who = fmt::format("{} {} ({}); the seed waits for every uncached reference, passthrough "
                       "files included",
@@ -336,10 +336,10 @@ Why inode_lock_wait(const Model &m, const Task &task, const ObjectNames &n, Wait
           ? std::string("is free, but")
           : fmt::format("is held {} by {}{}", fi.i_rwsem.writer ? "exclusively" : "shared",
                         and_list(holders), before.empty() ? "" : ", and");
-  std::string queue = before.empty()
-                          ? ""
-                          : fmt::format(" {} queued for it earlier (i_rwsem is served in order)",
-                                        and_list(before));
+  std::string queue =
+      before.empty()
+          ? ""
+          : fmt::format(" {} queued for it earlier (i_rwsem is served in order)", and_list(before));
   std::string what;
   std::string rule;
   if (trunc) {
@@ -413,7 +413,7 @@ struct Step {
   std::optional<WriteId> write;  // the statement's held write, before the step
   std::optional<TaskId> awaited; // the sleeping call an await collects
   const std::vector<std::optional<FileId>> *fds = nullptr; // per handle, after the step
-  const std::vector<Decision> *decisions = nullptr;         // what the model decided, in order
+  const std::vector<Decision> *decisions = nullptr;        // what the model decided, in order
 
   // The first decision the statement itself made (not a call it woke) by one of `rules`.
   const Decision *own(std::initializer_list<Rule> rules) const {
@@ -696,8 +696,9 @@ private:
     for (TaskNote &n : notes_)
       n.wait_before_step = n.wait;
     for (const Decision &d : *st.decisions) {
-      if (d.write && (d.rule == Rule::DioWrExclusive || d.rule == Rule::DioWrExclusiveCacheIoMode ||
-                      d.rule == Rule::DioWrShared || d.rule == Rule::DioWrSharedCacheIoModeMissed)) {
+      if (d.write &&
+          (d.rule == Rule::DioWrExclusive || d.rule == Rule::DioWrExclusiveCacheIoMode ||
+           d.rule == Rule::DioWrShared || d.rule == Rule::DioWrSharedCacheIoModeMissed)) {
         if (write_lock_.size() <= idx(*d.write))
           write_lock_.resize(idx(*d.write) + 1);
         write_lock_[idx(*d.write)] = d.rule;
@@ -953,8 +954,9 @@ private:
                           "init) -> {}",
                           E)};
     if (d.rule == Rule::BackingCloseNoPassthrough)
-      return {"fuse_backing_close",
-              fmt::format("passthrough was not negotiated at INIT (fc->passthrough is 0) -> {}", E)};
+      return {
+          "fuse_backing_close",
+          fmt::format("passthrough was not negotiated at INIT (fc->passthrough is 0) -> {}", E)};
     if (d.rule == Rule::BackingCloseNotCapable)
       return {"fuse_backing_close",
               fmt::format("the caller lacks CAP_SYS_ADMIN in the initial user namespace -> {}", E)};
@@ -1065,7 +1067,8 @@ private:
 
   Why read_error_text(const Step &st, const Decision &d) {
     if (d.rule == Rule::ReadIsDir)
-      return {"generic_read_dir", fmt::format("{} is a directory: read(2) -> EISDIR", fd_name(st, d))};
+      return {"generic_read_dir",
+              fmt::format("{} is a directory: read(2) -> EISDIR", fd_name(st, d))};
     if (d.rule == Rule::ReadNotReadable)
       return {"vfs_read",
               fmt::format("{} was opened write-only (no FMODE_READ) -> EBADF", fd_name(st, d))};
@@ -1236,10 +1239,11 @@ private:
                      "the server's /dev/fuse fd is closed (dev_close): there is no device to "
                      "issue the ioctl on");
     if (d.rule == Rule::BackingOpenNotInstalled)
-      return refused("fuse_dev_ioctl_backing_open -> fuse_get_dev",
-                     fmt::format("the /dev/fuse fd is not installed on a mounted connection yet "
-                                 "(no init): {}",
-                                 d.err == EPERM ? "6.9+ answers EPERM" : "the seed answers EINVAL"));
+      return refused(
+          "fuse_dev_ioctl_backing_open -> fuse_get_dev",
+          fmt::format("the /dev/fuse fd is not installed on a mounted connection yet "
+                      "(no init): {}",
+                      d.err == EPERM ? "6.9+ answers EPERM" : "the seed answers EINVAL"));
     if (d.rule == Rule::BackingOpenNoPassthrough)
       return refused("fuse_backing_open",
                      "passthrough was not negotiated at INIT (fc->passthrough is 0), so backing "
@@ -1362,8 +1366,8 @@ private:
   std::vector<std::string> open_preamble(const Step &st, const FuseFile &ff) {
     std::vector<std::string> pre;
     if (st.s.op == Op::Create)
-      pre.push_back(fmt::format("the server created {} and answered CREATE with {}",
-                                mount_file(st), reply_text(st)));
+      pre.push_back(fmt::format("the server created {} and answered CREATE with {}", mount_file(st),
+                                reply_text(st)));
     const Decision *no_open = st.own({Rule::OpenNoOpen, Rule::OpenEnosys});
     if (no_open)
       pre.push_back(render(st, *no_open).why);
@@ -1378,10 +1382,10 @@ private:
     const Model &a = st.a;
     const std::string rule_open = st.s.op == Op::Create ? "fuse_create_open" : "fuse_file_open";
     if (a.files.size() == b.files.size()) {
-      if (const Decision *d = st.own({Rule::PathWalkNoMount, Rule::LookupDisconnected,
-                                      Rule::LookupNoEntry, Rule::LookupExists,
-                                      Rule::OpenDisconnected, Rule::OpenReplyError,
-                                      Rule::CreateEnosys}))
+      if (const Decision *d =
+              st.own({Rule::PathWalkNoMount, Rule::LookupDisconnected, Rule::LookupNoEntry,
+                      Rule::LookupExists, Rule::OpenDisconnected, Rule::OpenReplyError,
+                      Rule::CreateEnosys}))
         return render(st, *d);
       return {rule_open, fmt::format("{} returned {}", rule_open, format_outcome_detailed(o))};
     }
@@ -1411,10 +1415,9 @@ private:
         return with_pre(render(st, *d));
       return with_pre({rule_open, fmt::format("{} returned {}", rule_open, err(o.err))});
     }
-    const Decision *d =
-        st.own({Rule::FileIoOpenNoArgs, Rule::FileIoOpenDirectIo, Rule::UncachedIoStartAttach,
-                Rule::UncachedIoStartSameFb, Rule::UncachedIoStartSameBackingInode,
-                Rule::CachedIoOpen});
+    const Decision *d = st.own({Rule::FileIoOpenNoArgs, Rule::FileIoOpenDirectIo,
+                                Rule::UncachedIoStartAttach, Rule::UncachedIoStartSameFb,
+                                Rule::UncachedIoStartSameBackingInode, Rule::CachedIoOpen});
     FPSIM_ASSERT(d != nullptr, "an admitted open settled its io mode");
     return with_pre(render(st, *d));
   }
@@ -1466,10 +1469,11 @@ private:
                               : std::string("no backing_open returned it"))};
     }
     if (d.rule == Rule::PassthroughOpenSocket)
-      return {"fuse_passthrough_open -> backing_file_open",
-              fmt::format("{} wraps a socket, and a socket cannot be opened by path (sock_no_open); "
-                          "the lookup reference is put back",
-                          fb_name(st.n, *d.fb))};
+      return {
+          "fuse_passthrough_open -> backing_file_open",
+          fmt::format("{} wraps a socket, and a socket cannot be opened by path (sock_no_open); "
+                      "the lookup reference is put back",
+                      fb_name(st.n, *d.fb))};
     if (d.rule == Rule::CachedIoOpenBackingInode)
       return {"fuse_file_cached_io_open",
               fmt::format("inode {} holds backing object {} (it entered passthrough mode): a "
@@ -1639,25 +1643,25 @@ private:
       if (before.iocachectr < 0)
         second += fmt::format("; {} in flight do{} not conflict: only a different backing "
                               "object would",
-                              before.iocachectr == -1
-                                  ? std::string("the parallel direct write")
-                                  : fmt::format("the {} parallel direct writes", -before.iocachectr),
+                              before.iocachectr == -1 ? std::string("the parallel direct write")
+                                                      : fmt::format("the {} parallel direct writes",
+                                                                    -before.iocachectr),
                               before.iocachectr == -1 ? "es" : "");
     } else if (d.rule == Rule::UncachedIoStartSameBackingInode) {
       second = fmt::format("fuse_inode_uncached_io_start: inode {} holds {}, another backing "
                            "object of the same backing inode, which is all the proposed rule "
                            "compares; the inode keeps {} and the lookup reference of {} is put "
                            "back ({} {}); {}",
-                           iname, fb_name(st.n, *d.other_fb), fb_name(st.n, *d.other_fb), fbn,
-                           fbn, refs_change(rb, ra),
-                           ctr_change(before.iocachectr, after.iocachectr));
+                           iname, fb_name(st.n, *d.other_fb), fb_name(st.n, *d.other_fb), fbn, fbn,
+                           refs_change(rb, ra), ctr_change(before.iocachectr, after.iocachectr));
     } else {
       second = fmt::format("fuse_inode_uncached_io_start: inode {} already holds {}, so the "
                            "lookup reference is put back ({} {}); {}",
                            iname, fbn, fbn, refs_change(rb, ra),
                            ctr_change(before.iocachectr, after.iocachectr));
     }
-    const Decision *opened = st.own({Rule::PassthroughOpenBackingFile, Rule::PassthroughOpenSeedIo});
+    const Decision *opened =
+        st.own({Rule::PassthroughOpenBackingFile, Rule::PassthroughOpenSeedIo});
     FPSIM_ASSERT(opened != nullptr, "an admitted passthrough open opened its backing_file");
     return first + "; " + second + "; " + passthrough_route_words(st, *opened);
   }
@@ -1777,8 +1781,9 @@ private:
                           "write is not counted",
                           iname)};
     const Decision *no =
-        of_write(st, id, {Rule::UncachedIoStartCachedInode, Rule::UncachedIoStartNullFb,
-                          Rule::UncachedIoStartOtherFb, Rule::UncachedIoStartOtherBackingInode});
+        of_write(st, id,
+                 {Rule::UncachedIoStartCachedInode, Rule::UncachedIoStartNullFb,
+                  Rule::UncachedIoStartOtherFb, Rule::UncachedIoStartOtherBackingInode});
     return {"fuse_dio_lock + fuse_inode_uncached_io_start",
             fmt::format("fuse_dio_lock took the lock shared, but "
                         "fuse_inode_uncached_io_start refused the uncached reference ({}), so "
@@ -2399,8 +2404,8 @@ private:
           out.push_back(fmt::format("woke the {} {} (line {}): {}; await {} returns {}",
                                     op_word(note.op), note.name, note.line, w.why, note.name,
                                     nt.outcome));
-        } else if (!y.done && std::find(resleeps_.begin(), resleeps_.end(), TaskId{i}) !=
-                                  resleeps_.end()) {
+        } else if (!y.done &&
+                   std::find(resleeps_.begin(), resleeps_.end(), TaskId{i}) != resleeps_.end()) {
           const Why w = wait_reason(a, TaskId{i}, st.n, note.wait);
           out.push_back(fmt::format("the {} {} (line {}) got past its first wait and now "
                                     "sleeps again: {}",
@@ -2545,10 +2550,9 @@ StateTables build_state(const Trace &t, const Model &m, const Model &before, con
       continue;
     const std::string name = k < notes.size() ? notes[k].name : fmt::format("task#{}", k);
     const std::string what = k < notes.size() ? op_word(notes[k].op) : std::string("call");
-    s.asleep.push_back(fmt::format("{} ({}, line {}): {}", name, what,
-                                   k < notes.size() ? notes[k].line : 0,
-                                   k < notes.size() ? wait_short(task, n, notes[k].wait)
-                                                    : std::string("a wait queue")));
+    s.asleep.push_back(fmt::format(
+        "{} ({}, line {}): {}", name, what, k < notes.size() ? notes[k].line : 0,
+        k < notes.size() ? wait_short(task, n, notes[k].wait) : std::string("a wait queue")));
   }
   return s;
 }

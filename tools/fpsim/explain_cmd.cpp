@@ -385,12 +385,12 @@ std::string render_explanation_json(const sim::Explanation &e) {
       nlohmann::json objects = nlohmann::json::object();
       for (const auto &[kind, name] : d.objects)
         objects[kind] = name;
-      step["decisions"].push_back({{"rule", d.rule},
-                                   {"function", d.function},
-                                   {"errno", d.err ? nlohmann::json(sim::errno_name(d.err))
-                                                   : nlohmann::json(nullptr)},
-                                   {"objects", std::move(objects)},
-                                   {"why", d.why}});
+      step["decisions"].push_back(
+          {{"rule", d.rule},
+           {"function", d.function},
+           {"errno", d.err ? nlohmann::json(sim::errno_name(d.err)) : nlohmann::json(nullptr)},
+           {"objects", std::move(objects)},
+           {"why", d.why}});
     }
     step["state"] = s.state_omitted ? nlohmann::json(nullptr) : state_json(s.state);
     step["state_omitted"] = s.state_omitted;
