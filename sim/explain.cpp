@@ -508,6 +508,15 @@ public:
     note_waits(st);
     unsigned mask = kAll;
     std::optional<FileId> skip_release;
+    Why w = explain_op(st, &mask, &skip_release);
+    e.rule = std::move(w.rule);
+    e.why = std::move(w.why);
+    e.effects = effects(st, mask, skip_release, e.why);
+    return e;
+  }
+
+  // The statement's own explanation; mask: the effects worth adding, skip: a release it states.
+  Why explain_op(const Step &st, unsigned *mask, std::optional<FileId> *skip_release) {
     Why w;
     switch (st.s.op) {
     case Op::Init:
@@ -515,41 +524,41 @@ public:
       break;
     case Op::BackingOpen:
       w = backing_open(st);
-      mask = kWakeups;
+      *mask = kWakeups;
       break;
     case Op::BackingClose:
       w = backing_close(st);
-      mask = kWakeups;
+      *mask = kWakeups;
       break;
     case Op::Open:
     case Op::Create:
       w = open(st);
-      mask = kReleases | kWakeups | kConn;
+      *mask = kReleases | kWakeups | kConn;
       last_open_rule_ = st.o.internal_err ? w.rule : "";
       last_open_line_ = st.s.line;
       break;
     case Op::Opendir:
       w = opendir(st);
-      mask = kWakeups;
+      *mask = kWakeups;
       break;
     case Op::Read:
       w = read(st);
-      mask = kWakeups;
+      *mask = kWakeups;
       break;
     case Op::Write:
     case Op::WriteBegin:
       w = write(st);
-      mask = kReleases | kWakeups | kFbRefs;
+      *mask = kReleases | kWakeups | kFbRefs;
       break;
     case Op::Mmap:
       w = mmap(st);
-      mask = kWakeups;
+      *mask = kWakeups;
       break;
     case Op::Munmap:
-      w = munmap(st, &skip_release);
+      w = munmap(st, skip_release);
       break;
     case Op::Close:
-      w = close(st, &skip_release);
+      w = close(st, skip_release);
       break;
     case Op::WriteEnd:
       w = write_end(st);
@@ -577,10 +586,7 @@ public:
       w = {"fpsim check", "checks go through explain_check"};
       break;
     }
-    e.rule = std::move(w.rule);
-    e.why = std::move(w.why);
-    e.effects = effects(st, mask, skip_release, e.why);
-    return e;
+    return w;
   }
 
   Explained explain_check(const Statement &s, const CheckResult &r, const Model &m,
