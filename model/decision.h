@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <climits>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -172,18 +173,41 @@ std::string_view rule_name(Rule r);
 std::string_view rule_function(Rule r);
 std::optional<Rule> parse_rule(std::string_view name);
 
+// An id or none, in the id's four bytes (std::optional takes eight): explore and fuzz copy every
+// model they try, decisions included, so a decision is kept small.
+template <typename Id> class OptId {
+public:
+  constexpr OptId() = default;
+  constexpr OptId(std::nullopt_t) {}
+  constexpr OptId(Id id) : v_(static_cast<std::uint32_t>(id)) {}
+  constexpr OptId(std::optional<Id> id) : v_(id ? static_cast<std::uint32_t>(*id) : kNone) {}
+  constexpr explicit operator bool() const { return v_ != kNone; }
+  constexpr bool has_value() const { return v_ != kNone; }
+  constexpr Id operator*() const { return static_cast<Id>(v_); }
+  constexpr operator std::optional<Id>() const {
+    return has_value() ? std::optional<Id>(static_cast<Id>(v_)) : std::nullopt;
+  }
+  friend constexpr bool operator==(OptId, OptId) = default;
+  friend constexpr bool operator==(OptId a, Id b) { return a.v_ == static_cast<std::uint32_t>(b); }
+
+private:
+  // No table grows to 2^32 - 1 entries, so the last index never names an object.
+  static constexpr std::uint32_t kNone = UINT32_MAX;
+  std::uint32_t v_ = kNone;
+};
+
 // One decision of one step. Objects the rule did not involve stay empty. Built as
 // Decision(rule).with_inode(i).with_err(e)...: an aggregate's designated initializers would
 // have to name every member to satisfy -Wmissing-field-initializers.
 struct Decision {
   Rule rule{};
   int err = 0; // the errno chosen (positive), or 0
-  std::optional<InodeId> inode;
-  std::optional<FileId> file;
-  std::optional<FbId> fb;       // the backing object the rule looked at
-  std::optional<FbId> other_fb; // the one it was compared with (the inode's attached fb)
-  std::optional<WriteId> write;
-  std::optional<TaskId> task; // the sleeping call it concerns
+  OptId<InodeId> inode;
+  OptId<FileId> file;
+  OptId<FbId> fb;       // the backing object the rule looked at
+  OptId<FbId> other_fb; // the one it was compared with (the inode's attached fb)
+  OptId<WriteId> write;
+  OptId<TaskId> task; // the sleeping call it concerns
 
   constexpr Decision() = default;
   constexpr explicit Decision(Rule r) : rule(r) {}
