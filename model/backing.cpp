@@ -1,5 +1,5 @@
 // fs/fuse/backing.c and passthrough.c: the backing-id map, fuse_backing lifetime and the
-// per-file backing_file (kernel-semantics.md §2.2, §2.3, §1.4, §1.5).
+// per-file backing_file (docs/kernel-semantics.md §2.2, §2.3, §1.4, §1.5).
 #include "model/internal.h"
 
 #include "base/assert.h"

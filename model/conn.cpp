@@ -1,7 +1,8 @@
 // fs/fuse/inode.c and dev.c: INIT, abort, umount, the connection's lifetime
-// (kernel-semantics.md §2.1, §2.11).
+// (docs/kernel-semantics.md §2.1, §2.11).
 #include "model/internal.h"
 
+#include "base/assert.h"
 #include <cerrno>
 
 namespace fpsim::model {
@@ -33,7 +34,7 @@ std::string_view mutant_name(Mutant m) {
   case Mutant::IdrKeptOnClose:
     return "idr-kept-on-close";
   }
-  return "?";
+  FPSIM_UNREACHABLE("a Mutant outside the enum");
 }
 
 std::vector<Mutant> all_mutants() {

@@ -1,5 +1,5 @@
 // fs/fuse/file.c and dir.c: open, create, release, read/write dispatch, parallel direct
-// writes and mmap (kernel-semantics.md §2.4-§2.10).
+// writes and mmap (docs/kernel-semantics.md §2.4-§2.10).
 #include "model/internal.h"
 
 #include <cerrno>

@@ -1,5 +1,5 @@
 // The FUSE passthrough state machine: fuse_conn, fuse_inode, fuse_file, fuse_backing and the
-// per-file backing_file, with the transitions of kernel-semantics.md §2 as functions named after
+// per-file backing_file, with the transitions of docs/kernel-semantics.md §2 as functions named after
 // the kernel functions they model. Pure: no I/O, no clocks; every result is a value.
 #pragma once
 

@@ -1,4 +1,4 @@
-// fs/fuse/iomode.c: the inode io-mode counter and the per-file io mode (kernel-semantics.md
+// fs/fuse/iomode.c: the inode io-mode counter and the per-file io mode (docs/kernel-semantics.md
 // §2.4, §2.7, §2.10). One function per kernel function; each errno is chosen in one place.
 #include "model/internal.h"
 

@@ -3,6 +3,8 @@
 // instead of every object ever made.
 #pragma once
 
+#include "base/assert.h"
+
 #include <cstdint>
 #include <vector>
 
@@ -15,15 +17,22 @@ public:
   std::size_t size() const { return items_.size(); }
   bool empty() const { return items_.empty(); }
   const T &operator[](std::size_t i) const { return items_[i]; }
-  // Bounds-checked: a stale or foreign index throws instead of reading another object.
-  const T &at(std::size_t i) const { return items_.at(i); }
-  const T &back() const { return items_.back(); }
+  // Bounds-checked in every build: an index the table never handed out is a bug in fpsim.
+  const T &at(std::size_t i) const {
+    FPSIM_ASSERT(i < items_.size(), "Table::at on an index the table never handed out");
+    return items_[i];
+  }
+  const T &back() const {
+    FPSIM_ASSERT(!items_.empty(), "Table::back on an empty table");
+    return items_.back();
+  }
   const_iterator begin() const { return items_.begin(); }
   const_iterator end() const { return items_.end(); }
 
   // Bounds-checked write access; the object counts as touched until clear_touched().
   T &mut(std::size_t i) {
-    T &item = items_.at(i);
+    FPSIM_ASSERT(i < items_.size(), "Table::mut on an index the table never handed out");
+    T &item = items_[i];
     touch(static_cast<std::uint32_t>(i));
     return item;
   }

@@ -1,5 +1,6 @@
 #include "sim/checker.h"
 
+#include "base/assert.h"
 #include <algorithm>
 #include <array>
 #include <climits>
@@ -28,7 +29,7 @@ const char *iomode_name(IoMode m) {
   case IoMode::Uncached:
     return "uncached";
   }
-  return "?";
+  FPSIM_UNREACHABLE("an IoMode outside the enum");
 }
 
 std::vector<std::string> fb_holders(const Model &m, const ObjectNames &n, FbId fb) {

@@ -1,4 +1,4 @@
-// The invariant checker (kernel-semantics.md §3.2): reads model state after every step and never
+// The invariant checker (docs/kernel-semantics.md §3.2): reads model state after every step and never
 // changes it. Validation lives here, not in the model.
 #pragma once
 

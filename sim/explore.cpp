@@ -209,7 +209,7 @@ struct XState {
   Book book;
 };
 
-// The open replies explored (kernel-semantics.md §2.4's interesting cells): cached, direct_io
+// The open replies explored (docs/kernel-semantics.md §2.4's interesting cells): cached, direct_io
 // and parallel direct writes without passthrough; passthrough with each registered name, plain
 // and with direct_io|parallel_direct_writes; passthrough with id 0 and with a closed id.
 enum class Reply : std::uint8_t { Cached, Dio, DioPdw, Pt, PtDioPdw, PtId0, PtClosed };

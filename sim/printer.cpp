@@ -1,5 +1,6 @@
 #include "sim/printer.h"
 
+#include "base/assert.h"
 #include <cstring>
 #include <fmt/format.h>
 
@@ -129,7 +130,7 @@ std::string source_text(const Statement &s, const Names &n) {
   case SourceKind::BadFd:
     return "badfd";
   }
-  return "?";
+  FPSIM_UNREACHABLE("a SourceKind outside the enum");
 }
 
 std::string access_text(AccessMode a) {
@@ -141,7 +142,7 @@ std::string access_text(AccessMode a) {
   case AccessMode::ReadWrite:
     return "rdwr";
   }
-  return "?";
+  FPSIM_UNREACHABLE("an AccessMode outside the enum");
 }
 
 std::string check_text(const Statement &s, const Names &n) {

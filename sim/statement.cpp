@@ -1,5 +1,6 @@
 #include "sim/statement.h"
 
+#include "base/assert.h"
 namespace fpsim::sim {
 
 std::string_view op_name(Op op) {
@@ -41,7 +42,7 @@ std::string_view op_name(Op op) {
   case Op::Check:
     return "check";
   }
-  return "?";
+  FPSIM_UNREACHABLE("an Op outside the enum");
 }
 
 std::string_view name_kind_noun(NameKind k) {
@@ -55,7 +56,7 @@ std::string_view name_kind_noun(NameKind k) {
   case NameKind::Write:
     return "write";
   }
-  return "?";
+  FPSIM_UNREACHABLE("a NameKind outside the enum");
 }
 
 std::uint32_t wire_open_flags(const ReplySpec &r, KernelProfile p) {

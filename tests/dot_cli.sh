@@ -7,13 +7,7 @@ if ! command -v dot >/dev/null; then
   echo "SKIP: Graphviz 'dot' is not installed (.ci/setup installs the graphviz package)"
   exit 77
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { # name, condition...
-  local name=$1; shift
-  if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fail=1; fi
-}
+source "$(dirname "$0")/check_lib.sh"
 svg_ok() { "$fpsim" dot "$@" >"$tmp/g.dot" && dot -Tsvg "$tmp/g.dot" -o "$tmp/g.svg" && grep -q "<svg" "$tmp/g.svg"; }
 check "iomode renders" svg_ok
 check "backing renders" svg_ok --view backing

@@ -4,13 +4,7 @@
 # unknown names are usage errors.
 set -uo pipefail
 fpsim=$1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { # name, condition...
-  local name=$1; shift
-  if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fail=1; fi
-}
+source "$(dirname "$0")/check_lib.sh"
 "$fpsim" profiles --json >"$tmp/t.json"; rc=$?
 check "--json exits 0" test "$rc" -eq 0
 check "--json lists v15, 6.9 and 6.18" python3 -c "

@@ -1,7 +1,7 @@
 // FUSE kernel protocol 7.45 (Linux 6.18), defined here rather than taken from <linux/fuse.h>:
 // Debian bookworm ships protocol 7.38, which has none of the passthrough definitions, and mixing the two
 // would silently pick up the old fuse_init_out (no max_stack_depth => passthrough off).
-// Every layout below is pinned with static_asserts against kernel-semantics.md §5.
+// Every layout below is pinned with static_asserts against docs/kernel-semantics.md §5.
 #pragma once
 
 #include <linux/ioctl.h>

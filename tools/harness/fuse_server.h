@@ -89,7 +89,7 @@ public:
   // (see ensure_fusectl). Returns nullptr and sets `err` on failure.
   static std::unique_ptr<FuseServer> open(std::string fusectl_fallback_dir, std::string &err);
 
-  // Tears down in the order of real-kernel-notes.md: unmount (lazily if busy), let the server thread
+  // Tears down in the order of docs/real-kernel-notes.md EXP10: unmount (lazily if busy), let the server thread
   // see ENODEV, abort through fusectl if it does not, then close the device.
   ~FuseServer();
   FuseServer(const FuseServer &) = delete;
