@@ -1,8 +1,9 @@
-// `fpsim explain`: see sim/explain.h. Every rule below mirrors one branch of model/*.cpp, which
-// is named after the kernel function it models; the branch is recognised from the statement,
-// the outcome and the model state before and after the step, never by changing the model.
+// `fpsim explain`: see sim/explain.h. The model records which rule decided each errno, wait,
+// wake-up and route (model/decision.h); this file only renders those decisions, one text per
+// Rule in Explainer::render, with names and numbers read from the states before and after.
 #include "sim/explain.h"
 
+#include "base/assert.h"
 #include "sim/printer.h"
 #include "sim/sim_executor.h"
 
@@ -190,27 +191,29 @@ std::string write_end_list(const std::vector<std::string> &writes) {
 
 // ---- waits -----------------------------------------------------------------------------------
 
-enum class Wait : std::uint8_t { CacheIo, PageLock, InodeLock, TruncateLock, Other };
+enum class Wait : std::uint8_t { CacheIo, PageLock, InodeLock, TruncateLock, DirectReadLock };
 
-// Classified with if-chains so that a wait the model adds later lands in Other, not in a
-// compile error.
-Wait wait_of(const Model &m, const Task &t) {
-  if (t.kind == TaskKind::OpenCachedIoWait || t.kind == TaskKind::MmapCachedIoWait)
+// The wait a rule puts a call in, if it is one of the model's waits. An if-chain: every other
+// rule is no wait, and a switch would have to list them all.
+std::optional<Wait> wait_of(Rule r) {
+  if (r == Rule::IoCacheWait || r == Rule::IoCacheWaitOnBacking)
     return Wait::CacheIo;
-  if (t.kind == TaskKind::OpenInvalidateWait || t.kind == TaskKind::ReadPageWait ||
-      t.kind == TaskKind::MmapInvalidateWait)
+  if (r == Rule::OpenInvalidateWait || r == Rule::ReadPageWait || r == Rule::MmapInvalidateWait)
     return Wait::PageLock;
-  if (t.kind == TaskKind::WriteLockWait)
+  if (r == Rule::WriteLockWait)
     return Wait::InodeLock;
-  if (m.file(t.file).f_flags.o_trunc)
+  if (r == Rule::TruncateLockWait)
     return Wait::TruncateLock;
-  return Wait::Other;
+  if (r == Rule::DirectReadLockWait)
+    return Wait::DirectReadLock;
+  return std::nullopt;
 }
 
-// What the explainer remembers about a call that blocked.
 struct TaskNote {
   std::string name; // the H, M or W of the statement that blocked
   Op op = Op::Open;
+  Rule wait = Rule::IoCacheWait; // the rule it sleeps by now, as the model recorded it
+  Rule wait_before_step = Rule::IoCacheWait;
   int line = 0;
   int done_line = -1;
   std::string rule; // of its completion
@@ -252,122 +255,146 @@ struct Why {
   std::string why;
 };
 
-// Why a sleeping call sleeps, and what will wake it.
-Why wait_reason(const Model &m, TaskId id, const ObjectNames &n, Op op) {
-  const Task &task = m.tasks.at(idx(id));
+// Why a sleeping call sleeps (by the rule the model recorded), and what will wake it.
+Why cache_io_wait(const Model &m, const Task &task, const ObjectNames &n, Rule rule) {
   const std::string iname = n.inode(task.inode);
   const FuseInode &fi = m.inode(task.inode);
   const std::string fname = n.file(task.file);
-  switch (wait_of(m, task)) {
-  case Wait::CacheIo: {
-    const bool mmap = task.kind == TaskKind::MmapCachedIoWait;
-    const std::vector<std::string> writes = counted_writes(m, task.inode, n);
-    const std::vector<std::string> all = uncached_holders(m, task.inode, n);
-    std::string who =
-        writes.size() == 1
-            ? fmt::format("the parallel direct write {} in flight holds an uncached reference "
-                          "({})",
-                          and_list(writes), io_mode(fi, n))
-            : fmt::format("the parallel direct writes {} in flight hold uncached references "
-                          "({})",
-                          and_list(writes), io_mode(fi, n));
-    std::string wake = fmt::format("it wakes when {} ({})",
-                                   writes.size() == 1 ? "it ends" : "the last of them ends",
-                                   write_end_list(writes));
-    if (all.size() != writes.size()) {
-      // The seed waited for every uncached reference, passthrough files included.
-      who =
-          fmt::format("{} {} ({}); the seed waits for every uncached reference, passthrough "
+  const bool mmap = task.kind == TaskKind::MmapCachedIoWait;
+  const std::vector<std::string> writes = counted_writes(m, task.inode, n);
+  const std::vector<std::string> all = uncached_holders(m, task.inode, n);
+  std::string who =
+      writes.size() == 1
+          ? fmt::format("the parallel direct write {} in flight holds an uncached reference "
+                        "({})",
+                        and_list(writes), io_mode(fi, n))
+          : fmt::format("the parallel direct writes {} in flight hold uncached references "
+                        "({})",
+                        and_list(writes), io_mode(fi, n));
+  std::string wake =
+      fmt::format("it wakes when {} ({})", writes.size() == 1 ? "it ends" : "the last of them ends",
+                  write_end_list(writes));
+  if (rule == Rule::IoCacheWaitOnBacking) {
+    who = fmt::format("{} {} ({}); the seed waits for every uncached reference, passthrough "
                       "files included",
                       and_list(all),
                       all.size() == 1 ? "holds an uncached reference" : "hold uncached references",
                       io_mode(fi, n));
-      wake = fmt::format("it wakes when all of them are gone (close, write_end)");
-    }
-    return {"fuse_file_cached_io_open",
-            fmt::format("{} needs a cached io reference on inode {}, but {}: a cached user must "
-                        "not appear while uncached io bypasses the page cache, so the {} sleeps "
-                        "on direct_io_waitq (uninterruptibly) until iocachectr returns to 0; "
-                        "FUSE_I_CACHE_IO_MODE is set meanwhile so that new parallel writes take "
-                        "the inode lock exclusively and cannot starve it; {}",
-                        mmap ? fmt::format("a shared mapping of direct_io file {}", fname)
-                             : fmt::format("the cached open {}", fname),
-                        iname, who, mmap ? "mmap" : "open", wake)};
+    wake = fmt::format("it wakes when all of them are gone (close, write_end)");
   }
-  case Wait::PageLock: {
-    const std::vector<std::string> lockers = folio_lockers(m, task.inode, n);
-    const std::string locked = fmt::format(
-        "the page at offset 0 of {} is locked by {}, a write-through WRITE the server holds (the "
-        "page was not uptodate, so fuse_perform_write keeps it locked until the reply)",
-        iname, and_list(lockers));
-    if (task.kind == TaskKind::ReadPageWait)
-      return {"fuse_cache_read_iter -> filemap_read",
-              fmt::format("{} reads through the page cache, and {}; the read sleeps on the page "
-                          "lock until the server answers ({})",
-                          fname, locked, write_end_list(lockers))};
-    if (task.kind == TaskKind::MmapInvalidateWait)
-      return {"fuse_file_mmap -> invalidate_inode_pages2",
-              fmt::format("mmap of direct_io file {} first invalidates the page cache of {}, and "
-                          "{}; mmap sleeps on the page lock until the server answers ({})",
-                          fname, iname, locked, write_end_list(lockers))};
-    return {"fuse_open -> invalidate_inode_pages2",
-            fmt::format("the reply lacks FOPEN_KEEP_CACHE, so open invalidates the page cache of "
-                        "{} after its io mode is settled, and {}; open sleeps on the page lock "
-                        "until the server answers ({})",
-                        iname, locked, write_end_list(lockers))};
-  }
-  case Wait::InodeLock:
-  case Wait::TruncateLock: {
-    const bool trunc = wait_of(m, task) == Wait::TruncateLock;
-    const bool exclusive = trunc || m.writes.at(idx(task.write)).exclusive;
-    const std::vector<std::string> holders = lock_holders(m, task.inode, n);
-    std::vector<std::string> before;
-    if (!trunc)
-      for (std::uint32_t w = 0; w < idx(task.write); ++w)
-        if (m.writes[w].inode == task.inode && !m.writes[w].locked && !m.writes[w].done)
-          before.push_back(n.write(WriteId{w}));
-    std::string held =
-        holders.empty()
-            ? std::string("is free, but")
-            : fmt::format("is held {} by {}{}", fi.i_rwsem.writer ? "exclusively" : "shared",
-                          and_list(holders), before.empty() ? "" : ", and");
-    std::string queue = before.empty()
-                            ? ""
-                            : fmt::format(" {} queued for it earlier (i_rwsem is served in order)",
-                                          and_list(before));
-    const std::string what = trunc
-                                 ? fmt::format("O_TRUNC: open {} truncates {} (SETATTR) under "
-                                               "its inode lock (do_truncate)",
-                                               fname, iname)
-                                 : fmt::format("the write on {} needs the inode lock (i_rwsem) "
-                                               "of {} {}",
-                                               fname, iname, exclusive ? "exclusively" : "shared");
-    return {trunc ? "do_truncate -> inode_lock"
-                  : (exclusive ? "fuse_file_write_iter -> inode_lock"
-                               : "fuse_dio_lock -> inode_lock_shared"),
-            fmt::format("{}; the lock {}{}; it sleeps until the lock is free ({})", what, held,
-                        queue, holders.empty() ? "its turn" : write_end_list(holders))};
-  }
-  case Wait::Other:
-    break;
-  }
-  return {"fuse_run_woken_tasks", fmt::format("{} {} sleeps in the kernel", op_word(op), fname)};
+  return {"fuse_file_cached_io_open",
+          fmt::format("{} needs a cached io reference on inode {}, but {}: a cached user must "
+                      "not appear while uncached io bypasses the page cache, so the {} sleeps "
+                      "on direct_io_waitq (uninterruptibly) until iocachectr returns to 0; "
+                      "FUSE_I_CACHE_IO_MODE is set meanwhile so that new parallel writes take "
+                      "the inode lock exclusively and cannot starve it; {}",
+                      mmap ? fmt::format("a shared mapping of direct_io file {}", fname)
+                           : fmt::format("the cached open {}", fname),
+                      iname, who, mmap ? "mmap" : "open", wake)};
 }
 
-std::string wait_short(const Model &m, const Task &task, const ObjectNames &n) {
+Why page_lock_wait(const Model &m, const Task &task, const ObjectNames &n, Rule rule) {
   const std::string iname = n.inode(task.inode);
-  switch (wait_of(m, task)) {
+  const std::string fname = n.file(task.file);
+  const std::vector<std::string> lockers = folio_lockers(m, task.inode, n);
+  const std::string locked = fmt::format(
+      "the page at offset 0 of {} is locked by {}, a write-through WRITE the server holds (the "
+      "page was not uptodate, so fuse_perform_write keeps it locked until the reply)",
+      iname, and_list(lockers));
+  if (rule == Rule::ReadPageWait)
+    return {"fuse_cache_read_iter -> filemap_read",
+            fmt::format("{} reads through the page cache, and {}; the read sleeps on the page "
+                        "lock until the server answers ({})",
+                        fname, locked, write_end_list(lockers))};
+  if (rule == Rule::MmapInvalidateWait)
+    return {"fuse_file_mmap -> invalidate_inode_pages2",
+            fmt::format("mmap of direct_io file {} first invalidates the page cache of {}, and "
+                        "{}; mmap sleeps on the page lock until the server answers ({})",
+                        fname, iname, locked, write_end_list(lockers))};
+  return {"fuse_open -> invalidate_inode_pages2",
+          fmt::format("the reply lacks FOPEN_KEEP_CACHE, so open invalidates the page cache of "
+                      "{} after its io mode is settled, and {}; open sleeps on the page lock "
+                      "until the server answers ({})",
+                      iname, locked, write_end_list(lockers))};
+}
+
+Why inode_lock_wait(const Model &m, const Task &task, const ObjectNames &n, Wait wait) {
+  const std::string iname = n.inode(task.inode);
+  const FuseInode &fi = m.inode(task.inode);
+  const std::string fname = n.file(task.file);
+  const bool trunc = wait == Wait::TruncateLock;
+  const bool direct_read = wait == Wait::DirectReadLock;
+  const bool exclusive = trunc || direct_read || m.writes.at(idx(task.write)).exclusive;
+  const std::vector<std::string> holders = lock_holders(m, task.inode, n);
+  std::vector<std::string> before;
+  if (wait == Wait::InodeLock)
+    for (std::uint32_t w = 0; w < idx(task.write); ++w)
+      if (m.writes[w].inode == task.inode && !m.writes[w].locked && !m.writes[w].done)
+        before.push_back(n.write(WriteId{w}));
+  std::string held =
+      holders.empty()
+          ? std::string("is free, but")
+          : fmt::format("is held {} by {}{}", fi.i_rwsem.writer ? "exclusively" : "shared",
+                        and_list(holders), before.empty() ? "" : ", and");
+  std::string queue =
+      before.empty()
+          ? ""
+          : fmt::format(" {} queued for it earlier (i_rwsem is served in order)", and_list(before));
+  std::string what;
+  std::string rule;
+  if (trunc) {
+    rule = "do_truncate -> inode_lock";
+    what = fmt::format("O_TRUNC: open {} truncates {} (SETATTR) under its inode lock "
+                       "(do_truncate)",
+                       fname, iname);
+  } else if (direct_read) {
+    rule = "fuse_direct_io -> inode_lock";
+    what = fmt::format("the direct read on {} covers the page of {} that {} keeps locked, so "
+                       "fuse_direct_io first takes the inode lock (i_rwsem) to wait for the "
+                       "write (fuse_sync_writes)",
+                       fname, iname, and_list(folio_lockers(m, task.inode, n)));
+  } else {
+    rule = exclusive ? "fuse_file_write_iter -> inode_lock" : "fuse_dio_lock -> inode_lock_shared";
+    what = fmt::format("the write on {} needs the inode lock (i_rwsem) of {} {}", fname, iname,
+                       exclusive ? "exclusively" : "shared");
+  }
+  return {rule, fmt::format("{}; the lock {}{}; it sleeps until the lock is free ({})", what, held,
+                            queue, holders.empty() ? "its turn" : write_end_list(holders))};
+}
+
+// rule: the wait the model recorded for the call (TaskNote::wait).
+Why wait_reason(const Model &m, TaskId id, const ObjectNames &n, Rule rule) {
+  const Task &task = m.tasks.at(idx(id));
+  const std::optional<Wait> wait = wait_of(rule);
+  FPSIM_ASSERT(wait.has_value(), "a sleeping call's rule is a wait");
+  switch (*wait) {
+  case Wait::CacheIo:
+    return cache_io_wait(m, task, n, rule);
+  case Wait::PageLock:
+    return page_lock_wait(m, task, n, rule);
+  case Wait::InodeLock:
+  case Wait::TruncateLock:
+  case Wait::DirectReadLock:
+    return inode_lock_wait(m, task, n, *wait);
+  }
+  FPSIM_UNREACHABLE("a Wait outside the enum");
+}
+
+std::string wait_short(const Task &task, const ObjectNames &n, Rule rule) {
+  const std::string iname = n.inode(task.inode);
+  const std::optional<Wait> wait = wait_of(rule);
+  FPSIM_ASSERT(wait.has_value(), "a sleeping call's rule is a wait");
+  switch (*wait) {
   case Wait::CacheIo:
     return fmt::format("direct_io_waitq of {} (iocachectr < 0)", iname);
   case Wait::PageLock:
     return fmt::format("the page lock of {} (held write)", iname);
   case Wait::InodeLock:
   case Wait::TruncateLock:
+  case Wait::DirectReadLock:
     return fmt::format("the inode lock of {}", iname);
-  case Wait::Other:
-    break;
   }
-  return "a wait queue";
+  FPSIM_UNREACHABLE("a Wait outside the enum");
 }
 
 // ---- the step being explained ----------------------------------------------------------------
@@ -386,6 +413,40 @@ struct Step {
   std::optional<WriteId> write;  // the statement's held write, before the step
   std::optional<TaskId> awaited; // the sleeping call an await collects
   const std::vector<std::optional<FileId>> *fds = nullptr; // per handle, after the step
+  const std::vector<Decision> *decisions = nullptr;        // what the model decided, in order
+
+  // The first decision the statement itself made (not a call it woke) by one of `rules`.
+  const Decision *own(std::initializer_list<Rule> rules) const {
+    for (const Decision &d : *decisions)
+      if (!d.task && std::find(rules.begin(), rules.end(), d.rule) != rules.end())
+        return &d;
+    return nullptr;
+  }
+  // The first decision that satisfies pred.
+  template <typename Pred> const Decision *find(Pred pred) const {
+    for (const Decision &d : *decisions)
+      if (pred(d))
+        return &d;
+    return nullptr;
+  }
+  const Decision *any(Rule r) const {
+    return find([r](const Decision &d) { return d.rule == r; });
+  }
+  bool has(Rule r) const { return any(r) != nullptr; }
+  // The first decision the statement itself made whose errno is e.
+  const Decision *own_err(int e) const {
+    return find([e](const Decision &d) { return !d.task && d.err == e; });
+  }
+  // The first decision about a sleeping call (its wait, or its completion) by rule r.
+  const Decision *for_task(TaskId id, Rule r) const {
+    return find([id, r](const Decision &d) { return d.task == id && d.rule == r; });
+  }
+  // The first decision the statement made, whatever it was.
+  const Decision &first() const {
+    const Decision *d = find([](const Decision &x) { return !x.task; });
+    FPSIM_ASSERT(d != nullptr, "every statement the model runs decides something");
+    return *d;
+  }
 };
 
 struct Explained {
@@ -411,6 +472,32 @@ public:
 
   std::vector<TaskNote> &notes() { return notes_; }
 
+  // The step's decisions for --json, each with its own text.
+  std::vector<ExplainedDecision> records(const Step &st) {
+    std::vector<ExplainedDecision> out;
+    for (const Decision &d : *st.decisions) {
+      ExplainedDecision x;
+      x.rule = std::string(rule_name(d.rule));
+      x.function = std::string(rule_function(d.rule));
+      x.err = d.err;
+      if (d.inode)
+        x.objects.emplace_back("inode", st.n.inode(*d.inode));
+      if (d.file)
+        x.objects.emplace_back("file", st.n.file(*d.file));
+      if (d.fb)
+        x.objects.emplace_back("fb", fb_name(st.n, *d.fb));
+      if (d.other_fb)
+        x.objects.emplace_back("other_fb", fb_name(st.n, *d.other_fb));
+      if (d.write)
+        x.objects.emplace_back("write", st.n.write(*d.write));
+      if (d.task)
+        x.objects.emplace_back("task", notes_.at(idx(*d.task)).name);
+      x.why = render(st, d).why;
+      out.push_back(std::move(x));
+    }
+    return out;
+  }
+
   Explained explain(const Step &st) {
     Explained e;
     if (st.o.kind == Outcome::Kind::Invalid) {
@@ -418,8 +505,18 @@ public:
       e.why = st.o.message;
       return e;
     }
+    note_waits(st);
     unsigned mask = kAll;
     std::optional<FileId> skip_release;
+    Why w = explain_op(st, &mask, &skip_release);
+    e.rule = std::move(w.rule);
+    e.why = std::move(w.why);
+    e.effects = effects(st, mask, skip_release, e.why);
+    return e;
+  }
+
+  // The statement's own explanation; mask: the effects worth adding, skip: a release it states.
+  Why explain_op(const Step &st, unsigned *mask, std::optional<FileId> *skip_release) {
     Why w;
     switch (st.s.op) {
     case Op::Init:
@@ -427,41 +524,41 @@ public:
       break;
     case Op::BackingOpen:
       w = backing_open(st);
-      mask = kWakeups;
+      *mask = kWakeups;
       break;
     case Op::BackingClose:
       w = backing_close(st);
-      mask = kWakeups;
+      *mask = kWakeups;
       break;
     case Op::Open:
     case Op::Create:
       w = open(st);
-      mask = kReleases | kWakeups | kConn;
+      *mask = kReleases | kWakeups | kConn;
       last_open_rule_ = st.o.internal_err ? w.rule : "";
       last_open_line_ = st.s.line;
       break;
     case Op::Opendir:
       w = opendir(st);
-      mask = kWakeups;
+      *mask = kWakeups;
       break;
     case Op::Read:
       w = read(st);
-      mask = kWakeups;
+      *mask = kWakeups;
       break;
     case Op::Write:
     case Op::WriteBegin:
       w = write(st);
-      mask = kReleases | kWakeups | kFbRefs;
+      *mask = kReleases | kWakeups | kFbRefs;
       break;
     case Op::Mmap:
       w = mmap(st);
-      mask = kWakeups;
+      *mask = kWakeups;
       break;
     case Op::Munmap:
-      w = munmap(st, &skip_release);
+      w = munmap(st, skip_release);
       break;
     case Op::Close:
-      w = close(st, &skip_release);
+      w = close(st, skip_release);
       break;
     case Op::WriteEnd:
       w = write_end(st);
@@ -489,10 +586,7 @@ public:
       w = {"fpsim check", "checks go through explain_check"};
       break;
     }
-    e.rule = std::move(w.rule);
-    e.why = std::move(w.why);
-    e.effects = effects(st, mask, skip_release, e.why);
-    return e;
+    return w;
   }
 
   Explained explain_check(const Statement &s, const CheckResult &r, const Model &m,
@@ -601,146 +695,603 @@ public:
 private:
   // ---- init and the ioctls ----
 
+  // The calls that went to sleep in this step, or that sleep again in another wait, take the
+  // rule the model recorded; resleeps_ are the ones that slept before the step.
+  void note_waits(const Step &st) {
+    resleeps_.clear();
+    for (TaskNote &n : notes_)
+      n.wait_before_step = n.wait;
+    for (const Decision &d : *st.decisions) {
+      if (d.write &&
+          (d.rule == Rule::DioWrExclusive || d.rule == Rule::DioWrExclusiveCacheIoMode ||
+           d.rule == Rule::DioWrShared || d.rule == Rule::DioWrSharedCacheIoModeMissed)) {
+        if (write_lock_.size() <= idx(*d.write))
+          write_lock_.resize(idx(*d.write) + 1);
+        write_lock_[idx(*d.write)] = d.rule;
+      }
+      if (d.task && wait_of(d.rule)) {
+        notes_.at(idx(*d.task)).wait = d.rule;
+        if (idx(*d.task) < st.b.tasks.size())
+          resleeps_.push_back(*d.task);
+      }
+    }
+  }
+
+  // ---- init and the ioctls ----
+
   Why init(const Step &st) {
     const InitSpec &i = st.s.init;
     const Model &a = st.a;
-    std::string why;
-    if (!i.passthrough)
-      why = "the INIT reply does not offer FUSE_PASSTHROUGH: passthrough stays off, so "
-            "BACKING_OPEN will be refused with EPERM";
-    else if (i.no_init_ext)
-      why = "FUSE_PASSTHROUGH sits in flags2, which the kernel ignores without FUSE_INIT_EXT "
-            "in flags: passthrough stays off (no error: INIT is never rejected)";
-    else if (i.max_stack_depth < 1 || i.max_stack_depth > kFilesystemMaxStackDepth)
-      why = fmt::format("max_stack_depth {} is outside 1..FILESYSTEM_MAX_STACK_DEPTH (2): "
-                        "passthrough is silently left off",
-                        i.max_stack_depth);
-    else if (i.writeback_cache && !a.fc.passthrough)
-      why = "since 6.11 passthrough and the writeback cache exclude each other: with "
-            "writeback_cache in the reply passthrough is silently left off";
-    else
-      why = fmt::format("the reply offers FUSE_PASSTHROUGH with max_stack_depth {}: passthrough "
-                        "is enabled ({})",
-                        i.max_stack_depth,
-                        i.max_stack_depth == 1
-                            ? "backing files must sit on a plain, unstacked filesystem"
-                            : "backing files may sit on a filesystem stacked one level deep, "
-                              "such as another FUSE mount");
+    const Decision *d = st.own({Rule::InitNoPassthrough, Rule::InitNoInitExt, Rule::InitStackDepth,
+                                Rule::InitWritebackCache, Rule::InitPassthrough});
+    FPSIM_ASSERT(d != nullptr, "process_init_reply decides passthrough");
+    std::string why = render(st, *d).why;
     std::vector<std::string> more;
     if (a.fc.writeback_cache)
       more.emplace_back("writeback cache on: buffered writes only dirty the page cache");
     if (a.fc.direct_io_allow_mmap)
       more.emplace_back("FUSE_DIRECT_IO_ALLOW_MMAP: direct_io files may be mapped shared");
-    else if (i.direct_io_allow_mmap)
-      more.emplace_back("FUSE_DIRECT_IO_ALLOW_MMAP is in flags2 too and is ignored");
+    else if (st.has(Rule::InitFlags2Ignored))
+      more.emplace_back(render(st, *st.own({Rule::InitFlags2Ignored})).why);
     if (!more.empty())
       why += "; " + join(more, "; ");
+    (void)i;
     return {"process_init_reply",
             "mount(2) with FUSE_DEV_IOC_SYNC_INIT: the INIT reply is processed before mount "
             "returns; " +
                 why};
   }
 
-  Why backing_open(const Step &st) {
-    const Statement &s = st.s;
-    const Model &b = st.b;
-    const KernelProfile p = st.p;
-    const std::string &name = t_.names.backings.at(static_cast<std::size_t>(s.backing));
-    if (st.o.kind == Outcome::Kind::Id) {
-      const FbId fb{static_cast<std::uint32_t>(st.a.backings.size() - 1)};
-      const FuseBacking &nb = st.a.backing(fb);
-      const std::int32_t next = b.fc.idr_next;
-      std::string cyclic;
-      std::vector<std::string> closed;
-      for (std::int32_t k = 1; k < next && closed.size() < 4; ++k)
-        if (!fb_of_id(b, k))
-          closed.push_back(std::to_string(k));
-      if (nb.id != next)
-        cyclic = fmt::format(" (the cursor stood at {}, which was taken)", next);
-      else if (!closed.empty())
-        cyclic = fmt::format(" and not id {} although it is free: ids are handed out cyclically, "
-                             "a closed id is not reused before wrap-around",
-                             and_list(closed));
-      return {"fuse_backing_open",
-              fmt::format("{} becomes a new backing object for {} with the caller's credentials; "
-                          "idr_alloc_cyclic registered it as id {}{}; its refcount is 1: the id "
-                          "map's reference",
-                          name, source_of(t_, nb), nb.id, cyclic)};
+  // Every rule's text. The statement's explanation picks the decision that settled it and
+  // renders it here; the rules that only add to another's text (a note, a wake-up) have a
+  // fragment of their own, which --json shows beside the decision.
+  Why render(const Step &st, const Decision &d) {
+    switch (d.rule) {
+    case Rule::InitNoPassthrough:
+    case Rule::InitNoInitExt:
+    case Rule::InitStackDepth:
+    case Rule::InitWritebackCache:
+    case Rule::InitPassthrough:
+    case Rule::InitFlags2Ignored:
+      return init_text(st, d);
+    case Rule::BackingOpenDevClosed:
+    case Rule::BackingOpenNotInstalled:
+    case Rule::BackingOpenNoPassthrough:
+    case Rule::BackingOpenNotCapable:
+    case Rule::BackingOpenFlags:
+    case Rule::BackingOpenPadding:
+    case Rule::BackingOpenBadFd:
+    case Rule::BackingOpenOPath:
+    case Rule::BackingOpenNoRwIter:
+    case Rule::BackingOpenDirectory:
+    case Rule::BackingOpenNotRegular:
+    case Rule::BackingOpenStackDepth:
+    case Rule::BackingOpenIdrFull:
+      return backing_open_refused(st, d);
+    case Rule::BackingOpenRegistered:
+      return backing_opened(st, d);
+    case Rule::BackingCloseDevClosed:
+    case Rule::BackingCloseNotInstalled:
+    case Rule::BackingCloseNoPassthrough:
+    case Rule::BackingCloseNotCapable:
+      return backing_close_refused(st, d);
+    case Rule::BackingCloseInvalidId:
+    case Rule::BackingCloseNoEntry:
+    case Rule::BackingCloseRemoved:
+      return backing_close_text(st, d);
+    case Rule::PathWalkNoMount:
+    case Rule::LookupDisconnected:
+    case Rule::LookupNoEntry:
+    case Rule::LookupExists:
+    case Rule::OpenDisconnected:
+    case Rule::OpenReplyError:
+    case Rule::CreateEnosys:
+    case Rule::OpenNoOpen:
+    case Rule::OpenEnosys:
+      return walk_text(st, d);
+    case Rule::FileIoOpenCacheIoBit:
+    case Rule::FileIoOpenNotPassthrough:
+    case Rule::PassthroughOpenNotNegotiated:
+    case Rule::PassthroughOpenFlagsMask:
+    case Rule::PassthroughOpenInvalidId:
+    case Rule::PassthroughOpenNoId:
+    case Rule::PassthroughOpenSocket:
+    case Rule::UncachedIoStartOtherFb:
+    case Rule::UncachedIoStartOtherBackingInode:
+    case Rule::UncachedIoStartNullFb:
+    case Rule::UncachedIoStartCachedInode:
+    case Rule::CachedIoOpenBackingInode:
+      if (d.write)
+        return {"fuse_inode_uncached_io_start", uncached_refusal_words(st, d)};
+      if (d.task && st.s.op != Op::Open && st.s.op != Op::Create)
+        return completion(st, *d.task);
+      return refusal(st, d);
+    case Rule::FileIoOpenNoArgs:
+    case Rule::FileIoOpenDirectIo:
+    case Rule::UncachedIoStartAttach:
+    case Rule::UncachedIoStartSameFb:
+    case Rule::UncachedIoStartSameBackingInode:
+    case Rule::CachedIoOpen:
+      if (d.write || !d.file || (st.s.op != Op::Open && st.s.op != Op::Create) || d.task)
+        return {std::string(rule_function(d.rule)), "the io mode is settled"};
+      return admitted(st, d);
+    case Rule::FileIoOpenParallelWritesDropped:
+      return open_note_text(st, d);
+    case Rule::PassthroughOpenBackingFile:
+    case Rule::PassthroughOpenSeedIo:
+    case Rule::UncachedIoStartCounted:
+    case Rule::UncachedIoEndDetach:
+      return open_note_text(st, d);
+    case Rule::IoCacheWait:
+    case Rule::IoCacheWaitOnBacking:
+    case Rule::OpenInvalidateWait:
+    case Rule::TruncateLockWait:
+    case Rule::ReadPageWait:
+    case Rule::DirectReadLockWait:
+    case Rule::WriteLockWait:
+    case Rule::MmapInvalidateWait:
+      return wait_reason(st.a, *d.task, st.n, d.rule);
+    case Rule::OpenInvalidate:
+    case Rule::DoTruncate:
+    case Rule::DoTruncateDisconnected:
+      return open_note_text(st, d);
+    case Rule::DirOpenDisconnected:
+    case Rule::DirOpenReplyError:
+    case Rule::DirOpenNoOpendir:
+    case Rule::DirOpenEnosys:
+    case Rule::DirOpen:
+      return dir_text(st, d);
+    case Rule::ReadIsDir:
+    case Rule::ReadNotReadable:
+    case Rule::ReadDisconnected:
+      return read_error_text(st, d);
+    case Rule::PassthroughRead:
+    case Rule::ReadSeedPassthrough:
+    case Rule::CacheReadUptodate:
+    case Rule::DirectRead:
+    case Rule::CacheReadODirect:
+    case Rule::CacheReadMiss:
+      return read_route(st, d);
+    case Rule::WriteIsDir:
+    case Rule::WriteNotWritable:
+      return write_error_text(st, d);
+    case Rule::DioWrExclusive:
+    case Rule::DioWrExclusiveCacheIoMode:
+    case Rule::DioWrSharedCacheIoModeMissed:
+    case Rule::DioWrShared:
+    case Rule::PassthroughWrite:
+    case Rule::DirectWrite:
+    case Rule::CacheWriteODirect:
+    case Rule::CacheWriteWriteback:
+    case Rule::CacheWriteThrough:
+    case Rule::WriteSeedPassthrough:
+    case Rule::WriteDisconnected:
+    case Rule::WriteHeld:
+      return describe_write(st, *d.write, d.task.has_value());
+    case Rule::WriteReplyAfterAbort:
+    case Rule::WriteReply:
+      return write_end(st);
+    case Rule::MmapIsDir:
+    case Rule::MmapNotReadable:
+    case Rule::MmapSeedPassthrough:
+    case Rule::MmapBackingInode:
+    case Rule::MmapDirectIoSharedRefused:
+      return mmap_error_text(st, d);
+    case Rule::MmapPassthrough:
+    case Rule::MmapDirectIoPrivate:
+    case Rule::MmapDirectIoShared:
+    case Rule::MmapPageCache:
+      if (d.task)
+        return completion(st, *d.task);
+      return mmap_route(st, d);
+    case Rule::FlushDisconnected:
+    case Rule::FlushDirectory:
+    case Rule::FlushNoflush:
+    case Rule::Flush:
+    case Rule::ReleaseNoOpen:
+    case Rule::ReleaseDisconnected:
+    case Rule::ReleaseSent:
+    case Rule::KillSbLastFile:
+      return file_end_text(st, d);
+    case Rule::AbortNoSuperblock:
+    case Rule::AbortAlready:
+    case Rule::Abort:
+    case Rule::AbortEndsWrite:
+      return conn_text(st, d);
+    case Rule::UmountNotMounted:
+    case Rule::UmountBusy:
+    case Rule::UmountDetached:
+    case Rule::UmountKillSb:
+      return umount_text(st, d.rule);
+    case Rule::DevReleaseClosed:
+      return conn_text(st, d);
+    case Rule::DevRelease:
+      return dev_close(st);
+    case Rule::ConnFree:
+      return conn_text(st, d);
+    case Rule::WakeDirectIoWaitq:
+    case Rule::WakePage:
+    case Rule::WakeInodeLock:
+      return wake_text(st, d);
     }
-    const int e = st.o.err;
-    const std::string E = err(e);
+    FPSIM_UNREACHABLE("a Rule outside the enum");
+  }
+
+  Why init_text(const Step &st, const Decision &d) {
+    if (d.rule == Rule::InitNoPassthrough)
+      return {"process_init_reply",
+              "the INIT reply does not offer FUSE_PASSTHROUGH: passthrough stays off, so "
+              "BACKING_OPEN will be refused with EPERM"};
+    if (d.rule == Rule::InitNoInitExt)
+      return {"process_init_reply",
+              "FUSE_PASSTHROUGH sits in flags2, which the kernel ignores without FUSE_INIT_EXT "
+              "in flags: passthrough stays off (no error: INIT is never rejected)"};
+    if (d.rule == Rule::InitStackDepth)
+      return {"process_init_reply",
+              fmt::format("max_stack_depth {} is outside 1..FILESYSTEM_MAX_STACK_DEPTH (2): "
+                          "passthrough is silently left off",
+                          st.s.init.max_stack_depth)};
+    if (d.rule == Rule::InitWritebackCache)
+      return {"process_init_reply",
+              "since 6.11 passthrough and the writeback cache exclude each other: with "
+              "writeback_cache in the reply passthrough is silently left off"};
+    if (d.rule == Rule::InitPassthrough)
+      return {"process_init_reply",
+              fmt::format("the reply offers FUSE_PASSTHROUGH with max_stack_depth {}: passthrough "
+                          "is enabled ({})",
+                          st.s.init.max_stack_depth,
+                          st.s.init.max_stack_depth == 1
+                              ? "backing files must sit on a plain, unstacked filesystem"
+                              : "backing files may sit on a filesystem stacked one level deep, "
+                                "such as another FUSE mount")};
+    if (d.rule == Rule::InitFlags2Ignored)
+      return {"process_init_reply", "FUSE_DIRECT_IO_ALLOW_MMAP is in flags2 too and is ignored"};
+    FPSIM_UNREACHABLE("init_text renders only its own rules");
+  }
+
+  Why backing_close_refused(const Step &, const Decision &d) {
+    const std::string E = err(d.err);
+    if (d.rule == Rule::BackingCloseDevClosed)
+      return {"fuse_dev_ioctl_backing_close",
+              fmt::format("the server's /dev/fuse fd is closed (dev_close) -> {}", E)};
+    if (d.rule == Rule::BackingCloseNotInstalled)
+      return {"fuse_dev_ioctl_backing_close -> fuse_get_dev",
+              fmt::format("the /dev/fuse fd is not installed on a mounted connection yet (no "
+                          "init) -> {}",
+                          E)};
+    if (d.rule == Rule::BackingCloseNoPassthrough)
+      return {
+          "fuse_backing_close",
+          fmt::format("passthrough was not negotiated at INIT (fc->passthrough is 0) -> {}", E)};
+    if (d.rule == Rule::BackingCloseNotCapable)
+      return {"fuse_backing_close",
+              fmt::format("the caller lacks CAP_SYS_ADMIN in the initial user namespace -> {}", E)};
+    FPSIM_UNREACHABLE("backing_close_refused renders only its own rules");
+  }
+
+  Why walk_text(const Step &st, const Decision &d) {
+    const std::string E = err(d.err);
+    if (d.rule == Rule::PathWalkNoMount) {
+      if (st.s.op == Op::Opendir)
+        return {"path_openat", fmt::format("the FUSE mount is gone (umount) -> {}", E)};
+      return {"path_openat",
+              fmt::format("the FUSE mount is gone (umount): {} no longer resolves inside it "
+                          "-> {}",
+                          mount_file(st), E)};
+    }
+    if (d.rule == Rule::LookupDisconnected)
+      return {"fuse_get_req",
+              fmt::format("the connection was aborted (fc->connected is 0): the LOOKUP of "
+                          "{} cannot be sent -> {}; only files opened before the abort keep "
+                          "working",
+                          mount_file(st), E)};
+    if (d.rule == Rule::LookupNoEntry)
+      return {"fuse_lookup",
+              fmt::format("{} does not exist in the mount yet (a later create makes it): "
+                          "LOOKUP answers ENOENT",
+                          mount_file(st))};
+    if (d.rule == Rule::LookupExists)
+      return {"open_last_lookups",
+              fmt::format("{} exists already and create uses O_CREAT|O_EXCL -> EEXIST; the "
+                          "server never sees CREATE",
+                          mount_file(st))};
+    if (d.rule == Rule::OpenDisconnected)
+      return {"fuse_get_req",
+              fmt::format("the connection was aborted (fc->connected is 0): the dentry of {} is "
+                          "cached, so the walk needs no LOOKUP, but the {} cannot be sent -> {}; "
+                          "only files opened before the abort keep working",
+                          mount_file(st), st.s.op == Op::Create ? "CREATE" : "OPEN", E)};
+    if (d.rule == Rule::OpenReplyError)
+      return {st.s.op == Op::Create ? "fuse_create_open" : "fuse_file_open",
+              fmt::format("the server answered {} with {}: open(2) returns it as it is; the "
+                          "server handed out no file handle, so no RELEASE follows",
+                          st.s.op == Op::Create ? "CREATE" : "OPEN", E)};
+    if (d.rule == Rule::CreateEnosys)
+      return {"fuse_create_open", "the server does not implement CREATE (ENOSYS); the kernel's "
+                                  "MKNOD+OPEN fallback is not modelled"};
+    if (d.rule == Rule::OpenNoOpen)
+      return {"fuse_file_open",
+              "the server does not implement OPEN (fc->no_open, set by an earlier ENOSYS): no "
+              "OPEN is sent and the file gets FOPEN_KEEP_CACHE, whatever the reply says"};
+    if (d.rule == Rule::OpenEnosys)
+      return {"fuse_file_open",
+              "the server answered OPEN with ENOSYS: fuse_file_open sets fc->no_open (later "
+              "opens never reach the server) and gives the file FOPEN_KEEP_CACHE"};
+    FPSIM_UNREACHABLE("walk_text renders only its own rules");
+  }
+
+  Why open_note_text(const Step &st, const Decision &d) {
+    if (d.rule == Rule::FileIoOpenParallelWritesDropped)
+      return {"fuse_file_io_open", "FOPEN_PARALLEL_DIRECT_WRITES is dropped without "
+                                   "FOPEN_DIRECT_IO"};
+    if (d.rule == Rule::PassthroughOpenBackingFile || d.rule == Rule::PassthroughOpenSeedIo) {
+      return {"fuse_passthrough_open", passthrough_route_words(st, d)};
+    }
+    if (d.rule == Rule::UncachedIoStartCounted)
+      return {"fuse_dio_lock + fuse_inode_uncached_io_start",
+              "the write counts as an uncached reference with no backing object"};
+    if (d.rule == Rule::UncachedIoEndDetach)
+      return {"fuse_inode_uncached_io_end",
+              fmt::format("back at 0, fuse_inode_uncached_io_end detaches {} and puts the "
+                          "inode's reference",
+                          fb_name(st.n, *d.fb))};
+    if (d.rule == Rule::OpenInvalidate)
+      return {"fuse_open -> invalidate_inode_pages2",
+              fmt::format("no FOPEN_KEEP_CACHE: the page cache of {} is invalidated",
+                          st.n.inode(*d.inode))};
+    if (d.rule == Rule::DoTruncate)
+      return {"do_truncate", "O_TRUNC: the file is truncated (SETATTR) under the inode lock"};
+    if (d.rule == Rule::DoTruncateDisconnected) {
+      if (d.task)
+        return completion(st, *d.task);
+      return {"do_truncate", "O_TRUNC: the SETATTR that truncates the file cannot be sent on an "
+                             "aborted connection -> ENOTCONN; the new file is dropped"};
+    }
+    FPSIM_UNREACHABLE("open_note_text renders only its own rules");
+  }
+
+  Why dir_text(const Step &, const Decision &d) {
+    const std::string E = err(d.err);
+    if (d.rule == Rule::DirOpenDisconnected)
+      return {"fuse_get_req",
+              fmt::format("the connection was aborted: OPENDIR cannot be sent -> {}", E)};
+    if (d.rule == Rule::DirOpenReplyError)
+      return {"fuse_dir_open",
+              fmt::format("the server answered OPENDIR with {}: opendir(3) returns it", E)};
+    if (d.rule == Rule::DirOpenNoOpendir)
+      return {"fuse_dir_open", "the server does not implement OPENDIR (an earlier ENOSYS): no "
+                               "request is sent; " +
+                                   dir_words()};
+    if (d.rule == Rule::DirOpenEnosys)
+      return {"fuse_dir_open", "the server answered OPENDIR with ENOSYS: fc->no_opendir is set "
+                               "and the directory opens without it; " +
+                                   dir_words()};
+    if (d.rule == Rule::DirOpen)
+      return {"fuse_dir_open", dir_words()};
+    FPSIM_UNREACHABLE("dir_text renders only its own rules");
+  }
+
+  Why read_error_text(const Step &st, const Decision &d) {
+    if (d.rule == Rule::ReadIsDir)
+      return {"generic_read_dir",
+              fmt::format("{} is a directory: read(2) -> EISDIR", fd_name(st, d))};
+    if (d.rule == Rule::ReadNotReadable)
+      return {"vfs_read",
+              fmt::format("{} was opened write-only (no FMODE_READ) -> EBADF", fd_name(st, d))};
+    if (d.rule == Rule::ReadDisconnected) {
+      if (d.task)
+        return completion(st, *d.task);
+      return {"fuse_get_req",
+              fmt::format("the connection was aborted: the READ for {} cannot be sent -> "
+                          "ENOTCONN (passthrough files keep working, cached files fail)",
+                          fd_name(st, d))};
+    }
+    FPSIM_UNREACHABLE("read_error_text renders only its own rules");
+  }
+
+  Why write_error_text(const Step &st, const Decision &d) {
+    if (d.rule == Rule::WriteIsDir)
+      return {"vfs_write", fmt::format("{} is a directory -> EBADF", fd_name(st, d))};
+    if (d.rule == Rule::WriteNotWritable)
+      return {"vfs_write",
+              fmt::format("{} was opened read-only (no FMODE_WRITE) -> EBADF", fd_name(st, d))};
+    FPSIM_UNREACHABLE("write_error_text renders only its own rules");
+  }
+
+  Why mmap_error_text(const Step &st, const Decision &d) {
+    const std::string E = err(d.err);
+    if (d.rule == Rule::MmapIsDir)
+      return {"do_mmap",
+              fmt::format("{} is a directory, which has no mmap -> {}", fd_name(st, d), E)};
+    if (d.rule == Rule::MmapNotReadable)
+      return {"do_mmap", fmt::format("a PROT_READ mapping needs a file opened for reading; {} is "
+                                     "write-only -> EACCES",
+                                     fd_name(st, d))};
+    if (d.rule == Rule::MmapSeedPassthrough)
+      return {"fuse_file_mmap",
+              "the seed's patch 5/9 leaves mmap of a passthrough file as a TODO -> ENODEV "
+              "(8/9 and 6.9 map the backing file)"};
+    if (d.rule == Rule::MmapBackingInode)
+      return {"fuse_file_mmap",
+              fmt::format("inode {} is in passthrough mode (it holds {}), but {} was not "
+                          "opened in passthrough mode: a mapping of its page cache would go "
+                          "stale behind the backing file -> ENODEV, for shared and private "
+                          "mappings alike",
+                          st.n.inode(*d.inode), fb_name(st.n, *d.other_fb), fd_name(st, d))};
+    if (d.rule == Rule::MmapDirectIoSharedRefused)
+      return {"fuse_file_mmap",
+              fmt::format("a shared mapping of FOPEN_DIRECT_IO file {} needs the page cache, "
+                          "which the server allows only with FUSE_DIRECT_IO_ALLOW_MMAP at INIT "
+                          "-> ENODEV (a private mapping would be fine)",
+                          fd_name(st, d))};
+    FPSIM_UNREACHABLE("mmap_error_text renders only its own rules");
+  }
+
+  Why file_end_text(const Step &, const Decision &d) {
+    if (d.rule == Rule::FlushDisconnected)
+      return {"fuse_flush", "the connection is aborted, so the FLUSH that close sends fails -> "
+                            "ENOTCONN; the fd is closed anyway"};
+    if (d.rule == Rule::FlushDirectory)
+      return {"fuse_flush", "a directory sends no FLUSH"};
+    if (d.rule == Rule::FlushNoflush)
+      return {"fuse_flush", "FOPEN_NOFLUSH: no FLUSH is sent"};
+    if (d.rule == Rule::Flush)
+      return {"fuse_flush", "fuse_flush sends FLUSH"};
+    if (d.rule == Rule::ReleaseNoOpen)
+      return {"fuse_release", "no RELEASE: the server does not implement OPEN"};
+    if (d.rule == Rule::ReleaseDisconnected)
+      return {"fuse_release", "no RELEASE reaches the server: the connection is aborted"};
+    if (d.rule == Rule::ReleaseSent)
+      return {"fuse_release", "then RELEASE goes to the server"};
+    if (d.rule == Rule::KillSbLastFile)
+      return {"fuse_kill_sb_anon", "that was the last file of a detached mount: the superblock "
+                                   "goes (fuse_kill_sb_anon), its inodes are evicted"};
+    FPSIM_UNREACHABLE("file_end_text renders only its own rules");
+  }
+
+  Why conn_text(const Step &st, const Decision &d) {
+    const std::string E = err(d.err);
+    if (d.rule == Rule::AbortNoSuperblock)
+      return {"fuse_conn_abort_write",
+              fmt::format("fusectl's abort file exists only while the superblock does, and it "
+                          "is gone -> {}",
+                          E)};
+    if (d.rule == Rule::AbortAlready)
+      return {"fuse_abort_conn", "the connection is aborted already: nothing changes"};
+    if (d.rule == Rule::Abort)
+      return {"fuse_abort_conn",
+              "writing 1 to fusectl's abort file disconnects the connection (fc->connected = 0): "
+              "new opens get ENOTCONN and requests in flight end with ECONNABORTED; passthrough "
+              "files keep reading, writing and mapping their backing files; io-mode accounting "
+              "still runs when files are closed"};
+    if (d.rule == Rule::AbortEndsWrite)
+      return {"fuse_abort_conn -> end_requests",
+              fmt::format("{} ends with ECONNABORTED (end_requests) and gives back its inode "
+                          "lock{}",
+                          st.n.write(*d.write),
+                          st.b.writes.at(idx(*d.write)).counted ? " and uncached reference" : "")};
+    if (d.rule == Rule::DevReleaseClosed)
+      return {"fuse_dev_release", "the /dev/fuse fd is closed already -> EBADF"};
+    if (d.rule == Rule::ConnFree)
+      return {"fuse_conn_put", "the last connection reference is gone (fuse_conn_put): "
+                               "fuse_backing_files_free frees every backing object still "
+                               "registered"};
+    FPSIM_UNREACHABLE("conn_text renders only its own rules");
+  }
+
+  Why wake_text(const Step &st, const Decision &d) {
+    if (d.rule == Rule::WakeDirectIoWaitq)
+      return {"fuse_inode_uncached_io_end -> wake_up",
+              fmt::format("iocachectr of {} returned to 0: direct_io_waitq wakes {}",
+                          st.n.inode(*d.inode), notes_.at(idx(*d.task)).name)};
+    if (d.rule == Rule::WakePage)
+      return {"folio_unlock", fmt::format("the page of {} is unlocked: {} wakes",
+                                          st.n.inode(*d.inode), notes_.at(idx(*d.task)).name)};
+    if (d.rule == Rule::WakeInodeLock)
+      return {"inode_unlock", fmt::format("the inode lock of {} is released: {} wakes",
+                                          st.n.inode(*d.inode), notes_.at(idx(*d.task)).name)};
+    FPSIM_UNREACHABLE("wake_text renders only its own rules");
+  }
+
+  std::string mount_file(const Step &st) const {
+    return t_.names.mount_files.at(static_cast<std::size_t>(st.s.file));
+  }
+
+  // The handle of the file a decision is about.
+  std::string fd_name(const Step &st, const Decision &d) const {
+    return d.file ? st.n.file(*d.file) : handle_name(st);
+  }
+
+  static std::string dir_words() {
+    return "OPENDIR never enters io modes: FOPEN_PASSTHROUGH and a backing id in its reply are "
+           "ignored, even an unknown id";
+  }
+
+  Why backing_open(const Step &st) { return render(st, st.first()); }
+
+  Why backing_opened(const Step &st, const Decision &d) {
+    const Model &b = st.b;
+    const std::string &name = t_.names.backings.at(static_cast<std::size_t>(st.s.backing));
+    const FuseBacking &nb = st.a.backing(*d.fb);
+    const std::int32_t next = b.fc.idr_next;
+    std::string cyclic;
+    std::vector<std::string> closed;
+    for (std::int32_t k = 1; k < next && closed.size() < 4; ++k)
+      if (!fb_of_id(b, k))
+        closed.push_back(std::to_string(k));
+    if (nb.id != next)
+      cyclic = fmt::format(" (the cursor stood at {}, which was taken)", next);
+    else if (!closed.empty())
+      cyclic = fmt::format(" and not id {} although it is free: ids are handed out cyclically, "
+                           "a closed id is not reused before wrap-around",
+                           and_list(closed));
+    return {"fuse_backing_open",
+            fmt::format("{} becomes a new backing object for {} with the caller's credentials; "
+                        "idr_alloc_cyclic registered it as id {}{}; its refcount is 1: the id "
+                        "map's reference",
+                        name, source_of(t_, nb), nb.id, cyclic)};
+  }
+
+  Why backing_open_refused(const Step &st, const Decision &d) {
+    const Statement &s = st.s;
+    const std::string &name = t_.names.backings.at(static_cast<std::size_t>(s.backing));
+    const std::string E = err(d.err);
     auto refused = [&](std::string rule, std::string why) {
       return Why{std::move(rule), fmt::format("{} -> {}; {} is not registered", why, E, name)};
     };
-    if (!b.fc.dev_open)
+    const bool opath = s.source == SourceKind::OPath;
+    if (d.rule == Rule::BackingOpenDevClosed)
       return refused("fuse_dev_ioctl_backing_open",
                      "the server's /dev/fuse fd is closed (dev_close): there is no device to "
                      "issue the ioctl on");
-    if (!b.fc.initialized)
+    if (d.rule == Rule::BackingOpenNotInstalled)
       return refused(
           "fuse_dev_ioctl_backing_open -> fuse_get_dev",
           fmt::format("the /dev/fuse fd is not installed on a mounted connection yet "
                       "(no init): {}",
-                      p.has(model::Feature::UninstalledDevEperm) ? "6.9+ answers EPERM"
-                                                                 : "the seed answers EINVAL"));
-    if (!b.fc.passthrough)
+                      d.err == EPERM ? "6.9+ answers EPERM" : "the seed answers EINVAL"));
+    if (d.rule == Rule::BackingOpenNoPassthrough)
       return refused("fuse_backing_open",
                      "passthrough was not negotiated at INIT (fc->passthrough is 0), so backing "
                      "files cannot be registered");
-    if (s.unprivileged)
+    if (d.rule == Rule::BackingOpenNotCapable)
       return refused("fuse_backing_open",
                      "the caller lacks CAP_SYS_ADMIN in the initial user namespace; "
                      "registering a backing file needs it");
-    const bool padding_checked = p.has(model::Feature::BackingPaddingChecked);
-    if (s.map_flags != 0 || (padding_checked && s.map_padding != 0))
+    if (d.rule == Rule::BackingOpenFlags || d.rule == Rule::BackingOpenPadding)
       return refused("fuse_backing_open",
                      fmt::format("struct fuse_backing_map must have flags 0{}; this one has {}",
-                                 padding_checked ? " and padding 0" : "",
+                                 d.rule == Rule::BackingOpenPadding ? " and padding 0" : "",
                                  s.map_flags ? fmt::format("flags={}", s.map_flags)
                                              : fmt::format("padding={}", s.map_padding)));
-    switch (s.source) {
-    case SourceKind::BadFd:
+    if (d.rule == Rule::BackingOpenBadFd)
       return refused("fuse_backing_open", "fd -1 does not resolve to a file (fget_raw fails)");
-    case SourceKind::OPath:
-      if (!p.has(model::Feature::BackingAcceptsOPath))
-        return refused("fuse_backing_open",
-                       "an O_PATH fd does not resolve with fget before 6.12 (6.12+ uses "
-                       "fget_raw and accepts it)");
-      if (p.has(model::Feature::BackingRequiresRwIter))
-        return refused("fuse_backing_open",
-                       "a backing file needs f_op->read_iter and write_iter, which an O_PATH fd "
-                       "lacks");
-      break;
-    case SourceKind::Dir:
-      if (p.has(model::Feature::BackingRejectsNonRegular))
-        return refused("fuse_backing_open",
-                       "since 6.17 only regular files may back a FUSE file; a directory "
-                       "gives EISDIR");
-      if (p.has(model::Feature::BackingRequiresRwIter))
-        return refused("fuse_backing_open",
-                       "a backing file needs f_op->read_iter and write_iter, which a "
-                       "directory lacks");
-      break;
-    case SourceKind::Pipe:
-    case SourceKind::Socket:
-    case SourceKind::DevNull:
-      if (p.has(model::Feature::BackingRejectsNonRegular))
-        return refused("fuse_backing_open",
-                       "since 6.17 only regular files may back a FUSE file (a pipe, socket or "
-                       "device gives EINVAL)");
-      break;
-    case SourceKind::File:
-      break;
-    }
-    if (e == ELOOP)
+    if (d.rule == Rule::BackingOpenOPath)
+      return refused("fuse_backing_open",
+                     "an O_PATH fd does not resolve with fget before 6.12 (6.12+ uses "
+                     "fget_raw and accepts it)");
+    if (d.rule == Rule::BackingOpenNoRwIter)
+      return refused("fuse_backing_open",
+                     fmt::format("a backing file needs f_op->read_iter and write_iter, which {} "
+                                 "lacks",
+                                 opath ? "an O_PATH fd" : "a directory"));
+    if (d.rule == Rule::BackingOpenDirectory)
+      return refused("fuse_backing_open",
+                     "since 6.17 only regular files may back a FUSE file; a directory "
+                     "gives EISDIR");
+    if (d.rule == Rule::BackingOpenNotRegular)
+      return refused("fuse_backing_open",
+                     "since 6.17 only regular files may back a FUSE file (a pipe, socket or "
+                     "device gives EINVAL)");
+    if (d.rule == Rule::BackingOpenStackDepth)
       return refused("fuse_backing_open",
                      fmt::format("the backing file's filesystem is stacked as deep as "
                                  "fc->max_stack_depth ({}) allows or deeper",
-                                 b.fc.max_stack_depth));
-    if (e == ENOSPC)
+                                 st.b.fc.max_stack_depth));
+    if (d.rule == Rule::BackingOpenIdrFull)
       return refused("fuse_backing_open -> idr_alloc_cyclic",
                      "no free id is left in [1, INT_MAX]; the new fb is freed again");
-    return refused("fuse_dev_ioctl_backing_open", "the ioctl failed");
+    FPSIM_UNREACHABLE("backing_open_refused renders the refusals of fuse_backing_open");
   }
 
   std::optional<FbId> fb_of_id(const Model &m, std::int32_t id) const {
@@ -758,10 +1309,10 @@ private:
     return std::nullopt;
   }
 
-  Why backing_close(const Step &st) {
+  Why backing_close(const Step &st) { return render(st, st.first()); }
+
+  Why backing_close_text(const Step &st, const Decision &d) {
     const Statement &s = st.s;
-    const Model &b = st.b;
-    const Model &a = st.a;
     std::int32_t id = 0;
     std::string what;
     if (s.literal_id) {
@@ -773,33 +1324,17 @@ private:
       what =
           fmt::format("{}'s id {}", t_.names.backings.at(static_cast<std::size_t>(s.backing)), id);
     }
-    if (st.o.kind == Outcome::Kind::Errno) {
-      const std::string E = err(st.o.err);
-      if (!b.fc.dev_open)
-        return {"fuse_dev_ioctl_backing_close",
-                fmt::format("the server's /dev/fuse fd is closed (dev_close) -> {}", E)};
-      if (!b.fc.initialized)
-        return {"fuse_dev_ioctl_backing_close -> fuse_get_dev",
-                fmt::format("the /dev/fuse fd is not installed on a mounted connection yet (no "
-                            "init) -> {}",
-                            E)};
-      if (!b.fc.passthrough)
-        return {
-            "fuse_backing_close",
-            fmt::format("passthrough was not negotiated at INIT (fc->passthrough is 0) -> {}", E)};
-      if (s.unprivileged)
-        return {
-            "fuse_backing_close",
-            fmt::format("the caller lacks CAP_SYS_ADMIN in the initial user namespace -> {}", E)};
-      if (id <= 0)
-        return {"fuse_backing_close",
-                fmt::format("the u32 argument is read into an int: {} is not a valid id (ids are "
-                            "1..INT_MAX) -> {}",
-                            s.literal_id && static_cast<std::int32_t>(*s.literal_id) < 0
-                                ? fmt::format("{} reads as {}, which", *s.literal_id, id)
-                                : fmt::format("{}", id),
-                            E)};
-      const auto old = fb_ever_with_id(a, id);
+    const std::string E = err(d.err);
+    if (d.rule == Rule::BackingCloseInvalidId)
+      return {"fuse_backing_close",
+              fmt::format("the u32 argument is read into an int: {} is not a valid id (ids are "
+                          "1..INT_MAX) -> {}",
+                          s.literal_id && static_cast<std::int32_t>(*s.literal_id) < 0
+                              ? fmt::format("{} reads as {}, which", *s.literal_id, id)
+                              : fmt::format("{}", id),
+                          E)};
+    if (d.rule == Rule::BackingCloseNoEntry) {
+      const auto old = fb_ever_with_id(st.a, id);
       return {"fuse_backing_close",
               fmt::format("{} is not in the id map ({}) -> {}", what,
                           old ? fmt::format("{} was registered under it, but it was closed "
@@ -808,99 +1343,63 @@ private:
                               : std::string("no backing_open returned it"),
                           E)};
     }
-    const auto fb = fb_of_id(b, id);
-    if (!fb)
-      return {"fuse_backing_close", fmt::format("{} is removed from the id map", what)};
-    const std::int32_t before = b.backing(*fb).count.value();
-    const FuseBacking &after = a.backing(*fb);
+    const FbId fb = *d.fb;
+    const std::int32_t before = st.b.backing(fb).count.value();
+    const FuseBacking &after = st.a.backing(fb);
     std::vector<std::string> holders;
-    for (std::uint32_t i = 0; i < a.inodes.size(); ++i)
-      if (!a.inodes[i].evicted && a.inodes[i].fb == *fb)
+    for (std::uint32_t i = 0; i < st.a.inodes.size(); ++i)
+      if (!st.a.inodes[i].evicted && st.a.inodes[i].fb == fb)
         holders.push_back("inode " + st.n.inode(InodeId{i}));
     std::string rest;
     if (after.freed)
       rest = fmt::format("that was its last reference, so fuse_backing_free frees {} (its file "
                          "and credentials are put)",
-                         fb_name(st.n, *fb));
+                         fb_name(st.n, fb));
     else
       rest = fmt::format("{} still holds it: an id in use is closed anyway (never EBUSY); open "
                          "passthrough files keep working, but new opens quoting id {} fail",
                          and_list(holders), id);
     return {"fuse_backing_close",
             fmt::format("removes {} from the id map and puts the map's reference on {} ({}); {}",
-                        what, fb_name(st.n, *fb), refs_change(before, after.count.value()), rest)};
+                        what, fb_name(st.n, fb), refs_change(before, after.count.value()), rest)};
   }
 
   // ---- open, create, opendir ----
 
   std::string reply_text(const Step &st) const { return format_reply(st.s.reply, t_.names); }
 
+  // What the open said before its io mode: the server's part (CREATE, no OPEN, ENOSYS).
+  std::vector<std::string> open_preamble(const Step &st, const FuseFile &ff) {
+    std::vector<std::string> pre;
+    if (st.s.op == Op::Create)
+      pre.push_back(fmt::format("the server created {} and answered CREATE with {}", mount_file(st),
+                                reply_text(st)));
+    const Decision *no_open = st.own({Rule::OpenNoOpen, Rule::OpenEnosys});
+    if (no_open)
+      pre.push_back(render(st, *no_open).why);
+    if (no_open && ff.has_args)
+      pre.emplace_back("6.18 keeps ff->args for such a file, so it is an ordinary cached open");
+    return pre;
+  }
+
   Why open(const Step &st) {
-    const Statement &s = st.s;
     const Outcome &o = st.o;
     const Model &b = st.b;
     const Model &a = st.a;
-    const bool create = s.op == Op::Create;
-    const std::string &file = t_.names.mount_files.at(static_cast<std::size_t>(s.file));
-    const std::string req = create ? "CREATE" : "OPEN";
-    const std::string rule_open = create ? "fuse_create_open" : "fuse_file_open";
+    const std::string rule_open = st.s.op == Op::Create ? "fuse_create_open" : "fuse_file_open";
     if (a.files.size() == b.files.size()) {
-      if (o.kind == Outcome::Kind::Errno) {
-        const std::string E = err(o.err);
-        if (!b.fc.mounted)
-          return {"path_openat",
-                  fmt::format("the FUSE mount is gone (umount): {} no longer resolves inside it "
-                              "-> {}",
-                              file, E)};
-        if (!b.fc.connected)
-          return {"fuse_get_req",
-                  fmt::format("the connection was aborted (fc->connected is 0): the LOOKUP of "
-                              "{} cannot be sent -> {}; only files opened before the abort keep "
-                              "working",
-                              file, E)};
-        if (!create && o.err == ENOENT)
-          return {"fuse_lookup",
-                  fmt::format("{} does not exist in the mount yet (a later create makes it): "
-                              "LOOKUP answers ENOENT",
-                              file)};
-        if (create && o.err == EEXIST)
-          return {"open_last_lookups",
-                  fmt::format("{} exists already and create uses O_CREAT|O_EXCL -> EEXIST; the "
-                              "server never sees CREATE",
-                              file)};
-        if (s.reply.kind == ReplySpec::Kind::Error && o.err == s.reply.error)
-          return {rule_open,
-                  fmt::format("the server answered {} with {}: open(2) returns it as it is; the "
-                              "server handed out no file handle, so no RELEASE follows",
-                              req, E)};
-        if (create && s.reply.kind == ReplySpec::Kind::Enosys)
-          return {"fuse_create_open",
-                  "the server does not implement CREATE (ENOSYS); the kernel's MKNOD+OPEN "
-                  "fallback is not modelled"};
-      }
+      if (const Decision *d =
+              st.own({Rule::PathWalkNoMount, Rule::LookupDisconnected, Rule::LookupNoEntry,
+                      Rule::LookupExists, Rule::OpenDisconnected, Rule::OpenReplyError,
+                      Rule::CreateEnosys}))
+        return render(st, *d);
       return {rule_open, fmt::format("{} returned {}", rule_open, format_outcome_detailed(o))};
     }
     const FileId f{static_cast<std::uint32_t>(a.files.size() - 1)};
     const FuseFile &ff = a.file(f);
-    const InodeId ino = ff.inode;
-    const FuseInode &before = inode_before(b, ino);
-    const FuseInode &after = a.inode(ino);
-    std::vector<std::string> pre;
-    if (create)
-      pre.push_back(
-          fmt::format("the server created {} and answered CREATE with {}", file, reply_text(st)));
-    const bool no_open = !create && b.fc.no_open;
-    const bool enosys = !create && !no_open && s.reply.kind == ReplySpec::Kind::Enosys;
-    if (no_open)
-      pre.emplace_back("the server does not implement OPEN (fc->no_open, set by an earlier "
-                       "ENOSYS): no OPEN is sent and the file gets FOPEN_KEEP_CACHE, whatever "
-                       "the reply says");
-    if (enosys)
-      pre.emplace_back("the server answered OPEN with ENOSYS: fuse_file_open sets fc->no_open "
-                       "(later opens never reach the server) and gives the file "
-                       "FOPEN_KEEP_CACHE");
-    if ((no_open || enosys) && ff.has_args)
-      pre.emplace_back("6.18 keeps ff->args for such a file, so it is an ordinary cached open");
+    const FuseInode &before = inode_before(b, ff.inode);
+    const FuseInode &after = a.inode(ff.inode);
+    const std::vector<std::string> pre = open_preamble(st, ff);
     auto with_pre = [&pre](Why w) {
       if (!pre.empty())
         w.why = join(pre, "; ") + "; " + w.why;
@@ -908,118 +1407,124 @@ private:
     };
     if (o.kind == Outcome::Kind::Blocks) {
       const TaskId task{static_cast<std::uint32_t>(a.tasks.size() - 1)};
-      Why w = wait_reason(a, task, st.n, s.op);
+      Why w = wait_reason(a, task, st.n, notes_.at(idx(task)).wait);
       if (after.iocachectr != before.iocachectr)
         w.why = fmt::format("fuse_file_cached_io_open already counted it ({}); then {}",
                             ctr_change(before.iocachectr, after.iocachectr), w.why);
       return with_pre(std::move(w));
     }
     if (o.kind == Outcome::Kind::Errno && o.internal_err)
-      return with_pre(refusal(st, ff, before, ino));
+      if (const Decision *d = st.own_err(o.internal_err))
+        return with_pre(render(st, *d));
     if (o.kind == Outcome::Kind::Errno) {
-      if (o.err == ENOTCONN && ff.f_flags.o_trunc)
-        return with_pre({"do_truncate",
-                         "O_TRUNC: the SETATTR that truncates the file cannot be sent on an "
-                         "aborted connection -> ENOTCONN; the new file is dropped"});
+      if (const Decision *d = st.own({Rule::DoTruncateDisconnected}))
+        return with_pre(render(st, *d));
       return with_pre({rule_open, fmt::format("{} returned {}", rule_open, err(o.err))});
     }
-    return with_pre(admitted(st, ff, before, after, ino));
+    const Decision *d = st.own({Rule::FileIoOpenNoArgs, Rule::FileIoOpenDirectIo,
+                                Rule::UncachedIoStartAttach, Rule::UncachedIoStartSameFb,
+                                Rule::UncachedIoStartSameBackingInode, Rule::CachedIoOpen});
+    FPSIM_ASSERT(d != nullptr, "an admitted open settled its io mode");
+    return with_pre(render(st, *d));
   }
 
-  Why refusal(const Step &st, const FuseFile &ff, const FuseInode &before, InodeId ino) {
-    const Outcome &o = st.o;
-    const Model &b = st.b;
-    const KernelProfile p = st.p;
-    const std::uint32_t pt = fopen_passthrough(p);
+  Why refusal_rule(const Step &st, const Decision &d, bool *looked_up) {
+    const FuseFile &ff = st.a.file(*d.file);
     const std::uint32_t flags = ff.open_flags;
-    const std::string iname = st.n.inode(ino);
-    const std::string mode = io_mode(before, st.n);
-    const int internal = o.internal_err;
-    Why w{"fuse_file_io_open", fmt::format("the io-mode setup failed with {}", err(internal))};
-    bool looked_up = false; // a lookup reference and a per-file backing_file were taken
-    const std::optional<FbId> looked_up_fb = fb_of_id(b, ff.backing_id);
-    if (internal == EINVAL) {
-      if (fopen_cache_io_forbidden(p, flags))
-        w = {"fuse_file_io_open",
-             "the seed keeps bit 7 as the kernel-internal FOPEN_CACHE_IO, and a server must not "
-             "send it (its passthrough bit is 1<<8)"};
-      else if (before.fb && !(flags & pt))
-        w = {"fuse_file_io_open",
-             fmt::format("inode {} is in passthrough mode ({}): it holds backing object {}, and "
-                         "every open of it must be passthrough too, or its page cache would go "
-                         "stale behind the backing file's back; this reply ({}) lacks "
-                         "FOPEN_PASSTHROUGH",
-                         iname, mode, fb_name(st.n, *before.fb),
-                         st.s.reply.kind == ReplySpec::Kind::Flags && !st.b.fc.no_open
-                             ? reply_text(st)
-                             : flag_words(flags, p))};
-      else if ((flags & pt) && !b.fc.passthrough)
-        w = {"fuse_file_passthrough_open",
-             "the reply asks for passthrough, but passthrough was not negotiated at INIT "
-             "(fc->passthrough is 0)"};
-      else if ((flags & pt) && (flags & ~fopen_passthrough_mask(p)))
-        w = {"fuse_file_passthrough_open",
-             fmt::format("FOPEN_PASSTHROUGH may only come with direct_io, "
-                         "parallel_direct_writes and noflush (FOPEN_PASSTHROUGH_MASK); this reply "
-                         "also has {}",
-                         flag_words(flags & ~fopen_passthrough_mask(p), p))};
-      else if ((flags & pt) && ff.backing_id <= 0)
-        w = {"fuse_passthrough_open",
-             fmt::format("the reply's backing_id {} is not a valid id (ids start at 1)",
-                         ff.backing_id)};
-    } else if (internal == ENOENT) {
+    const std::string iname = st.n.inode(*d.inode);
+    const std::string mode = io_mode(inode_before(st.b, *d.inode), st.n);
+    const KernelProfile p = st.p;
+    *looked_up = false;
+    if (d.rule == Rule::FileIoOpenCacheIoBit)
+      return {"fuse_file_io_open",
+              "the seed keeps bit 7 as the kernel-internal FOPEN_CACHE_IO, and a server must not "
+              "send it (its passthrough bit is 1<<8)"};
+    if (d.rule == Rule::FileIoOpenNotPassthrough)
+      return {"fuse_file_io_open",
+              fmt::format("inode {} is in passthrough mode ({}): it holds backing object {}, and "
+                          "every open of it must be passthrough too, or its page cache would go "
+                          "stale behind the backing file's back; this reply ({}) lacks "
+                          "FOPEN_PASSTHROUGH",
+                          iname, mode, fb_name(st.n, *d.other_fb),
+                          st.s.reply.kind == ReplySpec::Kind::Flags &&
+                                  !st.own({Rule::OpenNoOpen, Rule::OpenEnosys})
+                              ? reply_text(st)
+                              : flag_words(flags, p))};
+    if (d.rule == Rule::PassthroughOpenNotNegotiated)
+      return {"fuse_file_passthrough_open",
+              "the reply asks for passthrough, but passthrough was not negotiated at INIT "
+              "(fc->passthrough is 0)"};
+    if (d.rule == Rule::PassthroughOpenFlagsMask)
+      return {"fuse_file_passthrough_open",
+              fmt::format("FOPEN_PASSTHROUGH may only come with direct_io, "
+                          "parallel_direct_writes and noflush (FOPEN_PASSTHROUGH_MASK); this reply "
+                          "also has {}",
+                          flag_words(flags & ~fopen_passthrough_mask(p), p))};
+    if (d.rule == Rule::PassthroughOpenInvalidId)
+      return {"fuse_passthrough_open",
+              fmt::format("the reply's backing_id {} is not a valid id (ids start at 1)",
+                          ff.backing_id)};
+    if (d.rule == Rule::PassthroughOpenNoId) {
       const auto old = fb_ever_with_id(st.a, ff.backing_id);
-      w = {"fuse_passthrough_open",
-           fmt::format("fuse_backing_lookup finds no backing object under id {}: {}", ff.backing_id,
-                       old ? fmt::format("{} was registered under it, but that id was closed "
-                                         "(backing_close)",
-                                         fb_name(st.n, *old))
-                           : std::string("no backing_open returned it"))};
-    } else if (internal == ENXIO) {
-      w = {"fuse_passthrough_open -> backing_file_open",
-           fmt::format("{} wraps a socket, and a socket cannot be opened by path (sock_no_open); "
-                       "the lookup reference is put back",
-                       looked_up_fb ? fb_name(st.n, *looked_up_fb) : std::string("the fb"))};
-    } else if (internal == EBUSY) {
-      looked_up = true;
-      std::string same;
-      if (before.fb && looked_up_fb &&
-          b.backing(*before.fb).kind == b.backing(*looked_up_fb).kind &&
-          b.backing(*before.fb).source == b.backing(*looked_up_fb).source)
-        same = fmt::format(" (both wrap {}, but backing objects are compared, not files)",
-                           source_of(t_, b.backing(*looked_up_fb)));
-      w = {"fuse_inode_uncached_io_start",
-           fmt::format("inode {} already holds backing object {}; the reply names {}, another "
+      return {"fuse_passthrough_open",
+              fmt::format("fuse_backing_lookup finds no backing object under id {}: {}",
+                          ff.backing_id,
+                          old ? fmt::format("{} was registered under it, but that id was closed "
+                                            "(backing_close)",
+                                            fb_name(st.n, *old))
+                              : std::string("no backing_open returned it"))};
+    }
+    if (d.rule == Rule::PassthroughOpenSocket)
+      return {
+          "fuse_passthrough_open -> backing_file_open",
+          fmt::format("{} wraps a socket, and a socket cannot be opened by path (sock_no_open); "
+                      "the lookup reference is put back",
+                      fb_name(st.n, *d.fb))};
+    if (d.rule == Rule::CachedIoOpenBackingInode)
+      return {"fuse_file_cached_io_open",
+              fmt::format("inode {} holds backing object {} (it entered passthrough mode): a "
+                          "cached open is refused",
+                          iname, d.other_fb ? fb_name(st.n, *d.other_fb) : std::string("?"))};
+    *looked_up = true;
+    if (d.rule == Rule::UncachedIoStartCachedInode) {
+      const std::vector<std::string> users = cached_holders(st.b, *d.inode, st.n);
+      return {"fuse_inode_uncached_io_start",
+              fmt::format("inode {} is in cached io mode ({}): {} use{} its page cache, which "
+                          "reads and writes through the backing file would bypass",
+                          iname, mode, and_list(users), users.size() == 1 ? "s" : "")};
+    }
+    return {"fuse_inode_uncached_io_start", other_fb_words(st, d, ff.backing_id)};
+  }
+
+  // EBUSY: the reply's backing object is not the one the inode holds.
+  std::string other_fb_words(const Step &st, const Decision &d, std::int32_t backing_id) {
+    const Model &b = st.b;
+    std::string same;
+    if (d.other_fb && d.fb && b.backing(*d.other_fb).kind == b.backing(*d.fb).kind &&
+        b.backing(*d.other_fb).source == b.backing(*d.fb).source)
+      same = fmt::format(" (both wrap {}, but backing objects are compared, not files)",
+                         source_of(t_, b.backing(*d.fb)));
+    return fmt::format("inode {} already holds backing object {}; the reply names {}, another "
                        "object{}{}",
-                       iname, before.fb ? fb_name(st.n, *before.fb) : std::string("?"),
-                       looked_up_fb
-                           ? fmt::format("{} (id {})", fb_name(st.n, *looked_up_fb), ff.backing_id)
-                           : fmt::format("id {}", ff.backing_id),
-                       p.has(model::Feature::BackingComparedByInode)
+                       st.n.inode(*d.inode),
+                       d.other_fb ? fb_name(st.n, *d.other_fb) : std::string("?"),
+                       d.fb ? fmt::format("{} (id {})", fb_name(st.n, *d.fb), backing_id)
+                            : fmt::format("id {}", backing_id),
+                       d.rule == Rule::UncachedIoStartOtherBackingInode
                            ? " on another backing inode (the proposed rule compares inodes)"
                            : "",
-                       same)};
-    } else if (internal == ETXTBSY) {
-      if (flags & pt) {
-        looked_up = true;
-        const std::vector<std::string> users = cached_holders(b, ino, st.n);
-        w = {"fuse_inode_uncached_io_start",
-             fmt::format("inode {} is in cached io mode ({}): {} use{} its page cache, which "
-                         "reads and writes through the backing file would bypass",
-                         iname, mode, and_list(users), users.size() == 1 ? "s" : "")};
-      } else {
-        w = {"fuse_file_cached_io_open",
-             fmt::format("inode {} holds backing object {} (it entered passthrough mode): a "
-                         "cached open is refused",
-                         iname, before.fb ? fb_name(st.n, *before.fb) : std::string("?"))};
-      }
-    }
-    std::string tail = fmt::format(" -> {}, which open(2) reports as EIO", err(internal));
+                       same);
+  }
+
+  Why refusal(const Step &st, const Decision &d) {
+    bool looked_up = false;
+    Why w = refusal_rule(st, d, &looked_up);
+    std::string tail = fmt::format(" -> {}, which open(2) reports as EIO", err(d.err));
     if (looked_up)
       tail += fmt::format("; the refused open puts back what it took (the lookup reference on "
                           "{} and its per-file backing_file)",
-                          looked_up_fb ? fb_name(st.n, *looked_up_fb) : std::string("the fb"));
-    if (o.release)
+                          d.fb ? fb_name(st.n, *d.fb) : std::string("the fb"));
+    if (st.o.release)
       tail += "; the kernel then sends the server a synchronous RELEASE for the file handle it "
               "had just handed out (fuse_sync_release), before open(2) returns";
     else
@@ -1028,35 +1533,65 @@ private:
     return w;
   }
 
-  Why admitted(const Step &st, const FuseFile &ff, const FuseInode &before, const FuseInode &after,
-               InodeId ino) {
-    const KernelProfile p = st.p;
-    const std::uint32_t pt = fopen_passthrough(p);
+  // A parallel write refused an uncached reference (it retakes the lock exclusively).
+  std::string uncached_refusal_words(const Step &st, const Decision &d) {
+    const FuseInode &fib = inode_before(st.b, *d.inode);
+    const std::string iname = st.n.inode(*d.inode);
+    if (d.rule == Rule::UncachedIoStartCachedInode)
+      return fmt::format("ETXTBSY: inode {} is {}", iname, io_mode(fib, st.n));
+    if (d.rule == Rule::UncachedIoStartNullFb)
+      return fmt::format("EBUSY: the seed refuses a NULL backing object on passthrough inode {}",
+                         iname);
+    return "refused";
+  }
+
+  // Where a passthrough file's reads and writes go, as its open decided.
+  std::string passthrough_route_words(const Step &st, const Decision &d) {
+    const FuseFile &ff = st.a.file(*d.file);
+    if (ff.open_flags & fopen::DIRECT_IO)
+      return "FOPEN_DIRECT_IO overrides passthrough for read and write, which still go to "
+             "the server; mmap uses the backing file";
+    if (d.rule == Rule::PassthroughOpenSeedIo)
+      return "the seed (5/9) opens in passthrough mode but still reads and writes through FUSE";
+    return fmt::format("reads and writes of {} now go to the backing file, not the server",
+                       st.n.file(*d.file));
+  }
+
+  std::vector<std::string> admitted_notes(const Step &st, const FuseInode &before,
+                                          const FuseInode &after, InodeId ino) {
+    std::vector<std::string> notes;
+    if (const Decision *d = st.own({Rule::FileIoOpenParallelWritesDropped}))
+      notes.push_back(render(st, *d).why);
+    if (const Decision *d = st.own({Rule::OpenInvalidate});
+        d && before.folio_uptodate && !after.folio_uptodate)
+      notes.push_back(render(st, *d).why);
+    (void)ino;
+    if (const Decision *d = st.own({Rule::DoTruncate}))
+      notes.push_back(render(st, *d).why);
+    return notes;
+  }
+
+  Why admitted(const Step &st, const Decision &d) {
+    const FuseFile &ff = st.a.file(*d.file);
+    const InodeId ino = ff.inode;
+    const FuseInode &before = inode_before(st.b, ino);
+    const FuseInode &after = st.a.inode(ino);
     const std::uint32_t flags = ff.open_flags;
     const std::string iname = st.n.inode(ino);
-    const std::string h = st.n.file(FileId{static_cast<std::uint32_t>(st.a.files.size() - 1)});
-    std::vector<std::string> notes;
-    if (st.s.reply.kind == ReplySpec::Kind::Flags && !(flags & fopen::DIRECT_IO) &&
-        (wire_open_flags(st.s.reply, p) & fopen::PARALLEL_DIRECT_WRITES) && !st.b.fc.no_open)
-      notes.emplace_back("FOPEN_PARALLEL_DIRECT_WRITES is dropped without FOPEN_DIRECT_IO");
-    if (ff.has_args && !(flags & fopen::KEEP_CACHE) && before.folio_uptodate &&
-        !after.folio_uptodate)
-      notes.push_back(
-          fmt::format("no FOPEN_KEEP_CACHE: the page cache of {} is invalidated", iname));
-    if (ff.f_flags.o_trunc)
-      notes.emplace_back("O_TRUNC: the file is truncated (SETATTR) under the inode lock");
+    const std::string h = st.n.file(*d.file);
+    const std::vector<std::string> notes = admitted_notes(st, before, after, ino);
     auto with_notes = [&notes](Why w) {
       if (!notes.empty())
         w.why += "; " + join(notes, "; ");
       return w;
     };
-    if (!ff.has_args)
+    if (d.rule == Rule::FileIoOpenNoArgs)
       return with_notes({"fuse_file_io_open",
                          fmt::format("ff->args is NULL, so fuse_file_io_open returns at once: {} "
                                      "takes no io-mode reference and reply flags are ignored "
                                      "(inode {} stays {})",
                                      h, iname, io_mode(after, st.n))});
-    if ((flags & fopen::DIRECT_IO) && !(flags & pt))
+    if (d.rule == Rule::FileIoOpenDirectIo)
       return with_notes(
           {"fuse_file_io_open",
            fmt::format("FOPEN_DIRECT_IO without FOPEN_PASSTHROUGH: reads and writes of {} go "
@@ -1066,58 +1601,15 @@ private:
                        (flags & fopen::PARALLEL_DIRECT_WRITES)
                            ? "; FOPEN_PARALLEL_DIRECT_WRITES lets its writes share the inode lock"
                            : "")});
-    if (flags & pt) {
-      const std::optional<FbId> looked_up = fb_of_id(st.b, ff.backing_id);
-      const std::optional<FbId> fb = looked_up ? looked_up : ff.opened_with_fb;
-      const std::string fbn = fb ? fb_name(st.n, *fb) : std::string("the fb");
-      const std::int32_t rb =
-          fb && idx(*fb) < st.b.backings.size() ? st.b.backing(*fb).count.value() : 0;
-      const std::int32_t ra = fb ? st.a.backing(*fb).count.value() : 0;
-      std::string first = fmt::format(
-          "fuse_passthrough_open looks up id {} ({}, +1 for the lookup) and opens a per-file "
-          "backing_file on {} with {}'s open flags under {}'s credentials",
-          ff.backing_id, fbn, fb ? source_of(t_, st.a.backing(*fb)) : std::string("its file"), h,
-          fbn);
-      std::string second;
-      if (!before.fb) {
-        second = fmt::format("fuse_inode_uncached_io_start: inode {} attaches {} and keeps the "
-                             "lookup reference as its own ({}, {} {})",
-                             iname, fbn, ctr_change(before.iocachectr, after.iocachectr), fbn,
-                             refs_change(rb, ra));
-        if (before.iocachectr < 0)
-          second +=
-              fmt::format("; {} in flight do{} not conflict: only a different backing "
-                          "object would",
-                          before.iocachectr == -1
-                              ? std::string("the parallel direct write")
-                              : fmt::format("the {} parallel direct writes", -before.iocachectr),
-                          before.iocachectr == -1 ? "es" : "");
-      } else if (fb && *before.fb != *fb) {
-        second = fmt::format("fuse_inode_uncached_io_start: inode {} holds {}, another backing "
-                             "object of the same backing inode, which is all the proposed rule "
-                             "compares; the inode keeps {} and the lookup reference of {} is put "
-                             "back ({} {}); {}",
-                             iname, fb_name(st.n, *before.fb), fb_name(st.n, *before.fb), fbn,
-                             fbn, refs_change(rb, ra),
-                             ctr_change(before.iocachectr, after.iocachectr));
-      } else {
-        second = fmt::format("fuse_inode_uncached_io_start: inode {} already holds {}, so the "
-                             "lookup reference is put back ({} {}); {}",
-                             iname, fbn, fbn, refs_change(rb, ra),
-                             ctr_change(before.iocachectr, after.iocachectr));
-      }
-      std::string route;
-      if (flags & fopen::DIRECT_IO)
-        route = "FOPEN_DIRECT_IO overrides passthrough for read and write, which still go to "
-                "the server; mmap uses the backing file";
-      else if (!p.has(model::Feature::PassthroughReadWrite))
-        route = "the seed (5/9) opens in passthrough mode but still reads and writes through "
-                "FUSE";
-      else
-        route = fmt::format("reads and writes of {} now go to the backing file, not the server", h);
-      return with_notes({"fuse_passthrough_open + fuse_inode_uncached_io_start",
-                         first + "; " + second + "; " + route});
-    }
+    if (d.rule == Rule::CachedIoOpen)
+      return with_notes({"fuse_file_cached_io_open", cached_open_words(st, ff, before, after)});
+    return with_notes({"fuse_passthrough_open + fuse_inode_uncached_io_start",
+                       passthrough_open_words(st, d, before, after)});
+  }
+
+  std::string cached_open_words(const Step &st, const FuseFile &ff, const FuseInode &before,
+                                const FuseInode &after) {
+    const std::string iname = st.n.inode(ff.inode);
     std::string what;
     if (before.iocachectr == 0)
       what = fmt::format("first cached open, inode {} enters cached io mode ({}, "
@@ -1129,32 +1621,58 @@ private:
     if (ff.f_flags.o_direct)
       what += "; O_DIRECT without FOPEN_DIRECT_IO is still a cached open (its io bypasses the "
               "page cache through fuse_direct_IO)";
-    return with_notes({"fuse_file_cached_io_open", what});
+    return what;
   }
 
-  Why opendir(const Step &st) {
-    const Model &b = st.b;
-    if (st.o.kind == Outcome::Kind::Errno) {
-      if (!b.fc.mounted)
-        return {"path_openat", fmt::format("the FUSE mount is gone (umount) -> {}", err(st.o.err))};
-      if (!b.fc.connected)
-        return {
-            "fuse_get_req",
-            fmt::format("the connection was aborted: OPENDIR cannot be sent -> {}", err(st.o.err))};
-      return {
-          "fuse_dir_open",
-          fmt::format("the server answered OPENDIR with {}: opendir(3) returns it", err(st.o.err))};
+  // d: the uncached start of a passthrough open that was admitted.
+  std::string passthrough_open_words(const Step &st, const Decision &d, const FuseInode &before,
+                                     const FuseInode &after) {
+    const FuseFile &ff = st.a.file(*d.file);
+    const std::string iname = st.n.inode(*d.inode);
+    const std::string h = st.n.file(*d.file);
+    const std::optional<FbId> fb = d.fb;
+    const std::string fbn = fb ? fb_name(st.n, *fb) : std::string("the fb");
+    const std::int32_t rb =
+        fb && idx(*fb) < st.b.backings.size() ? st.b.backing(*fb).count.value() : 0;
+    const std::int32_t ra = fb ? st.a.backing(*fb).count.value() : 0;
+    std::string first = fmt::format(
+        "fuse_passthrough_open looks up id {} ({}, +1 for the lookup) and opens a per-file "
+        "backing_file on {} with {}'s open flags under {}'s credentials",
+        ff.backing_id, fbn, fb ? source_of(t_, st.a.backing(*fb)) : std::string("its file"), h,
+        fbn);
+    std::string second;
+    if (d.rule == Rule::UncachedIoStartAttach) {
+      second = fmt::format("fuse_inode_uncached_io_start: inode {} attaches {} and keeps the "
+                           "lookup reference as its own ({}, {} {})",
+                           iname, fbn, ctr_change(before.iocachectr, after.iocachectr), fbn,
+                           refs_change(rb, ra));
+      if (before.iocachectr < 0)
+        second += fmt::format("; {} in flight do{} not conflict: only a different backing "
+                              "object would",
+                              before.iocachectr == -1 ? std::string("the parallel direct write")
+                                                      : fmt::format("the {} parallel direct writes",
+                                                                    -before.iocachectr),
+                              before.iocachectr == -1 ? "es" : "");
+    } else if (d.rule == Rule::UncachedIoStartSameBackingInode) {
+      second = fmt::format("fuse_inode_uncached_io_start: inode {} holds {}, another backing "
+                           "object of the same backing inode, which is all the proposed rule "
+                           "compares; the inode keeps {} and the lookup reference of {} is put "
+                           "back ({} {}); {}",
+                           iname, fb_name(st.n, *d.other_fb), fb_name(st.n, *d.other_fb), fbn, fbn,
+                           refs_change(rb, ra), ctr_change(before.iocachectr, after.iocachectr));
+    } else {
+      second = fmt::format("fuse_inode_uncached_io_start: inode {} already holds {}, so the "
+                           "lookup reference is put back ({} {}); {}",
+                           iname, fbn, fbn, refs_change(rb, ra),
+                           ctr_change(before.iocachectr, after.iocachectr));
     }
-    std::string why = "OPENDIR never enters io modes: FOPEN_PASSTHROUGH and a backing id in its "
-                      "reply are ignored, even an unknown id";
-    if (b.fc.no_opendir)
-      why = "the server does not implement OPENDIR (an earlier ENOSYS): no request is sent; " + why;
-    else if (st.s.reply.kind == ReplySpec::Kind::Enosys)
-      why = "the server answered OPENDIR with ENOSYS: fc->no_opendir is set and the directory "
-            "opens without it; " +
-            why;
-    return {"fuse_dir_open", why};
+    const Decision *opened =
+        st.own({Rule::PassthroughOpenBackingFile, Rule::PassthroughOpenSeedIo});
+    FPSIM_ASSERT(opened != nullptr, "an admitted passthrough open opened its backing_file");
+    return first + "; " + second + "; " + passthrough_route_words(st, *opened);
   }
+
+  Why opendir(const Step &st) { return render(st, st.first()); }
 
   // ---- io ----
 
@@ -1168,53 +1686,56 @@ private:
     return t_.names.handles.at(static_cast<std::size_t>(st.s.handle));
   }
 
+  // The call this statement put to sleep: the newest task.
+  Why new_wait(const Step &st) {
+    const TaskId task{static_cast<std::uint32_t>(st.a.tasks.size() - 1)};
+    return wait_reason(st.a, task, st.n, notes_.at(idx(task)).wait);
+  }
+
   Why read(const Step &st) {
     const std::string h = handle_name(st);
     if (!st.fd)
       return ebadf_fd(h);
-    const FuseFile &ff = st.b.file(*st.fd);
-    const FuseInode &fi = st.b.inode(ff.inode);
-    const std::string iname = st.n.inode(ff.inode);
     const Outcome &o = st.o;
     if (o.kind == Outcome::Kind::Errno) {
-      if (o.err == EISDIR)
-        return {"generic_read_dir", fmt::format("{} is a directory: read(2) -> EISDIR", h)};
-      if (o.err == EBADF)
-        return {"vfs_read", fmt::format("{} was opened write-only (no FMODE_READ) -> EBADF", h)};
-      if (o.err == ENOTCONN)
-        return {"fuse_get_req",
-                fmt::format("the connection was aborted: the READ for {} cannot be sent -> "
-                            "ENOTCONN (passthrough files keep working, cached files fail)",
-                            h)};
+      if (const Decision *d = st.own_err(o.err))
+        return render(st, *d);
       return {"fuse_file_read_iter", fmt::format("the read failed with {}", err(o.err))};
     }
     if (o.kind == Outcome::Kind::Blocks)
-      return wait_reason(st.a, TaskId{static_cast<std::uint32_t>(st.a.tasks.size() - 1)}, st.n,
-                         Op::Read);
-    if (o.kind == Outcome::Kind::Backing) {
-      const std::string fbn =
-          ff.opened_with_fb ? fb_name(st.n, *ff.opened_with_fb) : std::string("its fb");
+      return new_wait(st);
+    // In the order the model decided: the seed's refusal of the backing file comes first.
+    const Decision *d =
+        st.own({Rule::PassthroughRead, Rule::DirectRead, Rule::ReadSeedPassthrough,
+                Rule::CacheReadODirect, Rule::CacheReadUptodate, Rule::CacheReadMiss});
+    FPSIM_ASSERT(d != nullptr, "a read that returned chose its route");
+    return render(st, *d);
+  }
+
+  Why read_route(const Step &st, const Decision &d) {
+    const FuseFile &ff = st.b.file(*d.file);
+    const std::string h = st.n.file(*d.file);
+    const std::string iname = st.n.inode(*d.inode);
+    if (d.rule == Rule::PassthroughRead)
       return {"fuse_passthrough_read_iter",
               fmt::format("{} is a passthrough file: served by the backing file {} under {}'s "
                           "credentials; the server sees no READ{}",
-                          h,
-                          ff.opened_with_fb ? source_of(t_, st.b.backing(*ff.opened_with_fb))
-                                            : std::string("(its backing_file)"),
-                          fbn, st.b.fc.connected ? "" : " (it works even after the abort)")};
-    }
-    if (ff.open_flags & fopen::DIRECT_IO)
+                          h, d.fb ? source_of(t_, st.b.backing(*d.fb)) : "(its backing_file)",
+                          d.fb ? fb_name(st.n, *d.fb) : std::string("its fb"),
+                          st.b.fc.connected ? "" : " (it works even after the abort)")};
+    if (d.rule == Rule::DirectRead)
       return {
           "fuse_direct_read_iter",
           fmt::format("FOPEN_DIRECT_IO: the READ goes straight to the server{}",
                       ff.passthrough ? " (FOPEN_DIRECT_IO overrides passthrough for reads)" : "")};
-    if (ff.passthrough && !st.p.has(model::Feature::PassthroughReadWrite))
+    if (d.rule == Rule::ReadSeedPassthrough)
       return {"fuse_cache_read_iter",
               "the seed (5/9) opens passthrough files but still reads them through FUSE and the "
               "page cache"};
-    if (ff.f_flags.o_direct)
+    if (d.rule == Rule::CacheReadODirect)
       return {"fuse_cache_read_iter -> fuse_direct_IO",
               "O_DIRECT: the read bypasses the page cache and a READ goes to the server"};
-    if (fi.folio_uptodate)
+    if (d.rule == Rule::CacheReadUptodate)
       return {"fuse_cache_read_iter",
               fmt::format("through the page cache: the page of {} is uptodate, so it is copied "
                           "out without a request to the server",
@@ -1225,77 +1746,81 @@ private:
                         iname)};
   }
 
-  // How a write went, from the state after it: lock, accounting, where the data went.
+  // The decision of this step about write id by rule r.
+  const Decision *of_write(const Step &st, WriteId id, std::initializer_list<Rule> rules) const {
+    return st.find([&](const Decision &d) {
+      return d.write == id && std::find(rules.begin(), rules.end(), d.rule) != rules.end();
+    });
+  }
+
+  // How a direct_io write took the inode lock, as fuse_dio_wr_exclusive_lock and fuse_dio_lock
+  // decided.
+  Why dio_lock(const Step &st, WriteId id, bool held, bool woken) {
+    const Write &w = st.a.writes.at(idx(id));
+    const std::string iname = st.n.inode(w.inode);
+    const FuseInode &fib = inode_before(st.b, w.inode);
+    const FuseInode &fia = st.a.inode(w.inode);
+    const Rule lock = write_lock_.at(idx(id)).value_or(Rule::DioWrExclusive);
+    if (!w.exclusive) {
+      std::string text =
+          fmt::format("FOPEN_PARALLEL_DIRECT_WRITES: fuse_dio_lock takes the inode lock of "
+                      "{} shared and counts the write as an uncached reference with no "
+                      "backing object (fuse_inode_uncached_io_start, fb NULL){}",
+                      iname,
+                      !held   ? std::string(", given back when it returns")
+                      : woken ? fmt::format(" (inode {} is now {})", iname, io_mode(fia, st.n))
+                              : fmt::format(": {}", ctr_change(fib.iocachectr, fia.iocachectr)));
+      if (fia.fb || fib.fb)
+        text += "; on a passthrough inode that is fine since 6.9: only a different backing "
+                "object conflicts";
+      return {"fuse_dio_lock + fuse_inode_uncached_io_start", text};
+    }
+    if (lock == Rule::DioWrExclusive)
+      return {"fuse_dio_wr_exclusive_lock",
+              fmt::format("no FOPEN_PARALLEL_DIRECT_WRITES: the inode lock of {} is taken "
+                          "exclusively and the write takes no io-mode reference",
+                          iname)};
+    if (lock == Rule::DioWrExclusiveCacheIoMode)
+      return {"fuse_dio_wr_exclusive_lock",
+              fmt::format("FUSE_I_CACHE_IO_MODE is set on {} (cached users are there or "
+                          "waiting): since 6.12 the inode lock is taken exclusively and the "
+                          "write is not counted",
+                          iname)};
+    const Decision *no =
+        of_write(st, id,
+                 {Rule::UncachedIoStartCachedInode, Rule::UncachedIoStartNullFb,
+                  Rule::UncachedIoStartOtherFb, Rule::UncachedIoStartOtherBackingInode});
+    return {"fuse_dio_lock + fuse_inode_uncached_io_start",
+            fmt::format("fuse_dio_lock took the lock shared, but "
+                        "fuse_inode_uncached_io_start refused the uncached reference ({}), so "
+                        "it retook the lock exclusively and does not count the write{}",
+                        no ? uncached_refusal_words(st, *no) : std::string("refused"),
+                        lock == Rule::DioWrSharedCacheIoModeMissed
+                            ? " (before 6.12 the FUSE_I_CACHE_IO_MODE test fell through to "
+                              "here)"
+                            : "")};
+  }
+
+  // How a write went, from the decisions the model made for it and the state after it.
   // woken: the write completes a call that slept (the step's counter change is not its own).
-  Why describe_write(const Step &st, WriteId id, Route route, int e, bool woken = false) {
-    const Model &a = st.a;
-    const Write &w = a.writes.at(idx(id));
-    const FuseFile &ff = a.file(w.file);
+  Why describe_write(const Step &st, WriteId id, bool woken = false) {
+    const Write &w = st.a.writes.at(idx(id));
+    const FuseFile &ff = st.a.file(w.file);
     const std::string h = st.n.file(w.file);
     const std::string wn = st.n.write(id);
     const std::string iname = st.n.inode(w.inode);
-    const FuseInode &fib = inode_before(st.b, w.inode);
-    const FuseInode &fia = a.inode(w.inode);
-    const KernelProfile p = st.p;
-    if (route == Route::Backing)
+    if (const Decision *pt = of_write(st, id, {Rule::PassthroughWrite}))
       return {"fuse_passthrough_write_iter",
-              fmt::format(
-                  "{} is a passthrough file: the write goes to the backing file under "
-                  "{}'s credentials, holding the inode lock of {} exclusively for the "
-                  "call; the server sees no WRITE",
-                  h, ff.opened_with_fb ? fb_name(st.n, *ff.opened_with_fb) : std::string("its fb"),
-                  iname)};
+              fmt::format("{} is a passthrough file: the write goes to the backing file under "
+                          "{}'s credentials, holding the inode lock of {} exclusively for the "
+                          "call; the server sees no WRITE",
+                          h, pt->fb ? fb_name(st.n, *pt->fb) : std::string("its fb"), iname)};
     const bool held = w.held && w.in_flight && !w.done;
-    if (ff.open_flags & fopen::DIRECT_IO) {
-      std::string rule;
-      std::string lock;
-      const bool pdw = ff.open_flags & fopen::PARALLEL_DIRECT_WRITES;
-      if (!w.exclusive) {
-        rule = "fuse_dio_lock + fuse_inode_uncached_io_start";
-        lock =
-            fmt::format("FOPEN_PARALLEL_DIRECT_WRITES: fuse_dio_lock takes the inode lock of "
-                        "{} shared and counts the write as an uncached reference with no "
-                        "backing object (fuse_inode_uncached_io_start, fb NULL){}",
-                        iname,
-                        !held   ? std::string(", given back when it returns")
-                        : woken ? fmt::format(" (inode {} is now {})", iname, io_mode(fia, st.n))
-                                : fmt::format(": {}", ctr_change(fib.iocachectr, fia.iocachectr)));
-        if (fia.fb || fib.fb)
-          lock += "; on a passthrough inode that is fine since 6.9: only a different backing "
-                  "object conflicts";
-      } else if (!pdw) {
-        rule = "fuse_dio_wr_exclusive_lock";
-        lock = fmt::format("no FOPEN_PARALLEL_DIRECT_WRITES: the inode lock of {} is taken "
-                           "exclusively and the write takes no io-mode reference",
-                           iname);
-      } else if (p.has(model::Feature::CacheIoModeExclusiveDioLock) && fib.cache_io_mode) {
-        rule = "fuse_dio_wr_exclusive_lock";
-        lock = fmt::format("FUSE_I_CACHE_IO_MODE is set on {} (cached users are there or "
-                           "waiting): since 6.12 the inode lock is taken exclusively and the "
-                           "write is not counted",
-                           iname);
-      } else {
-        rule = "fuse_dio_lock + fuse_inode_uncached_io_start";
-        std::string refusal;
-        if (fib.iocachectr > 0)
-          refusal = fmt::format("ETXTBSY: inode {} is {}", iname, io_mode(fib, st.n));
-        else if (!p.has(model::Feature::NullFbCountsAsUncached) && fib.fb)
-          refusal = fmt::format("EBUSY: the seed refuses a NULL backing object on passthrough "
-                                "inode {}",
-                                iname);
-        else
-          refusal = "refused";
-        lock = fmt::format("fuse_dio_lock took the lock shared, but "
-                           "fuse_inode_uncached_io_start refused the uncached reference ({}), so "
-                           "it retook the lock exclusively and does not count the write{}",
-                           refusal,
-                           !p.has(model::Feature::CacheIoModeExclusiveDioLock) && fib.cache_io_mode
-                               ? " (before 6.12 the FUSE_I_CACHE_IO_MODE test fell through to "
-                                 "here)"
-                               : "");
-      }
+    const bool disconnected = of_write(st, id, {Rule::WriteDisconnected}) != nullptr;
+    if (of_write(st, id, {Rule::DirectWrite})) {
+      Why lock = dio_lock(st, id, held, woken);
       std::string req;
-      if (e == ENOTCONN)
+      if (disconnected)
         req = "the connection was aborted, so the WRITE cannot be sent -> ENOTCONN";
       else if (held)
         req = fmt::format("the server holds the WRITE in flight until write_end {}, and the "
@@ -1305,18 +1830,18 @@ private:
         req = "the WRITE went to the server and was answered, which gave the lock back";
       if (ff.passthrough)
         req += " (FOPEN_DIRECT_IO overrides passthrough for writes)";
-      return {rule, lock + "; " + req};
+      return {lock.rule, lock.why + "; " + req};
     }
-    if (e == ENOTCONN)
+    if (disconnected)
       return {"fuse_get_req", "the connection was aborted: the WRITE cannot be sent -> ENOTCONN"};
-    if (ff.f_flags.o_direct)
+    if (of_write(st, id, {Rule::CacheWriteODirect}))
       return {"fuse_cache_write_iter -> fuse_direct_IO",
               fmt::format("O_DIRECT: the write bypasses the page cache and goes to the server "
                           "under the exclusive inode lock of {}{}",
                           iname,
                           held ? fmt::format("; the server holds it until write_end {}", wn)
                                : std::string(""))};
-    if (a.fc.writeback_cache)
+    if (of_write(st, id, {Rule::CacheWriteWriteback}))
       return {"fuse_cache_write_iter",
               "writeback cache: the write only dirties the page cache; no WRITE reaches the "
               "server now, so nothing is held"};
@@ -1324,7 +1849,7 @@ private:
                                   "the page cache of {} and sends a WRITE under the exclusive "
                                   "inode lock",
                                   iname);
-    if (ff.passthrough && !p.has(model::Feature::PassthroughReadWrite))
+    if (of_write(st, id, {Rule::WriteSeedPassthrough}))
       why = "the seed (5/9) still writes passthrough files through FUSE; " + why;
     if (!held)
       why += "; the server answered it and the lock was released";
@@ -1345,22 +1870,14 @@ private:
       return ebadf_fd(h);
     const Outcome &o = st.o;
     const bool new_write = st.a.writes.size() > st.b.writes.size();
-    if (o.kind == Outcome::Kind::Errno && !new_write) {
-      const FuseFile &ff = st.b.file(*st.fd);
-      if (ff.is_dir)
-        return {"vfs_write", fmt::format("{} is a directory -> EBADF", h)};
-      return {"vfs_write", fmt::format("{} was opened read-only (no FMODE_WRITE) -> EBADF", h)};
-    }
-    if (!new_write)
+    if (!new_write) {
+      if (const Decision *d = st.own({Rule::WriteIsDir, Rule::WriteNotWritable}))
+        return render(st, *d);
       return {"fuse_file_write_iter", fmt::format("the write returned {}", format_outcome(o))};
-    const WriteId id{static_cast<std::uint32_t>(st.a.writes.size() - 1)};
+    }
     if (o.kind == Outcome::Kind::Blocks)
-      return wait_reason(st.a, TaskId{static_cast<std::uint32_t>(st.a.tasks.size() - 1)}, st.n,
-                         st.s.op);
-    const Route route = o.kind == Outcome::Kind::Backing ? Route::Backing
-                        : o.kind == Outcome::Kind::Fuse  ? Route::Fuse
-                                                         : Route::None;
-    return describe_write(st, id, route, o.kind == Outcome::Kind::Errno ? o.err : 0);
+      return new_wait(st);
+    return describe_write(st, WriteId{static_cast<std::uint32_t>(st.a.writes.size() - 1)});
   }
 
   Why write_end(const Step &st) {
@@ -1369,14 +1886,13 @@ private:
     const Write &wb = st.b.writes.at(idx(*st.write));
     const std::string wn = st.n.write(*st.write);
     const std::string iname = st.n.inode(wb.inode);
-    if (wb.done)
+    if (st.own({Rule::WriteReplyAfterAbort}))
       return {"fuse_abort_conn",
               fmt::format("the connection was aborted while the server held {}: end_requests "
                           "already ended it with {} and gave back its lock and references; the "
                           "late answer changes nothing",
                           wn, err(wb.result))};
     const FuseInode &fib = st.b.inode(wb.inode);
-    const FuseInode &fia = st.a.inode(wb.inode);
     std::vector<std::string> parts;
     parts.push_back(fmt::format("the server answers {} and write(2) returns", wn));
     std::string rule;
@@ -1389,9 +1905,9 @@ private:
                                     iname, ctr_change(fib.iocachectr, fib.iocachectr + 1));
       if (fib.iocachectr == -1) {
         end += "; back at 0 it wakes direct_io_waitq";
-        if (fib.fb && !fia.fb)
+        if (const Decision *d = st.own({Rule::UncachedIoEndDetach}))
           end += fmt::format(" and detaches {} from the inode, putting the inode's reference",
-                             fb_name(st.n, *fib.fb));
+                             fb_name(st.n, *d->fb));
       }
       parts.push_back(end);
     } else {
@@ -1406,51 +1922,34 @@ private:
 
   Why mmap(const Step &st) {
     const std::string h = handle_name(st);
-    const std::string mn = t_.names.mappings.at(static_cast<std::size_t>(st.s.mapping));
     if (!st.fd)
       return ebadf_fd(h);
-    const FuseFile &ff = st.b.file(*st.fd);
     const Outcome &o = st.o;
     if (o.kind == Outcome::Kind::Errno) {
-      const std::string E = err(o.err);
-      if (ff.is_dir)
-        return {"do_mmap", fmt::format("{} is a directory, which has no mmap -> {}", h, E)};
-      const FuseInode &fi = st.b.inode(ff.inode);
-      const std::string iname = st.n.inode(ff.inode);
-      if (o.err == EACCES)
-        return {"do_mmap", fmt::format("a PROT_READ mapping needs a file opened for reading; {} is "
-                                       "write-only -> EACCES",
-                                       h)};
-      if (o.err == ENODEV && ff.passthrough && !st.p.has(model::Feature::PassthroughMmap))
-        return {"fuse_file_mmap",
-                "the seed's patch 5/9 leaves mmap of a passthrough file as a TODO -> ENODEV "
-                "(8/9 and 6.9 map the backing file)"};
-      if (o.err == ENODEV && fi.fb && !ff.passthrough)
-        return {"fuse_file_mmap",
-                fmt::format("inode {} is in passthrough mode (it holds {}), but {} was not "
-                            "opened in passthrough mode: a mapping of its page cache would go "
-                            "stale behind the backing file -> ENODEV, for shared and private "
-                            "mappings alike",
-                            iname, fb_name(st.n, *fi.fb), h)};
-      if (o.err == ENODEV && (ff.open_flags & fopen::DIRECT_IO) && st.s.shared)
-        return {"fuse_file_mmap",
-                fmt::format("a shared mapping of FOPEN_DIRECT_IO file {} needs the page cache, "
-                            "which the server allows only with FUSE_DIRECT_IO_ALLOW_MMAP at INIT "
-                            "-> ENODEV (a private mapping would be fine)",
-                            h)};
-      if (o.err == ETXTBSY)
+      if (const Decision *d = st.own({Rule::CachedIoOpenBackingInode}))
         return {"fuse_file_cached_io_open",
                 fmt::format("the shared mapping needs a cached io reference, but inode {} holds "
                             "a backing object -> ETXTBSY",
-                            iname)};
-      return {"fuse_file_mmap", fmt::format("mmap failed with {}", E)};
+                            st.n.inode(*d->inode))};
+      if (const Decision *d = st.own_err(o.err))
+        return render(st, *d);
+      return {"fuse_file_mmap", fmt::format("mmap failed with {}", err(o.err))};
     }
     if (o.kind == Outcome::Kind::Blocks)
-      return wait_reason(st.a, TaskId{static_cast<std::uint32_t>(st.a.tasks.size() - 1)}, st.n,
-                         Op::Mmap);
-    const FuseFile &fa = st.a.file(*st.fd);
+      return new_wait(st);
+    const Decision *d = st.own({Rule::MmapPassthrough, Rule::MmapDirectIoPrivate,
+                                Rule::MmapDirectIoShared, Rule::MmapPageCache});
+    FPSIM_ASSERT(d != nullptr, "a mapping that was made chose its route");
+    return render(st, *d);
+  }
+
+  Why mmap_route(const Step &st, const Decision &d) {
+    const std::string h = handle_name(st);
+    const std::string mn = t_.names.mappings.at(static_cast<std::size_t>(st.s.mapping));
+    const FuseFile &ff = st.b.file(*d.file);
+    const FuseFile &fa = st.a.file(*d.file);
     const std::string iname = st.n.inode(ff.inode);
-    if (ff.passthrough)
+    if (d.rule == Rule::MmapPassthrough)
       return {"fuse_passthrough_mmap -> backing_file_mmap",
               fmt::format("{} is a passthrough file: {} maps the backing file, and "
                           "backing_file_mmap replaces vm_file with {}'s per-file backing_file, so "
@@ -1461,13 +1960,13 @@ private:
                               ? " (FOPEN_DIRECT_IO does not matter: mmap of a passthrough file "
                                 "always maps the backing file)"
                               : "")};
-    if (ff.open_flags & fopen::DIRECT_IO) {
-      if (!st.s.shared)
-        return {"fuse_file_mmap -> generic_file_mmap",
-                fmt::format("{} is a FOPEN_DIRECT_IO file: a private mapping invalidates the "
-                            "page cache of {} and maps it without an io-mode change; {} pins the "
-                            "FUSE file {}",
-                            h, iname, mn, h)};
+    if (d.rule == Rule::MmapDirectIoPrivate)
+      return {"fuse_file_mmap -> generic_file_mmap",
+              fmt::format("{} is a FOPEN_DIRECT_IO file: a private mapping invalidates the "
+                          "page cache of {} and maps it without an io-mode change; {} pins the "
+                          "FUSE file {}",
+                          h, iname, mn, h)};
+    if (d.rule == Rule::MmapDirectIoShared) {
       const FuseInode &fib = st.b.inode(ff.inode);
       const FuseInode &fia = st.a.inode(ff.inode);
       if (ff.iomode == IoMode::None && fa.iomode == IoMode::Cached)
@@ -1493,7 +1992,7 @@ private:
   // ---- releases ----
 
   // What fuse_release did for a file that was released by this step.
-  std::string release_text(const Step &st, FileId f) const {
+  std::string release_text(const Step &st, FileId f) {
     const FuseFile &fb = st.b.file(f);
     const std::string h = st.n.file(f);
     if (fb.is_dir)
@@ -1512,18 +2011,17 @@ private:
       parts.emplace_back("it held no io-mode reference");
       break;
     }
-    if (!fb.has_args || st.a.fc.no_open)
-      parts.emplace_back("no RELEASE: the server does not implement OPEN");
-    else if (!st.a.fc.connected)
-      parts.emplace_back("no RELEASE reaches the server: the connection is aborted");
-    else if (fb.iomode != IoMode::None)
-      parts.emplace_back("then RELEASE goes to the server (the io mode already changed, so its "
-                         "answer does not matter)");
-    else
-      parts.emplace_back("then RELEASE goes to the server");
+    const Decision *rel = st.find([f](const Decision &d) {
+      return d.file == f && (d.rule == Rule::ReleaseNoOpen || d.rule == Rule::ReleaseDisconnected ||
+                             d.rule == Rule::ReleaseSent);
+    });
+    FPSIM_ASSERT(rel != nullptr, "fuse_release decides whether RELEASE goes out");
+    std::string sent = render(st, *rel).why;
+    if (rel->rule == Rule::ReleaseSent && fb.iomode != IoMode::None)
+      sent += " (the io mode already changed, so its answer does not matter)";
+    parts.push_back(sent);
     return fmt::format("{} is released (fuse_release): {}", h, join(parts, "; "));
   }
-
   static std::string release_rule(const FuseFile &before) {
     if (before.is_dir)
       return "fuse_release";
@@ -1561,19 +2059,11 @@ private:
       return ebadf_fd(h);
     const FuseFile &fb = st.b.file(*st.fd);
     const FuseFile &fa = st.a.file(*st.fd);
-    std::string flush;
-    std::string rule;
-    if (st.o.kind == Outcome::Kind::Errno && st.o.err == ENOTCONN) {
-      rule = "fuse_flush";
-      flush = "the connection is aborted, so the FLUSH that close sends fails -> ENOTCONN; the "
-              "fd is closed anyway";
-    } else if (fb.is_dir) {
-      flush = "a directory sends no FLUSH";
-    } else if ((fb.open_flags & fopen::NOFLUSH) && !st.b.fc.writeback_cache) {
-      flush = "FOPEN_NOFLUSH: no FLUSH is sent";
-    } else {
-      flush = "fuse_flush sends FLUSH";
-    }
+    const Decision *flushed =
+        st.own({Rule::FlushDisconnected, Rule::FlushDirectory, Rule::FlushNoflush, Rule::Flush});
+    FPSIM_ASSERT(flushed != nullptr, "close(2) decides its FLUSH");
+    const std::string flush = render(st, *flushed).why;
+    const std::string rule = flushed->rule == Rule::FlushDisconnected ? "fuse_flush" : "";
     if (fa.released && !fb.released) {
       *skip = *st.fd;
       const std::string rel = release_rule(fb);
@@ -1636,7 +2126,7 @@ private:
       return {"fpsim await", fmt::format("nothing is asleep on {}", name)};
     const TaskNote &note = notes_.at(idx(*st.awaited));
     if (st.o.kind == Outcome::Kind::Blocks) {
-      Why w = wait_reason(st.a, *st.awaited, st.n, note.op);
+      Why w = wait_reason(st.a, *st.awaited, st.n, note.wait);
       w.why = fmt::format("the {} that blocked at line {} is still asleep: {}", op_word(note.op),
                           note.line, w.why);
       return w;
@@ -1651,81 +2141,102 @@ private:
                         note.why)};
   }
 
-  // How a woken call finished; stored for its await.
-  Why completion(const Step &st, TaskId id) {
+  Why open_completion(const Step &st, TaskId id, Wait was) {
     const Task &ta = st.a.tasks.at(idx(id));
-    const Task *tb = idx(id) < st.b.tasks.size() ? &st.b.tasks[idx(id)] : nullptr;
-    const TaskNote &note = notes_.at(idx(id));
-    const std::string name = note.name;
     const std::string iname = st.n.inode(ta.inode);
     const SysResult &r = ta.result;
-    const Wait was = tb ? wait_of(st.b, *tb) : wait_of(st.a, ta);
-    const FuseInode &fia = st.a.inode(ta.inode);
+    if (const Decision *d = st.for_task(id, Rule::CachedIoOpenBackingInode))
+      return {"fuse_file_cached_io_open",
+              fmt::format("inode {} entered passthrough mode while the open slept (it holds "
+                          "{}): fuse_file_cached_io_open clears FUSE_I_CACHE_IO_MODE and fails "
+                          "with {}, which open(2) reports as EIO; {}",
+                          iname, d->other_fb ? fb_name(st.n, *d->other_fb) : std::string("an fb"),
+                          err(d->err),
+                          r.sync_release ? "fuse_sync_release sends the server a RELEASE"
+                                         : "no RELEASE is sent")};
+    if (r.err)
+      return {"do_truncate",
+              fmt::format("the open failed with {} after it woke (the connection was aborted "
+                          "meanwhile)",
+                          err(r.err))};
+    switch (was) {
+    case Wait::CacheIo:
+      return {"fuse_file_cached_io_open",
+              fmt::format("iocachectr of {} returned to 0 and direct_io_waitq woke the open: it "
+                          "takes its cached io reference (inode {} is now {}) and open(2) "
+                          "returns",
+                          iname, iname, io_mode(st.a.inode(ta.inode), st.n))};
+    case Wait::PageLock:
+      return {"fuse_open -> invalidate_inode_pages2",
+              "the page the held WRITE kept locked was unlocked: the page-cache invalidation "
+              "finishes and open(2) returns"};
+    case Wait::TruncateLock:
+    case Wait::InodeLock:
+    case Wait::DirectReadLock:
+      break;
+    }
+    return {"do_truncate -> inode_lock",
+            "the inode lock became free: the truncation runs and open(2) returns"};
+  }
+
+  Why read_completion(const Step &st, TaskId id, Wait was) {
+    const SysResult &r = st.a.tasks.at(idx(id)).result;
+    if (was == Wait::DirectReadLock) {
+      if (r.err)
+        return {"fuse_direct_io -> inode_lock",
+                fmt::format("the inode lock became free, but the connection was aborted "
+                            "meanwhile: the READ cannot be sent -> {}",
+                            err(r.err))};
+      return {"fuse_direct_io -> inode_lock",
+              "the inode lock became free: the direct read goes to the server"};
+    }
+    if (r.err)
+      return {"fuse_cache_read_iter -> filemap_read",
+              fmt::format("the page was unlocked, but the connection was aborted meanwhile: "
+                          "the READ cannot be sent -> {}",
+                          err(r.err))};
+    return {"fuse_cache_read_iter -> filemap_read",
+            "the page was unlocked: the read goes on through FUSE and the page cache"};
+  }
+
+  Why mmap_completion(const Step &st, TaskId id, Wait was) {
+    const Task &ta = st.a.tasks.at(idx(id));
+    const std::string iname = st.n.inode(ta.inode);
+    const std::string name = notes_.at(idx(id)).name;
+    if (ta.result.err)
+      return {"fuse_file_cached_io_open",
+              fmt::format("inode {} entered passthrough mode while the mmap slept: the shared "
+                          "mapping cannot take a cached io reference -> {} (mmap(2) returns "
+                          "it as it is)",
+                          iname, err(ta.result.err))};
+    if (was == Wait::PageLock && !ta.shared)
+      return {"fuse_file_mmap -> invalidate_inode_pages2",
+              fmt::format("the page was unlocked: the invalidation finishes and the private "
+                          "mapping {} is created",
+                          name)};
+    return {"fuse_file_mmap + fuse_file_cached_io_open",
+            fmt::format("the file takes its cached io reference (inode {} is now {}) and the "
+                        "shared mapping {} is created",
+                        iname, io_mode(st.a.inode(ta.inode), st.n), name)};
+  }
+
+  // How a woken call finished; stored for its await. It slept in the wait it had when the step
+  // began.
+  Why completion(const Step &st, TaskId id) {
+    const TaskNote &note = notes_.at(idx(id));
+    const std::optional<Wait> was = wait_of(note.wait_before_step);
+    FPSIM_ASSERT(was.has_value(), "a sleeping call's rule is a wait");
     switch (note.op) {
     case Op::Open:
-    case Op::Create: {
-      if (r.err && r.internal_err)
-        return {"fuse_file_cached_io_open",
-                fmt::format("inode {} entered passthrough mode while the open slept (it holds "
-                            "{}): fuse_file_cached_io_open clears FUSE_I_CACHE_IO_MODE and fails "
-                            "with {}, which open(2) reports as EIO; {}",
-                            iname, fia.fb ? fb_name(st.n, *fia.fb) : std::string("an fb"),
-                            err(r.internal_err),
-                            r.sync_release ? "fuse_sync_release sends the server a RELEASE"
-                                           : "no RELEASE is sent")};
-      if (r.err)
-        return {"do_truncate",
-                fmt::format("the open failed with {} after it woke (the connection was aborted "
-                            "meanwhile)",
-                            err(r.err))};
-      switch (was) {
-      case Wait::CacheIo:
-        return {"fuse_file_cached_io_open",
-                fmt::format("iocachectr of {} returned to 0 and direct_io_waitq woke the open: it "
-                            "takes its cached io reference (inode {} is now {}) and open(2) "
-                            "returns",
-                            iname, iname, io_mode(fia, st.n))};
-      case Wait::PageLock:
-        return {"fuse_open -> invalidate_inode_pages2",
-                "the page the held WRITE kept locked was unlocked: the page-cache invalidation "
-                "finishes and open(2) returns"};
-      case Wait::TruncateLock:
-      case Wait::InodeLock:
-        return {"do_truncate -> inode_lock",
-                "the inode lock became free: the truncation runs and open(2) returns"};
-      case Wait::Other:
-        break;
-      }
-      return {"fuse_open", "the open completes"};
-    }
+    case Op::Create:
+      return open_completion(st, id, *was);
     case Op::Read:
-      if (r.err)
-        return {"fuse_cache_read_iter -> filemap_read",
-                fmt::format("the page was unlocked, but the connection was aborted meanwhile: "
-                            "the READ cannot be sent -> {}",
-                            err(r.err))};
-      return {"fuse_cache_read_iter -> filemap_read",
-              "the page was unlocked: the read goes on through FUSE and the page cache"};
+      return read_completion(st, id, *was);
     case Op::Mmap:
-      if (r.err)
-        return {"fuse_file_cached_io_open",
-                fmt::format("inode {} entered passthrough mode while the mmap slept: the shared "
-                            "mapping cannot take a cached io reference -> {} (mmap(2) returns "
-                            "it as it is)",
-                            iname, err(r.err))};
-      if (was == Wait::PageLock && !ta.shared)
-        return {"fuse_file_mmap -> invalidate_inode_pages2",
-                fmt::format("the page was unlocked: the invalidation finishes and the private "
-                            "mapping {} is created",
-                            name)};
-      return {"fuse_file_mmap + fuse_file_cached_io_open",
-              fmt::format("the file takes its cached io reference (inode {} is now {}) and the "
-                          "shared mapping {} is created",
-                          iname, io_mode(fia, st.n), name)};
+      return mmap_completion(st, id, *was);
     case Op::Write:
     case Op::WriteBegin: {
-      const Route route = r.route;
-      Why w = describe_write(st, ta.write, route, r.err, true);
+      Why w = describe_write(st, st.a.tasks.at(idx(id)).write, true);
       return {"inode_lock -> " + w.rule, "it got the inode lock: " + w.why};
     }
     case Op::Init:
@@ -1742,7 +2253,7 @@ private:
     case Op::Check:
       break;
     }
-    return {"fuse_run_woken_tasks", "the call completes"};
+    FPSIM_UNREACHABLE("a statement that cannot sleep completed a sleeping call");
   }
 
   static std::string task_outcome(const Task &t, Op op) {
@@ -1761,18 +2272,9 @@ private:
   // ---- abort, umount, dev_close ----
 
   Why abort(const Step &st) {
-    if (st.o.kind == Outcome::Kind::Errno)
-      return {"fuse_conn_abort_write",
-              fmt::format("fusectl's abort file exists only while the superblock does, and it "
-                          "is gone -> {}",
-                          err(st.o.err))};
-    if (!st.b.fc.connected)
-      return {"fuse_abort_conn", "the connection is aborted already: nothing changes"};
-    return {"fuse_abort_conn",
-            "writing 1 to fusectl's abort file disconnects the connection (fc->connected = 0): "
-            "new opens get ENOTCONN and requests in flight end with ECONNABORTED; passthrough "
-            "files keep reading, writing and mapping their backing files; io-mode accounting "
-            "still runs when files are closed"};
+    const Decision *d = st.own({Rule::AbortNoSuperblock, Rule::AbortAlready, Rule::Abort});
+    FPSIM_ASSERT(d != nullptr, "the abort file decides");
+    return render(st, *d);
   }
 
   std::vector<std::string> busy_files(const Model &m, const ObjectNames &n) const {
@@ -1784,16 +2286,22 @@ private:
   }
 
   Why umount(const Step &st) {
+    const Decision *d = st.own(
+        {Rule::UmountNotMounted, Rule::UmountBusy, Rule::UmountDetached, Rule::UmountKillSb});
+    FPSIM_ASSERT(d != nullptr, "umount decides");
+    return render(st, *d);
+  }
+
+  Why umount_text(const Step &st, Rule rule) {
     const Model &b = st.b;
-    if (st.o.kind == Outcome::Kind::Errno) {
-      if (st.o.err == EINVAL)
-        return {"path_umount", "nothing is mounted there any more -> EINVAL"};
+    if (rule == Rule::UmountNotMounted)
+      return {"path_umount", "nothing is mounted there any more -> EINVAL"};
+    if (rule == Rule::UmountBusy)
       return {"path_umount",
               fmt::format("files of the mount are still open ({}) -> EBUSY; umount detach would "
                           "hide the mount and let the superblock die with its last file",
                           and_list(busy_files(b, st.n)))};
-    }
-    if (st.a.fc.sb_alive)
+    if (rule == Rule::UmountDetached)
       return {"path_umount (MNT_DETACH)",
               fmt::format("the mount disappears from the namespace, but the superblock lives on "
                           "while {} {} open; it dies with the last of them",
@@ -1803,18 +2311,19 @@ private:
             fmt::format("no file is open: the superblock goes now, every inode is evicted "
                         "(fuse_evict_inode), and the superblock's connection reference is "
                         "dropped; {}",
-                        st.a.fc.freed ? "that was the last one"
-                                      : "backing ids outlive the mount while /dev/fuse is open")};
+                        st.has(Rule::ConnFree)
+                            ? "that was the last one"
+                            : "backing ids outlive the mount while /dev/fuse is open")};
   }
 
   Why dev_close(const Step &st) {
-    if (st.o.kind == Outcome::Kind::Errno)
-      return {"fuse_dev_release", "the /dev/fuse fd is closed already -> EBADF"};
+    if (const Decision *d = st.own({Rule::DevReleaseClosed}))
+      return render(st, *d);
     std::vector<std::string> parts;
     parts.emplace_back("the server's last /dev/fuse fd closes");
-    if (st.b.fc.initialized && st.b.fc.connected)
+    if (st.own({Rule::Abort}))
       parts.emplace_back("that aborts the connection (fuse_abort_conn)");
-    if (st.a.fc.freed && !st.b.fc.freed)
+    if (st.own({Rule::ConnFree}))
       parts.emplace_back("it held the last connection reference, so fuse_conn_put frees the "
                          "connection and fuse_backing_files_free frees every backing object "
                          "still registered");
@@ -1837,13 +2346,9 @@ private:
         if (!b.files[f].released && a.files[f].released && skip != FileId{f})
           out.push_back(release_text(st, FileId{f}));
     if (mask & kWritesEnded)
-      for (std::uint32_t w = 0; w < b.writes.size(); ++w)
-        if (!b.writes[w].done && a.writes[w].done && b.writes[w].in_flight &&
-            a.writes[w].result == ECONNABORTED)
-          out.push_back(fmt::format("{} ends with ECONNABORTED (end_requests) and gives back "
-                                    "its inode lock{}",
-                                    st.n.write(WriteId{w}),
-                                    b.writes[w].counted ? " and uncached reference" : ""));
+      for (const Decision &d : *st.decisions)
+        if (d.rule == Rule::AbortEndsWrite)
+          out.push_back(render(st, d).why);
     if (mask & kInodes)
       for (std::uint32_t i = 0; i < b.inodes.size(); ++i) {
         const FuseInode &x = b.inodes[i];
@@ -1868,10 +2373,10 @@ private:
         if (x.cache_io_mode != y.cache_io_mode)
           s += y.cache_io_mode ? ", FUSE_I_CACHE_IO_MODE set" : ", FUSE_I_CACHE_IO_MODE cleared";
         s += ")";
-        if (x.fb && !y.fb)
-          s += fmt::format("; back at 0, fuse_inode_uncached_io_end detaches {} and puts the "
-                           "inode's reference",
-                           fb_name(st.n, *x.fb));
+        if (const Decision *d = st.find([i](const Decision &e) {
+              return e.rule == Rule::UncachedIoEndDetach && e.inode == InodeId{i};
+            }))
+          s += "; " + render(st, *d).why;
         out.push_back(s);
       }
     if (mask & kFbRefs)
@@ -1905,28 +2410,29 @@ private:
           out.push_back(fmt::format("woke the {} {} (line {}): {}; await {} returns {}",
                                     op_word(note.op), note.name, note.line, w.why, note.name,
                                     nt.outcome));
-        } else if (!y.done && b.tasks[i].kind != y.kind) {
-          const Why w = wait_reason(a, TaskId{i}, st.n, note.op);
+        } else if (!y.done &&
+                   std::find(resleeps_.begin(), resleeps_.end(), TaskId{i}) != resleeps_.end()) {
+          const Why w = wait_reason(a, TaskId{i}, st.n, note.wait);
           out.push_back(fmt::format("the {} {} (line {}) got past its first wait and now "
                                     "sleeps again: {}",
                                     op_word(note.op), note.name, note.line, w.why));
         }
       }
     if (mask & kConn) {
-      if (b.fc.connected && !a.fc.connected && st.s.op != Op::Abort && st.s.op != Op::DevClose)
+      if (st.has(Rule::Abort) && st.s.op != Op::Abort && st.s.op != Op::DevClose)
         out.emplace_back("the connection is aborted (fuse_abort_conn)");
-      if (b.fc.sb_alive && !a.fc.sb_alive && st.s.op != Op::Umount)
-        out.emplace_back("that was the last file of a detached mount: the superblock goes "
-                         "(fuse_kill_sb_anon), its inodes are evicted");
-      if (!b.fc.freed && a.fc.freed && st.s.op != Op::DevClose)
-        out.emplace_back("the last connection reference is gone (fuse_conn_put): "
-                         "fuse_backing_files_free frees every backing object still registered");
+      if (const Decision *d = st.any(Rule::KillSbLastFile); d && st.s.op != Op::Umount)
+        out.push_back(render(st, *d).why);
+      if (const Decision *d = st.any(Rule::ConnFree); d && st.s.op != Op::DevClose)
+        out.push_back(render(st, *d).why);
     }
     return out;
   }
 
   const Trace &t_;
   std::vector<TaskNote> notes_;
+  std::vector<TaskId> resleeps_;                // calls that slept again in this step
+  std::vector<std::optional<Rule>> write_lock_; // per write: how fuse_dio_wr_exclusive_lock chose
   std::string last_open_rule_;
   int last_open_line_ = 0;
 };
@@ -2050,8 +2556,9 @@ StateTables build_state(const Trace &t, const Model &m, const Model &before, con
       continue;
     const std::string name = k < notes.size() ? notes[k].name : fmt::format("task#{}", k);
     const std::string what = k < notes.size() ? op_word(notes[k].op) : std::string("call");
-    s.asleep.push_back(fmt::format("{} ({}, line {}): {}", name, what,
-                                   k < notes.size() ? notes[k].line : 0, wait_short(m, task, n)));
+    s.asleep.push_back(fmt::format(
+        "{} ({}, line {}): {}", name, what, k < notes.size() ? notes[k].line : 0,
+        k < notes.size() ? wait_short(task, n, notes[k].wait) : std::string("a wait queue")));
   }
   return s;
 }
@@ -2076,7 +2583,7 @@ public:
 
   Outcome step(const Statement &s, const Bindings &b) override {
     const Model before = inner_.model();
-    Step st{t_, s, o_, b, before, inner_.model(), names_, p_, {}, {}, {}, {}, &fds_};
+    Step st{t_, s, o_, b, before, inner_.model(), names_, p_, {}, {}, {}, {}, &fds_, &decisions_};
     if (s.handle >= 0 && static_cast<std::size_t>(s.handle) < t_.names.handles.size())
       st.fd = inner_.fd(s.handle);
     if (s.op == Op::Munmap && s.mapping >= 0)
@@ -2090,6 +2597,7 @@ public:
       });
     o_ = inner_.step(s, b);
     const Model &after = inner_.model();
+    decisions_.assign(after.decisions.begin(), after.decisions.end());
     name_new_objects(s, before, after);
     fds_.assign(t_.names.handles.size(), std::nullopt);
     for (std::size_t h = 0; h < fds_.size(); ++h)
@@ -2111,6 +2619,7 @@ public:
     out.rule = e.rule;
     out.why = e.why;
     out.effects = e.effects;
+    out.decisions = explainer_.records(st);
     if (keep_state(after))
       out.state = build_state(t_, after, before, names_, fds_, explainer_.notes());
     else
@@ -2257,6 +2766,7 @@ private:
   ObjectNames names_;
   std::vector<std::optional<FbId>> fbs_;
   std::vector<std::optional<FileId>> fds_;
+  std::vector<Decision> decisions_; // the step's, as the model recorded them
   std::vector<ExplainedStep> steps_;
   std::size_t rows_ = 0;
   bool state_omitted_ = false;

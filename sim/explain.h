@@ -2,10 +2,11 @@
 // checker) and says, for every statement, which kernel rule decided its outcome and why, in
 // plain language, with the state after each step as tables.
 //
-// The explanation of a step is derived from the statement, its Outcome (kind, errno, internal
-// errno, +release), the model state before and after the step and the kernel profile; the model
-// is only read. Every refused operation (an errno, or a call that blocks) names the kernel
-// function that enforces the rule (fuse_inode_uncached_io_start, fuse_file_io_open,
+// The explanation of a step renders the decisions the model recorded in it (model/decision.h:
+// the rule, the errno, the objects), with the statement, its Outcome and the model state before
+// and after the step for the names and numbers; the model is only read, and no kernel rule is
+// worked out again here. Every refused operation (an errno, or a call that blocks) names the
+// kernel function that enforces the rule (fuse_inode_uncached_io_start, fuse_file_io_open,
 // fuse_backing_open, ...), as the model's functions are named after them.
 #pragma once
 
@@ -89,6 +90,16 @@ struct StateTables {
 inline constexpr std::size_t kExplainMaxStatements = 10'000;
 inline constexpr std::size_t kExplainMaxStateRows = 1'000'000;
 
+// One decision the model recorded in a step, as --json shows it: the rule, the kernel function,
+// the errno, the objects under their trace names, and the rule's own text.
+struct ExplainedDecision {
+  std::string rule;     // model::rule_name
+  std::string function; // model::rule_function
+  int err = 0;
+  std::vector<std::pair<std::string, std::string>> objects; // ("inode", "a"), ("fb", "B1"), ...
+  std::string why;
+};
+
 struct ExplainedStep {
   int line = 0; // 0: a teardown step replay added after the trace
   bool teardown = false;
@@ -103,6 +114,7 @@ struct ExplainedStep {
   std::string why;                     // plain language, including the effects below
   std::vector<std::string> effects;    // side effects: releases, wake-ups, frees, ...
   std::vector<std::string> violations; // invariant violations found after the step
+  std::vector<ExplainedDecision> decisions; // what the model decided, in order
   StateTables state;                   // after the step, unless omitted
   bool state_omitted = false;          // the trace's tables reached kExplainMaxStateRows
 };

@@ -144,38 +144,14 @@ Outcome SimExecutor::open_like(const Statement &s, const Bindings &b) {
     r = fuse_dir_open(m, *reply);
   } else {
     const auto f = static_cast<std::size_t>(s.file);
-    // The path walk: a missing mount fails; a dead connection fails the LOOKUP a name needs
-    // unless its dentry is cached.
-    const std::optional<InodeId> known = m.find_inode(static_cast<std::uint32_t>(f));
-    const bool dentry_cached =
-        known && m.inodes[idx(*known)].dentry_cached && !m.inodes[idx(*known)].evicted;
-    // O_CREAT|O_EXCL always revalidates (LOOKUP_EXCL), so only an open can ride a cached dentry.
-    const bool walk_ok =
-        m.fc.mounted && (m.fc.connected || (s.op == Op::Open && dentry_cached));
-    if (walk_ok && s.op == Op::Open && !exists_[f]) {
-      r.err = ENOENT;
-    } else if (walk_ok && s.op == Op::Create && exists_[f]) {
-      r.err = EEXIST;
-    } else {
-      const InodeId inode = fuse_iget(m, static_cast<std::uint32_t>(f));
-      if (s.op == Op::Create) {
-        r = fuse_create_open(m, inode, *reply);
-        // The server made the file as soon as it answered CREATE without an error, and the
-        // kernel instantiated its dentry.
-        if (walk_ok && m.fc.connected && reply->kind == OpenReply::Kind::Flags && r.err != ENOTCONN) {
-          exists_[f] = true;
-          m.inode(inode).dentry_cached = true;
-        }
-      } else {
-        if (walk_ok && m.fc.connected)
-          m.inode(inode).dentry_cached = true; // LOOKUP answered
-        OpenFlags flags;
-        flags.access = s.access;
-        flags.o_direct = s.o_direct;
-        flags.o_trunc = s.o_trunc;
-        r = fuse_open(m, inode, flags, *reply);
-      }
-    }
+    OpenFlags flags;
+    flags.access = s.access;
+    flags.o_direct = s.o_direct;
+    flags.o_trunc = s.o_trunc;
+    flags.o_creat_excl = s.op == Op::Create;
+    r = path_openat(m, static_cast<std::uint32_t>(f), exists_[f], flags, *reply);
+    if (r.created)
+      exists_[f] = true;
   }
   name_new_objects(hname);
   last_internal_ = r.internal_err;

@@ -380,6 +380,18 @@ std::string render_explanation_json(const sim::Explanation &e) {
     step["why"] = s.why;
     step["effects"] = s.effects;
     step["violations"] = s.violations;
+    step["decisions"] = nlohmann::json::array();
+    for (const sim::ExplainedDecision &d : s.decisions) {
+      nlohmann::json objects = nlohmann::json::object();
+      for (const auto &[kind, name] : d.objects)
+        objects[kind] = name;
+      step["decisions"].push_back(
+          {{"rule", d.rule},
+           {"function", d.function},
+           {"errno", d.err ? nlohmann::json(sim::errno_name(d.err)) : nlohmann::json(nullptr)},
+           {"objects", std::move(objects)},
+           {"why", d.why}});
+    }
     step["state"] = s.state_omitted ? nlohmann::json(nullptr) : state_json(s.state);
     step["state_omitted"] = s.state_omitted;
     j["steps"].push_back(std::move(step));
