@@ -1928,7 +1928,7 @@ StateTables build_state(const Trace &t, const Model &m, const Model &before, con
   s.conn.no_open = m.fc.no_open;
   for (std::uint32_t i = 0; i < m.inodes.size(); ++i) {
     const FuseInode &fi = m.inodes[i];
-    if (fi.name == UINT32_MAX || fi.evicted)
+    if (fi.name == kRootInodeName || fi.evicted)
       continue;
     StateTables::Inode row;
     row.name = n.inode(InodeId{i});
@@ -2085,7 +2085,7 @@ public:
     out.err = o_.err;
     if (s.expect) {
       out.expected = format_outcome(*s.expect);
-      out.mismatch = !s.expect->matches(o_);
+      out.mismatch = !same_outcome(*s.expect, o_);
     }
     out.mismatch = out.mismatch || o_.kind == Outcome::Kind::Invalid;
     out.rule = e.rule;
@@ -2193,9 +2193,7 @@ private:
     };
     grow(names_.inodes, after.inodes.size());
     for (std::size_t i = 0; i < after.inodes.size(); ++i)
-      names_.inodes[i] = after.inodes[i].name == UINT32_MAX
-                             ? std::string("(root)")
-                             : t_.names.mount_files.at(after.inodes[i].name);
+      names_.inodes[i] = inode_name(after.inodes[i], t_.names);
     grow(names_.files, after.files.size());
     for (std::size_t i = before.files.size(); i < after.files.size(); ++i)
       names_.files[i] = declared();

@@ -58,32 +58,6 @@ BackingFdKind fd_kind(SourceKind k) {
   return BackingFdKind::BadFd;
 }
 
-bool may_sleep(Op op) {
-  switch (op) {
-  case Op::Open:
-  case Op::Create:
-  case Op::Read:
-  case Op::Write:
-  case Op::Mmap:
-  case Op::WriteBegin:
-    return true;
-  case Op::Init:
-  case Op::BackingOpen:
-  case Op::BackingClose:
-  case Op::Opendir:
-  case Op::Munmap:
-  case Op::Close:
-  case Op::WriteEnd:
-  case Op::Await:
-  case Op::Abort:
-  case Op::Umount:
-  case Op::DevClose:
-  case Op::Check:
-    return false;
-  }
-  return true;
-}
-
 template <typename T> void grow(std::vector<T> &v, std::size_t n) {
   if (v.size() < n)
     v.resize(n);
@@ -121,9 +95,7 @@ void SimExecutor::name_new_objects(const std::string &file_name) {
   const std::size_t inodes_before = names_.inodes.size();
   grow(names_.inodes, m.inodes.size());
   for (std::size_t i = inodes_before; i < m.inodes.size(); ++i)
-    names_.inodes[i] = m.inodes[i].name == UINT32_MAX
-                           ? std::string("(root)")
-                           : trace_->names.mount_files.at(m.inodes[i].name);
+    names_.inodes[i] = inode_name(m.inodes[i], trace_->names);
 }
 
 std::optional<InodeId> SimExecutor::find_inode(int mount_slot) const {
@@ -219,7 +191,7 @@ Outcome SimExecutor::open_like(const Statement &s, const Bindings &b) {
     step_violations_.insert(step_violations_.end(), v.begin(), v.end());
   }
   if (r.blocked) {
-    pending_[{NameKind::Handle, s.handle}] = Pending{*r.task, s.op, s.handle};
+    pending_[blocked_name(s)] = Pending{*r.task, s.op, s.handle};
     last_file_[h] = m.tasks.at(idx(*r.task)).file;
     Outcome o;
     o.kind = Outcome::Kind::Blocks;
@@ -234,7 +206,7 @@ Outcome SimExecutor::open_like(const Statement &s, const Bindings &b) {
 
 Outcome SimExecutor::await(const Statement &s) {
   Model &m = *m_;
-  auto it = pending_.find({s.await_kind, s.await_slot});
+  auto it = pending_.find(awaited_name(s));
   const std::string &name = trace_->names.of(s.await_kind).at(static_cast<std::size_t>(s.await_slot));
   if (it == pending_.end())
     return Outcome::invalid(fmt::format("nothing is blocked on {}", name));
@@ -293,7 +265,7 @@ Outcome SimExecutor::await(const Statement &s) {
 Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
   Model &m = *m_;
   step_violations_.clear();
-  if (may_sleep(s.op)) {
+  if (may_block(s.op)) {
     std::size_t asleep = 0;
     for (std::uint32_t k : m.unfinished_tasks)
       asleep += !m.tasks[k].done;
@@ -363,7 +335,7 @@ Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
     }
     const SysResult r = fuse_file_read_iter(m, *fds_[h]);
     if (r.blocked) {
-      pending_[{NameKind::Handle, s.handle}] = Pending{*r.task, s.op, s.handle};
+      pending_[blocked_name(s)] = Pending{*r.task, s.op, s.handle};
       out.kind = Outcome::Kind::Blocks;
       break;
     }
@@ -384,8 +356,7 @@ Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
           held ? trace_->names.writes.at(static_cast<std::size_t>(s.write)) : "write";
     }
     if (r.blocked) {
-      const auto key = held ? std::pair{NameKind::Write, s.write} : std::pair{NameKind::Handle, s.handle};
-      pending_[key] = Pending{*r.task, s.op, s.handle};
+      pending_[blocked_name(s)] = Pending{*r.task, s.op, s.handle};
       out.kind = Outcome::Kind::Blocks;
       break;
     }
@@ -397,7 +368,7 @@ Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
   case Op::WriteEnd: {
     const auto w = static_cast<std::size_t>(s.write);
     const std::string &wname = trace_->names.writes.at(w);
-    if (pending_.count({NameKind::Write, s.write}))
+    if (pending_.count(NameRef{NameKind::Write, s.write}))
       return Outcome::invalid(fmt::format("{} is still waiting for the inode lock: the server "
                                           "never received it",
                                           wname));
@@ -416,7 +387,7 @@ Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
     }
     const SysResult r = fuse_file_mmap(m, *fds_[h], s.shared);
     if (r.blocked) {
-      pending_[{NameKind::Mapping, s.mapping}] = Pending{*r.task, s.op, s.handle};
+      pending_[blocked_name(s)] = Pending{*r.task, s.op, s.handle};
       out.kind = Outcome::Kind::Blocks;
       break;
     }

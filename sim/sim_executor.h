@@ -8,7 +8,6 @@
 
 #include <map>
 #include <optional>
-#include <utility>
 
 namespace fpsim::sim {
 
@@ -49,8 +48,8 @@ public:
   }
   // Calls waiting for an await: f(kind, slot, task).
   template <typename F> void for_each_pending(F &&f) const {
-    for (const auto &[key, p] : pending_)
-      f(key.first, key.second, p.task);
+    for (const auto &[name, p] : pending_)
+      f(name.kind, name.slot, p.task);
   }
 
 private:
@@ -78,7 +77,7 @@ private:
   std::vector<std::optional<model::WriteId>> writes_;
   std::vector<std::optional<model::FbId>> fbs_;
   std::vector<bool> exists_;
-  std::map<std::pair<NameKind, int>, Pending> pending_;
+  std::map<NameRef, Pending> pending_; // by the name an await gives
   int last_internal_ = 0;
   std::vector<Violation> step_violations_;
   bool checks_ = true;

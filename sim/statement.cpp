@@ -1,5 +1,7 @@
 #include "sim/statement.h"
 
+#include "base/assert.h"
+
 namespace fpsim::sim {
 
 std::string_view op_name(Op op) {
@@ -41,7 +43,7 @@ std::string_view op_name(Op op) {
   case Op::Check:
     return "check";
   }
-  return "?";
+  FPSIM_UNREACHABLE("an op outside the enum");
 }
 
 std::string_view name_kind_noun(NameKind k) {
@@ -55,7 +57,7 @@ std::string_view name_kind_noun(NameKind k) {
   case NameKind::Write:
     return "write";
   }
-  return "?";
+  FPSIM_UNREACHABLE("a name kind outside the enum");
 }
 
 std::uint32_t wire_open_flags(const ReplySpec &r, KernelProfile p) {
@@ -65,23 +67,59 @@ std::uint32_t wire_open_flags(const ReplySpec &r, KernelProfile p) {
   return wire;
 }
 
-bool Outcome::matches(const Outcome &actual) const {
-  if (kind != actual.kind || release != actual.release)
+bool same_outcome(const Outcome &a, const Outcome &b, Agreement how) {
+  if (a.kind != b.kind || a.release != b.release)
     return false;
-  switch (kind) {
-  case Kind::Errno:
-    return err == actual.err;
-  case Kind::Id:
-    return id == actual.id;
-  case Kind::Invalid:
+  if (how == Agreement::Exact && a.internal_err != b.internal_err)
     return false;
-  case Kind::Ok:
-  case Kind::Backing:
-  case Kind::Fuse:
-  case Kind::Blocks:
+  switch (a.kind) {
+  case Outcome::Kind::Errno:
+    return a.err == b.err;
+  case Outcome::Kind::Id:
+    return a.id == b.id;
+  case Outcome::Kind::Invalid:
+    return how == Agreement::Exact && a.message == b.message;
+  case Outcome::Kind::Ok:
+  case Outcome::Kind::Backing:
+  case Outcome::Kind::Fuse:
+  case Outcome::Kind::Blocks:
     return true;
   }
-  return false;
+  FPSIM_UNREACHABLE("an outcome kind outside the enum");
+}
+
+bool may_block(Op op) {
+  switch (op) {
+  case Op::Open:
+  case Op::Create:
+  case Op::Read:
+  case Op::Write:
+  case Op::Mmap:
+  case Op::WriteBegin:
+    return true;
+  case Op::Init:
+  case Op::BackingOpen:
+  case Op::BackingClose:
+  case Op::Opendir:
+  case Op::Munmap:
+  case Op::Close:
+  case Op::WriteEnd:
+  case Op::Await:
+  case Op::Abort:
+  case Op::Umount:
+  case Op::DevClose:
+  case Op::Check:
+    return false;
+  }
+  FPSIM_UNREACHABLE("an op outside the enum");
+}
+
+NameRef blocked_name(const Statement &s) {
+  if (s.op == Op::Mmap)
+    return {NameKind::Mapping, s.mapping};
+  if (s.op == Op::WriteBegin)
+    return {NameKind::Write, s.write};
+  return {NameKind::Handle, s.handle};
 }
 
 const std::vector<std::string> &Names::of(NameKind k) const {
@@ -95,7 +133,7 @@ const std::vector<std::string> &Names::of(NameKind k) const {
   case NameKind::Write:
     return writes;
   }
-  return handles;
+  FPSIM_UNREACHABLE("a name kind outside the enum");
 }
 
 } // namespace fpsim::sim

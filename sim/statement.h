@@ -42,6 +42,13 @@ enum class NameKind : std::uint8_t { Backing, Handle, Mapping, Write };
 
 std::string_view name_kind_noun(NameKind k);
 
+// A declared name: its kind and its slot in the trace's table of that kind.
+struct NameRef {
+  NameKind kind = NameKind::Handle;
+  int slot = -1;
+  auto operator<=>(const NameRef &) const = default;
+};
+
 // Symbolic reply flags: the profile-independent FOPEN bits as they are on the wire, plus a
 // passthrough bit of our own that wire_open_flags maps to the profile's FOPEN_PASSTHROUGH.
 namespace reply_flag {
@@ -128,9 +135,23 @@ struct Outcome {
     o.message = std::move(why);
     return o;
   }
-  // An expectation matches when kind, value and observations agree.
-  bool matches(const Outcome &actual) const;
 };
+
+// How much of two outcomes must agree for them to be the same.
+enum class Agreement : std::uint8_t {
+  // What the caller of the syscall sees, which is all an expectation states and all the kernel
+  // shows: the kind, the errno or id, +release. A statement that could not run (invalid) has no
+  // outcome to agree with.
+  Observed,
+  // Also what only the simulator shows: the errno behind an EIO (`check last`) and why a
+  // statement could not run. Two models replaying one trace agree this far unless one is wrong.
+  Exact,
+};
+
+// The one outcome comparator: an expectation against what happened (replay), the simulator
+// against the kernel (crosscheck), a mutant against the unmutated model (explore: Observed;
+// fuzz: Exact).
+bool same_outcome(const Outcome &a, const Outcome &b, Agreement how = Agreement::Observed);
 
 struct Statement {
   Op op = Op::Init;
@@ -169,6 +190,18 @@ struct Statement {
   std::size_t text_end = 0;
   std::optional<std::size_t> comment_pos;
 };
+
+// Whether the statement's call may sleep in the kernel, so that its outcome can be `blocks` and
+// an await of it gives the outcome later. An await only waits on such a call.
+bool may_block(Op op);
+
+// The name an await gives for this statement's call once it blocked: the mapping an mmap
+// declares, the write a write_begin declares, else the handle (an open's new one, or the one a
+// read or write runs on).
+NameRef blocked_name(const Statement &s);
+
+// The name an await statement waits on.
+inline NameRef awaited_name(const Statement &s) { return {s.await_kind, s.await_slot}; }
 
 struct Names {
   std::vector<std::string> mount_files;

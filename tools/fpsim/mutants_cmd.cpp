@@ -2,6 +2,7 @@
 
 #include "sim/explore.h"
 #include "sim/fuzz.h"
+#include "tools/exit_codes.h"
 
 #include <chrono>
 #include <fmt/format.h>
@@ -74,7 +75,7 @@ int run_mutants(const MutantsArgs &args) {
   if (!profile) {
     fmt::print(stderr, "fpsim mutants: unknown kernel profile '{}' (expected v15, 6.9 or 6.18)\n",
                args.kernel);
-    return 2;
+    return kExitUsage;
   }
   fmt::print("{:<28} {:<26} {:<26} {:>8}  {}\n", "mutant", "explore", "fuzz", "time",
              "length (explore / fuzz)");
@@ -93,7 +94,7 @@ int run_mutants(const MutantsArgs &args) {
     (row.caught ? passed : failed)++;
   }
   fmt::print("fpsim mutants: {} passed, {} failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return failed ? kExitFailed : kExitOk;
 }
 
 } // namespace fpsim::tools

@@ -317,7 +317,7 @@ std::vector<sim::Violation> KernelExecutor::drain() {
     if (!p.call->done())
       v.push_back(sim::Violation{
           "leak", fmt::format("{} {} is still blocked in the kernel", sim::op_name(p.op),
-                              trace_->names.of(key.first).at(static_cast<std::size_t>(key.second)))});
+                              trace_->names.of(key.kind).at(static_cast<std::size_t>(key.slot)))});
   for (std::size_t i = 0; i < maps_.size(); ++i)
     if (maps_[i] && maps_[i]->mapped)
       v.push_back(sim::Violation{"leak", fmt::format("mapping {} is still mapped", trace_->names.mappings[i])});
@@ -691,7 +691,7 @@ Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &b) {
   });
   std::optional<CallResult> r = wait_blocking(call);
   if (!r) {
-    pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, name, call};
+    pending_[sim::blocked_name(s)] = Pending{s.op, s.handle, name, call};
     return blocks();
   }
   return finish(s.op, s.handle, s.handle, *r);
@@ -750,7 +750,7 @@ Outcome KernelExecutor::read(const Statement &s) {
   });
   std::optional<CallResult> r = wait_blocking(call);
   if (!r) {
-    pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
+    pending_[sim::blocked_name(s)] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
     return blocks();
   }
   return finish(s.op, s.handle, s.handle, *r);
@@ -807,7 +807,7 @@ Outcome KernelExecutor::write(const Statement &s) {
   });
   std::optional<CallResult> r = wait_blocking(call);
   if (!r) {
-    pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
+    pending_[sim::blocked_name(s)] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
     return blocks();
   }
   return finish(s.op, s.handle, s.handle, *r);
@@ -941,7 +941,7 @@ Outcome KernelExecutor::mmap(const Statement &s) {
   });
   std::optional<CallResult> r = wait_blocking(call);
   if (!r) {
-    pending_[{NameKind::Mapping, s.mapping}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
+    pending_[sim::blocked_name(s)] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
     return blocks();
   }
   return finish(s.op, s.handle, s.mapping, *r);
@@ -1033,14 +1033,14 @@ Outcome KernelExecutor::write_begin(const Statement &s) {
   });
   Outcome o = settle_write_begin(s.write, file, token, call);
   if (o.kind == Outcome::Kind::Blocks)
-    pending_[{NameKind::Write, s.write}] = Pending{s.op, s.handle, file, call, token};
+    pending_[sim::blocked_name(s)] = Pending{s.op, s.handle, file, call, token};
   return o;
 }
 
 Outcome KernelExecutor::write_end(const Statement &s) {
   const auto w = static_cast<std::size_t>(s.write);
   const std::string &wname = trace_->names.writes.at(w);
-  if (pending_.count({NameKind::Write, s.write}))
+  if (pending_.count(sim::NameRef{NameKind::Write, s.write}))
     return Outcome::invalid(
         fmt::format("{} is still waiting for the inode lock: the server never received it", wname));
   if (!held_[w])
@@ -1080,7 +1080,7 @@ void KernelExecutor::settle_woken_writes() {
 // ---- await ----------------------------------------------------------------------------------------
 
 Outcome KernelExecutor::await(const Statement &s) {
-  const std::pair key{s.await_kind, s.await_slot};
+  const sim::NameRef key = sim::awaited_name(s);
   auto it = pending_.find(key);
   const std::string &name =
       trace_->names.of(s.await_kind).at(static_cast<std::size_t>(s.await_slot));

@@ -162,7 +162,7 @@ private:
   std::vector<std::shared_ptr<Mapper>> maps_; // per mapping slot: its helper, once mmap started
   std::vector<std::optional<Held>> held_; // per write: parked by the server
   std::uint64_t hold_tokens_ = 0;    // the last token handed to a write_begin's hold
-  std::map<std::pair<sim::NameKind, int>, Pending> pending_;
+  std::map<sim::NameRef, Pending> pending_; // by the name an await gives
   std::vector<std::shared_ptr<Call>> abandoned_; // calls no statement waits for any more
   std::vector<sim::Violation> violations_;
   std::size_t problems_seen_ = 0;

@@ -24,6 +24,7 @@
 #include "sim/printer.h"
 #include "sim/replay.h"
 #include "sim/sim_executor.h"
+#include "tools/exit_codes.h"
 
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -49,12 +50,6 @@ using namespace fpsim;
 using nlohmann::json;
 
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitFault = 3;
-constexpr int kExitSkip = 77;
 
 // The user who ran `sudo fpsim-harness record`: SUDO_UID/SUDO_GID, when both are set and not
 // root. Malformed values are an error (*why), never a silent fallback to root.
@@ -103,7 +98,7 @@ void install_signal_handlers() {
 int interrupted_exit(const std::string &where = "") {
   fmt::print(stderr, "fpsim-harness: interrupted by signal {}{}; the run in progress was killed\n",
              static_cast<int>(g_signal), where.empty() ? "" : " at " + where);
-  return 128 + g_signal;
+  return kExitSignalBase + g_signal;
 }
 
 // ---- traces ---------------------------------------------------------------------------------------
@@ -211,7 +206,7 @@ int preconditions(model::KernelProfile *profile) {
   }
   switch (run.exit_code) {
   case kProbeOk:
-    return 0;
+    return kExitOk;
   case kProbeNoSyncInit:
     fmt::print("fpsim-harness: skipped: kernel {} has no FUSE_DEV_IOC_SYNC_INIT\n", release);
     return kExitSkip;
@@ -323,6 +318,10 @@ struct KernelRun {
   std::vector<std::string> teardown; // "statement -> outcome" of the steps replay added at the end
 };
 
+// The isolated child's exit status: its result was written, or it could not be.
+constexpr int kBodyOk = 0;
+constexpr int kBodyWriteFailed = 3;
+
 KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
                         const harness::KernelExecutorOptions &options, std::chrono::seconds timeout) {
   KernelRun out;
@@ -378,10 +377,10 @@ KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
     while (done < text.size()) {
       const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
       if (n <= 0)
-        return 3;
+        return kBodyWriteFailed;
       done += static_cast<std::size_t>(n);
     }
-    return 0;
+    return kBodyOk;
   };
   std::string overrun_where;
   const harness::IsolatedRun run =
@@ -412,7 +411,7 @@ KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
     out.error = "interrupted";
     return out;
   }
-  if (run.timed_out || run.signal || run.exit_code != 0 || text.empty()) {
+  if (run.timed_out || run.signal || run.exit_code != kBodyOk || text.empty()) {
     out.error = fmt::format("the kernel run {}", run.timed_out ? fmt::format("timed out after {} s", timeout.count())
                                                  : run.signal ? fmt::format("died of signal {}", run.signal)
                                                  : run.exited ? fmt::format("exited {}", run.exit_code)
@@ -531,7 +530,8 @@ harness::CrossResult crosscheck_trace(const sim::Trace &t, const harness::Kernel
             fmt::format("{}: {}: no outcome from the {}", where(t, s.line), stmt, so ? "kernel" : "simulator"));
         continue;
       }
-      const bool agree = so->matches(*ko) && (!s.expect || (s.expect->matches(*ko) && s.expect->matches(*so)));
+      const bool agree = sim::same_outcome(*so, *ko) &&
+                         (!s.expect || (sim::same_outcome(*s.expect, *ko) && sim::same_outcome(*s.expect, *so)));
       if (agree)
         continue;
       const std::string sim_text = sim::format_outcome_detailed(*so);
@@ -630,7 +630,7 @@ int cmd_run(const std::vector<std::string> &paths, const harness::KernelExecutor
         continue;
       const sim::Outcome &o = *k.outcomes[i];
       std::string note;
-      if (s.expect && !s.expect->matches(o))
+      if (s.expect && !sim::same_outcome(*s.expect, o))
         note = fmt::format("   (trace expects {})", sim::format_outcome(*s.expect));
       fmt::print("{}:{}: {} => {}{}\n", t.path, s.line, sim::format_statement(s, t.names),
                  o.kind == sim::Outcome::Kind::Invalid ? sim::format_outcome_detailed(o)
