@@ -4,6 +4,7 @@
 
 #include "sim/statement.h"
 
+#include <boost/container/small_vector.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,8 +12,9 @@
 namespace fpsim::sim {
 
 // The backing id each backing name is bound to, filled in by replay from backing_open outcomes.
+// Inline for a few names: fpsim explore copies them with every state.
 struct Bindings {
-  std::vector<std::optional<std::int32_t>> backing_ids; // per backing slot
+  boost::container::small_vector<std::optional<std::int32_t>, 16> backing_ids; // per backing slot
 };
 
 struct CheckResult {

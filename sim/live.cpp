@@ -30,12 +30,30 @@ void SlotSet::erase(int slot) {
 
 Live::Live(const Names &names) { bindings_.backing_ids.assign(names.backings.size(), std::nullopt); }
 
-std::vector<std::int32_t> Live::registered_ids() const {
-  std::vector<std::int32_t> ids;
-  for (auto it = names_of_id_.begin(); it != names_of_id_.end(); it = names_of_id_.upper_bound(it->first))
-    ids.push_back(it->first);
-  return ids;
+void IdIndex::add(std::int32_t id, int name) {
+  const Entry e{id, name};
+  // Ids come from a cyclic allocator: mostly each above the last.
+  if (v_.empty() || v_.back() < e)
+    v_.push_back(e);
+  else
+    v_.insert(std::lower_bound(v_.begin(), v_.end(), e), e);
 }
+
+void IdIndex::compact() {
+  v_.erase(std::remove_if(v_.begin(), v_.end(), [](const Entry &e) { return e.name == kTombstone; }),
+           v_.end());
+  dead_ = 0;
+}
+
+std::vector<std::int32_t> IdIndex::ids() const {
+  std::vector<std::int32_t> out;
+  for (const Entry &e : v_)
+    if (e.name != kTombstone && (out.empty() || out.back() != e.id))
+      out.push_back(e.id);
+  return out;
+}
+
+std::vector<std::int32_t> Live::registered_ids() const { return ids_.ids(); }
 
 bool Live::any_blocked() const {
   for (const SlotSet &b : blocked_)
@@ -123,10 +141,7 @@ void Live::returned(NameRef n, const Outcome &o) {
 
 // Every name bound to the id loses it: an id handed out twice (a broken idr) is closed once.
 void Live::unregister(std::int32_t id) {
-  const auto [from, to] = names_of_id_.equal_range(id);
-  for (auto it = from; it != to; ++it)
-    registered_.erase(it->second);
-  names_of_id_.erase(from, to);
+  ids_.remove(id, [this](int name) { registered_.erase(name); });
 }
 
 void Live::track(const Statement &s, const Outcome &o) {
@@ -147,7 +162,7 @@ void Live::track(const Statement &s, const Outcome &o) {
       const auto id = static_cast<std::int32_t>(o.id);
       bindings_.backing_ids.at(static_cast<std::size_t>(s.backing)) = id;
       registered_.insert(s.backing);
-      names_of_id_.emplace(id, s.backing);
+      ids_.add(id, s.backing);
     }
     break;
   case Op::BackingClose:

@@ -12,7 +12,8 @@
 #include <bit>
 #include <cstdint>
 #include <functional>
-#include <map>
+#include <algorithm>
+#include <boost/container/small_vector.hpp>
 #include <vector>
 
 namespace fpsim::sim {
@@ -21,6 +22,22 @@ namespace fpsim::sim {
 // a small set is copied without allocating: fpsim explore copies its state on every transition.
 class SlotSet {
 public:
+  SlotSet() = default;
+  // An empty vector is not copied: most sets have no slot past 63.
+  SlotSet(const SlotSet &o) : low_(o.low_), size_(o.size_) {
+    if (!o.high_.empty())
+      high_ = o.high_;
+  }
+  SlotSet &operator=(const SlotSet &o) {
+    low_ = o.low_;
+    size_ = o.size_;
+    if (!o.high_.empty() || !high_.empty())
+      high_ = o.high_;
+    return *this;
+  }
+  SlotSet(SlotSet &&) = default;
+  SlotSet &operator=(SlotSet &&) = default;
+
   bool contains(int slot) const {
     const auto [w, bit] = where(slot);
     return w == 0 ? (low_ & bit) != 0 : w <= high_.size() && (high_[w - 1] & bit) != 0;
@@ -51,8 +68,42 @@ private:
   }
 
   std::uint64_t low_ = 0;
-  std::vector<std::uint64_t> high_; // word i: slots 64 * (i + 1) ...
   int size_ = 0;
+  std::vector<std::uint64_t> high_; // word i: slots 64 * (i + 1) ...
+};
+
+// The registered ids and the names bound to each, in id order: a sorted vector whose closed
+// entries become tombstones until half of it is, so that a teardown closing every id in turn
+// stays linear; inline for a few ids, which is all fpsim explore copies with its states.
+class IdIndex {
+public:
+  void add(std::int32_t id, int name);
+  // Calls f(name) for every name bound to id, and forgets them.
+  template <typename F> void remove(std::int32_t id, F &&f) {
+    auto it = std::lower_bound(v_.begin(), v_.end(), Entry{id, kTombstone});
+    for (; it != v_.end() && it->id == id; ++it)
+      if (it->name != kTombstone) {
+        f(it->name);
+        it->name = kTombstone;
+        ++dead_;
+      }
+    if (dead_ * 2 > v_.size())
+      compact();
+  }
+  // The distinct ids, ascending.
+  std::vector<std::int32_t> ids() const;
+
+private:
+  static constexpr int kTombstone = -1; // sorts before every name of its id
+  struct Entry {
+    std::int32_t id;
+    int name;
+    auto operator<=>(const Entry &) const = default;
+  };
+  void compact();
+
+  boost::container::small_vector<Entry, 4> v_;
+  std::size_t dead_ = 0;
 };
 
 class Live {
@@ -94,7 +145,7 @@ private:
 
   Bindings bindings_;
   SlotSet registered_;
-  std::multimap<std::int32_t, int> names_of_id_; // registered ids -> the names bound to them
+  IdIndex ids_;
   SlotSet handles_, mappings_, writes_, opening_;
   std::array<SlotSet, 4> blocked_; // by NameKind; nothing blocks on a backing name
   std::array<int, 4> declared_{};
