@@ -2040,9 +2040,9 @@ StateTables build_state(const Trace &t, const Model &m, const Model &before, con
 
 // Wraps the simulator so that replay() drives it exactly as `fpsim replay` does, and explains
 // each step as it goes.
-class Recorder final : public Executor {
+class ExplainingExecutor final : public Executor {
 public:
-  explicit Recorder(const Trace &t) : t_(t), explainer_(t) {}
+  explicit ExplainingExecutor(const Trace &t) : t_(t), explainer_(t) {}
 
   void begin(const Trace &tr, KernelProfile p) override {
     inner_.begin(tr, p);
@@ -2054,9 +2054,9 @@ public:
     state_omitted_ = false;
   }
 
-  Outcome step(const Statement &s, const Bindings &b) override {
+  Outcome step(const Statement &s, const Bindings &bindings) override {
     const Model before = inner_.model();
-    Step st{t_, s, o_, b, before, inner_.model(), names_, p_, {}, {}, {}, {}, &fds_};
+    Step st{t_, s, o_, bindings, before, inner_.model(), names_, p_, {}, {}, {}, {}, &fds_};
     if (s.handle >= 0 && static_cast<std::size_t>(s.handle) < t_.names.handles.size())
       st.fd = inner_.fd(s.handle);
     if (s.op == Op::Munmap && s.mapping >= 0)
@@ -2068,7 +2068,7 @@ public:
         if (kind == s.await_kind && slot == s.await_slot)
           st.awaited = task;
       });
-    o_ = inner_.step(s, b);
+    o_ = inner_.step(s, bindings);
     const Model &after = inner_.model();
     name_new_objects(s, before, after);
     fds_.assign(t_.names.handles.size(), std::nullopt);
@@ -2099,8 +2099,8 @@ public:
     return o_;
   }
 
-  CheckResult check(const Statement &s, const Bindings &b) override {
-    const CheckResult r = inner_.check(s, b);
+  CheckResult check(const Statement &s, const Bindings &bindings) override {
+    const CheckResult r = inner_.check(s, bindings);
     const Explained e = explainer_.explain_check(s, r, inner_.model(), names_, fbs_);
     ExplainedStep out;
     out.line = s.line;
@@ -2244,7 +2244,7 @@ private:
 } // namespace
 
 Explanation explain_trace(const Trace &t, KernelProfile p) {
-  Recorder rec(t);
+  ExplainingExecutor rec(t);
   ReplayResult r = replay(t, rec, p);
   Explanation e;
   e.path = t.path;

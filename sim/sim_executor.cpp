@@ -102,7 +102,7 @@ std::optional<InodeId> SimExecutor::find_inode(int mount_slot) const {
   return m_->find_inode(static_cast<std::uint32_t>(mount_slot));
 }
 
-std::optional<OpenReply> SimExecutor::to_reply(const ReplySpec &r, const Bindings &b,
+std::optional<OpenReply> SimExecutor::to_reply(const ReplySpec &r, const Bindings &bindings,
                                                std::string *why) const {
   OpenReply o;
   switch (r.kind) {
@@ -124,12 +124,9 @@ std::optional<OpenReply> SimExecutor::to_reply(const ReplySpec &r, const Binding
     o.backing_id = r.literal_id;
     break;
   case ReplySpec::IdKind::Name: {
-    const auto &id = b.backing_ids.at(static_cast<std::size_t>(r.backing));
-    if (!id) {
-      *why = fmt::format("{} has no id: its backing_open did not succeed",
-                         trace_->names.backings.at(static_cast<std::size_t>(r.backing)));
+    const std::optional<std::int32_t> id = bindings.id(r.backing, trace_->names, why);
+    if (!id)
       return std::nullopt;
-    }
     o.backing_id = *id;
     break;
   }
@@ -137,12 +134,12 @@ std::optional<OpenReply> SimExecutor::to_reply(const ReplySpec &r, const Binding
   return o;
 }
 
-Outcome SimExecutor::open_like(const Statement &s, const Bindings &b) {
+Outcome SimExecutor::open_like(const Statement &s, const Bindings &bindings) {
   Model &m = *m_;
   const auto h = static_cast<std::size_t>(s.handle);
   const std::string &hname = trace_->names.handles.at(h);
   std::string why;
-  std::optional<OpenReply> reply = to_reply(s.reply, b, &why);
+  std::optional<OpenReply> reply = to_reply(s.reply, bindings, &why);
   if (!reply)
     return Outcome::invalid(why);
   const std::uint64_t sync_before = m.sync_releases_sent;
@@ -262,7 +259,7 @@ Outcome SimExecutor::await(const Statement &s) {
   FPSIM_UNREACHABLE("a statement that cannot block was pending");
 }
 
-Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
+Outcome SimExecutor::step(const Statement &s, const Bindings &bindings) {
   Model &m = *m_;
   step_violations_.clear();
   if (may_block(s.op)) {
@@ -309,24 +306,17 @@ Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
     break;
   }
   case Op::BackingClose: {
-    std::uint32_t id = 0;
-    if (s.literal_id) {
-      id = *s.literal_id;
-    } else {
-      const auto &bound = b.backing_ids.at(static_cast<std::size_t>(s.backing));
-      if (!bound)
-        return Outcome::invalid(fmt::format(
-            "{} has no id: its backing_open did not succeed",
-            trace_->names.backings.at(static_cast<std::size_t>(s.backing))));
-      id = static_cast<std::uint32_t>(*bound);
-    }
-    out = from_errno_or(fuse_dev_ioctl_backing_close(m, id, !s.unprivileged), Outcome::ok());
+    std::string why;
+    const std::optional<std::uint32_t> id = bindings.close_target(s, trace_->names, &why);
+    if (!id)
+      return Outcome::invalid(why);
+    out = from_errno_or(fuse_dev_ioctl_backing_close(m, *id, !s.unprivileged), Outcome::ok());
     break;
   }
   case Op::Open:
   case Op::Create:
   case Op::Opendir:
-    out = open_like(s, b);
+    out = open_like(s, bindings);
     break;
   case Op::Read: {
     if (!fds_[h]) {
@@ -489,13 +479,13 @@ CheckResult SimExecutor::check(const Statement &s, const Bindings &) {
       return CheckResult{CheckResult::Kind::Fail,
                          fmt::format("{} was never registered",
                                      trace_->names.backings.at(static_cast<std::size_t>(c.slot)))};
-    const FuseBacking &b = m.backing(*fb);
+    const FuseBacking &backing = m.backing(*fb);
     for (const CheckProp &p : c.props) {
       if (p.key == CheckKey::Refs)
-        expect("refs", p.value, b.count.value());
-      if (p.key == CheckKey::Freed && !b.freed)
+        expect("refs", p.value, backing.count.value());
+      if (p.key == CheckKey::Freed && !backing.freed)
         diffs += fmt::format("{}expected freed, but refcount is {}", diffs.empty() ? "" : "; ",
-                             b.count.value());
+                             backing.count.value());
     }
     break;
   }

@@ -23,8 +23,8 @@ public:
   explicit SimExecutor(model::Mutant mutant = model::Mutant::None) : mutant_(mutant) {}
 
   void begin(const Trace &t, KernelProfile p) override;
-  Outcome step(const Statement &s, const Bindings &b) override;
-  CheckResult check(const Statement &s, const Bindings &b) override;
+  Outcome step(const Statement &s, const Bindings &bindings) override;
+  CheckResult check(const Statement &s, const Bindings &bindings) override;
   std::vector<Violation> after_step() override;
   std::vector<Violation> drain() override;
   void end() override {}
@@ -59,9 +59,9 @@ private:
     int handle = -1;
   };
 
-  Outcome open_like(const Statement &s, const Bindings &b);
+  Outcome open_like(const Statement &s, const Bindings &bindings);
   Outcome await(const Statement &s);
-  std::optional<model::OpenReply> to_reply(const ReplySpec &r, const Bindings &b,
+  std::optional<model::OpenReply> to_reply(const ReplySpec &r, const Bindings &bindings,
                                            std::string *why) const;
   void name_new_objects(const std::string &file_name);
   std::optional<model::InodeId> find_inode(int mount_slot) const;

@@ -328,10 +328,10 @@ std::vector<sim::Violation> KernelExecutor::drain() {
   return v;
 }
 
-Outcome KernelExecutor::step(const Statement &s, const sim::Bindings &b) {
+Outcome KernelExecutor::step(const Statement &s, const sim::Bindings &bindings) {
   ++steps_;
   fault_before_step();
-  const Outcome o = run_step(s, b);
+  const Outcome o = run_step(s, bindings);
   fault_after_step(o);
   return o;
 }
@@ -395,7 +395,7 @@ void KernelExecutor::fault_after_step(const Outcome &o) {
                                        : fmt::format("but {} blocked call(s) did not return", stuck)));
 }
 
-Outcome KernelExecutor::run_step(const Statement &s, const sim::Bindings &b) {
+Outcome KernelExecutor::run_step(const Statement &s, const sim::Bindings &bindings) {
   switch (s.op) {
   case Op::Init: {
     InitConfig c;
@@ -422,11 +422,11 @@ Outcome KernelExecutor::run_step(const Statement &s, const sim::Bindings &b) {
   case Op::BackingOpen:
     return backing_open(s);
   case Op::BackingClose:
-    return backing_close(s, b);
+    return backing_close(s, bindings);
   case Op::Open:
   case Op::Create:
   case Op::Opendir:
-    return open_like(s, b);
+    return open_like(s, bindings);
   case Op::Read:
     return read(s);
   case Op::Write:
@@ -584,17 +584,12 @@ Outcome KernelExecutor::backing_open(const Statement &s) {
   return o;
 }
 
-Outcome KernelExecutor::backing_close(const Statement &s, const sim::Bindings &b) {
-  std::uint32_t id = 0;
-  if (s.literal_id) {
-    id = *s.literal_id;
-  } else {
-    const auto &bound = b.backing_ids.at(static_cast<std::size_t>(s.backing));
-    if (!bound)
-      return Outcome::invalid(fmt::format("{} has no id: its backing_open did not succeed",
-                                          trace_->names.backings.at(static_cast<std::size_t>(s.backing))));
-    id = static_cast<std::uint32_t>(*bound);
-  }
+Outcome KernelExecutor::backing_close(const Statement &s, const sim::Bindings &bindings) {
+  std::string why;
+  const std::optional<std::uint32_t> target = bindings.close_target(s, trace_->names, &why);
+  if (!target)
+    return Outcome::invalid(why);
+  std::uint32_t id = *target;
   const int rc = s.unprivileged ? unprivileged_ioctl(proto::kDevIocBackingClose, &id)
                                 : server_->backing_close(id);
   return rc < 0 ? Outcome::errno_(-rc) : Outcome::ok();
@@ -602,22 +597,15 @@ Outcome KernelExecutor::backing_close(const Statement &s, const sim::Bindings &b
 
 // ---- opens ----------------------------------------------------------------------------------------
 
-std::optional<std::int32_t> KernelExecutor::reply_id(const sim::ReplySpec &r, const sim::Bindings &b,
+std::optional<std::int32_t> KernelExecutor::reply_id(const sim::ReplySpec &r, const sim::Bindings &bindings,
                                                      std::string *why) const {
   switch (r.id_kind) {
   case sim::ReplySpec::IdKind::None:
     return 0;
   case sim::ReplySpec::IdKind::Literal:
     return r.literal_id;
-  case sim::ReplySpec::IdKind::Name: {
-    const auto &id = b.backing_ids.at(static_cast<std::size_t>(r.backing));
-    if (!id) {
-      *why = fmt::format("{} has no id: its backing_open did not succeed",
-                         trace_->names.backings.at(static_cast<std::size_t>(r.backing)));
-      return std::nullopt;
-    }
-    return *id;
-  }
+  case sim::ReplySpec::IdKind::Name:
+    return bindings.id(r.backing, trace_->names, why);
   }
   return 0;
 }
@@ -634,11 +622,11 @@ OpenReply KernelExecutor::to_reply(const sim::ReplySpec &r, std::int32_t id) con
   return OpenReply::open(sim::wire_open_flags(r, profile_), id);
 }
 
-Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &b) {
+Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &bindings) {
   std::string why;
   // Only Flags replies carry an id; an error reply referring to a backing name still needs none.
   std::optional<std::int32_t> id =
-      s.reply.kind == sim::ReplySpec::Kind::Flags ? reply_id(s.reply, b, &why) : std::optional<std::int32_t>(0);
+      s.reply.kind == sim::ReplySpec::Kind::Flags ? reply_id(s.reply, bindings, &why) : std::optional<std::int32_t>(0);
   if (!id)
     return Outcome::invalid(why);
   const OpenReply reply = to_reply(s.reply, *id);

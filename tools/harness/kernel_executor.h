@@ -58,8 +58,8 @@ public:
   KernelExecutor &operator=(const KernelExecutor &) = delete;
 
   void begin(const sim::Trace &t, sim::KernelProfile p) override;
-  sim::Outcome step(const sim::Statement &s, const sim::Bindings &b) override;
-  sim::CheckResult check(const sim::Statement &s, const sim::Bindings &b) override;
+  sim::Outcome step(const sim::Statement &s, const sim::Bindings &bindings) override;
+  sim::CheckResult check(const sim::Statement &s, const sim::Bindings &bindings) override;
   std::vector<sim::Violation> after_step() override;
   std::vector<sim::Violation> drain() override;
   void end() override;
@@ -94,14 +94,14 @@ private:
   };
 
   std::shared_ptr<Call> start(std::function<CallResult()> fn);
-  sim::Outcome run_step(const sim::Statement &s, const sim::Bindings &b);
+  sim::Outcome run_step(const sim::Statement &s, const sim::Bindings &bindings);
   // Fault injection around each step: kill-server-at-step before it, reports and the abort after it.
   void fault_before_step();
   void fault_after_step(const sim::Outcome &o);
   std::function<void(const std::string &)> fault_hook() const;
-  sim::Outcome open_like(const sim::Statement &s, const sim::Bindings &b);
+  sim::Outcome open_like(const sim::Statement &s, const sim::Bindings &bindings);
   sim::Outcome backing_open(const sim::Statement &s);
-  sim::Outcome backing_close(const sim::Statement &s, const sim::Bindings &b);
+  sim::Outcome backing_close(const sim::Statement &s, const sim::Bindings &bindings);
   sim::Outcome read(const sim::Statement &s);
   sim::Outcome write(const sim::Statement &s);
   sim::Outcome mmap(const sim::Statement &s);
@@ -119,7 +119,7 @@ private:
   sim::Outcome finish(sim::Op op, int handle, int slot, const CallResult &r);
   sim::Outcome route_of_read(const CallResult &r);
   sim::Outcome route_of_write(const CallResult &r);
-  std::optional<std::int32_t> reply_id(const sim::ReplySpec &r, const sim::Bindings &b,
+  std::optional<std::int32_t> reply_id(const sim::ReplySpec &r, const sim::Bindings &bindings,
                                        std::string *why) const;
   OpenReply to_reply(const sim::ReplySpec &r, std::int32_t id) const;
   int unprivileged_ioctl(unsigned long request, void *arg);

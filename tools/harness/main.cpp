@@ -274,18 +274,18 @@ public:
   ChildExecutor(sim::Executor &inner, const sim::Trace &t, RunProgress &progress)
       : inner_(inner), t_(t), progress_(progress) {}
   void begin(const sim::Trace &t, sim::KernelProfile p) override { inner_.begin(t, p); }
-  sim::Outcome step(const sim::Statement &s, const sim::Bindings &b) override {
+  sim::Outcome step(const sim::Statement &s, const sim::Bindings &bindings) override {
     const std::string text = sim::format_statement(s, t_.names);
     copy_text(progress_.statement, sizeof progress_.statement, text);
     progress_.line.store(s.line);
     if (g_verbose)
       fmt::print(stderr, "[kernel] {}:{}: {} ...\n", t_.path, s.line, text);
-    sim::Outcome o = inner_.step(s, b);
+    sim::Outcome o = inner_.step(s, bindings);
     if (g_verbose)
       fmt::print(stderr, "[kernel]   => {}\n", sim::format_outcome_detailed(o));
     return o;
   }
-  sim::CheckResult check(const sim::Statement &s, const sim::Bindings &b) override { return inner_.check(s, b); }
+  sim::CheckResult check(const sim::Statement &s, const sim::Bindings &bindings) override { return inner_.check(s, bindings); }
   std::vector<sim::Violation> after_step() override { return inner_.after_step(); }
   std::vector<sim::Violation> drain() override {
     if (g_verbose)
