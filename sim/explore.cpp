@@ -3,10 +3,10 @@
 // A state is a SimExecutor (the model, its invariant checker and what each trace name is bound
 // to), for a mutant a second one running the unmutated model in lockstep, and the Live that
 // replay keeps (sim/live.h: what outcomes alone say is open, mapped, held, blocked and
-// registered), which decides the actions offered and drives the teardown. Frontier states are not stored: each level keeps (parent, action)
-// records and a state is rebuilt by re-running its path, sharing the prefix with the state
-// rebuilt before it (consecutive records mostly share their parent), so memory per state is
-// the hash-set slot plus one record.
+// registered), which decides the actions offered and drives the teardown. Frontier states are
+// not stored: each level keeps (parent, action) records and a state is rebuilt by re-running
+// its path, sharing the prefix with the state rebuilt before it (consecutive records mostly
+// share their parent), so memory per state is the hash-set slot plus one record.
 //
 // Canonical hashing. The hash serializes every live object of the model with all references
 // between objects written as canonical numbers: inodes sorted by a key summarising their own
@@ -56,7 +56,7 @@ using namespace model;
 
 namespace {
 
-constexpr int kMaxDepth = 31; // names of each kind are slots 0..depth; the hash reads a word of them
+constexpr int kMaxDepth = 31; // names of each kind: slots 0..depth, one word of bits
 constexpr int kMaxInodes = 8;
 constexpr int kMaxNamed = 8; // files, ids, mappings, writes
 
@@ -394,6 +394,7 @@ std::int32_t id_of(const Live &live, int backing) {
 // Canonical numbers of one model's objects, filled by Encoder::view.
 struct Canon {
   std::vector<std::uint32_t> inode, file, fb, bf, vma, write, task;
+  std::uint32_t n_fb = 0, n_bf = 0; // fbs and backing_files numbered
 };
 
 class Encoder {
@@ -464,14 +465,25 @@ private:
 
   // One model: every live object, references as canonical numbers (see the file comment).
   void view(const SimExecutor &ex, const XState &s, Hasher &out, Canon &c) {
-    const Live &live = s.live;
     const Model &m = ex.model();
-    const std::size_t ni = m.inodes.size(), nf = m.files.size(), nb = m.backings.size(),
-                      nbf = m.backing_files.size(), nv = m.vmas.size(), nw = m.writes.size(),
-                      nt = m.tasks.size();
-    // Names.
-    fill(fds_, nf, 0);
-    fill(vma_named_, nv, false);
+    name_objects(m, ex, s.live);
+    key_files(m);
+    order_inodes(m, s);
+    number_held(m, c);
+    number_unheld_fbs(m, s, c);
+    number_orphans(m, c);
+    number_rest(m, c);
+    serialize_inodes(m, s.live, c, out);
+    serialize_backings(m, c, out);
+    serialize_ids(m, s, c, out);
+    serialize_calls(m, ex, s.live, c, out);
+  }
+
+  // Names and the calls pending: which objects a name or an await reaches.
+  void name_objects(const Model &m, const SimExecutor &ex, const Live &live) {
+    const std::size_t nw = m.writes.size(), nt = m.tasks.size();
+    fill(fds_, m.files.size(), 0);
+    fill(vma_named_, m.vmas.size(), false);
     fill(write_named_, nw, false);
     fill(task_pending_, nt, std::uint8_t{0});
     live.handles().for_each([&](int h) {
@@ -501,10 +513,14 @@ private:
         wait_rank_[w] = ++r;
     // Cred -> the fb that owns it.
     fill(cred_owner_, m.creds.size(), kNone);
-    for (std::uint32_t i = 0; i < nb; ++i)
+    for (std::uint32_t i = 0; i < m.backings.size(); ++i)
       cred_owner_[idx(m.backings[i].cred)] = i;
+  }
 
-    // Files and their VMAs and writes.
+  // Files and their VMAs and writes, each file with a key summarising them.
+  void key_files(const Model &m) {
+    const std::size_t nf = m.files.size(), nv = m.vmas.size(), nw = m.writes.size(),
+                      nt = m.tasks.size();
     files_.resize(std::max(files_.size(), nf));
     for (std::uint32_t f = 0; f < nf; ++f) {
       files_[f].vmas.clear();
@@ -560,8 +576,11 @@ private:
           h.add(task_fields(m, t) ^ static_cast<std::uint64_t>(task_rank_[t]) << 56);
       fi.key = h.done();
     }
+  }
 
-    // Inodes: live when not in their initial state or holding a live file.
+  // Inodes: live when not in their initial state or holding a live file.
+  void order_inodes(const Model &m, const XState &s) {
+    const std::size_t ni = m.inodes.size(), nf = m.files.size();
     inode_files_.resize(std::max(inode_files_.size(), ni));
     for (std::uint32_t i = 0; i < ni; ++i)
       inode_files_[i].clear();
@@ -598,16 +617,21 @@ private:
       std::sort(inode_order_.begin(), inode_order_.end(), [&](std::uint32_t a, std::uint32_t bb) {
         return m.inodes[a].name < m.inodes[bb].name;
       });
+  }
 
-    // Canonical numbers.
-    fill(c.inode, ni, kNone);
-    fill(c.file, nf, kNone);
+  // Canonical numbers of what the inodes hold, in the order it is serialized.
+  void number_held(const Model &m, Canon &c) {
+    const std::size_t nb = m.backings.size();
+    fill(c.inode, m.inodes.size(), kNone);
+    fill(c.file, m.files.size(), kNone);
     fill(c.fb, nb, kNone);
-    fill(c.bf, nbf, kNone);
-    fill(c.vma, nv, kNone);
-    fill(c.write, nw, kNone);
-    fill(c.task, nt, kNone);
-    std::uint32_t n_inode = 0, n_file = 0, n_fb = 0, n_bf = 0;
+    fill(c.bf, m.backing_files.size(), kNone);
+    fill(c.vma, m.vmas.size(), kNone);
+    fill(c.write, m.writes.size(), kNone);
+    fill(c.task, m.tasks.size(), kNone);
+    std::uint32_t &n_fb = c.n_fb, &n_bf = c.n_bf;
+    n_fb = n_bf = 0;
+    std::uint32_t n_inode = 0, n_file = 0;
     auto number_fb = [&](std::optional<FbId> fb) {
       if (fb && c.fb[idx(*fb)] == kNone)
         c.fb[idx(*fb)] = n_fb++;
@@ -633,9 +657,13 @@ private:
           c.bf[idx(*m.files[f].passthrough)] = n_bf++;
       }
     }
-    // Registered-only and unreferenced live fbs, by what they are.
+  }
+
+  // Canonical numbers of the fbs no live file holds (registered only, or unreferenced), by
+  // what they are.
+  void number_unheld_fbs(const Model &m, const XState &s, Canon &c) {
     rest_.clear();
-    for (std::uint32_t i = 0; i < nb; ++i)
+    for (std::uint32_t i = 0; i < m.backings.size(); ++i)
       if (c.fb[i] == kNone && fb_live(m, i))
         rest_.push_back(i);
     std::sort(rest_.begin(), rest_.end(), [&](std::uint32_t a, std::uint32_t bb) {
@@ -643,8 +671,13 @@ private:
       return ka != kb ? ka < kb : a < bb;
     });
     for (std::uint32_t i : rest_)
-      c.fb[i] = n_fb++;
-    // Orphan backing_files: still pinned (by VMAs) after their file was released.
+      c.fb[i] = c.n_fb++;
+  }
+
+  // Canonical numbers of orphan backing_files (still pinned, by VMAs, after their file was
+  // released); orphan VMAs grouped under them, orphan writes by key.
+  void number_orphans(const Model &m, Canon &c) {
+    const std::size_t nbf = m.backing_files.size();
     rest_.clear();
     for (std::uint32_t i = 0; i < nbf; ++i)
       if (c.bf[i] == kNone && m.backing_files[i].f_count.value() != 0)
@@ -666,7 +699,7 @@ private:
                 });
     }
     for (std::uint32_t i : rest_)
-      c.bf[i] = n_bf++;
+      c.bf[i] = c.n_bf++;
     // Orphan VMAs grouped under their backing_file, in its canonical order.
     if (symmetry_) {
       auto bf_of = [&](std::uint32_t v) -> std::uint64_t {
@@ -680,6 +713,11 @@ private:
         return ka != kb ? ka < kb : a < bb;
       });
     }
+  }
+
+  // Canonical numbers of VMAs and writes, in the order they are serialized, and of calls.
+  void number_rest(const Model &m, Canon &c) {
+    const std::size_t nt = m.tasks.size();
     std::uint32_t n_vma = 0, n_write = 0, n_task = 0;
     for (std::uint32_t i : inode_order_)
       for (std::uint32_t f : inode_files_[i]) {
@@ -695,8 +733,10 @@ private:
     for (std::uint32_t t = 0; t < nt; ++t)
       if (task_pending_[t])
         c.task[t] = n_task++;
+  }
 
-    // Serialize.
+  // The connection, then every inode with its files.
+  void serialize_inodes(const Model &m, const Live &live, const Canon &c, Hasher &out) {
     auto fbn = [&](std::optional<FbId> fb) -> std::uint64_t { return fb ? c.fb[idx(*fb)] : kNone; };
     const FuseConn &fc = m.fc;
     out.add(0xc0c0);
@@ -735,8 +775,13 @@ private:
           out.add(write_key(m, w));
       }
     }
+  }
+
+  // The backing_files in canonical order, the orphans, the fbs in canonical order.
+  void serialize_backings(const Model &m, const Canon &c, Hasher &out) {
+    const std::size_t nb = m.backings.size(), nbf = m.backing_files.size();
     out.add(0x0b);
-    rest_.assign(n_bf, kNone);
+    rest_.assign(c.n_bf, kNone);
     for (std::uint32_t i = 0; i < nbf; ++i)
       if (c.bf[i] != kNone)
         rest_[c.bf[i]] = i;
@@ -750,8 +795,7 @@ private:
     out.add(0x0c);
     for (std::uint32_t w : orphan_writes_)
       out.add(write_key(m, w));
-    // fbs in canonical order.
-    rest_.assign(n_fb, kNone);
+    rest_.assign(c.n_fb, kNone);
     for (std::uint32_t i = 0; i < nb; ++i)
       if (c.fb[i] != kNone)
         rest_[c.fb[i]] = i;
@@ -766,7 +810,12 @@ private:
           static_cast<std::uint64_t>(x.freed) | static_cast<std::uint64_t>(x.kind) << 8 |
           (exact_ids_ ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(x.id)) << 16 : 0));
     }
-    // The id map, the names bound to ids, the last closed id.
+  }
+
+  // The id map, the names bound to ids, the last closed id.
+  void serialize_ids(const Model &m, const XState &s, const Canon &c, Hasher &out) {
+    const FuseConn &fc = m.fc;
+    const Live &live = s.live;
     auto id_target = [&](std::int32_t id) -> std::uint64_t {
       for (const auto &[k, fb] : fc.backing_files_map)
         if (k == id)
@@ -789,7 +838,13 @@ private:
     out.add(s.closed_id ? id_value(*s.closed_id) | id_target(*s.closed_id) : kNone);
     if (exact_ids_)
       out.add(static_cast<std::uint32_t>(fc.idr_next));
-    // Calls pending an await, in creation order (woken calls run in that order).
+  }
+
+  // Calls pending an await, in creation order (woken calls run in that order); writes waiting
+  // for an inode lock; without the reduction, the names themselves.
+  void serialize_calls(const Model &m, const SimExecutor &ex, const Live &live, const Canon &c,
+                       Hasher &out) {
+    const std::size_t nw = m.writes.size(), nt = m.tasks.size();
     out.add(0x7a);
     for (std::uint32_t t = 0; t < nt; ++t)
       if (task_pending_[t]) {

@@ -276,7 +276,7 @@ private:
     const bool declared = !handles_.empty();
     bool any_writable = false;
     for (int h : open)
-      any_writable = any_writable || handles_[static_cast<std::size_t>(h)].access != AccessMode::ReadOnly;
+      any_writable |= handles_[static_cast<std::size_t>(h)].access != AccessMode::ReadOnly;
     // Without a live id, registering one is the likeliest next step, unless registrations keep
     // failing (passthrough was not negotiated, or the device is gone).
     set(Act::BackingOpen, have_live_id ? 4 : failed_backing_opens_ >= 2 ? 1 : 12);

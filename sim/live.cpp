@@ -28,7 +28,9 @@ void SlotSet::erase(int slot) {
   --size_;
 }
 
-Live::Live(const Names &names) { bindings_.backing_ids.assign(names.backings.size(), std::nullopt); }
+Live::Live(const Names &names) {
+  bindings_.backing_ids.assign(names.backings.size(), std::nullopt);
+}
 
 void IdIndex::add(std::int32_t id, int name) {
   const Entry e{id, name};
@@ -40,8 +42,8 @@ void IdIndex::add(std::int32_t id, int name) {
 }
 
 void IdIndex::compact() {
-  v_.erase(std::remove_if(v_.begin(), v_.end(), [](const Entry &e) { return e.name == kTombstone; }),
-           v_.end());
+  const auto dead = [](const Entry &e) { return e.name == kTombstone; };
+  v_.erase(std::remove_if(v_.begin(), v_.end(), dead), v_.end());
   dead_ = 0;
 }
 
