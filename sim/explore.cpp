@@ -104,6 +104,44 @@ struct Action {
   NameKind await_kind = NameKind::Handle;
 };
 
+// An open's reply and access mode (rdwr for the replies with parallel_direct_writes).
+void set_reply(const Action &a, const XState &x, Statement &s) {
+  ReplySpec &r = s.reply;
+  s.access = AccessMode::ReadOnly;
+  switch (a.reply) {
+  case Reply::Cached:
+    break;
+  case Reply::Dio:
+    r.flags = reply_flag::DIRECT_IO;
+    break;
+  case Reply::DioPdw:
+    r.flags = reply_flag::DIRECT_IO | reply_flag::PARALLEL_DIRECT_WRITES;
+    s.access = AccessMode::ReadWrite;
+    break;
+  case Reply::Pt:
+    r.flags = reply_flag::PASSTHROUGH;
+    r.id_kind = ReplySpec::IdKind::Name;
+    r.backing = a.backing;
+    break;
+  case Reply::PtDioPdw:
+    r.flags = reply_flag::PASSTHROUGH | reply_flag::DIRECT_IO | reply_flag::PARALLEL_DIRECT_WRITES;
+    r.id_kind = ReplySpec::IdKind::Name;
+    r.backing = a.backing;
+    s.access = AccessMode::ReadWrite;
+    break;
+  case Reply::PtId0:
+    r.flags = reply_flag::PASSTHROUGH;
+    r.id_kind = ReplySpec::IdKind::Literal;
+    r.literal_id = 0;
+    break;
+  case Reply::PtClosed:
+    r.flags = reply_flag::PASSTHROUGH;
+    r.id_kind = ReplySpec::IdKind::Literal;
+    r.literal_id = x.closed_id.value_or(0);
+    break;
+  }
+}
+
 Statement to_statement(const Action &a, const XState &x) {
   Statement s;
   s.op = a.op;
@@ -116,46 +154,11 @@ Statement to_statement(const Action &a, const XState &x) {
   case Op::BackingClose:
     s.backing = a.slot;
     break;
-  case Op::Open: {
+  case Op::Open:
     s.handle = a.slot;
     s.file = a.file;
-    ReplySpec &r = s.reply;
-    s.access = AccessMode::ReadOnly;
-    switch (a.reply) {
-    case Reply::Cached:
-      break;
-    case Reply::Dio:
-      r.flags = reply_flag::DIRECT_IO;
-      break;
-    case Reply::DioPdw:
-      r.flags = reply_flag::DIRECT_IO | reply_flag::PARALLEL_DIRECT_WRITES;
-      s.access = AccessMode::ReadWrite;
-      break;
-    case Reply::Pt:
-      r.flags = reply_flag::PASSTHROUGH;
-      r.id_kind = ReplySpec::IdKind::Name;
-      r.backing = a.backing;
-      break;
-    case Reply::PtDioPdw:
-      r.flags =
-          reply_flag::PASSTHROUGH | reply_flag::DIRECT_IO | reply_flag::PARALLEL_DIRECT_WRITES;
-      r.id_kind = ReplySpec::IdKind::Name;
-      r.backing = a.backing;
-      s.access = AccessMode::ReadWrite;
-      break;
-    case Reply::PtId0:
-      r.flags = reply_flag::PASSTHROUGH;
-      r.id_kind = ReplySpec::IdKind::Literal;
-      r.literal_id = 0;
-      break;
-    case Reply::PtClosed:
-      r.flags = reply_flag::PASSTHROUGH;
-      r.id_kind = ReplySpec::IdKind::Literal;
-      r.literal_id = x.closed_id.value_or(0);
-      break;
-    }
+    set_reply(a, x, s);
     break;
-  }
   case Op::Close:
     s.handle = a.slot;
     break;
@@ -221,90 +224,94 @@ bool inode_blank(const FuseInode &fi) {
 // connection dead (ENOENT/ENOTCONN before LOOKUP), ioctls on a closed /dev/fuse (EBADF), an
 // abort of a dead connection, an await of a call still asleep (blocks again), and opens of a
 // second mount file in its initial state (the same, up to renaming, as opening the first).
-void enumerate(const XState &s, const ExploreOptions &o, std::vector<Action> &out) {
-  out.clear();
+Action action(Op op, int slot = -1) {
+  Action a;
+  a.op = op;
+  a.slot = static_cast<std::int8_t>(slot);
+  return a;
+}
+
+void offer_ids(const XState &s, const ExploreOptions &o, std::vector<Action> &out) {
+  const Live &live = s.live;
+  if (!live.dev_open())
+    return;
+  if (live.registered().size() < o.ids)
+    for (int i = 0; i < o.inodes; ++i) {
+      Action a = action(Op::BackingOpen, live.declared(NameKind::Backing));
+      a.file = static_cast<std::int8_t>(i);
+      out.push_back(a);
+    }
+  live.registered().for_each([&](int k) { out.push_back(action(Op::BackingClose, k)); });
+}
+
+// Inodes in their initial state are interchangeable: only the first of them is opened.
+bool inode_in_initial_state(const Model &m, int i) {
+  bool blank = true;
+  for (const FuseInode &fi : m.inodes)
+    if (fi.name == static_cast<std::uint32_t>(i))
+      blank = inode_blank(fi);
+  if (blank)
+    for (const FuseFile &ff : m.files)
+      if (!ff.released && m.inode(ff.inode).name == static_cast<std::uint32_t>(i))
+        blank = false;
+  return blank;
+}
+
+void offer_opens_of(const XState &s, int file, std::vector<Action> &out) {
+  Action a = action(Op::Open, s.live.declared(NameKind::Handle));
+  a.file = static_cast<std::int8_t>(file);
+  for (Reply r : {Reply::Cached, Reply::Dio, Reply::DioPdw}) {
+    a.reply = r;
+    out.push_back(a);
+  }
+  s.live.registered().for_each([&](int k) {
+    a.backing = static_cast<std::int8_t>(k);
+    for (Reply r : {Reply::Pt, Reply::PtDioPdw}) {
+      a.reply = r;
+      out.push_back(a);
+    }
+  });
+  a.backing = -1;
+  a.reply = Reply::PtId0;
+  out.push_back(a);
+  if (s.closed_id) {
+    a.reply = Reply::PtClosed;
+    out.push_back(a);
+  }
+}
+
+void offer_opens(const XState &s, const ExploreOptions &o, std::vector<Action> &out) {
   const Live &live = s.live;
   const Model &m = s.mut.model();
-  if (live.dev_open() && live.registered().size() < o.ids)
-    for (int i = 0; i < o.inodes; ++i) {
-      Action a;
-      a.op = Op::BackingOpen;
-      a.slot = static_cast<std::int8_t>(live.declared(NameKind::Backing));
-      a.file = static_cast<std::int8_t>(i);
-      out.push_back(a);
-    }
-  if (live.dev_open())
-    live.registered().for_each([&](int k) {
-      Action a;
-      a.op = Op::BackingClose;
-      a.slot = static_cast<std::int8_t>(k);
-      out.push_back(a);
-    });
   const int opens = live.handles().size() + live.blocked(NameKind::Handle).size();
-  if (m.fc.mounted && m.fc.connected && opens < o.files) {
-    bool blank_offered = false;
-    for (int i = 0; i < o.inodes; ++i) {
-      // Inodes in their initial state are interchangeable: open only the first of them.
-      if (o.symmetry) {
-        bool blank = true;
-        for (const FuseInode &fi : m.inodes)
-          if (fi.name == static_cast<std::uint32_t>(i))
-            blank = inode_blank(fi);
-        if (blank)
-          for (const FuseFile &ff : m.files)
-            if (!ff.released && m.inode(ff.inode).name == static_cast<std::uint32_t>(i))
-              blank = false;
-        if (blank && blank_offered)
-          continue;
-        blank_offered = blank_offered || blank;
-      }
-      Action a;
-      a.op = Op::Open;
-      a.slot = static_cast<std::int8_t>(live.declared(NameKind::Handle));
-      a.file = static_cast<std::int8_t>(i);
-      for (Reply r : {Reply::Cached, Reply::Dio, Reply::DioPdw}) {
-        a.reply = r;
-        out.push_back(a);
-      }
-      live.registered().for_each([&](int k) {
-        a.backing = static_cast<std::int8_t>(k);
-        for (Reply r : {Reply::Pt, Reply::PtDioPdw}) {
-          a.reply = r;
-          out.push_back(a);
-        }
-      });
-      a.backing = -1;
-      a.reply = Reply::PtId0;
-      out.push_back(a);
-      if (s.closed_id) {
-        a.reply = Reply::PtClosed;
-        out.push_back(a);
-      }
+  if (!m.fc.mounted || !m.fc.connected || opens >= o.files)
+    return;
+  bool blank_offered = false;
+  for (int i = 0; i < o.inodes; ++i) {
+    if (o.symmetry) {
+      const bool blank = inode_in_initial_state(m, i);
+      if (blank && blank_offered)
+        continue;
+      blank_offered = blank_offered || blank;
     }
+    offer_opens_of(s, i, out);
   }
-  live.handles().for_each([&](int h) {
-    Action a;
-    a.op = Op::Close;
-    a.slot = static_cast<std::int8_t>(h);
-    out.push_back(a);
-  });
+}
+
+void offer_on_handles(const XState &s, const ExploreOptions &o, std::vector<Action> &out) {
+  const Live &live = s.live;
+  const Model &m = s.mut.model();
+  live.handles().for_each([&](int h) { out.push_back(action(Op::Close, h)); });
   if (live.mappings().size() + live.blocked(NameKind::Mapping).size() < o.mappings)
     live.handles().for_each([&](int h) {
       for (bool shared : {true, false}) {
-        Action a;
-        a.op = Op::Mmap;
-        a.slot = static_cast<std::int8_t>(live.declared(NameKind::Mapping));
+        Action a = action(Op::Mmap, live.declared(NameKind::Mapping));
         a.handle = static_cast<std::int8_t>(h);
         a.shared = shared;
         out.push_back(a);
       }
     });
-  live.mappings().for_each([&](int mp) {
-    Action a;
-    a.op = Op::Munmap;
-    a.slot = static_cast<std::int8_t>(mp);
-    out.push_back(a);
-  });
+  live.mappings().for_each([&](int mp) { out.push_back(action(Op::Munmap, mp)); });
   if (live.writes().size() + live.blocked(NameKind::Write).size() < o.writes)
     live.handles().for_each([&](int h) {
       const std::optional<FileId> f = s.mut.fd(h);
@@ -313,43 +320,37 @@ void enumerate(const XState &s, const ExploreOptions &o, std::vector<Action> &ou
       const FuseFile &ff = m.file(*f);
       if (!(ff.open_flags & fopen::DIRECT_IO) || ff.f_flags.access == AccessMode::ReadOnly)
         return;
-      Action a;
-      a.op = Op::WriteBegin;
-      a.slot = static_cast<std::int8_t>(live.declared(NameKind::Write));
+      Action a = action(Op::WriteBegin, live.declared(NameKind::Write));
       a.handle = static_cast<std::int8_t>(h);
       out.push_back(a);
     });
-  live.writes().for_each([&](int w) {
-    Action a;
-    a.op = Op::WriteEnd;
-    a.slot = static_cast<std::int8_t>(w);
-    out.push_back(a);
-  });
+  live.writes().for_each([&](int w) { out.push_back(action(Op::WriteEnd, w)); });
+}
+
+void offer_ends(const XState &s, std::vector<Action> &out) {
+  const Model &m = s.mut.model();
   // Awaits in replay's order of blocked names (handles, mappings, writes).
   s.mut.for_each_pending([&](NameKind k, int slot, TaskId t) {
-    if (!live.blocked(k).contains(slot) || !m.tasks.at(idx(t)).done)
+    if (!s.live.blocked(k).contains(slot) || !m.tasks.at(idx(t)).done)
       return;
-    Action a;
-    a.op = Op::Await;
+    Action a = action(Op::Await, slot);
     a.await_kind = k;
-    a.slot = static_cast<std::int8_t>(slot);
     out.push_back(a);
   });
-  if (m.fc.sb_alive && m.fc.connected) {
-    Action a;
-    a.op = Op::Abort;
-    out.push_back(a);
-  }
-  if (m.fc.mounted) {
-    Action a;
-    a.op = Op::Umount;
-    out.push_back(a);
-  }
-  if (live.dev_open()) {
-    Action a;
-    a.op = Op::DevClose;
-    out.push_back(a);
-  }
+  if (m.fc.sb_alive && m.fc.connected)
+    out.push_back(action(Op::Abort));
+  if (m.fc.mounted)
+    out.push_back(action(Op::Umount));
+  if (s.live.dev_open())
+    out.push_back(action(Op::DevClose));
+}
+
+void enumerate(const XState &s, const ExploreOptions &o, std::vector<Action> &out) {
+  out.clear();
+  offer_ids(s, o, out);
+  offer_opens(s, o, out);
+  offer_on_handles(s, o, out);
+  offer_ends(s, out);
 }
 
 struct StepReport {
@@ -1124,12 +1125,31 @@ public:
   }
 
   ExploreResult run() {
-    const auto t0 = std::chrono::steady_clock::now();
-    auto elapsed = [&] {
-      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    };
+    t0_ = std::chrono::steady_clock::now();
     ExploreResult res;
-    // Roots: after init, without and with direct_io_allow_mmap.
+    bool ended = add_roots(res);
+    for (int d = 0; !ended && d < o_.depth; ++d)
+      ended = expand_level(d, res);
+    if (!ended) {
+      res.complete = true;
+      finish(res);
+    }
+    return res;
+  }
+
+private:
+  struct At {
+    std::uint32_t index; // node index in level `depth - 1` (or root index at depth 0)
+    std::uint32_t action;
+    int depth = 0; // 0: a root
+  };
+
+  double elapsed() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+
+  // Roots: after init, without and with direct_io_allow_mmap. True once the search ended.
+  bool add_roots(ExploreResult &res) {
     levels_.emplace_back();
     for (bool dio : {false, true}) {
       if (!(dio ? o_.init_dio_mmap : o_.init_plain))
@@ -1145,14 +1165,14 @@ public:
       const auto root = static_cast<std::uint32_t>(roots_.size());
       roots_.push_back(s);
       if (auto f = step_failure(r, init_statement(dio)))
-        return finish(res, elapsed(), *f, {root, 0});
+        return finish(res, *f, {root, 0});
       const std::uint64_t h = enc_.hash(s);
       if (!visited_.insert(h))
         continue;
       if (o_.check_merges)
         signatures_[h] = signature(s);
       if (auto f = drain_failure(s))
-        return finish(res, elapsed(), *f, {root, 0});
+        return finish(res, *f, {root, 0});
       levels_[0].push_back(Node{root, 0});
       if (o_.on_state)
         o_.on_state(path_trace({root, 0}, ""));
@@ -1160,63 +1180,64 @@ public:
     res.level_states.push_back(levels_[0].size());
     res.depth_completed = 0;
     report_level(res, 0, elapsed());
-    std::vector<Action> actions;
-    for (int d = 0; d < o_.depth; ++d) {
-      std::vector<Node> next;
-      const std::vector<Node> &cur = levels_[static_cast<std::size_t>(d)];
-      for (std::uint32_t i = 0; i < cur.size(); ++i) {
-        const XState &s = rebuild(d, i);
-        enumerate(s, o_, actions);
-        for (std::uint32_t a = 0; a < actions.size(); ++a) {
-          XState t = s;
-          const Statement st = to_statement(actions[a], t);
-          StepReport r;
-          apply(t, st, &r);
-          transitions_++;
-          if (o_.on_transition)
-            o_.on_transition(s.mut.model(), st, r.out, t.mut.model());
-          if (auto f = o_.stop_at_violation ? step_failure(r, st) : std::nullopt)
-            return finish(res, elapsed(), *f, {i, a, d + 1});
-          const std::uint64_t h = enc_.hash(t);
-          if (!visited_.insert(h)) {
-            if (o_.check_merges)
-              check_merge(t, h, res);
-            continue;
-          }
-          if (o_.check_merges)
-            signatures_[h] = signature(t);
-          if (d + 1 == o_.shard_depth && o_.shard_count > 1 &&
-              h % static_cast<std::uint64_t>(o_.shard_count) !=
-                  static_cast<std::uint64_t>(o_.shard_index))
-            continue;
-          if (auto f = o_.stop_at_violation ? drain_failure(t) : std::nullopt)
-            return finish(res, elapsed(), *f, {i, a, d + 1});
-          next.push_back(Node{i, static_cast<std::uint16_t>(a)});
-          if (o_.on_state)
-            o_.on_state(path_trace({i, a, d + 1}, ""));
-          if (o_.max_states && stored() >= o_.max_states) {
-            levels_.push_back(std::move(next));
-            res.level_states.push_back(levels_.back().size());
-            return finish(res, elapsed());
-          }
-        }
-      }
-      next.shrink_to_fit();
-      levels_.push_back(std::move(next));
-      res.level_states.push_back(levels_.back().size());
-      res.depth_completed = d + 1;
-      report_level(res, d + 1, elapsed());
-    }
-    res.complete = true;
-    return finish(res, elapsed());
+    return false;
   }
 
-private:
-  struct At {
-    std::uint32_t index; // node index in level `depth - 1` (or root index at depth 0)
-    std::uint32_t action;
-    int depth = 0; // 0: a root
-  };
+  // Level d + 1 from level d. True once the search ended.
+  bool expand_level(int d, ExploreResult &res) {
+    std::vector<Node> next;
+    std::vector<Action> actions;
+    const std::size_t n = levels_[static_cast<std::size_t>(d)].size();
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const XState &s = rebuild(d, i);
+      enumerate(s, o_, actions);
+      for (std::uint32_t a = 0; a < actions.size(); ++a)
+        if (take(s, actions[a], {i, a, d + 1}, next, res))
+          return true;
+    }
+    next.shrink_to_fit();
+    levels_.push_back(std::move(next));
+    res.level_states.push_back(levels_.back().size());
+    res.depth_completed = d + 1;
+    report_level(res, d + 1, elapsed());
+    return false;
+  }
+
+  // One transition from s; a new state joins `next`. True once the search ended.
+  bool take(const XState &s, const Action &action, At at, std::vector<Node> &next,
+            ExploreResult &res) {
+    XState t = s;
+    const Statement st = to_statement(action, t);
+    StepReport r;
+    apply(t, st, &r);
+    transitions_++;
+    if (o_.on_transition)
+      o_.on_transition(s.mut.model(), st, r.out, t.mut.model());
+    if (auto f = o_.stop_at_violation ? step_failure(r, st) : std::nullopt)
+      return finish(res, *f, at);
+    const std::uint64_t h = enc_.hash(t);
+    if (!visited_.insert(h)) {
+      if (o_.check_merges)
+        check_merge(t, h, res);
+      return false;
+    }
+    if (o_.check_merges)
+      signatures_[h] = signature(t);
+    if (at.depth == o_.shard_depth && o_.shard_count > 1 &&
+        h % static_cast<std::uint64_t>(o_.shard_count) != static_cast<std::uint64_t>(o_.shard_index))
+      return false;
+    if (auto f = o_.stop_at_violation ? drain_failure(t) : std::nullopt)
+      return finish(res, *f, at);
+    next.push_back(Node{at.index, static_cast<std::uint16_t>(at.action)});
+    if (o_.on_state)
+      o_.on_state(path_trace(at, ""));
+    if (!o_.max_states || stored() < o_.max_states)
+      return false;
+    levels_.push_back(std::move(next));
+    res.level_states.push_back(levels_.back().size());
+    finish(res);
+    return true;
+  }
 
   // What a state does one step ahead, up to renaming: the set of (outcome, successor hash)
   // over every action. A set, not a multiset: "no closed id yet" and "a closed id, now
@@ -1266,22 +1287,22 @@ private:
       o_.on_level(d, stored(), transitions_, secs);
   }
 
-  ExploreResult finish(ExploreResult &res, double secs) {
+  void finish(ExploreResult &res) {
     res.states = stored();
     res.transitions = transitions_;
-    res.seconds = secs;
+    res.seconds = elapsed();
     std::size_t nodes = 0;
     for (const auto &l : levels_)
       nodes += l.capacity();
     res.bytes_per_state =
         res.states ? static_cast<double>(visited_.bytes() + nodes * sizeof(Node)) / res.states : 0;
-    return std::move(res);
   }
 
-  ExploreResult finish(ExploreResult &res, double secs, const ExploreFailure &f, At at) {
-    finish(res, secs);
+  // Ends the search at a failure; true, for the callers that stop on it.
+  bool finish(ExploreResult &res, const ExploreFailure &f, At at) {
+    finish(res);
     res.counterexample = counterexample(f, at);
-    return std::move(res);
+    return true;
   }
 
   std::optional<ExploreFailure> step_failure(const StepReport &r, const Statement &st) const {
@@ -1490,6 +1511,7 @@ private:
   std::vector<std::optional<XState>> cache_;
   std::vector<std::uint32_t> cache_ids_, chain_;
   std::uint32_t cache_root_ = kNone;
+  std::chrono::steady_clock::time_point t0_;
 };
 
 } // namespace
