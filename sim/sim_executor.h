@@ -59,7 +59,19 @@ private:
     int handle = -1;
   };
 
+  // Why a statement cannot run now (nothing happens then), or nullopt.
+  std::optional<std::string> sleeping_call_limit() const;
+  std::optional<std::string> unrunnable(const Statement &s, const Bindings &bindings) const;
+  Outcome run(const Statement &s, const Bindings &bindings);
+  Outcome backing_open(const Statement &s);
+  Outcome on_fd(const Statement &s);
+  Outcome returned(const Statement &s, const model::SysResult &r);
   Outcome open_like(const Statement &s, const Bindings &bindings);
+  // What a check finds to differ ("" when it passes).
+  std::string check_inode(const CheckSpec &c) const;
+  std::string check_backing(const CheckSpec &c) const;
+  std::string check_file(const CheckSpec &c) const;
+  std::string check_conn(const CheckSpec &c) const;
   Outcome await(const Statement &s);
   std::optional<model::OpenReply> to_reply(const ReplySpec &r, const Bindings &bindings,
                                            std::string *why) const;

@@ -397,28 +397,8 @@ void KernelExecutor::fault_after_step(const Outcome &o) {
 
 Outcome KernelExecutor::run_step(const Statement &s, const sim::Bindings &bindings) {
   switch (s.op) {
-  case Op::Init: {
-    InitConfig c;
-    c.passthrough = s.init.passthrough;
-    c.max_stack_depth = static_cast<std::uint32_t>(s.init.max_stack_depth);
-    c.writeback_cache = s.init.writeback_cache;
-    c.direct_io_allow_mmap = s.init.direct_io_allow_mmap;
-    c.no_init_ext = s.init.no_init_ext;
-    std::string err;
-    const int rc = server_->mount(dirs_.mnt, c, err);
-    if (rc != 0) {
-      note("harness", "mount: " + err);
-      // As after umount: with nothing mounted, a path walk must fail (ENOENT), not reach the bare
-      // directory underneath, which is the host's: a create would write into /tmp. EBUSY: a mount
-      // from an earlier init is still there.
-      if (rmdir(dirs_.mnt.c_str()) != 0 && errno != ENOENT && errno != EBUSY)
-        note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after a failed mount", errno));
-      return Outcome::errno_(-rc);
-    }
-    mounted_once_ = true;
-    writeback_cache_ = s.init.writeback_cache;
-    return Outcome::ok();
-  }
+  case Op::Init:
+    return init(s);
   case Op::BackingOpen:
     return backing_open(s);
   case Op::BackingClose:
@@ -433,71 +413,109 @@ Outcome KernelExecutor::run_step(const Statement &s, const sim::Bindings &bindin
     return write(s);
   case Op::Mmap:
     return mmap(s);
-  case Op::Munmap: {
-    std::shared_ptr<Mapper> &m = maps_.at(static_cast<std::size_t>(s.mapping));
-    if (!m || !m->mapped)
-      return Outcome::ok(); // munmap of a range that is not mapped succeeds and does nothing
-    const int e = unmap(*m, options_.long_deadline);
-    if (e == ETIMEDOUT) {
-      note("harness", "munmap did not return");
-      return blocks();
-    }
-    m.reset();
-    return e == 0 ? Outcome::ok() : Outcome::errno_(e);
-  }
-  case Op::Close: {
-    int &fd = fds_.at(static_cast<std::size_t>(s.handle));
-    const int f = fd;
-    fd = -1; // the fd is gone whatever close(2) returns
-    auto call = start([f] {
-      CallResult r;
-      const SysResult sr = sys_result(::close(f));
-      r.ret = sr.ret;
-      r.err = sr.err;
-      return r;
-    });
-    std::optional<CallResult> r = call->wait(options_.long_deadline);
-    if (!r) {
-      abandoned_.push_back(call);
-      return blocks();
-    }
-    return r->err ? Outcome::errno_(r->err) : Outcome::ok();
-  }
+  case Op::Munmap:
+    return munmap_mapping(s);
+  case Op::Close:
+    return close_handle(s);
   case Op::WriteBegin:
     return write_begin(s);
   case Op::WriteEnd:
     return write_end(s);
   case Op::Await:
     return await(s);
-  case Op::Abort: {
-    std::string err;
-    const int rc = server_->abort(err);
-    // ENOENT is the kernel's answer once the superblock is gone (its fusectl directory with it).
-    if (rc != 0 && rc != -ENOENT)
-      note("harness", "abort: " + err);
-    if (rc != 0)
-      return Outcome::errno_(-rc);
-    return Outcome::ok();
-  }
-  case Op::Umount: {
-    const int rc = server_->umount(s.detach);
-    if (rc != 0)
-      return Outcome::errno_(-rc);
-    // A path walk after umount must fail as on a vanished mount (the model's ENOENT), not reach
-    // the bare directory underneath: opendir would open it and create would write into it.
-    if (rmdir(dirs_.mnt.c_str()) != 0)
-      note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after umount", errno));
-    return Outcome::ok();
-  }
-  case Op::DevClose: {
-    const int rc = server_->dev_close();
-    // The connection is gone: writes the server held die with it, their write(2) returns.
-    return rc == 0 ? Outcome::ok() : Outcome::errno_(-rc);
-  }
+  case Op::Abort:
+    return abort_connection();
+  case Op::Umount:
+    return unmount(s);
+  case Op::DevClose:
+    return dev_close();
   case Op::Check:
     FPSIM_UNREACHABLE("a check statement reached step(); checks go through check()");
   }
   FPSIM_UNREACHABLE("a statement op outside the enum");
+}
+
+Outcome KernelExecutor::init(const Statement &s) {
+  InitConfig c;
+  c.passthrough = s.init.passthrough;
+  c.max_stack_depth = static_cast<std::uint32_t>(s.init.max_stack_depth);
+  c.writeback_cache = s.init.writeback_cache;
+  c.direct_io_allow_mmap = s.init.direct_io_allow_mmap;
+  c.no_init_ext = s.init.no_init_ext;
+  std::string err;
+  const int rc = server_->mount(dirs_.mnt, c, err);
+  if (rc != 0) {
+    note("harness", "mount: " + err);
+    // As after umount: with nothing mounted, a path walk must fail (ENOENT), not reach the bare
+    // directory underneath, which is the host's: a create would write into /tmp. EBUSY: a mount
+    // from an earlier init is still there.
+    if (rmdir(dirs_.mnt.c_str()) != 0 && errno != ENOENT && errno != EBUSY)
+      note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after a failed mount", errno));
+    return Outcome::errno_(-rc);
+  }
+  mounted_once_ = true;
+  writeback_cache_ = s.init.writeback_cache;
+  return Outcome::ok();
+}
+
+Outcome KernelExecutor::munmap_mapping(const Statement &s) {
+  std::shared_ptr<Mapper> &m = maps_.at(static_cast<std::size_t>(s.mapping));
+  if (!m || !m->mapped)
+    return Outcome::ok(); // munmap of a range that is not mapped succeeds and does nothing
+  const int e = unmap(*m, options_.long_deadline);
+  if (e == ETIMEDOUT) {
+    note("harness", "munmap did not return");
+    return blocks();
+  }
+  m.reset();
+  return e == 0 ? Outcome::ok() : Outcome::errno_(e);
+}
+
+Outcome KernelExecutor::close_handle(const Statement &s) {
+  int &fd = fds_.at(static_cast<std::size_t>(s.handle));
+  const int f = fd;
+  fd = -1; // the fd is gone whatever close(2) returns
+  auto call = start([f] {
+    CallResult r;
+    const SysResult sr = sys_result(::close(f));
+    r.ret = sr.ret;
+    r.err = sr.err;
+    return r;
+  });
+  std::optional<CallResult> r = call->wait(options_.long_deadline);
+  if (!r) {
+    abandoned_.push_back(call);
+    return blocks();
+  }
+  return r->err ? Outcome::errno_(r->err) : Outcome::ok();
+}
+
+Outcome KernelExecutor::abort_connection() {
+  std::string err;
+  const int rc = server_->abort(err);
+  // ENOENT is the kernel's answer once the superblock is gone (its fusectl directory with it).
+  if (rc != 0 && rc != -ENOENT)
+    note("harness", "abort: " + err);
+  if (rc != 0)
+    return Outcome::errno_(-rc);
+  return Outcome::ok();
+}
+
+Outcome KernelExecutor::unmount(const Statement &s) {
+  const int rc = server_->umount(s.detach);
+  if (rc != 0)
+    return Outcome::errno_(-rc);
+  // A path walk after umount must fail as on a vanished mount (the model's ENOENT), not reach
+  // the bare directory underneath: opendir would open it and create would write into it.
+  if (rmdir(dirs_.mnt.c_str()) != 0)
+    note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after umount", errno));
+  return Outcome::ok();
+}
+
+Outcome KernelExecutor::dev_close() {
+  const int rc = server_->dev_close();
+  // The connection is gone: writes the server held die with it, their write(2) returns.
+  return rc == 0 ? Outcome::ok() : Outcome::errno_(-rc);
 }
 
 // ---- ioctls ---------------------------------------------------------------------------------------

@@ -99,6 +99,12 @@ private:
   void fault_before_step();
   void fault_after_step(const sim::Outcome &o);
   std::function<void(const std::string &)> fault_hook() const;
+  sim::Outcome init(const sim::Statement &s);
+  sim::Outcome munmap_mapping(const sim::Statement &s);
+  sim::Outcome close_handle(const sim::Statement &s);
+  sim::Outcome abort_connection();
+  sim::Outcome unmount(const sim::Statement &s);
+  sim::Outcome dev_close();
   sim::Outcome open_like(const sim::Statement &s, const sim::Bindings &bindings);
   sim::Outcome backing_open(const sim::Statement &s);
   sim::Outcome backing_close(const sim::Statement &s, const sim::Bindings &bindings);
