@@ -38,6 +38,7 @@
 // out is above every id it handed out before, whichever path came first.
 #include "sim/explore.h"
 
+#include "base/assert.h"
 #include "sim/live.h"
 #include "sim/parser.h"
 #include "sim/printer.h"
@@ -1525,7 +1526,7 @@ std::string_view counterexample_kind_name(Counterexample::Kind k) {
   case Counterexample::Kind::Divergence:
     return "divergence";
   }
-  return "?";
+  FPSIM_UNREACHABLE("a counterexample kind outside the enum");
 }
 
 std::optional<std::string> validate(const ExploreOptions &o) {

@@ -1,5 +1,6 @@
 #include "sim/fuzz.h"
 
+#include "base/assert.h"
 #include "sim/parser.h"
 #include "sim/printer.h"
 #include "sim/replay.h"
@@ -26,7 +27,7 @@ std::string_view fuzz_failure_kind_name(FuzzFailure::Kind k) {
   case FuzzFailure::Kind::Divergence:
     return "divergence";
   }
-  return "?";
+  FPSIM_UNREACHABLE("a fuzz failure kind outside the enum");
 }
 
 std::string FuzzFailure::signature() const {

@@ -55,7 +55,7 @@ BackingFdKind fd_kind(SourceKind k) {
   case SourceKind::BadFd:
     return BackingFdKind::BadFd;
   }
-  return BackingFdKind::BadFd;
+  FPSIM_UNREACHABLE("a backing source outside the enum");
 }
 
 template <typename T> void grow(std::vector<T> &v, std::size_t n) {

@@ -67,7 +67,7 @@ int access_flags(sim::AccessMode a) {
   case sim::AccessMode::ReadWrite:
     return O_RDWR;
   }
-  return O_RDONLY;
+  FPSIM_UNREACHABLE("an access mode outside the enum");
 }
 
 // Drops CAP_SYS_ADMIN from the calling thread's effective set (capabilities are per thread; the raw
@@ -625,7 +625,7 @@ std::optional<std::int32_t> KernelExecutor::reply_id(const sim::ReplySpec &r, co
   case sim::ReplySpec::IdKind::Name:
     return bindings.id(r.backing, trace_->names, why);
   }
-  return 0;
+  FPSIM_UNREACHABLE("a reply id kind outside the enum");
 }
 
 OpenReply KernelExecutor::to_reply(const sim::ReplySpec &r, std::int32_t id) const {
