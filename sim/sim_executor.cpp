@@ -379,49 +379,32 @@ Outcome SimExecutor::backing_open(const Statement &s) {
   return out;
 }
 
-// A call on the handle's fd (EBADF without one); one that sleeps waits for an await.
+// A call on the handle's fd (EBADF without one): read, write, write_begin, mmap or close. One
+// that sleeps waits for an await.
 Outcome SimExecutor::on_fd(const Statement &s) {
   Model &m = *m_;
   std::optional<FileId> &fd = fds_[static_cast<std::size_t>(s.handle)];
   if (!fd)
     return Outcome::errno_(EBADF);
-  SysResult r;
-  switch (s.op) {
-  case Op::Read:
-    r = fuse_file_read_iter(m, *fd);
-    break;
-  case Op::Write:
-  case Op::WriteBegin:
-    r = fuse_file_write_iter(m, *fd, s.op == Op::WriteBegin);
-    if (r.write) {
-      grow(names_.writes, m.writes.size());
-      names_.writes[idx(*r.write)] =
-          s.op == Op::WriteBegin ? trace_->names.writes.at(static_cast<std::size_t>(s.write))
-                                 : "write";
-    }
-    break;
-  case Op::Mmap:
-    r = fuse_file_mmap(m, *fd, s.shared);
-    break;
-  case Op::Close: {
+  if (s.op == Op::Close) {
     const Outcome out = from_errno_or(fuse_close_fd(m, *fd), Outcome::ok());
     fd.reset();
     return out;
   }
-  case Op::Init:
-  case Op::BackingOpen:
-  case Op::BackingClose:
-  case Op::Open:
-  case Op::Create:
-  case Op::Opendir:
-  case Op::Munmap:
-  case Op::WriteEnd:
-  case Op::Await:
-  case Op::Abort:
-  case Op::Umount:
-  case Op::DevClose:
-  case Op::Check:
-    FPSIM_UNREACHABLE("a statement without a handle's fd reached on_fd()");
+  const bool held = s.op == Op::WriteBegin;
+  SysResult r;
+  if (s.op == Op::Read) {
+    r = fuse_file_read_iter(m, *fd);
+  } else if (s.op == Op::Mmap) {
+    r = fuse_file_mmap(m, *fd, s.shared);
+  } else {
+    FPSIM_ASSERT(s.op == Op::Write || held, "on_fd() is for calls on a handle's fd");
+    r = fuse_file_write_iter(m, *fd, held);
+    if (r.write) {
+      grow(names_.writes, m.writes.size());
+      names_.writes[idx(*r.write)] =
+          held ? trace_->names.writes.at(static_cast<std::size_t>(s.write)) : "write";
+    }
   }
   if (r.blocked) {
     pending_[blocked_name(s)] = Pending{*r.task, s.op, s.handle};
@@ -429,43 +412,16 @@ Outcome SimExecutor::on_fd(const Statement &s) {
     out.kind = Outcome::Kind::Blocks;
     return out;
   }
-  return returned(s, r);
-}
-
-// What a call that did not sleep binds (a held write, a mapping) and returns.
-Outcome SimExecutor::returned(const Statement &s, const SysResult &r) {
-  switch (s.op) {
-  case Op::WriteBegin:
-    if (r.write)
-      writes_[static_cast<std::size_t>(s.write)] = *r.write;
+  if (held && r.write)
+    writes_[static_cast<std::size_t>(s.write)] = *r.write;
+  if (s.op != Op::Mmap)
     return route_outcome(r);
-  case Op::Mmap:
-    if (r.vma) {
-      vmas_[static_cast<std::size_t>(s.mapping)] = *r.vma;
-      grow(names_.vmas, m_->vmas.size());
-      names_.vmas[idx(*r.vma)] = trace_->names.mappings.at(static_cast<std::size_t>(s.mapping));
-    }
-    return from_errno_or(r, Outcome::ok());
-  case Op::Read:
-  case Op::Write:
-    return route_outcome(r);
-  case Op::Init:
-  case Op::BackingOpen:
-  case Op::BackingClose:
-  case Op::Open:
-  case Op::Create:
-  case Op::Opendir:
-  case Op::Munmap:
-  case Op::Close:
-  case Op::WriteEnd:
-  case Op::Await:
-  case Op::Abort:
-  case Op::Umount:
-  case Op::DevClose:
-  case Op::Check:
-    break;
+  if (r.vma) {
+    vmas_[static_cast<std::size_t>(s.mapping)] = *r.vma;
+    grow(names_.vmas, m.vmas.size());
+    names_.vmas[idx(*r.vma)] = trace_->names.mappings.at(static_cast<std::size_t>(s.mapping));
   }
-  FPSIM_UNREACHABLE("returned() is for reads, writes and mmaps");
+  return from_errno_or(r, Outcome::ok());
 }
 
 namespace {

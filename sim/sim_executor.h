@@ -65,7 +65,6 @@ private:
   Outcome run(const Statement &s, const Bindings &bindings);
   Outcome backing_open(const Statement &s);
   Outcome on_fd(const Statement &s);
-  Outcome returned(const Statement &s, const model::SysResult &r);
   Outcome open_like(const Statement &s, const Bindings &bindings);
   // What a check finds to differ ("" when it passes).
   std::string check_inode(const CheckSpec &c) const;
