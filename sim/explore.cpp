@@ -1093,13 +1093,8 @@ Trace make_universe(const ExploreOptions &o) {
     t.names.mount_file_created.push_back(false);
     t.names.backing_files.push_back(fmt::format("s{}", i + 1));
   }
-  // One statement declares at most one name; check_merges looks one step past the depth.
-  for (int i = 0; i <= o.depth; ++i) {
-    t.names.backings.push_back(fmt::format("B{}", i + 1));
-    t.names.handles.push_back(fmt::format("H{}", i + 1));
-    t.names.mappings.push_back(fmt::format("M{}", i + 1));
-    t.names.writes.push_back(fmt::format("W{}", i + 1));
-  }
+  // check_merges looks one step past the depth.
+  t.names.number(o.depth + 1);
   return t;
 }
 

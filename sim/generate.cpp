@@ -139,12 +139,7 @@ Op op_of(Act a) {
 // executor and the Live size their tables from the names.
 Names names_for(int cap) {
   Names n;
-  for (int i = 0; i < cap; ++i) {
-    n.backings.push_back("B" + std::to_string(i + 1));
-    n.handles.push_back("H" + std::to_string(i + 1));
-    n.mappings.push_back("M" + std::to_string(i + 1));
-    n.writes.push_back("W" + std::to_string(i + 1));
-  }
+  n.number(cap);
   for (int i = 0; i < 4; ++i) {
     n.mount_files.emplace_back(kMountFiles[i]);
     n.mount_file_created.push_back(i == kCreatedFile);

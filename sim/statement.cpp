@@ -122,6 +122,15 @@ NameRef blocked_name(const Statement &s) {
   return {NameKind::Handle, s.handle};
 }
 
+void Names::number(int n) {
+  for (int i = 1; i <= n; ++i) {
+    backings.push_back("B" + std::to_string(i));
+    handles.push_back("H" + std::to_string(i));
+    mappings.push_back("M" + std::to_string(i));
+    writes.push_back("W" + std::to_string(i));
+  }
+}
+
 const std::vector<std::string> &Names::of(NameKind k) const {
   switch (k) {
   case NameKind::Backing:

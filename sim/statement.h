@@ -213,6 +213,9 @@ struct Names {
   std::vector<std::string> writes;
 
   const std::vector<std::string> &of(NameKind k) const;
+  // Appends B1.., H1.., M1.., W1.. up to n of each: room for every name n statements can
+  // declare (one each at most), for tools that write statements before the trace exists.
+  void number(int n);
 };
 
 struct Trace {

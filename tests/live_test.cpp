@@ -116,8 +116,7 @@ TEST(Live, ClosingAnIdUnregistersEveryNameBoundToIt) {
 TEST(Live, ManyIdsCloseInAnyOrder) {
   constexpr int kNames = 1000;
   Names n;
-  for (int i = 0; i < kNames; ++i)
-    n.backings.push_back("B" + std::to_string(i));
+  n.number(kNames);
   Live live(n);
   Statement open;
   open.op = Op::BackingOpen;

@@ -50,12 +50,7 @@ struct State {
 // Room for every name a sequence may declare.
 Names capacity_names() {
   Names n;
-  for (int i = 0; i < kCapacity; ++i) {
-    n.backings.push_back("B" + std::to_string(i + 1));
-    n.handles.push_back("H" + std::to_string(i + 1));
-    n.mappings.push_back("M" + std::to_string(i + 1));
-    n.writes.push_back("W" + std::to_string(i + 1));
-  }
+  n.number(kCapacity);
   for (int i = 0; i < kMountFiles; ++i) {
     n.mount_files.push_back(std::string(1, static_cast<char>('a' + i)));
     n.mount_file_created.push_back(false);
