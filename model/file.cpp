@@ -773,7 +773,7 @@ SysResult fuse_dir_open(Model &m, const OpenReply &reply) {
   }
   m.decide(Decision(rule));
   // The root directory: an inode with no io mode, named outside the caller's file indices.
-  const FileId f = new_file(m, fuse_iget(m, UINT32_MAX), OpenFlags{});
+  const FileId f = new_file(m, fuse_iget(m, kRootInodeName), OpenFlags{});
   FuseFile &ff = m.file(f);
   ff.is_dir = true;
   ff.has_args = has_args;

@@ -113,9 +113,12 @@ struct InodeLock {
   bool writer = false;
 };
 
+// The FuseInode name of the mount's root directory: beyond every file index a caller owns.
+inline constexpr std::uint32_t kRootInodeName = UINT32_MAX;
+
 // struct fuse_inode, regular files (§1.2).
 struct FuseInode {
-  std::uint32_t name = 0; // which mount file: an index the caller owns
+  std::uint32_t name = 0; // which mount file: an index the caller owns, or kRootInodeName
   std::int32_t iocachectr = 0;
   bool cache_io_mode = false; // FUSE_I_CACHE_IO_MODE
   std::optional<FbId> fb;

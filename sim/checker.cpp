@@ -68,6 +68,10 @@ std::string join(const std::vector<std::string> &v) {
 } // namespace
 
 std::string ObjectNames::inode(InodeId i) const { return lookup(inodes, i, "inode"); }
+
+std::string inode_name(const FuseInode &fi, const Names &names) {
+  return fi.name == kRootInodeName ? std::string("(root)") : names.mount_files.at(fi.name);
+}
 std::string ObjectNames::file(FileId f) const { return lookup(files, f, "file"); }
 std::string ObjectNames::fb(const Model &m, FbId b) const {
   return fmt::format("{} (fb#{}, id {})", lookup(fbs, b, "fb"), idx(b), m.backing(b).id);

@@ -31,6 +31,9 @@ struct ObjectNames {
   std::string write(model::WriteId w) const;
 };
 
+// What a trace calls an inode: its mount file's name, or "(root)".
+std::string inode_name(const model::FuseInode &fi, const Names &names);
+
 // References: fbs, io-mode counters, backing_files and creds (`check drained` mid-trace).
 // Everything: also files, sleeping calls and the connection itself (after teardown).
 enum class DrainScope : std::uint8_t { References, Everything };

@@ -2454,7 +2454,7 @@ StateTables build_state(const Trace &t, const Model &m, const Model &before, con
   s.conn.no_open = m.fc.no_open;
   for (std::uint32_t i = 0; i < m.inodes.size(); ++i) {
     const FuseInode &fi = m.inodes[i];
-    if (fi.name == UINT32_MAX || fi.evicted)
+    if (fi.name == kRootInodeName || fi.evicted)
       continue;
     StateTables::Inode row;
     row.name = n.inode(InodeId{i});
@@ -2567,9 +2567,9 @@ StateTables build_state(const Trace &t, const Model &m, const Model &before, con
 
 // Wraps the simulator so that replay() drives it exactly as `fpsim replay` does, and explains
 // each step as it goes.
-class Recorder final : public Executor {
+class ExplainingExecutor final : public Executor {
 public:
-  explicit Recorder(const Trace &t) : t_(t), explainer_(t) {}
+  explicit ExplainingExecutor(const Trace &t) : t_(t), explainer_(t) {}
 
   void begin(const Trace &tr, KernelProfile p) override {
     inner_.begin(tr, p);
@@ -2581,9 +2581,9 @@ public:
     state_omitted_ = false;
   }
 
-  Outcome step(const Statement &s, const Bindings &b) override {
+  Outcome step(const Statement &s, const Bindings &bindings) override {
     const Model before = inner_.model();
-    Step st{t_, s, o_, b, before, inner_.model(), names_, p_, {}, {}, {}, {}, &fds_, &decisions_};
+    Step st{t_, s, o_, bindings, before, inner_.model(), names_, p_, {}, {}, {}, {}, &fds_, &decisions_};
     if (s.handle >= 0 && static_cast<std::size_t>(s.handle) < t_.names.handles.size())
       st.fd = inner_.fd(s.handle);
     if (s.op == Op::Munmap && s.mapping >= 0)
@@ -2595,7 +2595,7 @@ public:
         if (kind == s.await_kind && slot == s.await_slot)
           st.awaited = task;
       });
-    o_ = inner_.step(s, b);
+    o_ = inner_.step(s, bindings);
     const Model &after = inner_.model();
     decisions_.assign(after.decisions.begin(), after.decisions.end());
     name_new_objects(s, before, after);
@@ -2613,7 +2613,7 @@ public:
     out.err = o_.err;
     if (s.expect) {
       out.expected = format_outcome(*s.expect);
-      out.mismatch = !s.expect->matches(o_);
+      out.mismatch = !same_outcome(*s.expect, o_);
     }
     out.mismatch = out.mismatch || o_.kind == Outcome::Kind::Invalid;
     out.rule = e.rule;
@@ -2628,8 +2628,8 @@ public:
     return o_;
   }
 
-  CheckResult check(const Statement &s, const Bindings &b) override {
-    const CheckResult r = inner_.check(s, b);
+  CheckResult check(const Statement &s, const Bindings &bindings) override {
+    const CheckResult r = inner_.check(s, bindings);
     const Explained e = explainer_.explain_check(s, r, inner_.model(), names_, fbs_);
     ExplainedStep out;
     out.line = s.line;
@@ -2722,9 +2722,7 @@ private:
     };
     grow(names_.inodes, after.inodes.size());
     for (std::size_t i = 0; i < after.inodes.size(); ++i)
-      names_.inodes[i] = after.inodes[i].name == UINT32_MAX
-                             ? std::string("(root)")
-                             : t_.names.mount_files.at(after.inodes[i].name);
+      names_.inodes[i] = inode_name(after.inodes[i], t_.names);
     grow(names_.files, after.files.size());
     for (std::size_t i = before.files.size(); i < after.files.size(); ++i)
       names_.files[i] = declared();
@@ -2776,7 +2774,7 @@ private:
 } // namespace
 
 Explanation explain_trace(const Trace &t, KernelProfile p) {
-  Recorder rec(t);
+  ExplainingExecutor rec(t);
   ReplayResult r = replay(t, rec, p);
   Explanation e;
   e.path = t.path;

@@ -1,12 +1,12 @@
 // fpsim explore: breadth-first search over statement sequences (see explore.h).
 //
 // A state is a SimExecutor (the model, its invariant checker and what each trace name is bound
-// to), for a mutant a second one running the unmutated model in lockstep, and a Book: what
-// replay's teardown knows from outcomes alone (open handles, live mappings, writes held, calls
-// blocked, registered ids). Frontier states are not stored: each level keeps (parent, action)
-// records and a state is rebuilt by re-running its path, sharing the prefix with the state
-// rebuilt before it (consecutive records mostly share their parent), so memory per state is
-// the hash-set slot plus one record.
+// to), for a mutant a second one running the unmutated model in lockstep, and the Live that
+// replay keeps (sim/live.h: what outcomes alone say is open, mapped, held, blocked and
+// registered), which decides the actions offered and drives the teardown. Frontier states are
+// not stored: each level keeps (parent, action) records and a state is rebuilt by re-running
+// its path, sharing the prefix with the state rebuilt before it (consecutive records mostly
+// share their parent), so memory per state is the hash-set slot plus one record.
 //
 // Canonical hashing. The hash serializes every live object of the model with all references
 // between objects written as canonical numbers: inodes sorted by a key summarising their own
@@ -38,15 +38,15 @@
 // out is above every id it handed out before, whichever path came first.
 #include "sim/explore.h"
 
+#include "base/assert.h"
+#include "sim/live.h"
 #include "sim/parser.h"
 #include "sim/printer.h"
 #include "sim/replay.h"
 #include "sim/sim_executor.h"
 
 #include <algorithm>
-#include <array>
 #include <bit>
-#include <cerrno>
 #include <chrono>
 #include <fmt/format.h>
 #include <unordered_map>
@@ -57,7 +57,7 @@ using namespace model;
 
 namespace {
 
-constexpr int kMaxDepth = 31; // names of each kind are slots 0..depth of a 32-bit mask
+constexpr int kMaxDepth = 31; // names of each kind: slots 0..depth, one word of bits
 constexpr int kMaxInodes = 8;
 constexpr int kMaxNamed = 8; // files, ids, mappings, writes
 
@@ -80,133 +80,13 @@ struct Hasher {
   std::uint64_t done() const { return mum(h ^ 0x8ebc6af09c88c6e3ull, n ^ 0x589965cc75374cc3ull); }
 };
 
-// ---- what replay's teardown knows (mirrors replay.cpp's Live) --------------------------------
-
-template <typename F> void for_bits(std::uint32_t mask, F &&f) {
-  while (mask) {
-    const int i = std::countr_zero(mask);
-    f(i);
-    mask &= mask - 1;
-  }
-}
-
-constexpr std::uint32_t bit(int i) { return 1u << i; }
-
-struct Book {
-  bool mounted = true;
-  bool dev_open = true;
-  std::uint32_t handles = 0;  // open fds
-  std::uint32_t mappings = 0; // mapped
-  std::uint32_t writes = 0;   // held by the server
-  std::uint32_t blocked_h = 0, blocked_m = 0, blocked_w = 0;
-  std::uint32_t bound = 0;      // backing slots whose id replay still counts as registered
-  std::uint32_t ever_bound = 0; // backing slots with an id (replay's Bindings)
-  std::array<std::int32_t, kMaxDepth + 1> ids{};
-  std::optional<std::int32_t> closed_id; // the last id a successful backing_close closed
-  std::uint8_t next_h = 0, next_m = 0, next_w = 0, next_b = 0;
-
-  std::uint32_t &blocked(NameKind k) {
-    return k == NameKind::Mapping ? blocked_m : k == NameKind::Write ? blocked_w : blocked_h;
-  }
-  std::uint32_t blocked(NameKind k) const {
-    return k == NameKind::Mapping ? blocked_m : k == NameKind::Write ? blocked_w : blocked_h;
-  }
-};
-
-// replay.cpp's Replayer::track, for the statements the explorer uses.
-void track(Book &b, const Statement &s, const Outcome &o) {
-  const bool ok = o.kind != Outcome::Kind::Errno && o.kind != Outcome::Kind::Invalid &&
-                  o.kind != Outcome::Kind::Blocks;
-  if (o.kind == Outcome::Kind::Blocks && s.op != Op::Await) {
-    if (s.op == Op::Mmap)
-      b.blocked_m |= bit(s.mapping);
-    else if (s.op == Op::WriteBegin)
-      b.blocked_w |= bit(s.write);
-    else
-      b.blocked_h |= bit(s.handle);
-    return;
-  }
-  switch (s.op) {
-  case Op::BackingOpen:
-    if (o.kind == Outcome::Kind::Id) {
-      b.ids[static_cast<std::size_t>(s.backing)] = static_cast<std::int32_t>(o.id);
-      b.bound |= bit(s.backing);
-      b.ever_bound |= bit(s.backing);
-    }
-    break;
-  case Op::BackingClose:
-    if (ok) {
-      const std::int32_t id = s.literal_id ? static_cast<std::int32_t>(*s.literal_id)
-                                           : b.ids[static_cast<std::size_t>(s.backing)];
-      for_bits(b.bound, [&](int k) {
-        if (b.ids[static_cast<std::size_t>(k)] == id)
-          b.bound &= ~bit(k);
-      });
-      if (!s.literal_id)
-        b.closed_id = id;
-    }
-    break;
-  case Op::Open:
-    if (ok)
-      b.handles |= bit(s.handle);
-    break;
-  case Op::Close:
-    b.handles &= ~bit(s.handle);
-    break;
-  case Op::Mmap:
-    if (ok)
-      b.mappings |= bit(s.mapping);
-    break;
-  case Op::Munmap:
-    b.mappings &= ~bit(s.mapping);
-    break;
-  case Op::WriteBegin:
-    if (o.kind == Outcome::Kind::Ok)
-      b.writes |= bit(s.write);
-    break;
-  case Op::WriteEnd:
-    b.writes &= ~bit(s.write);
-    break;
-  case Op::Await: {
-    std::uint32_t &bl = b.blocked(s.await_kind);
-    if (o.kind == Outcome::Kind::Blocks || !(bl & bit(s.await_slot)))
-      break;
-    bl &= ~bit(s.await_slot);
-    if (!ok)
-      break;
-    if (s.await_kind == NameKind::Handle)
-      b.handles |= bit(s.await_slot);
-    else if (s.await_kind == NameKind::Mapping)
-      b.mappings |= bit(s.await_slot);
-    else if (s.await_kind == NameKind::Write && o.kind == Outcome::Kind::Ok)
-      b.writes |= bit(s.await_slot);
-    break;
-  }
-  case Op::Umount:
-    if (ok)
-      b.mounted = false;
-    break;
-  case Op::DevClose:
-    if (ok)
-      b.dev_open = false;
-    break;
-  case Op::Init:
-  case Op::Create:
-  case Op::Opendir:
-  case Op::Read:
-  case Op::Write:
-  case Op::Abort:
-  case Op::Check:
-    break;
-  }
-}
-
 // ---- states and actions ----------------------------------------------------------------------
 
 struct XState {
   SimExecutor mut;
   std::optional<SimExecutor> ref; // the unmutated model in lockstep (mutants only)
-  Book book;
+  Live live;
+  std::optional<std::int32_t> closed_id; // the last id a backing_close of a name closed
 };
 
 // The open replies explored (docs/kernel-semantics.md §2.4's interesting cells): cached, direct_io
@@ -225,7 +105,45 @@ struct Action {
   NameKind await_kind = NameKind::Handle;
 };
 
-Statement to_statement(const Action &a, const Book &b) {
+// An open's reply and access mode (rdwr for the replies with parallel_direct_writes).
+void set_reply(const Action &a, const XState &x, Statement &s) {
+  ReplySpec &r = s.reply;
+  s.access = AccessMode::ReadOnly;
+  switch (a.reply) {
+  case Reply::Cached:
+    break;
+  case Reply::Dio:
+    r.flags = reply_flag::DIRECT_IO;
+    break;
+  case Reply::DioPdw:
+    r.flags = reply_flag::DIRECT_IO | reply_flag::PARALLEL_DIRECT_WRITES;
+    s.access = AccessMode::ReadWrite;
+    break;
+  case Reply::Pt:
+    r.flags = reply_flag::PASSTHROUGH;
+    r.id_kind = ReplySpec::IdKind::Name;
+    r.backing = a.backing;
+    break;
+  case Reply::PtDioPdw:
+    r.flags = reply_flag::PASSTHROUGH | reply_flag::DIRECT_IO | reply_flag::PARALLEL_DIRECT_WRITES;
+    r.id_kind = ReplySpec::IdKind::Name;
+    r.backing = a.backing;
+    s.access = AccessMode::ReadWrite;
+    break;
+  case Reply::PtId0:
+    r.flags = reply_flag::PASSTHROUGH;
+    r.id_kind = ReplySpec::IdKind::Literal;
+    r.literal_id = 0;
+    break;
+  case Reply::PtClosed:
+    r.flags = reply_flag::PASSTHROUGH;
+    r.id_kind = ReplySpec::IdKind::Literal;
+    r.literal_id = x.closed_id.value_or(0);
+    break;
+  }
+}
+
+Statement to_statement(const Action &a, const XState &x) {
   Statement s;
   s.op = a.op;
   switch (a.op) {
@@ -237,46 +155,11 @@ Statement to_statement(const Action &a, const Book &b) {
   case Op::BackingClose:
     s.backing = a.slot;
     break;
-  case Op::Open: {
+  case Op::Open:
     s.handle = a.slot;
     s.file = a.file;
-    ReplySpec &r = s.reply;
-    s.access = AccessMode::ReadOnly;
-    switch (a.reply) {
-    case Reply::Cached:
-      break;
-    case Reply::Dio:
-      r.flags = reply_flag::DIRECT_IO;
-      break;
-    case Reply::DioPdw:
-      r.flags = reply_flag::DIRECT_IO | reply_flag::PARALLEL_DIRECT_WRITES;
-      s.access = AccessMode::ReadWrite;
-      break;
-    case Reply::Pt:
-      r.flags = reply_flag::PASSTHROUGH;
-      r.id_kind = ReplySpec::IdKind::Name;
-      r.backing = a.backing;
-      break;
-    case Reply::PtDioPdw:
-      r.flags =
-          reply_flag::PASSTHROUGH | reply_flag::DIRECT_IO | reply_flag::PARALLEL_DIRECT_WRITES;
-      r.id_kind = ReplySpec::IdKind::Name;
-      r.backing = a.backing;
-      s.access = AccessMode::ReadWrite;
-      break;
-    case Reply::PtId0:
-      r.flags = reply_flag::PASSTHROUGH;
-      r.id_kind = ReplySpec::IdKind::Literal;
-      r.literal_id = 0;
-      break;
-    case Reply::PtClosed:
-      r.flags = reply_flag::PASSTHROUGH;
-      r.id_kind = ReplySpec::IdKind::Literal;
-      r.literal_id = b.closed_id.value_or(0);
-      break;
-    }
+    set_reply(a, x, s);
     break;
-  }
   case Op::Close:
     s.handle = a.slot;
     break;
@@ -342,159 +225,133 @@ bool inode_blank(const FuseInode &fi) {
 // connection dead (ENOENT/ENOTCONN before LOOKUP), ioctls on a closed /dev/fuse (EBADF), an
 // abort of a dead connection, an await of a call still asleep (blocks again), and opens of a
 // second mount file in its initial state (the same, up to renaming, as opening the first).
-void enumerate(const XState &s, const ExploreOptions &o, std::vector<Action> &out) {
-  out.clear();
-  const Book &b = s.book;
-  const Model &m = s.mut.model();
-  const int bound = std::popcount(b.bound);
-  if (b.dev_open && bound < o.ids)
+Action action(Op op, int slot = -1) {
+  Action a;
+  a.op = op;
+  a.slot = static_cast<std::int8_t>(slot);
+  return a;
+}
+
+void offer_ids(const XState &s, const ExploreOptions &o, std::vector<Action> &out) {
+  const Live &live = s.live;
+  if (!live.dev_open())
+    return;
+  if (live.registered().size() < o.ids)
     for (int i = 0; i < o.inodes; ++i) {
-      Action a;
-      a.op = Op::BackingOpen;
-      a.slot = static_cast<std::int8_t>(b.next_b);
+      Action a = action(Op::BackingOpen, live.declared(NameKind::Backing));
       a.file = static_cast<std::int8_t>(i);
       out.push_back(a);
     }
-  if (b.dev_open)
-    for_bits(b.bound, [&](int k) {
-      Action a;
-      a.op = Op::BackingClose;
-      a.slot = static_cast<std::int8_t>(k);
-      out.push_back(a);
-    });
-  const int opens = std::popcount(b.handles) + std::popcount(b.blocked_h);
-  if (m.fc.mounted && m.fc.connected && opens < o.files) {
-    bool blank_offered = false;
-    for (int i = 0; i < o.inodes; ++i) {
-      // Inodes in their initial state are interchangeable: open only the first of them.
-      if (o.symmetry) {
-        bool blank = true;
-        for (const FuseInode &fi : m.inodes)
-          if (fi.name == static_cast<std::uint32_t>(i))
-            blank = inode_blank(fi);
-        if (blank)
-          for (const FuseFile &ff : m.files)
-            if (!ff.released && m.inode(ff.inode).name == static_cast<std::uint32_t>(i))
-              blank = false;
-        if (blank && blank_offered)
-          continue;
-        blank_offered = blank_offered || blank;
-      }
-      Action a;
-      a.op = Op::Open;
-      a.slot = static_cast<std::int8_t>(b.next_h);
-      a.file = static_cast<std::int8_t>(i);
-      for (Reply r : {Reply::Cached, Reply::Dio, Reply::DioPdw}) {
-        a.reply = r;
-        out.push_back(a);
-      }
-      for_bits(b.bound, [&](int k) {
-        a.backing = static_cast<std::int8_t>(k);
-        for (Reply r : {Reply::Pt, Reply::PtDioPdw}) {
-          a.reply = r;
-          out.push_back(a);
-        }
-      });
-      a.backing = -1;
-      a.reply = Reply::PtId0;
-      out.push_back(a);
-      if (b.closed_id) {
-        a.reply = Reply::PtClosed;
-        out.push_back(a);
-      }
-    }
-  }
-  for_bits(b.handles, [&](int h) {
-    Action a;
-    a.op = Op::Close;
-    a.slot = static_cast<std::int8_t>(h);
+  live.registered().for_each([&](int k) { out.push_back(action(Op::BackingClose, k)); });
+}
+
+// Inodes in their initial state are interchangeable: only the first of them is opened.
+bool inode_in_initial_state(const Model &m, int i) {
+  bool blank = true;
+  for (const FuseInode &fi : m.inodes)
+    if (fi.name == static_cast<std::uint32_t>(i))
+      blank = inode_blank(fi);
+  if (blank)
+    for (const FuseFile &ff : m.files)
+      if (!ff.released && m.inode(ff.inode).name == static_cast<std::uint32_t>(i))
+        blank = false;
+  return blank;
+}
+
+void offer_opens_of(const XState &s, int file, std::vector<Action> &out) {
+  Action a = action(Op::Open, s.live.declared(NameKind::Handle));
+  a.file = static_cast<std::int8_t>(file);
+  for (Reply r : {Reply::Cached, Reply::Dio, Reply::DioPdw}) {
+    a.reply = r;
     out.push_back(a);
+  }
+  s.live.registered().for_each([&](int k) {
+    a.backing = static_cast<std::int8_t>(k);
+    for (Reply r : {Reply::Pt, Reply::PtDioPdw}) {
+      a.reply = r;
+      out.push_back(a);
+    }
   });
-  if (std::popcount(b.mappings) + std::popcount(b.blocked_m) < o.mappings)
-    for_bits(b.handles, [&](int h) {
+  a.backing = -1;
+  a.reply = Reply::PtId0;
+  out.push_back(a);
+  if (s.closed_id) {
+    a.reply = Reply::PtClosed;
+    out.push_back(a);
+  }
+}
+
+void offer_opens(const XState &s, const ExploreOptions &o, std::vector<Action> &out) {
+  const Live &live = s.live;
+  const Model &m = s.mut.model();
+  const int opens = live.handles().size() + live.blocked(NameKind::Handle).size();
+  if (!m.fc.mounted || !m.fc.connected || opens >= o.files)
+    return;
+  bool blank_offered = false;
+  for (int i = 0; i < o.inodes; ++i) {
+    if (o.symmetry) {
+      const bool blank = inode_in_initial_state(m, i);
+      if (blank && blank_offered)
+        continue;
+      blank_offered = blank_offered || blank;
+    }
+    offer_opens_of(s, i, out);
+  }
+}
+
+void offer_on_handles(const XState &s, const ExploreOptions &o, std::vector<Action> &out) {
+  const Live &live = s.live;
+  const Model &m = s.mut.model();
+  live.handles().for_each([&](int h) { out.push_back(action(Op::Close, h)); });
+  if (live.mappings().size() + live.blocked(NameKind::Mapping).size() < o.mappings)
+    live.handles().for_each([&](int h) {
       for (bool shared : {true, false}) {
-        Action a;
-        a.op = Op::Mmap;
-        a.slot = static_cast<std::int8_t>(b.next_m);
+        Action a = action(Op::Mmap, live.declared(NameKind::Mapping));
         a.handle = static_cast<std::int8_t>(h);
         a.shared = shared;
         out.push_back(a);
       }
     });
-  for_bits(b.mappings, [&](int mp) {
-    Action a;
-    a.op = Op::Munmap;
-    a.slot = static_cast<std::int8_t>(mp);
-    out.push_back(a);
-  });
-  if (std::popcount(b.writes) + std::popcount(b.blocked_w) < o.writes)
-    for_bits(b.handles, [&](int h) {
+  live.mappings().for_each([&](int mp) { out.push_back(action(Op::Munmap, mp)); });
+  if (live.writes().size() + live.blocked(NameKind::Write).size() < o.writes)
+    live.handles().for_each([&](int h) {
       const std::optional<FileId> f = s.mut.fd(h);
       if (!f)
         return;
       const FuseFile &ff = m.file(*f);
       if (!(ff.open_flags & fopen::DIRECT_IO) || ff.f_flags.access == AccessMode::ReadOnly)
         return;
-      Action a;
-      a.op = Op::WriteBegin;
-      a.slot = static_cast<std::int8_t>(b.next_w);
+      Action a = action(Op::WriteBegin, live.declared(NameKind::Write));
       a.handle = static_cast<std::int8_t>(h);
       out.push_back(a);
     });
-  for_bits(b.writes, [&](int w) {
-    Action a;
-    a.op = Op::WriteEnd;
-    a.slot = static_cast<std::int8_t>(w);
-    out.push_back(a);
-  });
+  live.writes().for_each([&](int w) { out.push_back(action(Op::WriteEnd, w)); });
+}
+
+void offer_ends(const XState &s, std::vector<Action> &out) {
+  const Model &m = s.mut.model();
   // Awaits in replay's order of blocked names (handles, mappings, writes).
   s.mut.for_each_pending([&](NameKind k, int slot, TaskId t) {
-    if (!(b.blocked(k) & bit(slot)) || !m.tasks.at(idx(t)).done)
+    if (!s.live.blocked(k).contains(slot) || !m.tasks.at(idx(t)).done)
       return;
-    Action a;
-    a.op = Op::Await;
+    Action a = action(Op::Await, slot);
     a.await_kind = k;
-    a.slot = static_cast<std::int8_t>(slot);
     out.push_back(a);
   });
-  if (m.fc.sb_alive && m.fc.connected) {
-    Action a;
-    a.op = Op::Abort;
-    out.push_back(a);
-  }
-  if (m.fc.mounted) {
-    Action a;
-    a.op = Op::Umount;
-    out.push_back(a);
-  }
-  if (b.dev_open) {
-    Action a;
-    a.op = Op::DevClose;
-    out.push_back(a);
-  }
+  if (m.fc.sb_alive && m.fc.connected)
+    out.push_back(action(Op::Abort));
+  if (m.fc.mounted)
+    out.push_back(action(Op::Umount));
+  if (s.live.dev_open())
+    out.push_back(action(Op::DevClose));
 }
 
-void declare(Book &b, const Statement &s) {
-  switch (s.op) {
-  case Op::BackingOpen:
-    b.next_b++;
-    break;
-  case Op::Open:
-    b.next_h++;
-    break;
-  case Op::Mmap:
-    b.next_m++;
-    break;
-  case Op::WriteBegin:
-    b.next_w++;
-    break;
-  default:
-    break;
-  }
-}
-
-bool same_outcome(const Outcome &a, const Outcome &b) {
-  return a.kind == b.kind && a.err == b.err && a.id == b.id && a.release == b.release;
+void enumerate(const XState &s, const ExploreOptions &o, std::vector<Action> &out) {
+  out.clear();
+  offer_ids(s, o, out);
+  offer_opens(s, o, out);
+  offer_on_handles(s, o, out);
+  offer_ends(s, out);
 }
 
 struct StepReport {
@@ -505,19 +362,15 @@ struct StepReport {
 };
 
 // One statement on a state: replay's execute (step, after_step, track).
-void apply(XState &s, const Statement &st, Bindings &bind, StepReport *r) {
-  Book &b = s.book;
-  for (std::size_t k = 0; k < bind.backing_ids.size(); ++k)
-    bind.backing_ids[k] = (b.ever_bound & bit(static_cast<int>(k)))
-                              ? std::optional<std::int32_t>(b.ids[k])
-                              : std::nullopt;
-  r->out = s.mut.step(st, bind);
+void apply(XState &s, const Statement &st, StepReport *r) {
+  const Bindings &bindings = s.live.bindings();
+  r->out = s.mut.step(st, bindings);
   r->violations = s.mut.after_step();
   if (r->out.kind == Outcome::Kind::Invalid)
     r->violations.push_back(Violation{"invalid", r->out.message});
   r->diverged = false;
   if (s.ref) {
-    r->ref_out = s.ref->step(st, bind);
+    r->ref_out = s.ref->step(st, bindings);
     for (Violation &v : s.ref->after_step()) {
       v.message = "unmutated model: " + v.message;
       r->violations.push_back(std::move(v));
@@ -526,17 +379,24 @@ void apply(XState &s, const Statement &st, Bindings &bind, StepReport *r) {
   } else {
     r->ref_out = r->out;
   }
-  declare(b, st);
-  track(b, st, r->out);
+  if (st.op == Op::BackingClose && !st.literal_id && r->out.kind == Outcome::Kind::Ok)
+    s.closed_id = bindings.backing_ids.at(static_cast<std::size_t>(st.backing));
+  s.live.track(st, r->out);
 }
 
 // ---- canonical encoding ----------------------------------------------------------------------
 
 constexpr std::uint32_t kNone = 0xffffffffu;
 
+// The id of a registered backing name.
+std::int32_t id_of(const Live &live, int backing) {
+  return *live.bindings().backing_ids[static_cast<std::size_t>(backing)];
+}
+
 // Canonical numbers of one model's objects, filled by Encoder::view.
 struct Canon {
   std::vector<std::uint32_t> inode, file, fb, bf, vma, write, task;
+  std::uint32_t n_fb = 0, n_bf = 0; // fbs and backing_files numbered
 };
 
 class Encoder {
@@ -545,9 +405,9 @@ public:
 
   std::uint64_t hash(const XState &s) {
     Hasher h;
-    view(s.mut, s.book, h, canon_[0]);
+    view(s.mut, s, h, canon_[0]);
     if (s.ref) {
-      view(*s.ref, s.book, h, canon_[1]);
+      view(*s.ref, s, h, canon_[1]);
       correspond(s, h);
     }
     return h.done();
@@ -606,24 +466,36 @@ private:
   }
 
   // One model: every live object, references as canonical numbers (see the file comment).
-  void view(const SimExecutor &ex, const Book &b, Hasher &out, Canon &c) {
+  void view(const SimExecutor &ex, const XState &s, Hasher &out, Canon &c) {
     const Model &m = ex.model();
-    const std::size_t ni = m.inodes.size(), nf = m.files.size(), nb = m.backings.size(),
-                      nbf = m.backing_files.size(), nv = m.vmas.size(), nw = m.writes.size(),
-                      nt = m.tasks.size();
-    // Names.
-    fill(fds_, nf, 0);
-    fill(vma_named_, nv, false);
+    name_objects(m, ex, s.live);
+    key_files(m);
+    order_inodes(m, s);
+    number_held(m, c);
+    number_unheld_fbs(m, s, c);
+    number_orphans(m, c);
+    number_rest(m, c);
+    serialize_inodes(m, s.live, c, out);
+    serialize_backings(m, c, out);
+    serialize_ids(m, s, c, out);
+    serialize_calls(m, ex, s.live, c, out);
+  }
+
+  // Names and the calls pending: which objects a name or an await reaches.
+  void name_objects(const Model &m, const SimExecutor &ex, const Live &live) {
+    const std::size_t nw = m.writes.size(), nt = m.tasks.size();
+    fill(fds_, m.files.size(), 0);
+    fill(vma_named_, m.vmas.size(), false);
     fill(write_named_, nw, false);
     fill(task_pending_, nt, std::uint8_t{0});
-    for_bits(b.handles, [&](int h) {
+    live.handles().for_each([&](int h) {
       if (auto f = ex.fd(h))
         fds_[idx(*f)]++;
     });
-    for (int k = 0; k < b.next_m; ++k)
+    for (int k = 0; k < live.declared(NameKind::Mapping); ++k)
       if (auto v = ex.mapping(k))
         vma_named_[idx(*v)] = true;
-    for (int k = 0; k < b.next_w; ++k)
+    for (int k = 0; k < live.declared(NameKind::Write); ++k)
       if (auto w = ex.held_write(k))
         write_named_[idx(*w)] = true;
     fill(write_task_, nw, kNone);
@@ -643,10 +515,14 @@ private:
         wait_rank_[w] = ++r;
     // Cred -> the fb that owns it.
     fill(cred_owner_, m.creds.size(), kNone);
-    for (std::uint32_t i = 0; i < nb; ++i)
+    for (std::uint32_t i = 0; i < m.backings.size(); ++i)
       cred_owner_[idx(m.backings[i].cred)] = i;
+  }
 
-    // Files and their VMAs and writes.
+  // Files and their VMAs and writes, each file with a key summarising them.
+  void key_files(const Model &m) {
+    const std::size_t nf = m.files.size(), nv = m.vmas.size(), nw = m.writes.size(),
+                      nt = m.tasks.size();
     files_.resize(std::max(files_.size(), nf));
     for (std::uint32_t f = 0; f < nf; ++f) {
       files_[f].vmas.clear();
@@ -702,8 +578,11 @@ private:
           h.add(task_fields(m, t) ^ static_cast<std::uint64_t>(task_rank_[t]) << 56);
       fi.key = h.done();
     }
+  }
 
-    // Inodes: live when not in their initial state or holding a live file.
+  // Inodes: live when not in their initial state or holding a live file.
+  void order_inodes(const Model &m, const XState &s) {
+    const std::size_t ni = m.inodes.size(), nf = m.files.size();
     inode_files_.resize(std::max(inode_files_.size(), ni));
     for (std::uint32_t i = 0; i < ni; ++i)
       inode_files_[i].clear();
@@ -724,7 +603,7 @@ private:
       Hasher h;
       h.add(inode_fields(fi));
       if (fi.fb)
-        h.add(fb_key(m, b, idx(*fi.fb)));
+        h.add(fb_key(m, s, idx(*fi.fb)));
       if (!symmetry_)
         h.add(fi.name);
       for (std::uint32_t f : fl)
@@ -740,16 +619,21 @@ private:
       std::sort(inode_order_.begin(), inode_order_.end(), [&](std::uint32_t a, std::uint32_t bb) {
         return m.inodes[a].name < m.inodes[bb].name;
       });
+  }
 
-    // Canonical numbers.
-    fill(c.inode, ni, kNone);
-    fill(c.file, nf, kNone);
+  // Canonical numbers of what the inodes hold, in the order it is serialized.
+  void number_held(const Model &m, Canon &c) {
+    const std::size_t nb = m.backings.size();
+    fill(c.inode, m.inodes.size(), kNone);
+    fill(c.file, m.files.size(), kNone);
     fill(c.fb, nb, kNone);
-    fill(c.bf, nbf, kNone);
-    fill(c.vma, nv, kNone);
-    fill(c.write, nw, kNone);
-    fill(c.task, nt, kNone);
-    std::uint32_t n_inode = 0, n_file = 0, n_fb = 0, n_bf = 0;
+    fill(c.bf, m.backing_files.size(), kNone);
+    fill(c.vma, m.vmas.size(), kNone);
+    fill(c.write, m.writes.size(), kNone);
+    fill(c.task, m.tasks.size(), kNone);
+    std::uint32_t &n_fb = c.n_fb, &n_bf = c.n_bf;
+    n_fb = n_bf = 0;
+    std::uint32_t n_inode = 0, n_file = 0;
     auto number_fb = [&](std::optional<FbId> fb) {
       if (fb && c.fb[idx(*fb)] == kNone)
         c.fb[idx(*fb)] = n_fb++;
@@ -775,18 +659,27 @@ private:
           c.bf[idx(*m.files[f].passthrough)] = n_bf++;
       }
     }
-    // Registered-only and unreferenced live fbs, by what they are.
+  }
+
+  // Canonical numbers of the fbs no live file holds (registered only, or unreferenced), by
+  // what they are.
+  void number_unheld_fbs(const Model &m, const XState &s, Canon &c) {
     rest_.clear();
-    for (std::uint32_t i = 0; i < nb; ++i)
+    for (std::uint32_t i = 0; i < m.backings.size(); ++i)
       if (c.fb[i] == kNone && fb_live(m, i))
         rest_.push_back(i);
     std::sort(rest_.begin(), rest_.end(), [&](std::uint32_t a, std::uint32_t bb) {
-      const std::uint64_t ka = fb_key(m, b, a), kb = fb_key(m, b, bb);
+      const std::uint64_t ka = fb_key(m, s, a), kb = fb_key(m, s, bb);
       return ka != kb ? ka < kb : a < bb;
     });
     for (std::uint32_t i : rest_)
-      c.fb[i] = n_fb++;
-    // Orphan backing_files: still pinned (by VMAs) after their file was released.
+      c.fb[i] = c.n_fb++;
+  }
+
+  // Canonical numbers of orphan backing_files (still pinned, by VMAs, after their file was
+  // released); orphan VMAs grouped under them, orphan writes by key.
+  void number_orphans(const Model &m, Canon &c) {
+    const std::size_t nbf = m.backing_files.size();
     rest_.clear();
     for (std::uint32_t i = 0; i < nbf; ++i)
       if (c.bf[i] == kNone && m.backing_files[i].f_count.value() != 0)
@@ -808,7 +701,7 @@ private:
                 });
     }
     for (std::uint32_t i : rest_)
-      c.bf[i] = n_bf++;
+      c.bf[i] = c.n_bf++;
     // Orphan VMAs grouped under their backing_file, in its canonical order.
     if (symmetry_) {
       auto bf_of = [&](std::uint32_t v) -> std::uint64_t {
@@ -822,6 +715,11 @@ private:
         return ka != kb ? ka < kb : a < bb;
       });
     }
+  }
+
+  // Canonical numbers of VMAs and writes, in the order they are serialized, and of calls.
+  void number_rest(const Model &m, Canon &c) {
+    const std::size_t nt = m.tasks.size();
     std::uint32_t n_vma = 0, n_write = 0, n_task = 0;
     for (std::uint32_t i : inode_order_)
       for (std::uint32_t f : inode_files_[i]) {
@@ -837,8 +735,10 @@ private:
     for (std::uint32_t t = 0; t < nt; ++t)
       if (task_pending_[t])
         c.task[t] = n_task++;
+  }
 
-    // Serialize.
+  // The connection, then every inode with its files.
+  void serialize_inodes(const Model &m, const Live &live, const Canon &c, Hasher &out) {
     auto fbn = [&](std::optional<FbId> fb) -> std::uint64_t { return fb ? c.fb[idx(*fb)] : kNone; };
     const FuseConn &fc = m.fc;
     out.add(0xc0c0);
@@ -846,7 +746,8 @@ private:
         static_cast<std::uint64_t>(fc.initialized) | fc.passthrough << 1 | fc.writeback_cache << 2 |
         fc.direct_io_allow_mmap << 3 | fc.no_open << 4 | fc.no_opendir << 5 | fc.connected << 6 |
         fc.mounted << 7 | fc.sb_alive << 8 | fc.dev_open << 9 | fc.freed << 10 |
-        static_cast<std::uint64_t>(fc.max_stack_depth) << 16 | b.mounted << 24 | b.dev_open << 25);
+        static_cast<std::uint64_t>(fc.max_stack_depth) << 16 | live.mounted() << 24 |
+        live.dev_open() << 25);
     for (std::uint32_t i : inode_order_) {
       const FuseInode &fi = m.inodes[i];
       out.add(0x1a0de);
@@ -876,8 +777,13 @@ private:
           out.add(write_key(m, w));
       }
     }
+  }
+
+  // The backing_files in canonical order, the orphans, the fbs in canonical order.
+  void serialize_backings(const Model &m, const Canon &c, Hasher &out) {
+    const std::size_t nb = m.backings.size(), nbf = m.backing_files.size();
     out.add(0x0b);
-    rest_.assign(n_bf, kNone);
+    rest_.assign(c.n_bf, kNone);
     for (std::uint32_t i = 0; i < nbf; ++i)
       if (c.bf[i] != kNone)
         rest_[c.bf[i]] = i;
@@ -891,8 +797,7 @@ private:
     out.add(0x0c);
     for (std::uint32_t w : orphan_writes_)
       out.add(write_key(m, w));
-    // fbs in canonical order.
-    rest_.assign(n_fb, kNone);
+    rest_.assign(c.n_fb, kNone);
     for (std::uint32_t i = 0; i < nb; ++i)
       if (c.fb[i] != kNone)
         rest_[c.fb[i]] = i;
@@ -907,7 +812,12 @@ private:
           static_cast<std::uint64_t>(x.freed) | static_cast<std::uint64_t>(x.kind) << 8 |
           (exact_ids_ ? static_cast<std::uint64_t>(static_cast<std::uint32_t>(x.id)) << 16 : 0));
     }
-    // The id map, the names bound to ids, the last closed id.
+  }
+
+  // The id map, the names bound to ids, the last closed id.
+  void serialize_ids(const Model &m, const XState &s, const Canon &c, Hasher &out) {
+    const FuseConn &fc = m.fc;
+    const Live &live = s.live;
     auto id_target = [&](std::int32_t id) -> std::uint64_t {
       for (const auto &[k, fb] : fc.backing_files_map)
         if (k == id)
@@ -922,15 +832,21 @@ private:
       small_.push_back(id_value(id) | c.fb[idx(fb)]);
     sorted_add(out, 0x1d, small_);
     small_.clear();
-    for_bits(b.bound, [&](int k) {
-      const std::int32_t id = b.ids[static_cast<std::size_t>(k)];
+    live.registered().for_each([&](int k) {
+      const std::int32_t id = id_of(live, k);
       small_.push_back(id_value(id) | id_target(id));
     });
     sorted_add(out, 0x2d, small_);
-    out.add(b.closed_id ? id_value(*b.closed_id) | id_target(*b.closed_id) : kNone);
+    out.add(s.closed_id ? id_value(*s.closed_id) | id_target(*s.closed_id) : kNone);
     if (exact_ids_)
       out.add(static_cast<std::uint32_t>(fc.idr_next));
-    // Calls pending an await, in creation order (woken calls run in that order).
+  }
+
+  // Calls pending an await, in creation order (woken calls run in that order); writes waiting
+  // for an inode lock; without the reduction, the names themselves.
+  void serialize_calls(const Model &m, const SimExecutor &ex, const Live &live, const Canon &c,
+                       Hasher &out) {
+    const std::size_t nw = m.writes.size(), nt = m.tasks.size();
     out.add(0x7a);
     for (std::uint32_t t = 0; t < nt; ++t)
       if (task_pending_[t]) {
@@ -947,15 +863,18 @@ private:
     if (!symmetry_) {
       // Without the reduction names are part of the state.
       out.add(0x5107);
-      for (int k = 0; k < b.next_h; ++k)
+      const int handles = live.declared(NameKind::Handle),
+                mappings = live.declared(NameKind::Mapping),
+                writes = live.declared(NameKind::Write);
+      for (int k = 0; k < handles; ++k)
         out.add(ex.fd(k) ? c.file[idx(*ex.fd(k))] : kNone);
-      for (int k = 0; k < b.next_m; ++k)
+      for (int k = 0; k < mappings; ++k)
         out.add(ex.mapping(k) ? c.vma[idx(*ex.mapping(k))] : kNone);
-      for (int k = 0; k < b.next_w; ++k)
+      for (int k = 0; k < writes; ++k)
         out.add(ex.held_write(k) ? c.write[idx(*ex.held_write(k))] : kNone);
-      out.add(b.bound);
-      out.add(static_cast<std::uint64_t>(b.next_h) | b.next_m << 8 | b.next_w << 16 |
-              b.next_b << 24);
+      out.add(live.registered().low_bits());
+      out.add(static_cast<std::uint64_t>(handles) | mappings << 8 | writes << 16 |
+              live.declared(NameKind::Backing) << 24);
       ex.for_each_pending([&](NameKind k, int slot, TaskId t) {
         out.add(static_cast<std::uint64_t>(k) << 48 | static_cast<std::uint64_t>(slot) << 32 |
                 c.task[idx(t)]);
@@ -1007,7 +926,7 @@ private:
     return false;
   }
 
-  std::uint64_t fb_key(const Model &m, const Book &b, std::uint32_t i) const {
+  std::uint64_t fb_key(const Model &m, const XState &s, std::uint32_t i) const {
     const FuseBacking &x = m.backings[i];
     Hasher h;
     h.add(static_cast<std::uint64_t>(static_cast<std::uint32_t>(x.count.value())) |
@@ -1020,8 +939,8 @@ private:
         // Not a structured binding: clang 14 (the fuzz preset) cannot capture one in a lambda.
         const std::int32_t id = entry.first;
         in_idr++;
-        for_bits(b.bound, [&](int k) { named += b.ids[static_cast<std::size_t>(k)] == id; });
-        closed += b.closed_id == id;
+        s.live.registered().for_each([&](int k) { named += id_of(s.live, k) == id; });
+        closed += s.closed_id == id;
       }
     h.add(in_idr | named << 16 | closed << 32 | static_cast<std::uint64_t>(x.freed) << 48);
     if (exact_ids_)
@@ -1067,16 +986,16 @@ private:
     pairs(0xa2, ca.file, cr.file);
     pairs(0xa3, ca.fb, cr.fb);
     // Names.
-    const Book &b = s.book;
+    const Live &live = s.live;
     small_.clear();
-    for_bits(b.handles, [&](int h) {
+    live.handles().for_each([&](int h) {
       auto f = s.mut.fd(h), g = s.ref->fd(h);
       small_.push_back(static_cast<std::uint64_t>(f ? ca.file[idx(*f)] : kNone) << 32 |
                        (g ? cr.file[idx(*g)] : kNone));
     });
     sorted_add(out, 0xa4, small_);
     small_.clear();
-    for (int k = 0; k < b.next_m; ++k) {
+    for (int k = 0; k < live.declared(NameKind::Mapping); ++k) {
       auto f = s.mut.mapping(k), g = s.ref->mapping(k);
       if (f || g)
         small_.push_back(static_cast<std::uint64_t>(f ? ca.vma[idx(*f)] : kNone) << 32 |
@@ -1084,7 +1003,7 @@ private:
     }
     sorted_add(out, 0xa5, small_);
     small_.clear();
-    for (int k = 0; k < b.next_w; ++k) {
+    for (int k = 0; k < live.declared(NameKind::Write); ++k) {
       auto f = s.mut.held_write(k), g = s.ref->held_write(k);
       if (f || g)
         small_.push_back(static_cast<std::uint64_t>(f ? ca.write[idx(*f)] : kNone) << 32 |
@@ -1174,13 +1093,8 @@ Trace make_universe(const ExploreOptions &o) {
     t.names.mount_file_created.push_back(false);
     t.names.backing_files.push_back(fmt::format("s{}", i + 1));
   }
-  // One statement declares at most one name; check_merges looks one step past the depth.
-  for (int i = 0; i <= o.depth; ++i) {
-    t.names.backings.push_back(fmt::format("B{}", i + 1));
-    t.names.handles.push_back(fmt::format("H{}", i + 1));
-    t.names.mappings.push_back(fmt::format("M{}", i + 1));
-    t.names.writes.push_back(fmt::format("W{}", i + 1));
-  }
+  // check_merges looks one step past the depth.
+  t.names.number(o.depth + 1);
   return t;
 }
 
@@ -1193,7 +1107,8 @@ Statement init_statement(bool dio_mmap) {
   return s;
 }
 
-struct Failure {
+// What ends the search: becomes the Counterexample.
+struct ExploreFailure {
   Counterexample::Kind kind;
   std::string rule, message, statement, expected, actual;
 };
@@ -1203,95 +1118,19 @@ public:
   explicit Explorer(const ExploreOptions &o)
       : o_(o), universe_(make_universe(o)),
         exact_ids_(o.exact_ids.value_or(o.mutant != Mutant::None)), enc_(o, exact_ids_) {
-    bind_.backing_ids.assign(universe_.names.backings.size(), std::nullopt);
   }
 
   ExploreResult run() {
-    const auto t0 = std::chrono::steady_clock::now();
-    auto elapsed = [&] {
-      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    };
+    t0_ = std::chrono::steady_clock::now();
     ExploreResult res;
-    // Roots: after init, without and with direct_io_allow_mmap.
-    levels_.emplace_back();
-    for (bool dio : {false, true}) {
-      if (!(dio ? o_.init_dio_mmap : o_.init_plain))
-        continue;
-      XState s{SimExecutor(o_.mutant), std::nullopt, Book{}};
-      s.mut.begin(universe_, o_.profile);
-      if (o_.mutant != Mutant::None && o_.compare_reference) {
-        s.ref.emplace(Mutant::None);
-        s.ref->begin(universe_, o_.profile);
-      }
-      StepReport r;
-      apply(s, init_statement(dio), bind_, &r);
-      const auto root = static_cast<std::uint32_t>(roots_.size());
-      roots_.push_back(s);
-      if (auto f = step_failure(r, init_statement(dio)))
-        return finish(res, elapsed(), *f, {root, 0});
-      const std::uint64_t h = enc_.hash(s);
-      if (!visited_.insert(h))
-        continue;
-      if (o_.check_merges)
-        signatures_[h] = signature(s);
-      if (auto f = drain_failure(s))
-        return finish(res, elapsed(), *f, {root, 0});
-      levels_[0].push_back(Node{root, 0});
-      if (o_.on_state)
-        o_.on_state(path_trace({root, 0}, ""));
+    bool ended = add_roots(res);
+    for (int d = 0; !ended && d < o_.depth; ++d)
+      ended = expand_level(d, res);
+    if (!ended) {
+      res.complete = true;
+      finish(res);
     }
-    res.level_states.push_back(levels_[0].size());
-    res.depth_completed = 0;
-    report_level(res, 0, elapsed());
-    std::vector<Action> actions;
-    for (int d = 0; d < o_.depth; ++d) {
-      std::vector<Node> next;
-      const std::vector<Node> &cur = levels_[static_cast<std::size_t>(d)];
-      for (std::uint32_t i = 0; i < cur.size(); ++i) {
-        const XState &s = rebuild(d, i);
-        enumerate(s, o_, actions);
-        for (std::uint32_t a = 0; a < actions.size(); ++a) {
-          XState t = s;
-          const Statement st = to_statement(actions[a], t.book);
-          StepReport r;
-          apply(t, st, bind_, &r);
-          transitions_++;
-          if (o_.on_transition)
-            o_.on_transition(s.mut.model(), st, r.out, t.mut.model());
-          if (auto f = o_.stop_at_violation ? step_failure(r, st) : std::nullopt)
-            return finish(res, elapsed(), *f, {i, a, d + 1});
-          const std::uint64_t h = enc_.hash(t);
-          if (!visited_.insert(h)) {
-            if (o_.check_merges)
-              check_merge(t, h, res);
-            continue;
-          }
-          if (o_.check_merges)
-            signatures_[h] = signature(t);
-          if (d + 1 == o_.shard_depth && o_.shard_count > 1 &&
-              h % static_cast<std::uint64_t>(o_.shard_count) !=
-                  static_cast<std::uint64_t>(o_.shard_index))
-            continue;
-          if (auto f = o_.stop_at_violation ? drain_failure(t) : std::nullopt)
-            return finish(res, elapsed(), *f, {i, a, d + 1});
-          next.push_back(Node{i, static_cast<std::uint16_t>(a)});
-          if (o_.on_state)
-            o_.on_state(path_trace({i, a, d + 1}, ""));
-          if (o_.max_states && stored() >= o_.max_states) {
-            levels_.push_back(std::move(next));
-            res.level_states.push_back(levels_.back().size());
-            return finish(res, elapsed());
-          }
-        }
-      }
-      next.shrink_to_fit();
-      levels_.push_back(std::move(next));
-      res.level_states.push_back(levels_.back().size());
-      res.depth_completed = d + 1;
-      report_level(res, d + 1, elapsed());
-    }
-    res.complete = true;
-    return finish(res, elapsed());
+    return res;
   }
 
 private:
@@ -1300,6 +1139,101 @@ private:
     std::uint32_t action;
     int depth = 0; // 0: a root
   };
+
+  double elapsed() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+
+  // Roots: after init, without and with direct_io_allow_mmap. True once the search ended.
+  bool add_roots(ExploreResult &res) {
+    levels_.emplace_back();
+    for (bool dio : {false, true}) {
+      if (!(dio ? o_.init_dio_mmap : o_.init_plain))
+        continue;
+      XState s{SimExecutor(o_.mutant), std::nullopt, Live(universe_.names), std::nullopt};
+      s.mut.begin(universe_, o_.profile);
+      if (o_.mutant != Mutant::None && o_.compare_reference) {
+        s.ref.emplace(Mutant::None);
+        s.ref->begin(universe_, o_.profile);
+      }
+      StepReport r;
+      apply(s, init_statement(dio), &r);
+      const auto root = static_cast<std::uint32_t>(roots_.size());
+      roots_.push_back(s);
+      if (auto f = step_failure(r, init_statement(dio)))
+        return finish(res, *f, {root, 0});
+      const std::uint64_t h = enc_.hash(s);
+      if (!visited_.insert(h))
+        continue;
+      if (o_.check_merges)
+        signatures_[h] = signature(s);
+      if (auto f = drain_failure(s))
+        return finish(res, *f, {root, 0});
+      levels_[0].push_back(Node{root, 0});
+      if (o_.on_state)
+        o_.on_state(path_trace({root, 0}, ""));
+    }
+    res.level_states.push_back(levels_[0].size());
+    res.depth_completed = 0;
+    report_level(res, 0, elapsed());
+    return false;
+  }
+
+  // Level d + 1 from level d. True once the search ended.
+  bool expand_level(int d, ExploreResult &res) {
+    std::vector<Node> next;
+    std::vector<Action> actions;
+    const std::size_t n = levels_[static_cast<std::size_t>(d)].size();
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const XState &s = rebuild(d, i);
+      enumerate(s, o_, actions);
+      for (std::uint32_t a = 0; a < actions.size(); ++a)
+        if (take(s, actions[a], {i, a, d + 1}, next, res))
+          return true;
+    }
+    next.shrink_to_fit();
+    levels_.push_back(std::move(next));
+    res.level_states.push_back(levels_.back().size());
+    res.depth_completed = d + 1;
+    report_level(res, d + 1, elapsed());
+    return false;
+  }
+
+  // One transition from s; a new state joins `next`. True once the search ended.
+  bool take(const XState &s, const Action &action, At at, std::vector<Node> &next,
+            ExploreResult &res) {
+    XState t = s;
+    const Statement st = to_statement(action, t);
+    StepReport r;
+    apply(t, st, &r);
+    transitions_++;
+    if (o_.on_transition)
+      o_.on_transition(s.mut.model(), st, r.out, t.mut.model());
+    if (auto f = o_.stop_at_violation ? step_failure(r, st) : std::nullopt)
+      return finish(res, *f, at);
+    const std::uint64_t h = enc_.hash(t);
+    if (!visited_.insert(h)) {
+      if (o_.check_merges)
+        check_merge(t, h, res);
+      return false;
+    }
+    if (o_.check_merges)
+      signatures_[h] = signature(t);
+    if (at.depth == o_.shard_depth && o_.shard_count > 1 &&
+        h % static_cast<std::uint64_t>(o_.shard_count) != static_cast<std::uint64_t>(o_.shard_index))
+      return false;
+    if (auto f = o_.stop_at_violation ? drain_failure(t) : std::nullopt)
+      return finish(res, *f, at);
+    next.push_back(Node{at.index, static_cast<std::uint16_t>(at.action)});
+    if (o_.on_state)
+      o_.on_state(path_trace(at, ""));
+    if (!o_.max_states || stored() < o_.max_states)
+      return false;
+    levels_.push_back(std::move(next));
+    res.level_states.push_back(levels_.back().size());
+    finish(res);
+    return true;
+  }
 
   // What a state does one step ahead, up to renaming: the set of (outcome, successor hash)
   // over every action. A set, not a multiset: "no closed id yet" and "a closed id, now
@@ -1312,7 +1246,7 @@ private:
     for (const Action &a : actions) {
       XState t = s;
       StepReport r;
-      apply(t, to_statement(a, t.book), bind_, &r);
+      apply(t, to_statement(a, t), &r);
       Hasher h;
       h.add(static_cast<std::uint64_t>(r.out.kind) | static_cast<std::uint64_t>(r.out.err) << 8 |
             static_cast<std::uint64_t>(r.out.release) << 40 |
@@ -1349,27 +1283,27 @@ private:
       o_.on_level(d, stored(), transitions_, secs);
   }
 
-  ExploreResult finish(ExploreResult &res, double secs) {
+  void finish(ExploreResult &res) {
     res.states = stored();
     res.transitions = transitions_;
-    res.seconds = secs;
+    res.seconds = elapsed();
     std::size_t nodes = 0;
     for (const auto &l : levels_)
       nodes += l.capacity();
     res.bytes_per_state =
         res.states ? static_cast<double>(visited_.bytes() + nodes * sizeof(Node)) / res.states : 0;
-    return std::move(res);
   }
 
-  ExploreResult finish(ExploreResult &res, double secs, const Failure &f, At at) {
-    finish(res, secs);
+  // Ends the search at a failure; true, for the callers that stop on it.
+  bool finish(ExploreResult &res, const ExploreFailure &f, At at) {
+    finish(res);
     res.counterexample = counterexample(f, at);
-    return std::move(res);
+    return true;
   }
 
-  std::optional<Failure> step_failure(const StepReport &r, const Statement &st) const {
+  std::optional<ExploreFailure> step_failure(const StepReport &r, const Statement &st) const {
     if (!r.violations.empty()) {
-      Failure f{Counterexample::Kind::Violation,
+      ExploreFailure f{Counterexample::Kind::Violation,
                 r.violations[0].rule,
                 r.violations[0].message,
                 format_statement(st, universe_.names),
@@ -1378,7 +1312,7 @@ private:
       return f;
     }
     if (r.diverged)
-      return Failure{Counterexample::Kind::Divergence,
+      return ExploreFailure{Counterexample::Kind::Divergence,
                      "divergence",
                      fmt::format("the unmutated model returns {}, the mutant {}",
                                  format_outcome_detailed(r.ref_out),
@@ -1389,96 +1323,34 @@ private:
     return std::nullopt;
   }
 
-  // replay.cpp's teardown on a copy of the explored model, then drain().
-  std::optional<Failure> drain_failure(const XState &from) {
-    XState s{from.mut, std::nullopt, from.book};
-    StepReport r;
-    std::optional<Failure> f;
-    auto run = [&](const Statement &st) {
-      apply(s, st, bind_, &r);
-      if (!f && !r.violations.empty())
-        f = Failure{Counterexample::Kind::Leak,
-                    r.violations[0].rule,
-                    "during teardown: " + r.violations[0].message,
-                    format_statement(st, universe_.names),
-                    "",
-                    ""};
-      return r.out;
+  // Replay's teardown on a copy of the explored model, then drain().
+  std::optional<ExploreFailure> drain_failure(const XState &from) {
+    XState s{from.mut, std::nullopt, from.live, from.closed_id};
+    std::optional<ExploreFailure> f;
+    auto found = [&](std::string rule, std::string message, const Statement &st) {
+      if (!f)
+        f = ExploreFailure{Counterexample::Kind::Leak, std::move(rule), std::move(message),
+                           format_statement(st, universe_.names), "", ""};
     };
-    auto expect_ok = [&](const Statement &st, const Outcome &o) {
-      if (!f && o.kind != Outcome::Kind::Ok)
-        f = Failure{Counterexample::Kind::Leak,
-                    "teardown",
-                    fmt::format("teardown step did not succeed: {}", format_outcome_detailed(o)),
-                    format_statement(st, universe_.names),
-                    "",
-                    ""};
-    };
-    auto synth = [](Op op) {
-      Statement st;
-      st.op = op;
-      return st;
-    };
-    for (;;) {
-      for_bits(s.book.writes, [&](int w) {
-        Statement st = synth(Op::WriteEnd);
-        st.write = w;
-        run(st);
-      });
-      for_bits(s.book.mappings, [&](int mp) {
-        Statement st = synth(Op::Munmap);
-        st.mapping = mp;
-        expect_ok(st, run(st));
-      });
-      for_bits(s.book.handles, [&](int h) {
-        Statement st = synth(Op::Close);
-        st.handle = h;
-        const Outcome o = run(st);
-        if (!(o.kind == Outcome::Kind::Errno && o.err == ENOTCONN))
-          expect_ok(st, o);
-      });
-      if (!(s.book.blocked_h | s.book.blocked_m | s.book.blocked_w))
-        break;
-      const Book snap = s.book;
-      for (NameKind k : {NameKind::Handle, NameKind::Mapping, NameKind::Write})
-        for_bits(snap.blocked(k), [&](int slot) {
-          Statement st = synth(Op::Await);
-          st.await_kind = k;
-          st.await_slot = slot;
-          run(st);
-        });
-      if (s.book.blocked_h == snap.blocked_h && s.book.blocked_m == snap.blocked_m &&
-          s.book.blocked_w == snap.blocked_w)
-        break;
-    }
-    std::vector<std::int32_t> ids;
-    if (s.book.dev_open)
-      for_bits(s.book.bound,
-               [&](int k) { ids.push_back(s.book.ids[static_cast<std::size_t>(k)]); });
-    std::sort(ids.begin(), ids.end());
-    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-    for (std::int32_t id : ids) {
-      Statement st = synth(Op::BackingClose);
-      st.literal_id = static_cast<std::uint32_t>(id);
-      expect_ok(st, run(st));
-    }
-    if (s.book.mounted) {
-      Statement st = synth(Op::Umount);
-      const Outcome o = run(st);
-      if (o.kind == Outcome::Kind::Errno && o.err == EBUSY) {
-        st.detach = true;
-        expect_ok(st, run(st));
-      }
-    }
-    if (s.book.dev_open) {
-      const Statement st = synth(Op::DevClose);
-      expect_ok(st, run(st));
-    }
+    teardown(s.live, TeardownRun{[&](const Statement &st) {
+                                   StepReport r;
+                                   apply(s, st, &r);
+                                   if (!r.violations.empty())
+                                     found(r.violations[0].rule,
+                                           "during teardown: " + r.violations[0].message, st);
+                                   return r.out;
+                                 },
+                                 [&](const Statement &st, const Outcome &o) {
+                                   found("teardown",
+                                         fmt::format("teardown step did not succeed: {}",
+                                                     format_outcome_detailed(o)),
+                                         st);
+                                 }});
     if (f)
       return f;
     const std::vector<Violation> leaks = s.mut.drain();
     if (!leaks.empty())
-      return Failure{
+      return ExploreFailure{
           Counterexample::Kind::Leak, leaks[0].rule, leaks[0].message, "(teardown)", "", ""};
     return std::nullopt;
   }
@@ -1513,7 +1385,7 @@ private:
         cache_[l] = cache_[l - 1];
         enumerate(*cache_[l - 1], o_, actions);
         StepReport r;
-        apply(*cache_[l], to_statement(actions.at(n.action), cache_[l]->book), bind_, &r);
+        apply(*cache_[l], to_statement(actions.at(n.action), *cache_[l]), &r);
       }
       cache_ids_[l] = chain_[l];
     }
@@ -1547,7 +1419,7 @@ private:
     t.title = std::move(title);
     t.names = universe_.names;
     const bool dio = roots_.at(root).mut.model().fc.direct_io_allow_mmap;
-    XState s{SimExecutor(o_.mutant), std::nullopt, Book{}};
+    XState s{SimExecutor(o_.mutant), std::nullopt, Live(universe_.names), std::nullopt};
     s.mut.begin(universe_, o_.profile);
     if (o_.mutant != Mutant::None && o_.compare_reference) {
       s.ref.emplace(Mutant::None);
@@ -1556,22 +1428,22 @@ private:
     {
       StepReport r;
       const Statement st = init_statement(dio);
-      apply(s, st, bind_, &r);
+      apply(s, st, &r);
       push(t, st, r);
     }
     std::vector<Action> actions;
     for (std::uint32_t a : acts) {
       enumerate(s, o_, actions);
-      const Statement st = to_statement(actions.at(a), s.book);
+      const Statement st = to_statement(actions.at(a), s);
       StepReport r;
-      apply(s, st, bind_, &r);
+      apply(s, st, &r);
       push(t, st, r);
     }
     return t;
   }
 
   // The path to a failure, printed, parsed back and replayed to confirm it fails.
-  Counterexample counterexample(const Failure &f, At at) {
+  Counterexample counterexample(const ExploreFailure &f, At at) {
     Counterexample c;
     c.kind = f.kind;
     c.depth = at.depth;
@@ -1626,7 +1498,6 @@ private:
   Trace universe_;
   bool exact_ids_;
   Encoder enc_;
-  Bindings bind_;
   HashSet visited_;
   std::vector<XState> roots_;
   std::vector<std::vector<Node>> levels_;
@@ -1636,6 +1507,7 @@ private:
   std::vector<std::optional<XState>> cache_;
   std::vector<std::uint32_t> cache_ids_, chain_;
   std::uint32_t cache_root_ = kNone;
+  std::chrono::steady_clock::time_point t0_;
 };
 
 } // namespace
@@ -1649,7 +1521,7 @@ std::string_view counterexample_kind_name(Counterexample::Kind k) {
   case Counterexample::Kind::Divergence:
     return "divergence";
   }
-  return "?";
+  FPSIM_UNREACHABLE("a counterexample kind outside the enum");
 }
 
 std::optional<std::string> validate(const ExploreOptions &o) {

@@ -1,5 +1,7 @@
 #include "sim/generate.h"
 
+#include "base/assert.h"
+#include "sim/live.h"
 #include "sim/sim_executor.h"
 
 #include <algorithm>
@@ -84,51 +86,76 @@ enum class Act : std::uint8_t {
   Count,
 };
 
-struct BackingState {
-  std::optional<std::int32_t> id; // bound by a successful backing_open
-  bool closed = false;            // a backing_close of it succeeded
-};
-
-struct HandleState {
+// What a handle was opened with; whether it is open is the Live's.
+struct HandleInfo {
   int file = -1; // mount file slot; -1 for opendir
   AccessMode access = AccessMode::ReadOnly;
   ReplySpec reply;
-  bool fd_open = false;
-  bool pending = false; // the open blocked and was not awaited yet
 };
 
-struct MappingState {
-  bool mapped = false;
-  bool pending = false;
-};
+// The op each action writes.
+Op op_of(Act a) {
+  switch (a) {
+  case Act::BackingOpen:
+    return Op::BackingOpen;
+  case Act::BackingClose:
+  case Act::BackingCloseLiteral:
+    return Op::BackingClose;
+  case Act::Open:
+    return Op::Open;
+  case Act::Create:
+    return Op::Create;
+  case Act::Opendir:
+    return Op::Opendir;
+  case Act::Read:
+    return Op::Read;
+  case Act::Write:
+    return Op::Write;
+  case Act::Mmap:
+    return Op::Mmap;
+  case Act::Munmap:
+    return Op::Munmap;
+  case Act::Close:
+    return Op::Close;
+  case Act::WriteBegin:
+    return Op::WriteBegin;
+  case Act::WriteEnd:
+    return Op::WriteEnd;
+  case Act::Await:
+    return Op::Await;
+  case Act::Abort:
+    return Op::Abort;
+  case Act::Umount:
+    return Op::Umount;
+  case Act::DevClose:
+    return Op::DevClose;
+  case Act::Count:
+    break;
+  }
+  FPSIM_UNREACHABLE("Act::Count is not an action");
+}
 
-struct WriteState {
-  bool in_flight = false; // the server holds it: write_end may answer it
-  bool pending = false;   // waits for the inode lock
-};
+// Room for every name a trace of `cap` statements can declare (one per statement at most): the
+// executor and the Live size their tables from the names.
+Names names_for(int cap) {
+  Names n;
+  n.number(cap);
+  for (int i = 0; i < 4; ++i) {
+    n.mount_files.emplace_back(kMountFiles[i]);
+    n.mount_file_created.push_back(i == kCreatedFile);
+  }
+  for (const char *f : kBackingFiles)
+    n.backing_files.emplace_back(f);
+  return n;
+}
 
 class Generator {
 public:
   Generator(std::uint64_t seed, const GenOptions &o)
-      : rng_(seed), opts_(o), budget_(std::max(2, o.max_ops)) {
+      : rng_(seed), opts_(o), budget_(std::max(2, o.max_ops)), live_(names_for(budget_)) {
     scratch_.profile = o.profile;
     scratch_.profile_given = true;
-    // The executor sizes its tables from the trace's names at begin(): give it room for every
-    // name this trace can declare (one per statement at most).
-    const auto cap = static_cast<std::size_t>(budget_);
-    for (std::size_t i = 0; i < cap; ++i) {
-      scratch_.names.backings.push_back("B" + std::to_string(i + 1));
-      scratch_.names.handles.push_back("H" + std::to_string(i + 1));
-      scratch_.names.mappings.push_back("M" + std::to_string(i + 1));
-      scratch_.names.writes.push_back("W" + std::to_string(i + 1));
-    }
-    for (int i = 0; i < 4; ++i) {
-      scratch_.names.mount_files.emplace_back(kMountFiles[i]);
-      scratch_.names.mount_file_created.push_back(i == kCreatedFile);
-    }
-    for (const char *b : kBackingFiles)
-      scratch_.names.backing_files.emplace_back(b);
-    bindings_.backing_ids.assign(cap, std::nullopt);
+    scratch_.names = names_for(budget_);
     // Per-trace emphasis: each action's weight is scaled by 1..4 (in halves), so some traces
     // are mostly id churn, others mostly writes in flight or mmaps.
     for (auto &s : scale_)
@@ -157,7 +184,8 @@ private:
   // ---- emitting ----------------------------------------------------------------------------
 
   Outcome emit(Statement s) {
-    const Outcome o = ex_.step(s, bindings_);
+    const Outcome o = ex_.step(s, live_.bindings());
+    live_.track(s, o);
     stmts_.push_back(std::move(s));
     outcomes_.push_back(o);
     return o;
@@ -175,39 +203,37 @@ private:
     s.init.direct_io_allow_mmap = rng_.chance(7, 20);
     s.init.no_init_ext = rng_.chance(1, 33);
     emit(s);
-    mounted_ = true;
   }
 
   // ---- picking names -----------------------------------------------------------------------
 
-  template <typename Pred> std::vector<int> slots(std::size_t n, Pred pred) const {
+  static std::vector<int> slots(const SlotSet &set) {
     std::vector<int> v;
-    for (std::size_t i = 0; i < n; ++i)
-      if (pred(static_cast<int>(i)))
-        v.push_back(static_cast<int>(i));
+    set.for_each([&v](int slot) { v.push_back(slot); });
     return v;
   }
   int pick(const std::vector<int> &v) { return v[rng_.below(v.size())]; }
 
-  std::vector<int> open_handles() const {
-    return slots(handles_.size(), [this](int h) { return handles_[h].fd_open; });
+  std::vector<int> open_handles() const { return slots(live_.handles()); }
+  // Names whose id is still registered, or (closed) whose id was registered and is not any more.
+  std::vector<int> bound_backings(bool closed) const {
+    std::vector<int> v;
+    const auto &ids = live_.bindings().backing_ids;
+    for (int b = 0; b < live_.declared(NameKind::Backing); ++b)
+      if (ids[static_cast<std::size_t>(b)] && live_.registered().contains(b) != closed)
+        v.push_back(b);
+    return v;
   }
-  std::vector<int> bound_backings(bool want_closed) const {
-    return slots(backings_.size(), [this, want_closed](int b) {
-      return backings_[b].id && backings_[b].closed == want_closed;
+  // The blocked calls the generator awaits: the opens, mmaps and write_begins, which declared
+  // their names; a read or write that blocks is left to replay's teardown.
+  std::vector<NameRef> pending() const {
+    std::vector<NameRef> v;
+    live_.blocked(NameKind::Handle).for_each([&](int h) {
+      if (live_.blocked_open(h))
+        v.push_back({NameKind::Handle, h});
     });
-  }
-  std::vector<std::pair<NameKind, int>> pending() const {
-    std::vector<std::pair<NameKind, int>> v;
-    for (std::size_t i = 0; i < handles_.size(); ++i)
-      if (handles_[i].pending)
-        v.emplace_back(NameKind::Handle, static_cast<int>(i));
-    for (std::size_t i = 0; i < mappings_.size(); ++i)
-      if (mappings_[i].pending)
-        v.emplace_back(NameKind::Mapping, static_cast<int>(i));
-    for (std::size_t i = 0; i < writes_.size(); ++i)
-      if (writes_[i].pending)
-        v.emplace_back(NameKind::Write, static_cast<int>(i));
+    for (NameKind k : {NameKind::Mapping, NameKind::Write})
+      live_.blocked(k).for_each([&](int slot) { v.push_back({k, slot}); });
     return v;
   }
   // A handle for read/write/mmap/close: mostly an open fd, sometimes a closed or still
@@ -229,23 +255,23 @@ private:
   // ---- one statement -----------------------------------------------------------------------
 
   bool one() {
+    const auto open = open_handles();
+    const auto pend = pending();
+    return act(static_cast<Act>(rng_.weighted(weights(open, pend))), open, pend);
+  }
+
+  std::vector<unsigned> weights(const std::vector<int> &open,
+                                const std::vector<NameRef> &pend) const {
     std::vector<unsigned> w(static_cast<std::size_t>(Act::Count), 0);
     auto set = [&](Act a, unsigned base) {
       w[static_cast<std::size_t>(a)] = base * scale_[static_cast<std::size_t>(a)];
     };
-    const auto open = open_handles();
-    const bool have_live_id = !bound_backings(false).empty();
+    const bool have_live_id = !live_.registered().empty();
     const bool any_bound = have_live_id || !bound_backings(true).empty();
-    const auto pend = pending();
-    bool any_in_flight = false;
+    const bool declared = !handles_.empty();
     bool any_writable = false;
-    bool any_mapped = false;
-    for (const auto &ws : writes_)
-      any_in_flight = any_in_flight || ws.in_flight;
     for (int h : open)
-      any_writable = any_writable || handles_[h].access != AccessMode::ReadOnly;
-    for (const auto &m : mappings_)
-      any_mapped = any_mapped || m.mapped;
+      any_writable |= handles_[static_cast<std::size_t>(h)].access != AccessMode::ReadOnly;
     // Without a live id, registering one is the likeliest next step, unless registrations keep
     // failing (passthrough was not negotiated, or the device is gone).
     set(Act::BackingOpen, have_live_id ? 4 : failed_backing_opens_ >= 2 ? 1 : 12);
@@ -255,25 +281,32 @@ private:
     set(Act::Create, 1);
     set(Act::Opendir, 1);
     // On a closed or refused handle these are EBADF: now and then, not mostly.
-    set(Act::Read, handles_.empty() ? 0 : open.empty() ? 1 : 4);
-    set(Act::Write, handles_.empty() ? 0 : open.empty() ? 1 : 3);
-    set(Act::Mmap, handles_.empty() ? 0 : open.empty() ? 1 : 5);
-    set(Act::Munmap, any_mapped ? 4 : 0);
+    set(Act::Read, !declared ? 0 : open.empty() ? 1 : 4);
+    set(Act::Write, !declared ? 0 : open.empty() ? 1 : 3);
+    set(Act::Mmap, !declared ? 0 : open.empty() ? 1 : 5);
+    set(Act::Munmap, live_.mappings().empty() ? 0 : 4);
     set(Act::Close, open.empty() ? 0 : 8);
     set(Act::WriteBegin, any_writable ? 8 : 0);
-    set(Act::WriteEnd, any_in_flight ? 8 : 0);
+    set(Act::WriteEnd, live_.writes().empty() ? 0 : 8);
     set(Act::Await, pend.empty() ? 0 : 6);
     // At most max_blocked calls blocked at a time: nothing that can block while that many are.
+    // Reads stay, as they always did, so that every seed keeps the trace it gave (repro lines
+    // and saved counterexamples name seeds).
     if (pend.size() >= static_cast<std::size_t>(opts_.max_blocked))
-      for (Act a : {Act::Open, Act::Create, Act::Write, Act::Mmap, Act::WriteBegin})
-        w[static_cast<std::size_t>(a)] = 0;
+      for (std::size_t a = 0; a < w.size(); ++a)
+        if (may_block(op_of(static_cast<Act>(a))) && static_cast<Act>(a) != Act::Read)
+          w[a] = 0;
     // The connection's end, rarely and near the trace's end.
     const bool late = static_cast<int>(stmts_.size()) * 5 >= target_ * 4;
     set(Act::Abort, late && !aborted_ ? 1 : 0);
-    set(Act::Umount, late && mounted_ ? 1 : 0);
-    set(Act::DevClose, late && dev_open_ ? 1 : 0);
-    const Act act = static_cast<Act>(rng_.weighted(w));
-    switch (act) {
+    set(Act::Umount, late && live_.mounted() ? 1 : 0);
+    set(Act::DevClose, late && live_.dev_open() ? 1 : 0);
+    return w;
+  }
+
+  // Writes the action's statements; false when the trace has no room left for them.
+  bool act(Act a, const std::vector<int> &open, const std::vector<NameRef> &pend) {
+    switch (a) {
     case Act::BackingOpen:
       backing_open();
       break;
@@ -284,86 +317,49 @@ private:
       backing_close_literal();
       break;
     case Act::Open:
-      open_file(Op::Open);
-      break;
     case Act::Create:
-      open_file(Op::Create);
-      break;
     case Act::Opendir:
-      open_file(Op::Opendir);
+      open_file(op_of(a));
       break;
     case Act::Read:
-    case Act::Write: {
-      const auto h = some_handle();
-      if (!h)
-        break;
-      Statement s;
-      s.op = act == Act::Read ? Op::Read : Op::Write;
-      s.handle = *h;
-      emit(s);
+    case Act::Write:
+      if (const auto h = some_handle())
+        emit(on_handle(op_of(a), *h));
       break;
-    }
     case Act::Mmap:
       mmap();
       break;
     case Act::Munmap: {
-      const auto mapped =
-          slots(mappings_.size(), [this](int m) { return mappings_[m].mapped; });
       Statement s;
       s.op = Op::Munmap;
-      s.mapping = pick(mapped);
+      s.mapping = pick(slots(live_.mappings()));
       emit(s);
-      mappings_[static_cast<std::size_t>(s.mapping)].mapped = false;
       break;
     }
-    case Act::Close: {
-      Statement s;
-      s.op = Op::Close;
-      s.handle = pick(open);
-      emit(s);
-      handles_[static_cast<std::size_t>(s.handle)].fd_open = false;
+    case Act::Close:
+      emit(on_handle(Op::Close, pick(open)));
       break;
-    }
     case Act::WriteBegin:
       write_begin(open);
       break;
     case Act::WriteEnd: {
-      const auto held = slots(writes_.size(), [this](int x) { return writes_[x].in_flight; });
       Statement s;
       s.op = Op::WriteEnd;
-      s.write = pick(held);
+      s.write = pick(slots(live_.writes()));
       emit(s);
-      writes_[static_cast<std::size_t>(s.write)].in_flight = false;
       break;
     }
     case Act::Await:
       await(pend[rng_.below(pend.size())]);
       break;
     case Act::Abort:
-    case Act::DevClose: {
-      // A write that finished its wait for the lock and went to the server is in flight only
-      // once awaited: await every blocked write first, so that the abort ends it as a write in
-      // flight (replay's teardown then answers it) rather than one nobody knows is held.
-      const auto waiting = slots(writes_.size(), [this](int x) { return writes_[x].pending; });
-      if (room() < static_cast<int>(waiting.size()) + 1)
-        return false;
-      for (int x : waiting)
-        await({NameKind::Write, x});
-      Statement s;
-      s.op = act == Act::DevClose ? Op::DevClose : Op::Abort;
-      emit(s);
-      aborted_ = true;
-      if (s.op == Op::DevClose)
-        dev_open_ = false;
-      break;
-    }
+    case Act::DevClose:
+      return connection_end(op_of(a));
     case Act::Umount: {
       Statement s;
       s.op = Op::Umount;
       s.detach = rng_.chance(1, 2);
-      const Outcome o = emit(s);
-      if (o.kind == Outcome::Kind::Ok)
-        mounted_ = false;
+      emit(s);
       break;
     }
     case Act::Count:
@@ -372,13 +368,36 @@ private:
     return true;
   }
 
+  static Statement on_handle(Op op, int handle) {
+    Statement s;
+    s.op = op;
+    s.handle = handle;
+    return s;
+  }
+
+  // abort or dev_close. A write that finished its wait for the lock and went to the server is
+  // in flight only once awaited: every blocked write is awaited first, so that the end of the
+  // connection ends it as a write in flight (replay's teardown then answers it) rather than one
+  // nobody knows is held.
+  bool connection_end(Op op) {
+    const auto waiting = slots(live_.blocked(NameKind::Write));
+    if (room() < static_cast<int>(waiting.size()) + 1)
+      return false;
+    for (int x : waiting)
+      await({NameKind::Write, x});
+    Statement s;
+    s.op = op;
+    emit(s);
+    aborted_ = true;
+    return true;
+  }
+
   // ---- the statements ------------------------------------------------------------------------
 
   void backing_open() {
     Statement s;
     s.op = Op::BackingOpen;
-    s.backing = static_cast<int>(backings_.size());
-    backings_.emplace_back();
+    s.backing = live_.declared(NameKind::Backing);
     switch (rng_.weighted({180, 6, 2, 2, 2, 2, 2})) {
     case 0:
       s.source = SourceKind::File;
@@ -412,12 +431,8 @@ private:
     const Outcome o = emit(s);
     if (o.kind != Outcome::Kind::Id)
       failed_backing_opens_++;
-    if (o.kind == Outcome::Kind::Id) {
-      const auto id = static_cast<std::int32_t>(o.id);
-      backings_[static_cast<std::size_t>(s.backing)].id = id;
-      bindings_.backing_ids[static_cast<std::size_t>(s.backing)] = id;
-      max_id_ = std::max(max_id_, id);
-    }
+    if (o.kind == Outcome::Kind::Id)
+      max_id_ = std::max(max_id_, static_cast<std::int32_t>(o.id));
   }
 
   void backing_close() {
@@ -429,23 +444,15 @@ private:
     s.op = Op::BackingClose;
     s.backing = pick(old ? closed : live);
     s.unprivileged = rng_.chance(1, 50);
-    const Outcome o = emit(s);
-    if (o.kind == Outcome::Kind::Ok)
-      mark_closed(*backings_[static_cast<std::size_t>(s.backing)].id);
-  }
-
-  void mark_closed(std::int32_t id) {
-    for (auto &b : backings_)
-      if (b.id == id)
-        b.closed = true;
+    emit(s);
   }
 
   // A literal id: 0 and -1 (EINVAL), one never handed out (ENOENT), or one a name holds.
   std::uint32_t literal_id() {
     std::vector<std::int32_t> known;
-    for (const auto &b : backings_)
-      if (b.id)
-        known.push_back(*b.id);
+    for (const auto &id : live_.bindings().backing_ids)
+      if (id)
+        known.push_back(*id);
     switch (rng_.weighted({2, 2, 1, 2, known.empty() ? 0u : 5u})) {
     case 0:
       return 0;
@@ -465,9 +472,7 @@ private:
     s.op = Op::BackingClose;
     s.literal_id = literal_id();
     s.unprivileged = rng_.chance(1, 50);
-    const Outcome o = emit(s);
-    if (o.kind == Outcome::Kind::Ok)
-      mark_closed(static_cast<std::int32_t>(*s.literal_id));
+    emit(s);
   }
 
   ReplySpec reply(bool for_create) {
@@ -524,7 +529,7 @@ private:
         r.id_kind = ReplySpec::IdKind::Literal;
         r.literal_id = static_cast<std::int32_t>(literal_id());
       }
-    } else if (rng_.chance(1, 60) && !backings_.empty()) {
+    } else if (rng_.chance(1, 60) && live_.declared(NameKind::Backing) > 0) {
       // A backing id without passthrough: the kernel ignores it.
       r.id_kind = ReplySpec::IdKind::Literal;
       r.literal_id = 1;
@@ -549,7 +554,7 @@ private:
     s.op = op;
     s.handle = static_cast<int>(handles_.size());
     handles_.emplace_back();
-    HandleState &h = handles_.back();
+    HandleInfo &h = handles_.back();
     if (op == Op::Open) {
       s.file = pick_mount_file();
       s.access = std::array{AccessMode::ReadWrite, AccessMode::ReadOnly,
@@ -566,12 +571,7 @@ private:
     h.file = s.file;
     h.access = op == Op::Opendir ? AccessMode::ReadOnly : s.access;
     h.reply = s.reply;
-    const Outcome o = emit(s);
-    HandleState &after = handles_[static_cast<std::size_t>(s.handle)];
-    if (o.kind == Outcome::Kind::Blocks)
-      after.pending = true;
-    else if (o.kind == Outcome::Kind::Ok)
-      after.fd_open = true;
+    emit(s);
   }
 
   void mmap() {
@@ -580,23 +580,17 @@ private:
       return;
     Statement s;
     s.op = Op::Mmap;
-    s.mapping = static_cast<int>(mappings_.size());
-    mappings_.emplace_back();
+    s.mapping = live_.declared(NameKind::Mapping);
     s.handle = *h;
     s.shared = rng_.chance(1, 2);
-    const Outcome o = emit(s);
-    MappingState &m = mappings_[static_cast<std::size_t>(s.mapping)];
-    if (o.kind == Outcome::Kind::Blocks)
-      m.pending = true;
-    else if (o.kind == Outcome::Kind::Ok)
-      m.mapped = true;
+    emit(s);
   }
 
   void write_begin(const std::vector<int> &open) {
     // Held writes are what the io modes race against: prefer parallel direct writes.
     std::vector<unsigned> w;
     for (int h : open) {
-      const HandleState &hs = handles_[static_cast<std::size_t>(h)];
+      const HandleInfo &hs = handles_[static_cast<std::size_t>(h)];
       unsigned weight = hs.access == AccessMode::ReadOnly ? 0u : 1u;
       if (weight && is_dio_pdw(hs.reply))
         weight = 8;
@@ -606,43 +600,17 @@ private:
     }
     Statement s;
     s.op = Op::WriteBegin;
-    s.write = static_cast<int>(writes_.size());
-    writes_.emplace_back();
+    s.write = live_.declared(NameKind::Write);
     s.handle = open[rng_.weighted(w)];
-    const Outcome o = emit(s);
-    WriteState &ws = writes_[static_cast<std::size_t>(s.write)];
-    if (o.kind == Outcome::Kind::Blocks)
-      ws.pending = true;
-    else if (o.kind == Outcome::Kind::Ok)
-      ws.in_flight = true;
+    emit(s);
   }
 
-  void await(std::pair<NameKind, int> what) {
+  void await(NameRef what) {
     Statement s;
     s.op = Op::Await;
-    s.await_kind = what.first;
-    s.await_slot = what.second;
-    const Outcome o = emit(s);
-    if (o.kind == Outcome::Kind::Blocks)
-      return;
-    const auto i = static_cast<std::size_t>(what.second);
-    const bool ok = o.kind != Outcome::Kind::Errno && o.kind != Outcome::Kind::Invalid;
-    switch (what.first) {
-    case NameKind::Handle:
-      handles_[i].pending = false;
-      handles_[i].fd_open = ok;
-      break;
-    case NameKind::Mapping:
-      mappings_[i].pending = false;
-      mappings_[i].mapped = ok;
-      break;
-    case NameKind::Write:
-      writes_[i].pending = false;
-      writes_[i].in_flight = o.kind == Outcome::Kind::Ok;
-      break;
-    case NameKind::Backing:
-      break;
-    }
+    s.await_kind = what.kind;
+    s.await_slot = what.slot;
+    emit(s);
   }
 
   // ---- the trace as the parser would have built it ------------------------------------------
@@ -654,16 +622,16 @@ private:
     t.profile_given = true;
     t.names.backings.assign(scratch_.names.backings.begin(),
                             scratch_.names.backings.begin() +
-                                static_cast<std::ptrdiff_t>(backings_.size()));
+                                live_.declared(NameKind::Backing));
     t.names.handles.assign(scratch_.names.handles.begin(),
                            scratch_.names.handles.begin() +
-                               static_cast<std::ptrdiff_t>(handles_.size()));
+                               live_.declared(NameKind::Handle));
     t.names.mappings.assign(scratch_.names.mappings.begin(),
                             scratch_.names.mappings.begin() +
-                                static_cast<std::ptrdiff_t>(mappings_.size()));
+                                live_.declared(NameKind::Mapping));
     t.names.writes.assign(scratch_.names.writes.begin(),
                           scratch_.names.writes.begin() +
-                              static_cast<std::ptrdiff_t>(writes_.size()));
+                              live_.declared(NameKind::Write));
     // Files are interned in order of first appearance.
     std::vector<int> mount_slot(std::size(kMountFiles), -1);
     std::vector<int> backing_slot(std::size(kBackingFiles), -1);
@@ -705,19 +673,14 @@ private:
   int target_ = 0;
   Trace scratch_;
   SimExecutor ex_;
-  Bindings bindings_;
   std::vector<Statement> stmts_;
   std::vector<Outcome> outcomes_;
-  std::vector<BackingState> backings_;
-  std::vector<HandleState> handles_;
-  std::vector<MappingState> mappings_;
-  std::vector<WriteState> writes_;
+  Live live_;
+  std::vector<HandleInfo> handles_;
   unsigned scale_[static_cast<std::size_t>(Act::Count)] = {};
   std::int32_t max_id_ = 0;
   int failed_backing_opens_ = 0;
-  bool mounted_ = false;
   bool aborted_ = false;
-  bool dev_open_ = true;
   bool created_ = false;
 };
 

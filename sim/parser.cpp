@@ -663,9 +663,8 @@ private:
              s.op == Op::WriteEnd || s.op == Op::Await;
       break;
     case Outcome::Kind::Blocks:
-      fits = s.op == Op::Open || s.op == Op::Create || s.op == Op::Read || s.op == Op::Write ||
-             s.op == Op::Mmap ||
-             s.op == Op::WriteBegin || s.op == Op::Await;
+      // An await of a call still asleep blocks again.
+      fits = may_block(s.op) || s.op == Op::Await;
       break;
     }
     if (!fits)

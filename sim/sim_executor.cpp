@@ -55,33 +55,7 @@ BackingFdKind fd_kind(SourceKind k) {
   case SourceKind::BadFd:
     return BackingFdKind::BadFd;
   }
-  return BackingFdKind::BadFd;
-}
-
-bool may_sleep(Op op) {
-  switch (op) {
-  case Op::Open:
-  case Op::Create:
-  case Op::Read:
-  case Op::Write:
-  case Op::Mmap:
-  case Op::WriteBegin:
-    return true;
-  case Op::Init:
-  case Op::BackingOpen:
-  case Op::BackingClose:
-  case Op::Opendir:
-  case Op::Munmap:
-  case Op::Close:
-  case Op::WriteEnd:
-  case Op::Await:
-  case Op::Abort:
-  case Op::Umount:
-  case Op::DevClose:
-  case Op::Check:
-    return false;
-  }
-  return true;
+  FPSIM_UNREACHABLE("a backing source outside the enum");
 }
 
 template <typename T> void grow(std::vector<T> &v, std::size_t n) {
@@ -121,21 +95,19 @@ void SimExecutor::name_new_objects(const std::string &file_name) {
   const std::size_t inodes_before = names_.inodes.size();
   grow(names_.inodes, m.inodes.size());
   for (std::size_t i = inodes_before; i < m.inodes.size(); ++i)
-    names_.inodes[i] = m.inodes[i].name == UINT32_MAX
-                           ? std::string("(root)")
-                           : trace_->names.mount_files.at(m.inodes[i].name);
+    names_.inodes[i] = inode_name(m.inodes[i], trace_->names);
 }
 
 std::optional<InodeId> SimExecutor::find_inode(int mount_slot) const {
   return m_->find_inode(static_cast<std::uint32_t>(mount_slot));
 }
 
-Outcome SimExecutor::open_like(const Statement &s, const Bindings &b) {
+Outcome SimExecutor::open_like(const Statement &s, const Bindings &bindings) {
   Model &m = *m_;
   const auto h = static_cast<std::size_t>(s.handle);
   const std::string &hname = trace_->names.handles.at(h);
   std::string why;
-  std::optional<OpenReply> reply = open_reply(s.reply, b.backing_ids, trace_->names, m_->profile, &why);
+  std::optional<OpenReply> reply = open_reply(s.reply, bindings, trace_->names, m_->profile, &why);
   if (!reply)
     return Outcome::invalid(why);
   const std::uint64_t sync_before = m.sync_releases_sent;
@@ -160,7 +132,7 @@ Outcome SimExecutor::open_like(const Statement &s, const Bindings &b) {
     step_violations_.insert(step_violations_.end(), v.begin(), v.end());
   }
   if (r.blocked) {
-    pending_[{NameKind::Handle, s.handle}] = Pending{*r.task, s.op, s.handle};
+    pending_[blocked_name(s)] = Pending{*r.task, s.op, s.handle};
     last_file_[h] = m.tasks.at(idx(*r.task)).file;
     Outcome o;
     o.kind = Outcome::Kind::Blocks;
@@ -175,7 +147,7 @@ Outcome SimExecutor::open_like(const Statement &s, const Bindings &b) {
 
 Outcome SimExecutor::await(const Statement &s) {
   Model &m = *m_;
-  auto it = pending_.find({s.await_kind, s.await_slot});
+  auto it = pending_.find(awaited_name(s));
   const std::string &name = trace_->names.of(s.await_kind).at(static_cast<std::size_t>(s.await_slot));
   if (it == pending_.end())
     return Outcome::invalid(fmt::format("nothing is blocked on {}", name));
@@ -231,137 +203,76 @@ Outcome SimExecutor::await(const Statement &s) {
   FPSIM_UNREACHABLE("a statement that cannot block was pending");
 }
 
-Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
-  Model &m = *m_;
+std::optional<std::string> SimExecutor::sleeping_call_limit() const {
+  std::size_t asleep = 0;
+  for (std::uint32_t k : m_->unfinished_tasks)
+    asleep += !m_->tasks[k].done;
+  if (asleep < kMaxCallsAsleep)
+    return std::nullopt;
+  return fmt::format("{} calls are asleep: at most {} at once (the sleeping-call limit)", asleep,
+                     kMaxCallsAsleep);
+}
+
+std::optional<std::string> SimExecutor::unrunnable(const Statement &s,
+                                                   const Bindings &bindings) const {
+  std::string why;
+  if (s.op == Op::BackingClose && !bindings.close_target(s, trace_->names, &why))
+    return why;
+  if (s.op != Op::WriteEnd)
+    return std::nullopt;
+  const auto w = static_cast<std::size_t>(s.write);
+  const std::string &wname = trace_->names.writes.at(w);
+  if (pending_.count(NameRef{NameKind::Write, s.write}))
+    return fmt::format("{} is still waiting for the inode lock: the server never received it",
+                       wname);
+  if (!writes_[w])
+    return fmt::format("{} is not in flight: its write_begin was not held by the server", wname);
+  return std::nullopt;
+}
+
+Outcome SimExecutor::step(const Statement &s, const Bindings &bindings) {
   step_violations_.clear();
-  if (may_sleep(s.op)) {
-    std::size_t asleep = 0;
-    for (std::uint32_t k : m.unfinished_tasks)
-      asleep += !m.tasks[k].done;
-    if (asleep >= kMaxCallsAsleep)
-      return Outcome::invalid(fmt::format("{} calls are asleep: at most {} at once (the "
-                                          "sleeping-call limit)",
-                                          asleep, kMaxCallsAsleep));
-  }
-  m.step++;
-  const auto h = static_cast<std::size_t>(s.handle);
-  Outcome out;
+  if (may_block(s.op))
+    if (std::optional<std::string> why = sleeping_call_limit())
+      return Outcome::invalid(*why);
+  m_->step++;
+  if (std::optional<std::string> why = unrunnable(s, bindings))
+    return Outcome::invalid(*why);
+  const Outcome out = run(s, bindings);
+  fuse_run_woken_tasks(*m_);
+  name_new_objects("(unnamed)");
+  return out;
+}
+
+Outcome SimExecutor::run(const Statement &s, const Bindings &bindings) {
+  Model &m = *m_;
   switch (s.op) {
   case Op::Init: {
     fuse_mount(m, init_reply(s.init));
-    break;
+    return Outcome::ok();
   }
-  case Op::BackingOpen: {
-    BackingMapArg a;
-    a.kind = fd_kind(s.source);
-    a.source = s.backing_file < 0 ? 0 : static_cast<std::uint32_t>(s.backing_file);
-    a.flags = s.map_flags;
-    a.padding = s.map_padding;
-    a.capable = !s.unprivileged;
-    const SysResult r = fuse_dev_ioctl_backing_open(m, a);
-    if (r.err) {
-      out = Outcome::errno_(r.err);
-      break;
-    }
-    const FbId fb{static_cast<std::uint32_t>(m.backings.size() - 1)};
-    fbs_[static_cast<std::size_t>(s.backing)] = fb;
-    grow(names_.fbs, m.backings.size());
-    names_.fbs[idx(fb)] = trace_->names.backings.at(static_cast<std::size_t>(s.backing));
-    out.kind = Outcome::Kind::Id;
-    out.id = r.value;
-    break;
-  }
+  case Op::BackingOpen:
+    return backing_open(s);
   case Op::BackingClose: {
-    std::uint32_t id = 0;
-    if (s.literal_id) {
-      id = *s.literal_id;
-    } else {
-      const auto &bound = b.backing_ids.at(static_cast<std::size_t>(s.backing));
-      if (!bound)
-        return Outcome::invalid(fmt::format(
-            "{} has no id: its backing_open did not succeed",
-            trace_->names.backings.at(static_cast<std::size_t>(s.backing))));
-      id = static_cast<std::uint32_t>(*bound);
-    }
-    out = from_errno_or(fuse_dev_ioctl_backing_close(m, id, !s.unprivileged), Outcome::ok());
-    break;
+    std::string why;
+    const std::uint32_t id = *bindings.close_target(s, trace_->names, &why);
+    return from_errno_or(fuse_dev_ioctl_backing_close(m, id, !s.unprivileged), Outcome::ok());
   }
   case Op::Open:
   case Op::Create:
   case Op::Opendir:
-    out = open_like(s, b);
-    break;
-  case Op::Read: {
-    if (!fds_[h]) {
-      out = Outcome::errno_(EBADF);
-      break;
-    }
-    const SysResult r = fuse_file_read_iter(m, *fds_[h]);
-    if (r.blocked) {
-      pending_[{NameKind::Handle, s.handle}] = Pending{*r.task, s.op, s.handle};
-      out.kind = Outcome::Kind::Blocks;
-      break;
-    }
-    out = route_outcome(r);
-    break;
-  }
+    return open_like(s, bindings);
+  case Op::Read:
   case Op::Write:
-  case Op::WriteBegin: {
-    if (!fds_[h]) {
-      out = Outcome::errno_(EBADF);
-      break;
-    }
-    const bool held = s.op == Op::WriteBegin;
-    const SysResult r = fuse_file_write_iter(m, *fds_[h], held);
-    if (r.write) {
-      grow(names_.writes, m.writes.size());
-      names_.writes[idx(*r.write)] =
-          held ? trace_->names.writes.at(static_cast<std::size_t>(s.write)) : "write";
-    }
-    if (r.blocked) {
-      const auto key = held ? std::pair{NameKind::Write, s.write} : std::pair{NameKind::Handle, s.handle};
-      pending_[key] = Pending{*r.task, s.op, s.handle};
-      out.kind = Outcome::Kind::Blocks;
-      break;
-    }
-    if (held && r.write)
-      writes_[static_cast<std::size_t>(s.write)] = *r.write;
-    out = route_outcome(r);
-    break;
-  }
+  case Op::WriteBegin:
+  case Op::Mmap:
+  case Op::Close:
+    return on_fd(s);
   case Op::WriteEnd: {
-    const auto w = static_cast<std::size_t>(s.write);
-    const std::string &wname = trace_->names.writes.at(w);
-    if (pending_.count({NameKind::Write, s.write}))
-      return Outcome::invalid(fmt::format("{} is still waiting for the inode lock: the server "
-                                          "never received it",
-                                          wname));
-    if (!writes_[w])
-      return Outcome::invalid(fmt::format("{} is not in flight: its write_begin was not held by "
-                                          "the server",
-                                          wname));
-    out = route_outcome(fuse_write_reply(m, *writes_[w]));
-    writes_[w].reset();
-    break;
-  }
-  case Op::Mmap: {
-    if (!fds_[h]) {
-      out = Outcome::errno_(EBADF);
-      break;
-    }
-    const SysResult r = fuse_file_mmap(m, *fds_[h], s.shared);
-    if (r.blocked) {
-      pending_[{NameKind::Mapping, s.mapping}] = Pending{*r.task, s.op, s.handle};
-      out.kind = Outcome::Kind::Blocks;
-      break;
-    }
-    if (r.vma) {
-      vmas_[static_cast<std::size_t>(s.mapping)] = *r.vma;
-      grow(names_.vmas, m.vmas.size());
-      names_.vmas[idx(*r.vma)] = trace_->names.mappings.at(static_cast<std::size_t>(s.mapping));
-    }
-    out = from_errno_or(r, Outcome::ok());
-    break;
+    auto &w = writes_[static_cast<std::size_t>(s.write)];
+    const Outcome out = route_outcome(fuse_write_reply(m, *w));
+    w.reset();
+    return out;
   }
   case Op::Munmap: {
     // munmap of a range that is not mapped succeeds and does nothing.
@@ -369,141 +280,206 @@ Outcome SimExecutor::step(const Statement &s, const Bindings &b) {
     if (v)
       vma_close(m, *v);
     v.reset();
-    break;
+    return Outcome::ok();
   }
-  case Op::Close:
-    if (!fds_[h]) {
-      out = Outcome::errno_(EBADF);
-      break;
-    }
-    out = from_errno_or(fuse_close_fd(m, *fds_[h]), Outcome::ok());
-    fds_[h].reset();
-    break;
   case Op::Await:
-    out = await(s);
-    break;
+    return await(s);
   case Op::Abort:
-    out = from_errno_or(fuse_conn_abort_write(m), Outcome::ok());
-    break;
+    return from_errno_or(fuse_conn_abort_write(m), Outcome::ok());
   case Op::Umount:
-    out = from_errno_or(fuse_umount(m, s.detach), Outcome::ok());
-    break;
+    return from_errno_or(fuse_umount(m, s.detach), Outcome::ok());
   case Op::DevClose:
-    out = from_errno_or(fuse_dev_release(m), Outcome::ok());
-    break;
+    return from_errno_or(fuse_dev_release(m), Outcome::ok());
   case Op::Check:
-    FPSIM_UNREACHABLE("a check statement reached step(); checks go through check()");
+    break;
   }
-  fuse_run_woken_tasks(m);
-  name_new_objects("(unnamed)");
+  FPSIM_UNREACHABLE("a check statement reached step(); checks go through check()");
+}
+
+Outcome SimExecutor::backing_open(const Statement &s) {
+  Model &m = *m_;
+  BackingMapArg a;
+  a.kind = fd_kind(s.source);
+  a.source = s.backing_file < 0 ? 0 : static_cast<std::uint32_t>(s.backing_file);
+  a.flags = s.map_flags;
+  a.padding = s.map_padding;
+  a.capable = !s.unprivileged;
+  const SysResult r = fuse_dev_ioctl_backing_open(m, a);
+  if (r.err)
+    return Outcome::errno_(r.err);
+  const FbId fb{static_cast<std::uint32_t>(m.backings.size() - 1)};
+  fbs_[static_cast<std::size_t>(s.backing)] = fb;
+  grow(names_.fbs, m.backings.size());
+  names_.fbs[idx(fb)] = trace_->names.backings.at(static_cast<std::size_t>(s.backing));
+  Outcome out;
+  out.kind = Outcome::Kind::Id;
+  out.id = r.value;
   return out;
 }
 
+// A call on the handle's fd (EBADF without one): read, write, write_begin, mmap or close. One
+// that sleeps waits for an await.
+Outcome SimExecutor::on_fd(const Statement &s) {
+  Model &m = *m_;
+  std::optional<FileId> &fd = fds_[static_cast<std::size_t>(s.handle)];
+  if (!fd)
+    return Outcome::errno_(EBADF);
+  if (s.op == Op::Close) {
+    const Outcome out = from_errno_or(fuse_close_fd(m, *fd), Outcome::ok());
+    fd.reset();
+    return out;
+  }
+  const bool held = s.op == Op::WriteBegin;
+  SysResult r;
+  if (s.op == Op::Read) {
+    r = fuse_file_read_iter(m, *fd);
+  } else if (s.op == Op::Mmap) {
+    r = fuse_file_mmap(m, *fd, s.shared);
+  } else {
+    FPSIM_ASSERT(s.op == Op::Write || held, "on_fd() is for calls on a handle's fd");
+    r = fuse_file_write_iter(m, *fd, held);
+    if (r.write) {
+      grow(names_.writes, m.writes.size());
+      names_.writes[idx(*r.write)] =
+          held ? trace_->names.writes.at(static_cast<std::size_t>(s.write)) : "write";
+    }
+  }
+  if (r.blocked) {
+    pending_[blocked_name(s)] = Pending{*r.task, s.op, s.handle};
+    Outcome out;
+    out.kind = Outcome::Kind::Blocks;
+    return out;
+  }
+  if (held && r.write)
+    writes_[static_cast<std::size_t>(s.write)] = *r.write;
+  if (s.op != Op::Mmap)
+    return route_outcome(r);
+  if (r.vma) {
+    vmas_[static_cast<std::size_t>(s.mapping)] = *r.vma;
+    grow(names_.vmas, m.vmas.size());
+    names_.vmas[idx(*r.vma)] = trace_->names.mappings.at(static_cast<std::size_t>(s.mapping));
+  }
+  return from_errno_or(r, Outcome::ok());
+}
+
+namespace {
+
+// What a check found to differ, joined with "; ".
+struct Diffs {
+  std::string text;
+  void add(const std::string &d) { text += (text.empty() ? "" : "; ") + d; }
+  void expect(std::string_view what, std::int64_t want, std::int64_t got) {
+    if (want != got)
+      add(fmt::format("{}: expected {}, got {}", what, want, got));
+  }
+};
+
+} // namespace
+
 CheckResult SimExecutor::check(const Statement &s, const Bindings &) {
-  const Model &m = *m_;
   const CheckSpec &c = s.check;
   std::string diffs;
-  auto expect = [&diffs](std::string_view what, std::int64_t want, std::int64_t got) {
-    if (want != got)
-      diffs += fmt::format("{}{}: expected {}, got {}", diffs.empty() ? "" : "; ", what, want, got);
-  };
-  auto fb_label = [&](std::optional<FbId> fb) {
-    return fb ? names_.fb(m, *fb) : std::string("none");
-  };
   switch (c.kind) {
-  case CheckKind::Inode: {
-    const std::optional<InodeId> id = find_inode(c.slot);
-    const FuseInode blank;
-    const FuseInode &fi = id ? m.inode(*id) : blank;
-    for (const CheckProp &p : c.props) {
-      switch (p.key) {
-      case CheckKey::Ctr:
-        expect("ctr", p.value, fi.iocachectr);
-        break;
-      case CheckKey::CacheIoMode:
-        expect("cache_io_mode", p.value, fi.cache_io_mode);
-        break;
-      case CheckKey::Fb: {
-        const std::optional<FbId> want =
-            p.value < 0 ? std::nullopt : fbs_.at(static_cast<std::size_t>(p.value));
-        if (p.value >= 0 && !want)
-          diffs += fmt::format("{}fb: {} was never registered", diffs.empty() ? "" : "; ",
-                               trace_->names.backings.at(static_cast<std::size_t>(p.value)));
-        else if (want != fi.fb)
-          diffs += fmt::format("{}fb: expected {}, got {}", diffs.empty() ? "" : "; ",
-                               fb_label(want), fb_label(fi.fb));
-        break;
-      }
-      case CheckKey::Refs:
-      case CheckKey::Freed:
-      case CheckKey::Iomode:
-      case CheckKey::Passthrough:
-      case CheckKey::Released:
-      case CheckKey::Connected:
-      case CheckKey::NoOpen:
-      case CheckKey::Internal:
-        break;
-      }
-    }
+  case CheckKind::Inode:
+    diffs = check_inode(c);
     break;
-  }
-  case CheckKind::Backing: {
-    const auto &fb = fbs_.at(static_cast<std::size_t>(c.slot));
-    if (!fb)
-      return CheckResult{CheckResult::Kind::Fail,
-                         fmt::format("{} was never registered",
-                                     trace_->names.backings.at(static_cast<std::size_t>(c.slot)))};
-    const FuseBacking &b = m.backing(*fb);
-    for (const CheckProp &p : c.props) {
-      if (p.key == CheckKey::Refs)
-        expect("refs", p.value, b.count.value());
-      if (p.key == CheckKey::Freed && !b.freed)
-        diffs += fmt::format("{}expected freed, but refcount is {}", diffs.empty() ? "" : "; ",
-                             b.count.value());
-    }
+  case CheckKind::Backing:
+    diffs = check_backing(c);
     break;
-  }
-  case CheckKind::File: {
-    const auto &f = last_file_.at(static_cast<std::size_t>(c.slot));
-    if (!f)
-      return CheckResult{CheckResult::Kind::Fail,
-                         fmt::format("{} was never opened",
-                                     trace_->names.handles.at(static_cast<std::size_t>(c.slot)))};
-    const FuseFile &ff = m.file(*f);
-    for (const CheckProp &p : c.props) {
-      if (p.key == CheckKey::Iomode)
-        expect("iomode (0 none, 1 cached, 2 uncached)", p.value, static_cast<int>(ff.iomode));
-      if (p.key == CheckKey::Passthrough)
-        expect("passthrough", p.value, ff.passthrough.has_value());
-      if (p.key == CheckKey::Released)
-        expect("released", p.value, ff.released);
-    }
+  case CheckKind::File:
+    diffs = check_file(c);
     break;
-  }
   case CheckKind::Conn:
-    for (const CheckProp &p : c.props) {
-      if (p.key == CheckKey::Passthrough)
-        expect("passthrough", p.value, m.fc.passthrough);
-      if (p.key == CheckKey::Connected)
-        expect("connected", p.value, m.fc.connected);
-      if (p.key == CheckKey::NoOpen)
-        expect("no_open", p.value, m.fc.no_open);
-    }
-    break;
   case CheckKind::Last:
-    for (const CheckProp &p : c.props)
-      if (p.key == CheckKey::Internal && p.value != last_internal_)
-        diffs += fmt::format("internal: expected {}, got {}", errno_name(static_cast<int>(p.value)),
-                             errno_name(last_internal_));
-    break;
   case CheckKind::Drained:
-    for (const Violation &v : InvariantChecker::check_drained(m, names_, DrainScope::References))
-      diffs += (diffs.empty() ? "" : "; ") + v.message;
+    diffs = check_conn(c);
     break;
   }
   if (diffs.empty())
     return CheckResult{};
   return CheckResult{CheckResult::Kind::Fail, diffs};
+}
+
+std::string SimExecutor::check_inode(const CheckSpec &c) const {
+  const Model &m = *m_;
+  const std::optional<InodeId> id = find_inode(c.slot);
+  const FuseInode blank;
+  const FuseInode &fi = id ? m.inode(*id) : blank;
+  auto fb_label = [&](std::optional<FbId> fb) {
+    return fb ? names_.fb(m, *fb) : std::string("none");
+  };
+  Diffs d;
+  for (const CheckProp &p : c.props) {
+    if (p.key == CheckKey::Ctr)
+      d.expect("ctr", p.value, fi.iocachectr);
+    if (p.key == CheckKey::CacheIoMode)
+      d.expect("cache_io_mode", p.value, fi.cache_io_mode);
+    if (p.key != CheckKey::Fb)
+      continue;
+    const std::optional<FbId> want =
+        p.value < 0 ? std::nullopt : fbs_.at(static_cast<std::size_t>(p.value));
+    if (p.value >= 0 && !want)
+      d.add(fmt::format("fb: {} was never registered",
+                        trace_->names.backings.at(static_cast<std::size_t>(p.value))));
+    else if (want != fi.fb)
+      d.add(fmt::format("fb: expected {}, got {}", fb_label(want), fb_label(fi.fb)));
+  }
+  return d.text;
+}
+
+std::string SimExecutor::check_backing(const CheckSpec &c) const {
+  const auto &fb = fbs_.at(static_cast<std::size_t>(c.slot));
+  if (!fb)
+    return fmt::format("{} was never registered",
+                       trace_->names.backings.at(static_cast<std::size_t>(c.slot)));
+  const FuseBacking &backing = m_->backing(*fb);
+  Diffs d;
+  for (const CheckProp &p : c.props) {
+    if (p.key == CheckKey::Refs)
+      d.expect("refs", p.value, backing.count.value());
+    if (p.key == CheckKey::Freed && !backing.freed)
+      d.add(fmt::format("expected freed, but refcount is {}", backing.count.value()));
+  }
+  return d.text;
+}
+
+std::string SimExecutor::check_file(const CheckSpec &c) const {
+  const auto &f = last_file_.at(static_cast<std::size_t>(c.slot));
+  if (!f)
+    return fmt::format("{} was never opened",
+                       trace_->names.handles.at(static_cast<std::size_t>(c.slot)));
+  const FuseFile &ff = m_->file(*f);
+  Diffs d;
+  for (const CheckProp &p : c.props) {
+    if (p.key == CheckKey::Iomode)
+      d.expect("iomode (0 none, 1 cached, 2 uncached)", p.value, static_cast<int>(ff.iomode));
+    if (p.key == CheckKey::Passthrough)
+      d.expect("passthrough", p.value, ff.passthrough.has_value());
+    if (p.key == CheckKey::Released)
+      d.expect("released", p.value, ff.released);
+  }
+  return d.text;
+}
+
+// The connection, the last open's internal errno, what has drained.
+std::string SimExecutor::check_conn(const CheckSpec &c) const {
+  const Model &m = *m_;
+  Diffs d;
+  for (const CheckProp &p : c.props) {
+    if (c.kind == CheckKind::Conn && p.key == CheckKey::Passthrough)
+      d.expect("passthrough", p.value, m.fc.passthrough);
+    if (c.kind == CheckKind::Conn && p.key == CheckKey::Connected)
+      d.expect("connected", p.value, m.fc.connected);
+    if (c.kind == CheckKind::Conn && p.key == CheckKey::NoOpen)
+      d.expect("no_open", p.value, m.fc.no_open);
+    if (c.kind == CheckKind::Last && p.key == CheckKey::Internal && p.value != last_internal_)
+      d.add(fmt::format("internal: expected {}, got {}", errno_name(static_cast<int>(p.value)),
+                        errno_name(last_internal_)));
+  }
+  if (c.kind == CheckKind::Drained)
+    for (const Violation &v : InvariantChecker::check_drained(m, names_, DrainScope::References))
+      d.add(v.message);
+  return d.text;
 }
 
 std::vector<Violation> SimExecutor::after_step() {

@@ -8,7 +8,6 @@
 
 #include <map>
 #include <optional>
-#include <utility>
 
 namespace fpsim::sim {
 
@@ -24,8 +23,8 @@ public:
   explicit SimExecutor(model::Mutant mutant = model::Mutant::None) : mutant_(mutant) {}
 
   void begin(const Trace &t, KernelProfile p) override;
-  Outcome step(const Statement &s, const Bindings &b) override;
-  CheckResult check(const Statement &s, const Bindings &b) override;
+  Outcome step(const Statement &s, const Bindings &bindings) override;
+  CheckResult check(const Statement &s, const Bindings &bindings) override;
   std::vector<Violation> after_step() override;
   std::vector<Violation> drain() override;
   void end() override {}
@@ -49,8 +48,8 @@ public:
   }
   // Calls waiting for an await: f(kind, slot, task).
   template <typename F> void for_each_pending(F &&f) const {
-    for (const auto &[key, p] : pending_)
-      f(key.first, key.second, p.task);
+    for (const auto &[name, p] : pending_)
+      f(name.kind, name.slot, p.task);
   }
 
 private:
@@ -60,7 +59,18 @@ private:
     int handle = -1;
   };
 
-  Outcome open_like(const Statement &s, const Bindings &b);
+  // Why a statement cannot run now (nothing happens then), or nullopt.
+  std::optional<std::string> sleeping_call_limit() const;
+  std::optional<std::string> unrunnable(const Statement &s, const Bindings &bindings) const;
+  Outcome run(const Statement &s, const Bindings &bindings);
+  Outcome backing_open(const Statement &s);
+  Outcome on_fd(const Statement &s);
+  Outcome open_like(const Statement &s, const Bindings &bindings);
+  // What a check finds to differ ("" when it passes).
+  std::string check_inode(const CheckSpec &c) const;
+  std::string check_backing(const CheckSpec &c) const;
+  std::string check_file(const CheckSpec &c) const;
+  std::string check_conn(const CheckSpec &c) const;
   Outcome await(const Statement &s);
   void name_new_objects(const std::string &file_name);
   std::optional<model::InodeId> find_inode(int mount_slot) const;
@@ -76,7 +86,7 @@ private:
   std::vector<std::optional<model::WriteId>> writes_;
   std::vector<std::optional<model::FbId>> fbs_;
   std::vector<bool> exists_;
-  std::map<std::pair<NameKind, int>, Pending> pending_;
+  std::map<NameRef, Pending> pending_; // by the name an await gives
   int last_internal_ = 0;
   std::vector<Violation> step_violations_;
   bool checks_ = true;

@@ -89,58 +89,68 @@ model::InitReply init_reply(const InitSpec &i) {
   return r;
 }
 
-std::optional<model::OpenReply> open_reply(const ReplySpec &r,
-                                           const std::vector<std::optional<std::int32_t>> &ids,
-                                           const Names &names, KernelProfile p, std::string *why) {
-  model::OpenReply o;
-  switch (r.kind) {
-  case ReplySpec::Kind::Error:
-    o.kind = model::OpenReply::Kind::Error;
-    o.error = r.error;
-    return o;
-  case ReplySpec::Kind::Enosys:
-    o.kind = model::OpenReply::Kind::Enosys;
-    return o;
-  case ReplySpec::Kind::Flags:
-    break;
-  }
-  o.open_flags = wire_open_flags(r, p);
-  switch (r.id_kind) {
-  case ReplySpec::IdKind::None:
-    break;
-  case ReplySpec::IdKind::Literal:
-    o.backing_id = r.literal_id;
-    break;
-  case ReplySpec::IdKind::Name: {
-    const auto slot = static_cast<std::size_t>(r.backing);
-    if (!ids.at(slot)) {
-      *why = fmt::format("{} has no id: its backing_open did not succeed", names.backings.at(slot));
-      return std::nullopt;
-    }
-    o.backing_id = *ids.at(slot);
-    break;
-  }
-  }
-  return o;
-}
-
-bool Outcome::matches(const Outcome &actual) const {
-  if (kind != actual.kind || release != actual.release)
+bool same_outcome(const Outcome &a, const Outcome &b, Agreement how) {
+  if (a.kind != b.kind || a.release != b.release)
     return false;
-  switch (kind) {
-  case Kind::Errno:
-    return err == actual.err;
-  case Kind::Id:
-    return id == actual.id;
-  case Kind::Invalid:
+  if (how == Agreement::Exact && a.internal_err != b.internal_err)
     return false;
-  case Kind::Ok:
-  case Kind::Backing:
-  case Kind::Fuse:
-  case Kind::Blocks:
+  switch (a.kind) {
+  case Outcome::Kind::Errno:
+    return a.err == b.err;
+  case Outcome::Kind::Id:
+    return a.id == b.id;
+  case Outcome::Kind::Invalid:
+    return how == Agreement::Exact && a.message == b.message;
+  case Outcome::Kind::Ok:
+  case Outcome::Kind::Backing:
+  case Outcome::Kind::Fuse:
+  case Outcome::Kind::Blocks:
     return true;
   }
-  return false;
+  FPSIM_UNREACHABLE("an outcome kind outside the enum");
+}
+
+bool may_block(Op op) {
+  switch (op) {
+  case Op::Open:
+  case Op::Create:
+  case Op::Read:
+  case Op::Write:
+  case Op::Mmap:
+  case Op::WriteBegin:
+    return true;
+  case Op::Init:
+  case Op::BackingOpen:
+  case Op::BackingClose:
+  case Op::Opendir:
+  case Op::Munmap:
+  case Op::Close:
+  case Op::WriteEnd:
+  case Op::Await:
+  case Op::Abort:
+  case Op::Umount:
+  case Op::DevClose:
+  case Op::Check:
+    return false;
+  }
+  FPSIM_UNREACHABLE("an op outside the enum");
+}
+
+NameRef blocked_name(const Statement &s) {
+  if (s.op == Op::Mmap)
+    return {NameKind::Mapping, s.mapping};
+  if (s.op == Op::WriteBegin)
+    return {NameKind::Write, s.write};
+  return {NameKind::Handle, s.handle};
+}
+
+void Names::number(int n) {
+  for (int i = 1; i <= n; ++i) {
+    backings.push_back("B" + std::to_string(i));
+    handles.push_back("H" + std::to_string(i));
+    mappings.push_back("M" + std::to_string(i));
+    writes.push_back("W" + std::to_string(i));
+  }
 }
 
 const std::vector<std::string> &Names::of(NameKind k) const {
@@ -154,7 +164,7 @@ const std::vector<std::string> &Names::of(NameKind k) const {
   case NameKind::Write:
     return writes;
   }
-  return handles;
+  FPSIM_UNREACHABLE("a name kind outside the enum");
 }
 
 } // namespace fpsim::sim

@@ -42,6 +42,13 @@ enum class NameKind : std::uint8_t { Backing, Handle, Mapping, Write };
 
 std::string_view name_kind_noun(NameKind k);
 
+// A declared name: its kind and its slot in the trace's table of that kind.
+struct NameRef {
+  NameKind kind = NameKind::Handle;
+  int slot = -1;
+  auto operator<=>(const NameRef &) const = default;
+};
+
 // Symbolic reply flags: the profile-independent FOPEN bits as they are on the wire, plus a
 // passthrough bit that wire_open_flags maps to the profile's FOPEN_PASSTHROUGH. That bit is taken
 // from the model (6.18's) rather than written again, so the FOPEN bits have one definition.
@@ -136,9 +143,23 @@ struct Outcome {
     o.message = std::move(why);
     return o;
   }
-  // An expectation matches when kind, value and observations agree.
-  bool matches(const Outcome &actual) const;
 };
+
+// How much of two outcomes must agree for them to be the same.
+enum class Agreement : std::uint8_t {
+  // What the caller of the syscall sees, which is all an expectation states and all the kernel
+  // shows: the kind, the errno or id, +release. A statement that could not run (invalid) has no
+  // outcome to agree with.
+  Observed,
+  // Also what only the simulator shows: the errno behind an EIO (`check last`) and why a
+  // statement could not run. Two models replaying one trace agree this far unless one is wrong.
+  Exact,
+};
+
+// The one outcome comparator: an expectation against what happened (replay), the simulator
+// against the kernel (crosscheck), a mutant against the unmutated model (explore: Observed;
+// fuzz: Exact).
+bool same_outcome(const Outcome &a, const Outcome &b, Agreement how = Agreement::Observed);
 
 struct Statement {
   Op op = Op::Init;
@@ -178,6 +199,18 @@ struct Statement {
   std::optional<std::size_t> comment_pos;
 };
 
+// Whether the statement's call may sleep in the kernel, so that its outcome can be `blocks` and
+// an await of it gives the outcome later. An await only waits on such a call.
+bool may_block(Op op);
+
+// The name an await gives for this statement's call once it blocked: the mapping an mmap
+// declares, the write a write_begin declares, else the handle (an open's new one, or the one a
+// read or write runs on).
+NameRef blocked_name(const Statement &s);
+
+// The name an await statement waits on.
+inline NameRef awaited_name(const Statement &s) { return {s.await_kind, s.await_slot}; }
+
 struct Names {
   std::vector<std::string> mount_files;
   std::vector<bool> mount_file_created; // named by a create: absent until created
@@ -188,6 +221,9 @@ struct Names {
   std::vector<std::string> writes;
 
   const std::vector<std::string> &of(NameKind k) const;
+  // Appends B1.., H1.., M1.., W1.. up to n of each: room for every name n statements can
+  // declare (one each at most), for tools that write statements before the trace exists.
+  void number(int n);
 };
 
 struct Trace {
@@ -200,11 +236,5 @@ struct Trace {
   std::vector<std::string> source_lines; // the file as read, for --annotate
 };
 
-// The reply an open statement has the server send under profile p, with a backing name resolved
-// through `ids` (the backing id each backing slot is bound to so far). nullopt, and *why, when it
-// names a backing whose backing_open did not succeed. Error replies need no id.
-std::optional<model::OpenReply> open_reply(const ReplySpec &r,
-                                           const std::vector<std::optional<std::int32_t>> &ids,
-                                           const Names &names, KernelProfile p, std::string *why);
 
 } // namespace fpsim::sim

@@ -1,6 +1,7 @@
 // The invariant checker has teeth: each deliberately broken transition is caught, and the same
 // scenarios on the intact model are clean.
 #include "sim/generate.h"
+#include "sim/live.h"
 #include "sim/parser.h"
 #include "sim/printer.h"
 #include "sim/replay.h"
@@ -249,19 +250,16 @@ TEST(IncrementalChecker, ChecksTurnedBackOnSeeWhatHappenedMeanwhile) {
   const Trace t = parse(kScenario);
   SimExecutor ex(model::Mutant::BackingCloseKeepsRef);
   ex.begin(t, t.profile);
-  Bindings b;
-  b.backing_ids.assign(t.names.backings.size(), std::nullopt);
+  Live live(t.names);
   ex.set_checks(false);
   for (const Statement &s : t.statements) {
-    const Outcome o = ex.step(s, b);
-    if (s.op == Op::BackingOpen && o.kind == Outcome::Kind::Id)
-      b.backing_ids[static_cast<std::size_t>(s.backing)] = static_cast<std::int32_t>(o.id);
+    live.track(s, ex.step(s, live.bindings()));
     EXPECT_TRUE(ex.after_step().empty());
   }
   ex.set_checks(true);
   Statement abort;
   abort.op = Op::Abort;
-  ex.step(abort, b);
+  ex.step(abort, live.bindings());
   const std::vector<Violation> v = ex.after_step();
   ASSERT_FALSE(v.empty()) << "the fb B1 keeps a reference nobody holds";
   EXPECT_EQ(v[0].rule, "I6");
@@ -291,12 +289,9 @@ TEST(IncrementalChecker, EveryCorruptedObjectIsSeen) {
   const Trace t = parse(kRichState);
   SimExecutor ex;
   ex.begin(t, t.profile);
-  Bindings bind;
-  bind.backing_ids.assign(t.names.backings.size(), std::nullopt);
+  Live live(t.names);
   for (const Statement &st : t.statements) {
-    const Outcome o = ex.step(st, bind);
-    if (st.op == Op::BackingOpen && o.kind == Outcome::Kind::Id)
-      bind.backing_ids[static_cast<std::size_t>(st.backing)] = static_cast<std::int32_t>(o.id);
+    live.track(st, ex.step(st, live.bindings()));
     ASSERT_TRUE(ex.after_step().empty()) << st.line;
   }
   const model::Model &clean = ex.model();

@@ -8,6 +8,7 @@
 // and every command sequence rapidcheck tries is a trace that parses. Outcomes are the SUT's
 // business: a write_end of a write the server never held, or an await of a call that did not
 // block, is an invalid step (reported by the executor, harmless), never a violation.
+#include "sim/live.h"
 #include "sim/parser.h"
 #include "sim/printer.h"
 #include "sim/replay.h"
@@ -46,33 +47,34 @@ struct State {
   int writes = 0;
 };
 
+// Room for every name a sequence may declare.
+Names capacity_names() {
+  Names n;
+  n.number(kCapacity);
+  for (int i = 0; i < kMountFiles; ++i) {
+    n.mount_files.push_back(std::string(1, static_cast<char>('a' + i)));
+    n.mount_file_created.push_back(false);
+  }
+  for (int i = 0; i < kBackingFiles; ++i)
+    n.backing_files.push_back(std::string(1, static_cast<char>('x' + i)) + ".dat");
+  return n;
+}
+
 // The system under test: one SimExecutor fed statement by statement.
 class Sut {
 public:
-  explicit Sut(model::KernelProfile p) {
+  explicit Sut(model::KernelProfile p) : live_(capacity_names()) {
     scratch_.profile = p;
     scratch_.profile_given = true;
-    for (int i = 0; i < kCapacity; ++i) {
-      scratch_.names.backings.push_back("B" + std::to_string(i + 1));
-      scratch_.names.handles.push_back("H" + std::to_string(i + 1));
-      scratch_.names.mappings.push_back("M" + std::to_string(i + 1));
-      scratch_.names.writes.push_back("W" + std::to_string(i + 1));
-    }
-    for (int i = 0; i < kMountFiles; ++i) {
-      scratch_.names.mount_files.push_back(std::string(1, static_cast<char>('a' + i)));
-      scratch_.names.mount_file_created.push_back(false);
-    }
-    for (int i = 0; i < kBackingFiles; ++i)
-      scratch_.names.backing_files.push_back(std::string(1, static_cast<char>('x' + i)) + ".dat");
-    b_.backing_ids.assign(kCapacity, std::nullopt);
+    scratch_.names = capacity_names();
     ex_.begin(scratch_, p);
   }
 
   // Runs one statement; returns the invariant violations it caused.
   std::vector<Violation> step(Statement s) {
     s.line = static_cast<int>(stmts_.size()) + 3;
-    const Outcome o = ex_.step(s, b_);
-    track(s, o);
+    const Outcome o = ex_.step(s, live_.bindings());
+    live_.track(s, o);
     stmts_.push_back(s);
     outcomes_.push_back(o);
     return ex_.after_step();
@@ -83,21 +85,25 @@ public:
   // resolve.
   std::vector<Violation> settle() {
     std::vector<Violation> all;
-    for (int round = 0; round < 16 && (!held_.empty() || !blocked_.empty()); ++round) {
-      for (int w : std::set<int>(held_)) {
+    for (int round = 0; round < 16 && (!live_.writes().empty() || live_.any_blocked()); ++round) {
+      const SlotSet held = live_.writes();
+      held.for_each([&](int w) {
         Statement s;
         s.op = Op::WriteEnd;
         s.write = w;
         auto v = step(s);
         all.insert(all.end(), v.begin(), v.end());
-      }
-      for (const auto &[kind, slot] : std::set<std::pair<NameKind, int>>(blocked_)) {
-        Statement s;
-        s.op = Op::Await;
-        s.await_kind = kind;
-        s.await_slot = slot;
-        auto v = step(s);
-        all.insert(all.end(), v.begin(), v.end());
+      });
+      for (NameKind kind : {NameKind::Handle, NameKind::Mapping, NameKind::Write}) {
+        const SlotSet blocked = live_.blocked(kind);
+        blocked.for_each([&](int slot) {
+          Statement s;
+          s.op = Op::Await;
+          s.await_kind = kind;
+          s.await_slot = slot;
+          auto v = step(s);
+          all.insert(all.end(), v.begin(), v.end());
+        });
       }
     }
     return all;
@@ -111,47 +117,11 @@ public:
   const std::vector<Outcome> &outcomes() const { return outcomes_; }
 
 private:
-  void track(const Statement &s, const Outcome &o) {
-    if (o.kind == Outcome::Kind::Blocks && s.op != Op::Await) {
-      if (s.op == Op::Mmap)
-        blocked_.insert({NameKind::Mapping, s.mapping});
-      else if (s.op == Op::WriteBegin)
-        blocked_.insert({NameKind::Write, s.write});
-      else
-        blocked_.insert({NameKind::Handle, s.handle});
-      return;
-    }
-    switch (s.op) {
-    case Op::BackingOpen:
-      if (o.kind == Outcome::Kind::Id)
-        b_.backing_ids[static_cast<std::size_t>(s.backing)] = static_cast<std::int32_t>(o.id);
-      break;
-    case Op::WriteBegin:
-      if (o.kind == Outcome::Kind::Ok)
-        held_.insert(s.write);
-      break;
-    case Op::WriteEnd:
-      held_.erase(s.write);
-      break;
-    case Op::Await:
-      if (o.kind == Outcome::Kind::Blocks)
-        break;
-      blocked_.erase({s.await_kind, s.await_slot});
-      if (s.await_kind == NameKind::Write && o.kind == Outcome::Kind::Ok)
-        held_.insert(s.await_slot);
-      break;
-    default:
-      break;
-    }
-  }
-
   Trace scratch_;
   SimExecutor ex_;
-  Bindings b_;
+  Live live_;
   std::vector<Statement> stmts_;
   std::vector<Outcome> outcomes_;
-  std::set<int> held_;
-  std::set<std::pair<NameKind, int>> blocked_;
 };
 
 using Command = rc::state::Command<State, Sut>;
@@ -172,16 +142,7 @@ void run_statement(Sut &sut, const Statement &s) {
 
 // Shows a statement with the names the accumulated trace will give it.
 void show_statement(std::ostream &os, const Statement &s) {
-  Names n;
-  for (int i = 0; i < kCapacity; ++i) {
-    n.backings.push_back("B" + std::to_string(i + 1));
-    n.handles.push_back("H" + std::to_string(i + 1));
-    n.mappings.push_back("M" + std::to_string(i + 1));
-    n.writes.push_back("W" + std::to_string(i + 1));
-  }
-  n.mount_files = {"a", "b"};
-  n.backing_files = {"x.dat", "y.dat"};
-  os << format_statement(s, n);
+  os << format_statement(s, capacity_names());
 }
 
 struct StatementCommand : Command {

@@ -6,6 +6,7 @@
 #include "tools/fpsim/cli_util.h"
 #include "sim/printer.h"
 #include "sim/trace_files.h"
+#include "tools/exit_codes.h"
 
 #include <cstdlib>
 #include <fmt/format.h>
@@ -15,10 +16,6 @@
 
 namespace fpsim::tools {
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
 
 constexpr std::string_view kIndent = "     "; // under the line number
 constexpr std::size_t kLabelWidth = 9;        // "rule", "why", "inodes", ...

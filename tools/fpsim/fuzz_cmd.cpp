@@ -3,19 +3,13 @@
 
 #include "sim/fuzz.h"
 #include "tools/fpsim/cli_util.h"
+#include "tools/exit_codes.h"
 
 #include <cstdio>
 #include <fmt/format.h>
 #include <unistd.h>
 
 namespace fpsim::tools {
-namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
-
-} // namespace
 
 CLI::App *add_fuzz_command(CLI::App &app, FuzzArgs &a) {
   CLI::App *cmd = app.add_subcommand(

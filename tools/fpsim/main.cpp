@@ -16,6 +16,7 @@
 #include "tools/fpsim/fuzz_cmd.h"
 #include "tools/fpsim/mutants_cmd.h"
 #include "tools/fpsim/profiles_cmd.h"
+#include "tools/exit_codes.h"
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
@@ -29,10 +30,6 @@
 using namespace fpsim;
 
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
 
 // Writes next to the target and renames, so an interrupted run never leaves half a trace.
 bool write_atomically(const std::string &path, const std::string &text) {

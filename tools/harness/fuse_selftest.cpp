@@ -6,6 +6,7 @@
 #include "fuse_proto.h"
 #include "fuse_server.h"
 #include "namespace.h"
+#include "tools/exit_codes.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -32,7 +33,6 @@ using fpsim::harness::sys_result;
 namespace proto = fpsim::harness::proto;
 namespace fopen = fpsim::harness::proto::fopen;
 
-constexpr int kExitSkip = 77;
 // Generous for a syscall that should return at once; a FUSE call blocked on the server never will.
 constexpr auto kCallDeadline = 2000ms;
 // How long a write that ought to be blocked is given before it counts as "in flight".
@@ -171,7 +171,7 @@ int SelfTest::start(int bk_a) {
       dirs_.ctl, err);
   if (!server_) {
     std::printf("FAIL setup %s\n", err.c_str());
-    return 1;
+    return fpsim::kExitFailed;
   }
 
   // Before INIT the device is not installed: the trace layer relies on this EPERM.
@@ -184,11 +184,11 @@ int SelfTest::start(int bk_a) {
   int rc = server_->mount(dirs_.mnt, init, err);
   if (rc == -ENOTTY) {
     std::printf("SKIP kernel has no FUSE_DEV_IOC_SYNC_INIT (needs Linux 6.18+): %s\n", err.c_str());
-    return kExitSkip;
+    return fpsim::kExitSkip;
   }
   if (rc != 0) {
     std::printf("FAIL setup %s\n", err.c_str());
-    return 1;
+    return fpsim::kExitFailed;
   }
   return -1;
 }
@@ -199,7 +199,7 @@ int SelfTest::check_opens(int bk_a, int bk_b, int &pa) {
   const int id1 = server_->backing_open(bk_a);
   if (id1 == -EPERM) {
     std::printf("SKIP passthrough not negotiated: BACKING_OPEN gives EPERM (CONFIG_FUSE_PASSTHROUGH off?)\n");
-    return kExitSkip;
+    return fpsim::kExitSkip;
   }
   int id2 = server_->backing_open(bk_b);
   std::optional<fpsim::harness::KernelInit> offer = server_->kernel_init();
@@ -330,7 +330,7 @@ int SelfTest::run() {
   int bk_a = -1;
   int bk_b = -1;
   if (!make_backing_file("bk_a", "BACKING:a\n", bk_a) || !make_backing_file("bk_b", "BACKING:b\n", bk_b))
-    return 1;
+    return fpsim::kExitFailed;
 
   if (const int rc = start(bk_a); rc >= 0)
     return rc;
@@ -339,7 +339,7 @@ int SelfTest::run() {
     return rc;
   check_backing_and_writes();
   check_abort_and_teardown(pa);
-  return failures_ == 0 ? 0 : 1;
+  return failures_ == 0 ? fpsim::kExitOk : fpsim::kExitFailed;
 }
 
 // Runs whatever the checks left behind: stuck calls get the emergency abort, then fds and the server go.
@@ -386,20 +386,20 @@ bool host_mounts_clean(const std::string &root, std::string &detail) {
 int main() {
   if (geteuid() != 0) {
     std::printf("SKIP fuse-selftest needs root (mounting, BACKING_OPEN needs CAP_SYS_ADMIN)\n");
-    return kExitSkip;
+    return fpsim::kExitSkip;
   }
   if (access("/dev/fuse", R_OK | W_OK) != 0) {
     std::printf("SKIP /dev/fuse: %s\n", std::strerror(errno));
-    return kExitSkip;
+    return fpsim::kExitSkip;
   }
 
   fpsim::harness::IsolatedRun run = fpsim::harness::run_isolated(body, std::chrono::seconds(60));
   if (!run.started) {
     std::printf("FAIL setup %s\n", run.error.c_str());
-    return 1;
+    return fpsim::kExitFailed;
   }
-  if (run.exit_code == kExitSkip)
-    return kExitSkip;
+  if (run.exit_code == fpsim::kExitSkip)
+    return fpsim::kExitSkip;
 
   std::string detail;
   bool clean = host_mounts_clean(run.root, detail) && run.cleaned_up;
@@ -407,10 +407,10 @@ int main() {
     detail += "; " + run.error;
   std::printf("%s (h) host namespace after the run: %s\n", clean ? "PASS" : "FAIL", detail.c_str());
 
-  bool child_ok = run.exit_code == 0 && !run.timed_out && run.signal == 0;
+  bool child_ok = run.exit_code == fpsim::kExitOk && !run.timed_out && run.signal == 0;
   if (!child_ok) {
     std::printf("FAIL isolated run: exit %d%s%s\n", run.exit_code, run.timed_out ? ", timed out" : "",
                 run.signal ? (", signal " + std::to_string(run.signal)).c_str() : "");
   }
-  return child_ok && clean ? 0 : 1;
+  return child_ok && clean ? fpsim::kExitOk : fpsim::kExitFailed;
 }

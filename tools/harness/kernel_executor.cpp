@@ -67,7 +67,7 @@ int access_flags(sim::AccessMode a) {
   case sim::AccessMode::ReadWrite:
     return O_RDWR;
   }
-  return O_RDONLY;
+  FPSIM_UNREACHABLE("an access mode outside the enum");
 }
 
 // Drops CAP_SYS_ADMIN from the calling thread's effective set (capabilities are per thread; the raw
@@ -318,7 +318,7 @@ std::vector<sim::Violation> KernelExecutor::drain() {
     if (!p.call->done())
       v.push_back(sim::Violation{
           "leak", fmt::format("{} {} is still blocked in the kernel", sim::op_name(p.op),
-                              trace_->names.of(key.first).at(static_cast<std::size_t>(key.second)))});
+                              trace_->names.of(key.kind).at(static_cast<std::size_t>(key.slot)))});
   for (std::size_t i = 0; i < maps_.size(); ++i)
     if (maps_[i] && maps_[i]->mapped)
       v.push_back(sim::Violation{"leak", fmt::format("mapping {} is still mapped", trace_->names.mappings[i])});
@@ -329,10 +329,10 @@ std::vector<sim::Violation> KernelExecutor::drain() {
   return v;
 }
 
-Outcome KernelExecutor::step(const Statement &s, const sim::Bindings &b) {
+Outcome KernelExecutor::step(const Statement &s, const sim::Bindings &bindings) {
   ++steps_;
   fault_before_step();
-  const Outcome o = run_step(s, b);
+  const Outcome o = run_step(s, bindings);
   fault_after_step(o);
   return o;
 }
@@ -396,7 +396,47 @@ void KernelExecutor::fault_after_step(const Outcome &o) {
                                        : fmt::format("but {} blocked call(s) did not return", stuck)));
 }
 
-Outcome KernelExecutor::mount(const Statement &s) {
+Outcome KernelExecutor::run_step(const Statement &s, const sim::Bindings &bindings) {
+  switch (s.op) {
+  case Op::Init:
+    return init(s);
+  case Op::BackingOpen:
+    return backing_open(s);
+  case Op::BackingClose:
+    return backing_close(s, bindings);
+  case Op::Open:
+  case Op::Create:
+  case Op::Opendir:
+    return open_like(s, bindings);
+  case Op::Read:
+    return read(s);
+  case Op::Write:
+    return write(s);
+  case Op::Mmap:
+    return mmap(s);
+  case Op::Munmap:
+    return munmap_mapping(s);
+  case Op::Close:
+    return close_handle(s);
+  case Op::WriteBegin:
+    return write_begin(s);
+  case Op::WriteEnd:
+    return write_end(s);
+  case Op::Await:
+    return await(s);
+  case Op::Abort:
+    return abort_connection();
+  case Op::Umount:
+    return unmount(s);
+  case Op::DevClose:
+    return dev_close();
+  case Op::Check:
+    FPSIM_UNREACHABLE("a check statement reached step(); checks go through check()");
+  }
+  FPSIM_UNREACHABLE("a statement op outside the enum");
+}
+
+Outcome KernelExecutor::init(const Statement &s) {
   std::string err;
   const int rc = server_->mount(dirs_.mnt, sim::init_reply(s.init), err);
   if (rc != 0) {
@@ -413,7 +453,7 @@ Outcome KernelExecutor::mount(const Statement &s) {
   return Outcome::ok();
 }
 
-Outcome KernelExecutor::munmap(const Statement &s) {
+Outcome KernelExecutor::munmap_mapping(const Statement &s) {
   std::shared_ptr<Mapper> &m = maps_.at(static_cast<std::size_t>(s.mapping));
   if (!m || !m->mapped)
     return Outcome::ok(); // munmap of a range that is not mapped succeeds and does nothing
@@ -426,7 +466,7 @@ Outcome KernelExecutor::munmap(const Statement &s) {
   return e == 0 ? Outcome::ok() : Outcome::errno_(e);
 }
 
-Outcome KernelExecutor::close(const Statement &s) {
+Outcome KernelExecutor::close_handle(const Statement &s) {
   int &fd = fds_.at(static_cast<std::size_t>(s.handle));
   const int f = fd;
   fd = -1; // the fd is gone whatever close(2) returns
@@ -445,63 +485,32 @@ Outcome KernelExecutor::close(const Statement &s) {
   return r->err ? Outcome::errno_(r->err) : Outcome::ok();
 }
 
-Outcome KernelExecutor::run_step(const Statement &s, const sim::Bindings &b) {
-  switch (s.op) {
-  case Op::Init:
-    return mount(s);
-  case Op::BackingOpen:
-    return backing_open(s);
-  case Op::BackingClose:
-    return backing_close(s, b);
-  case Op::Open:
-  case Op::Create:
-  case Op::Opendir:
-    return open_like(s, b);
-  case Op::Read:
-    return read(s);
-  case Op::Write:
-    return write(s);
-  case Op::Mmap:
-    return mmap(s);
-  case Op::Munmap:
-    return munmap(s);
-  case Op::Close:
-    return close(s);
-  case Op::WriteBegin:
-    return write_begin(s);
-  case Op::WriteEnd:
-    return write_end(s);
-  case Op::Await:
-    return await(s);
-  case Op::Abort: {
-    std::string err;
-    const int rc = server_->abort(err);
-    // ENOENT is the kernel's answer once the superblock is gone (its fusectl directory with it).
-    if (rc != 0 && rc != -ENOENT)
-      note("harness", "abort: " + err);
-    if (rc != 0)
-      return Outcome::errno_(-rc);
-    return Outcome::ok();
-  }
-  case Op::Umount: {
-    const int rc = server_->umount(s.detach);
-    if (rc != 0)
-      return Outcome::errno_(-rc);
-    // A path walk after umount must fail as on a vanished mount (the model's ENOENT), not reach
-    // the bare directory underneath: opendir would open it and create would write into it.
-    if (rmdir(dirs_.mnt.c_str()) != 0)
-      note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after umount", errno));
-    return Outcome::ok();
-  }
-  case Op::DevClose: {
-    const int rc = server_->dev_close();
-    // The connection is gone: writes the server held die with it, their write(2) returns.
-    return rc == 0 ? Outcome::ok() : Outcome::errno_(-rc);
-  }
-  case Op::Check:
-    FPSIM_UNREACHABLE("a check statement reached step(); checks go through check()");
-  }
-  FPSIM_UNREACHABLE("a statement op outside the enum");
+Outcome KernelExecutor::abort_connection() {
+  std::string err;
+  const int rc = server_->abort(err);
+  // ENOENT is the kernel's answer once the superblock is gone (its fusectl directory with it).
+  if (rc != 0 && rc != -ENOENT)
+    note("harness", "abort: " + err);
+  if (rc != 0)
+    return Outcome::errno_(-rc);
+  return Outcome::ok();
+}
+
+Outcome KernelExecutor::unmount(const Statement &s) {
+  const int rc = server_->umount(s.detach);
+  if (rc != 0)
+    return Outcome::errno_(-rc);
+  // A path walk after umount must fail as on a vanished mount (the model's ENOENT), not reach
+  // the bare directory underneath: opendir would open it and create would write into it.
+  if (rmdir(dirs_.mnt.c_str()) != 0)
+    note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after umount", errno));
+  return Outcome::ok();
+}
+
+Outcome KernelExecutor::dev_close() {
+  const int rc = server_->dev_close();
+  // The connection is gone: writes the server held die with it, their write(2) returns.
+  return rc == 0 ? Outcome::ok() : Outcome::errno_(-rc);
 }
 
 // ---- ioctls ---------------------------------------------------------------------------------------
@@ -588,17 +597,12 @@ Outcome KernelExecutor::backing_open(const Statement &s) {
   return o;
 }
 
-Outcome KernelExecutor::backing_close(const Statement &s, const sim::Bindings &b) {
-  std::uint32_t id = 0;
-  if (s.literal_id) {
-    id = *s.literal_id;
-  } else {
-    const auto &bound = b.backing_ids.at(static_cast<std::size_t>(s.backing));
-    if (!bound)
-      return Outcome::invalid(fmt::format("{} has no id: its backing_open did not succeed",
-                                          trace_->names.backings.at(static_cast<std::size_t>(s.backing))));
-    id = static_cast<std::uint32_t>(*bound);
-  }
+Outcome KernelExecutor::backing_close(const Statement &s, const sim::Bindings &bindings) {
+  std::string why;
+  const std::optional<std::uint32_t> target = bindings.close_target(s, trace_->names, &why);
+  if (!target)
+    return Outcome::invalid(why);
+  std::uint32_t id = *target;
   const int rc = s.unprivileged ? unprivileged_ioctl(proto::kDevIocBackingClose, &id)
                                 : server_->backing_close(id);
   return rc < 0 ? Outcome::errno_(-rc) : Outcome::ok();
@@ -606,20 +610,20 @@ Outcome KernelExecutor::backing_close(const Statement &s, const sim::Bindings &b
 
 // ---- opens ----------------------------------------------------------------------------------------
 
-Outcome KernelExecutor::settle(const Statement &s, NameKind kind, int slot, std::string file,
-                               const std::shared_ptr<Call> &call) {
+Outcome KernelExecutor::settle(const Statement &s, std::string file, const std::shared_ptr<Call> &call) {
+  const sim::NameRef name = sim::blocked_name(s);
   std::optional<CallResult> r = wait_blocking(call);
   if (!r) {
-    pending_[{kind, slot}] = Pending{s.op, s.handle, std::move(file), call};
+    pending_[name] = Pending{s.op, s.handle, std::move(file), call};
     return blocks();
   }
-  return finish(s.op, s.handle, slot, *r);
+  return finish(s.op, s.handle, name.slot, *r);
 }
 
-Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &b) {
+Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &bindings) {
   std::string why;
   const std::optional<model::OpenReply> reply =
-      sim::open_reply(s.reply, b.backing_ids, trace_->names, profile_, &why);
+      sim::open_reply(s.reply, bindings, trace_->names, profile_, &why);
   if (!reply)
     return Outcome::invalid(why);
   const auto h = static_cast<std::size_t>(s.handle);
@@ -667,7 +671,7 @@ Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &b) {
     }
     return r;
   });
-  return settle(s, NameKind::Handle, s.handle, name, call);
+  return settle(s, name, call);
 }
 
 // ---- I/O ------------------------------------------------------------------------------------------
@@ -721,7 +725,7 @@ Outcome KernelExecutor::read(const Statement &s) {
       r.data = buf.substr(0, static_cast<std::size_t>(n));
     return r;
   });
-  return settle(s, NameKind::Handle, s.handle, file_of_handle(s.handle), call);
+  return settle(s, file_of_handle(s.handle), call);
 }
 
 namespace {
@@ -773,7 +777,7 @@ Outcome KernelExecutor::write(const Statement &s) {
   auto call = start([server, fd, positional, offset, bfds] {
     return do_write(*server, fd, positional, offset, bfds);
   });
-  return settle(s, NameKind::Handle, s.handle, file_of_handle(s.handle), call);
+  return settle(s, file_of_handle(s.handle), call);
 }
 
 std::shared_ptr<KernelExecutor::Mapper> KernelExecutor::spawn_mapper(int fd, bool shared, int *err) {
@@ -902,7 +906,7 @@ Outcome KernelExecutor::mmap(const Statement &s) {
     r.err = static_cast<int>(out[1]);
     return r;
   });
-  return settle(s, NameKind::Mapping, s.mapping, file_of_handle(s.handle), call);
+  return settle(s, file_of_handle(s.handle), call);
 }
 
 Outcome KernelExecutor::finish(Op op, int handle, int slot, const CallResult &r) {
@@ -991,14 +995,14 @@ Outcome KernelExecutor::write_begin(const Statement &s) {
   });
   Outcome o = settle_write_begin(s.write, file, token, call);
   if (o.kind == Outcome::Kind::Blocks)
-    pending_[{NameKind::Write, s.write}] = Pending{s.op, s.handle, file, call, token};
+    pending_[sim::blocked_name(s)] = Pending{s.op, s.handle, file, call, token};
   return o;
 }
 
 Outcome KernelExecutor::write_end(const Statement &s) {
   const auto w = static_cast<std::size_t>(s.write);
   const std::string &wname = trace_->names.writes.at(w);
-  if (pending_.count({NameKind::Write, s.write}))
+  if (pending_.count(sim::NameRef{NameKind::Write, s.write}))
     return Outcome::invalid(
         fmt::format("{} is still waiting for the inode lock: the server never received it", wname));
   if (!held_[w])
@@ -1038,7 +1042,7 @@ void KernelExecutor::settle_woken_writes() {
 // ---- await ----------------------------------------------------------------------------------------
 
 Outcome KernelExecutor::await(const Statement &s) {
-  const std::pair key{s.await_kind, s.await_slot};
+  const sim::NameRef key = sim::awaited_name(s);
   auto it = pending_.find(key);
   const std::string &name =
       trace_->names.of(s.await_kind).at(static_cast<std::size_t>(s.await_slot));

@@ -58,8 +58,8 @@ public:
   KernelExecutor &operator=(const KernelExecutor &) = delete;
 
   void begin(const sim::Trace &t, sim::KernelProfile p) override;
-  sim::Outcome step(const sim::Statement &s, const sim::Bindings &b) override;
-  sim::CheckResult check(const sim::Statement &s, const sim::Bindings &b) override;
+  sim::Outcome step(const sim::Statement &s, const sim::Bindings &bindings) override;
+  sim::CheckResult check(const sim::Statement &s, const sim::Bindings &bindings) override;
   std::vector<sim::Violation> after_step() override;
   std::vector<sim::Violation> drain() override;
   void end() override;
@@ -94,17 +94,20 @@ private:
   };
 
   std::shared_ptr<Call> start(std::function<CallResult()> fn);
-  sim::Outcome run_step(const sim::Statement &s, const sim::Bindings &b);
+  sim::Outcome run_step(const sim::Statement &s, const sim::Bindings &bindings);
   // Fault injection around each step: kill-server-at-step before it, reports and the abort after it.
   void fault_before_step();
   void fault_after_step(const sim::Outcome &o);
   std::function<void(const std::string &)> fault_hook() const;
-  sim::Outcome mount(const sim::Statement &s);
-  sim::Outcome munmap(const sim::Statement &s);
-  sim::Outcome close(const sim::Statement &s);
-  sim::Outcome open_like(const sim::Statement &s, const sim::Bindings &b);
+  sim::Outcome init(const sim::Statement &s);
+  sim::Outcome munmap_mapping(const sim::Statement &s);
+  sim::Outcome close_handle(const sim::Statement &s);
+  sim::Outcome abort_connection();
+  sim::Outcome unmount(const sim::Statement &s);
+  sim::Outcome dev_close();
+  sim::Outcome open_like(const sim::Statement &s, const sim::Bindings &bindings);
   sim::Outcome backing_open(const sim::Statement &s);
-  sim::Outcome backing_close(const sim::Statement &s, const sim::Bindings &b);
+  sim::Outcome backing_close(const sim::Statement &s, const sim::Bindings &bindings);
   sim::Outcome read(const sim::Statement &s);
   sim::Outcome write(const sim::Statement &s);
   sim::Outcome mmap(const sim::Statement &s);
@@ -115,8 +118,7 @@ private:
   sim::Outcome settle_write_begin(int w, const std::string &file, std::uint64_t token,
                                   const std::shared_ptr<Call> &call);
   // The call's outcome, or `blocks` with the call kept pending under (kind, slot) for `await`.
-  sim::Outcome settle(const sim::Statement &s, sim::NameKind kind, int slot, std::string file,
-                      const std::shared_ptr<Call> &call);
+  sim::Outcome settle(const sim::Statement &s, std::string file, const std::shared_ptr<Call> &call);
   // Waits for a call that may block: its result, or nullopt once it is blocked (see settle_limit).
   std::optional<CallResult> wait_blocking(const std::shared_ptr<Call> &call);
   // Whether a call started at `start` and still running now counts as blocked.
@@ -166,7 +168,7 @@ private:
   std::vector<std::shared_ptr<Mapper>> maps_; // per mapping slot: its helper, once mmap started
   std::vector<std::optional<Held>> held_; // per write: parked by the server
   std::uint64_t hold_tokens_ = 0;    // the last token handed to a write_begin's hold
-  std::map<std::pair<sim::NameKind, int>, Pending> pending_;
+  std::map<sim::NameRef, Pending> pending_; // by the name an await gives
   std::vector<std::shared_ptr<Call>> abandoned_; // calls no statement waits for any more
   std::vector<sim::Violation> violations_;
   std::size_t problems_seen_ = 0;

@@ -25,6 +25,7 @@
 #include "sim/printer.h"
 #include "sim/replay.h"
 #include "sim/sim_executor.h"
+#include "tools/exit_codes.h"
 
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -50,12 +51,6 @@ using namespace fpsim;
 using nlohmann::json;
 
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitFault = 3;
-constexpr int kExitSkip = 77;
 
 // The user who ran `sudo fpsim-harness record`: SUDO_UID/SUDO_GID, when both are set and not
 // root. Malformed values are an error (*why), never a silent fallback to root.
@@ -104,7 +99,7 @@ void install_signal_handlers() {
 int interrupted_exit(const std::string &where = "") {
   fmt::print(stderr, "fpsim-harness: interrupted by signal {}{}; the run in progress was killed\n",
              static_cast<int>(g_signal), where.empty() ? "" : " at " + where);
-  return 128 + g_signal;
+  return kExitSignalBase + g_signal;
 }
 
 // ---- traces ---------------------------------------------------------------------------------------
@@ -214,7 +209,7 @@ int preconditions(model::KernelProfile *profile) {
   }
   switch (run.exit_code) {
   case kProbeOk:
-    return 0;
+    return kExitOk;
   case kProbeNoSyncInit:
     fmt::print("fpsim-harness: skipped: kernel {} has no FUSE_DEV_IOC_SYNC_INIT\n", release);
     return kExitSkip;
@@ -282,18 +277,18 @@ public:
   ChildExecutor(sim::Executor &inner, const sim::Trace &t, RunProgress &progress)
       : inner_(inner), t_(t), progress_(progress) {}
   void begin(const sim::Trace &t, sim::KernelProfile p) override { inner_.begin(t, p); }
-  sim::Outcome step(const sim::Statement &s, const sim::Bindings &b) override {
+  sim::Outcome step(const sim::Statement &s, const sim::Bindings &bindings) override {
     const std::string text = sim::format_statement(s, t_.names);
     copy_text(progress_.statement, sizeof progress_.statement, text);
     progress_.line.store(s.line);
     if (g_verbose)
       fmt::print(stderr, "[kernel] {}:{}: {} ...\n", t_.path, s.line, text);
-    sim::Outcome o = inner_.step(s, b);
+    sim::Outcome o = inner_.step(s, bindings);
     if (g_verbose)
       fmt::print(stderr, "[kernel]   => {}\n", sim::format_outcome_detailed(o));
     return o;
   }
-  sim::CheckResult check(const sim::Statement &s, const sim::Bindings &b) override { return inner_.check(s, b); }
+  sim::CheckResult check(const sim::Statement &s, const sim::Bindings &bindings) override { return inner_.check(s, bindings); }
   std::vector<sim::Violation> after_step() override { return inner_.after_step(); }
   std::vector<sim::Violation> drain() override {
     if (g_verbose)
@@ -325,6 +320,10 @@ struct KernelRun {
   double seconds = 0;
   std::vector<std::string> teardown; // "statement -> outcome" of the steps replay added at the end
 };
+
+// The isolated child's exit status: its result was written, or it could not be.
+constexpr int kBodyOk = 0;
+constexpr int kBodyWriteFailed = 3;
 
 // In the isolated child: replays `t` on the kernel and writes the result as JSON to `fd`.
 int run_in_child(const harness::IsolatedDirs &dirs, const sim::Trace &t, model::KernelProfile profile,
@@ -359,7 +358,7 @@ int run_in_child(const harness::IsolatedDirs &dirs, const sim::Trace &t, model::
                              {"expected", f.expected},
                              {"actual", f.actual},
                              {"message", f.message}});
-  return harness::write_all(fd, j.dump()) ? 0 : 3;
+  return harness::write_all(fd, j.dump()) ? kBodyOk : kBodyWriteFailed;
 }
 
 KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
@@ -398,7 +397,7 @@ KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
     out.error = "interrupted";
     return out;
   }
-  if (run.timed_out || run.signal || run.exit_code != 0 || text.empty()) {
+  if (run.timed_out || run.signal || run.exit_code != kBodyOk || text.empty()) {
     out.error = fmt::format("the kernel run {}", run.timed_out ? fmt::format("timed out after {} s", timeout.count())
                                                  : run.signal ? fmt::format("died of signal {}", run.signal)
                                                  : run.exited ? fmt::format("exited {}", run.exit_code)
@@ -517,7 +516,8 @@ harness::CrossResult crosscheck_trace(const sim::Trace &t, const harness::Kernel
             fmt::format("{}: {}: no outcome from the {}", where(t, s.line), stmt, so ? "kernel" : "simulator"));
         continue;
       }
-      const bool agree = so->matches(*ko) && (!s.expect || (s.expect->matches(*ko) && s.expect->matches(*so)));
+      const bool agree = sim::same_outcome(*so, *ko) &&
+                         (!s.expect || (sim::same_outcome(*s.expect, *ko) && sim::same_outcome(*s.expect, *so)));
       if (agree)
         continue;
       const std::string sim_text = sim::format_outcome_detailed(*so);
@@ -616,7 +616,7 @@ int cmd_run(const std::vector<std::string> &paths, const harness::KernelExecutor
         continue;
       const sim::Outcome &o = *k.outcomes[i];
       std::string note;
-      if (s.expect && !s.expect->matches(o))
+      if (s.expect && !sim::same_outcome(*s.expect, o))
         note = fmt::format("   (trace expects {})", sim::format_outcome(*s.expect));
       fmt::print("{}:{}: {} => {}{}\n", t.path, s.line, sim::format_statement(s, t.names),
                  o.kind == sim::Outcome::Kind::Invalid ? sim::format_outcome_detailed(o)

@@ -10,6 +10,7 @@
 #include "sim/parser.h"
 #include "sim/printer.h"
 #include "sim/replay.h"
+#include "tools/exit_codes.h"
 #include "sim/sim_executor.h"
 
 #include <dirent.h>
@@ -42,12 +43,6 @@ namespace {
 
 namespace p = proto;
 using namespace std::chrono_literals;
-
-// ---- exit codes ---------------------------------------------------------------------------------
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
 
 // The isolated child's verdicts (it prints the one-line reason itself).
 constexpr int kBodyOk = 0;
