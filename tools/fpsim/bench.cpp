@@ -3,9 +3,9 @@
 
 #include "tools/fpsim/bench_figures.h"
 
-#include "sim/parser.h"
-#include "sim/replay.h"
-#include "sim/sim_executor.h"
+#include "sim/trace/parser.h"
+#include "sim/exec/replay.h"
+#include "sim/exec/sim_executor.h"
 #include "tools/exit_codes.h"
 
 #include <benchmark/benchmark.h>

@@ -1,6 +1,6 @@
 #include "tools/fpsim/dot_cmd.h"
 
-#include "sim/automaton.h"
+#include "sim/teach/automaton.h"
 #include "tools/fpsim/cli_util.h"
 #include "tools/exit_codes.h"
 

@@ -2,10 +2,10 @@
 // one JSON object per trace.
 #include "tools/fpsim/explain_cmd.h"
 
-#include "sim/parser.h"
+#include "sim/trace/parser.h"
 #include "tools/fpsim/cli_util.h"
-#include "sim/printer.h"
-#include "sim/trace_files.h"
+#include "sim/trace/printer.h"
+#include "sim/trace/trace_files.h"
 #include "tools/exit_codes.h"
 
 #include <cstdlib>

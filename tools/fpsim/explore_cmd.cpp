@@ -1,7 +1,7 @@
-// `fpsim explore`: see sim/explore.h for the search, the alphabet and the state hashing.
+// `fpsim explore`: see sim/search/explore.h for the search, the alphabet and the state hashing.
 #include "tools/fpsim/explore_cmd.h"
 
-#include "sim/explore.h"
+#include "sim/search/explore.h"
 #include "tools/fpsim/cli_util.h"
 #include "tools/exit_codes.h"
 

@@ -1,7 +1,7 @@
-// `fpsim fuzz`: see sim/fuzz.h for the oracle, the case seeds and sharding.
+// `fpsim fuzz`: see sim/search/fuzz.h for the oracle, the case seeds and sharding.
 #include "tools/fpsim/fuzz_cmd.h"
 
-#include "sim/fuzz.h"
+#include "sim/search/fuzz.h"
 #include "tools/fpsim/cli_util.h"
 #include "tools/exit_codes.h"
 

@@ -2,11 +2,11 @@
 //
 // Exit codes: 0 every trace passed; 1 a mismatch, failed check, invariant violation or leak;
 // 2 usage, unreadable file or parse error (nothing is replayed then).
-#include "sim/parser.h"
-#include "sim/printer.h"
-#include "sim/replay.h"
-#include "sim/sim_executor.h"
-#include "sim/trace_files.h"
+#include "sim/trace/parser.h"
+#include "sim/trace/printer.h"
+#include "sim/exec/replay.h"
+#include "sim/exec/sim_executor.h"
+#include "sim/trace/trace_files.h"
 #include "tools/fpsim/bench.h"
 #include "tools/fpsim/cli_util.h"
 #include "tools/fpsim/bench_figures.h"

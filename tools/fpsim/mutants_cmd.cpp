@@ -1,8 +1,8 @@
 #include "tools/fpsim/mutants_cmd.h"
 
-#include "sim/explore.h"
+#include "sim/search/explore.h"
 #include "tools/fpsim/cli_util.h"
-#include "sim/fuzz.h"
+#include "sim/search/fuzz.h"
 #include "tools/exit_codes.h"
 
 #include <chrono>

@@ -1,8 +1,8 @@
 // Fault injection for fpsim-harness (environment variable FPSIM_HARNESS_FAULT, read by `run` and
 // `crosscheck`): a server that never answers, answers garbage or dies, and an isolated child killed
 // while one of its calls waits in the kernel. Tests use it to show that each of these is reported
-// with the statement it hit, ends with exit 3 and leaves nothing behind (tests/harness_faults.sh,
-// tests/harness_soak.sh).
+// with the statement it hit, ends with exit 3 and leaves nothing behind (tests/harness/harness_faults.sh,
+// tests/harness/harness_soak.sh).
 //
 //   silent-at:OP:N          the server reads the Nth OP request and never answers it
 //   garbage-at:OP:N:HOW     the server answers the Nth OP request with a reply the kernel must refuse:

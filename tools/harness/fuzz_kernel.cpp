@@ -1,12 +1,12 @@
 #include "fuzz_kernel.h"
 
-#include "sim/fuzz.h"
-#include "sim/generate.h"
-#include "sim/parser.h"
-#include "sim/printer.h"
-#include "sim/shrink.h"
-#include "sim/live.h"
-#include "sim/sim_executor.h"
+#include "sim/search/fuzz.h"
+#include "sim/search/generate.h"
+#include "sim/trace/parser.h"
+#include "sim/trace/printer.h"
+#include "sim/search/shrink.h"
+#include "sim/exec/live.h"
+#include "sim/exec/sim_executor.h"
 #include "tools/exit_codes.h"
 
 #include <chrono>

@@ -3,7 +3,7 @@
 #include "base/assert.h"
 #include "fuse_proto.h"
 #include "wire.h"
-#include "sim/printer.h"
+#include "sim/trace/printer.h"
 
 #include <dirent.h>
 #include <fcntl.h>

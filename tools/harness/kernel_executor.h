@@ -17,7 +17,7 @@
 #include "fault.h"
 #include "fuse_server.h"
 #include "namespace.h"
-#include "sim/executor.h"
+#include "sim/exec/executor.h"
 
 #include <sys/types.h>
 

@@ -20,11 +20,11 @@
 #include "namespace.h"
 #include "recorder.h"
 
-#include "sim/parser.h"
-#include "sim/trace_files.h"
-#include "sim/printer.h"
-#include "sim/replay.h"
-#include "sim/sim_executor.h"
+#include "sim/trace/parser.h"
+#include "sim/trace/trace_files.h"
+#include "sim/trace/printer.h"
+#include "sim/exec/replay.h"
+#include "sim/exec/sim_executor.h"
 #include "tools/exit_codes.h"
 
 #include <fcntl.h>

@@ -7,11 +7,11 @@
 #include "namespace.h"
 #include "wire.h"
 
-#include "sim/parser.h"
-#include "sim/printer.h"
-#include "sim/replay.h"
+#include "sim/trace/parser.h"
+#include "sim/trace/printer.h"
+#include "sim/exec/replay.h"
 #include "tools/exit_codes.h"
-#include "sim/sim_executor.h"
+#include "sim/exec/sim_executor.h"
 
 #include <dirent.h>
 #include <fcntl.h>
