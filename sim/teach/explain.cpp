@@ -43,6 +43,106 @@ std::string and_list(const std::vector<std::string> &v) {
 
 std::string err(int e) { return errno_name(e); }
 
+// A rule's text, said by the kernel function that decides it.
+struct Why {
+  std::string rule;
+  std::string why;
+};
+
+Why said(Rule r, std::string why) { return {std::string(rule_function(r)), std::move(why)}; }
+
+// The rules whose text is the same in every state.
+constexpr std::pair<Rule, std::string_view> kFixedTexts[] = {
+    {Rule::InitNoPassthrough, "the INIT reply does not offer FUSE_PASSTHROUGH: passthrough stays "
+                              "off, so BACKING_OPEN will be refused with EPERM"},
+    {Rule::InitNoInitExt, "FUSE_PASSTHROUGH sits in flags2, which the kernel ignores without "
+                          "FUSE_INIT_EXT in flags: passthrough stays off (no error: INIT is never "
+                          "rejected)"},
+    {Rule::InitWritebackCache, "since 6.11 passthrough and the writeback cache exclude each other: "
+                               "with writeback_cache in the reply passthrough is silently left "
+                               "off"},
+    {Rule::InitFlags2Ignored, "FUSE_DIRECT_IO_ALLOW_MMAP is in flags2 too and is ignored"},
+    {Rule::BackingOpenDevClosed, "the server's /dev/fuse fd is closed (dev_close): there is no "
+                                 "device to issue the ioctl on"},
+    {Rule::BackingOpenNoPassthrough, "passthrough was not negotiated at INIT (fc->passthrough is "
+                                     "0), so backing files cannot be registered"},
+    {Rule::BackingOpenNotCapable, "the caller lacks CAP_SYS_ADMIN in the initial user namespace; "
+                                  "registering a backing file needs it"},
+    {Rule::BackingOpenBadFd, "fd -1 does not resolve to a file (fget_raw fails)"},
+    {Rule::BackingOpenOPath, "an O_PATH fd does not resolve with fget before 6.12 (6.12+ uses "
+                             "fget_raw and accepts it)"},
+    {Rule::BackingOpenDirectory, "since 6.17 only regular files may back a FUSE file; a directory "
+                                 "gives EISDIR"},
+    {Rule::BackingOpenNotRegular, "since 6.17 only regular files may back a FUSE file (a pipe, "
+                                  "socket or device gives EINVAL)"},
+    {Rule::BackingOpenIdrFull, "no free id is left in [1, INT_MAX]; the new fb is freed again"},
+    {Rule::BackingCloseDevClosed, "the server's /dev/fuse fd is closed (dev_close)"},
+    {Rule::BackingCloseNotInstalled, "the /dev/fuse fd is not installed on a mounted connection "
+                                     "yet (no init)"},
+    {Rule::BackingCloseNoPassthrough, "passthrough was not negotiated at INIT (fc->passthrough is "
+                                      "0)"},
+    {Rule::BackingCloseNotCapable, "the caller lacks CAP_SYS_ADMIN in the initial user namespace"},
+    {Rule::CreateEnosys, "the server does not implement CREATE (ENOSYS); the kernel's MKNOD+OPEN "
+                         "fallback is not modelled"},
+    {Rule::OpenNoOpen, "the server does not implement OPEN (fc->no_open, set by an earlier "
+                       "ENOSYS): no OPEN is sent and the file gets FOPEN_KEEP_CACHE, whatever the "
+                       "reply says"},
+    {Rule::OpenEnosys, "the server answered OPEN with ENOSYS: fuse_file_open sets fc->no_open "
+                       "(later opens never reach the server) and gives the file "
+                       "FOPEN_KEEP_CACHE"},
+    {Rule::FileIoOpenCacheIoBit, "the seed keeps bit 7 as the kernel-internal FOPEN_CACHE_IO, and "
+                                 "a server must not send it (its passthrough bit is 1<<8)"},
+    {Rule::FileIoOpenParallelWritesDropped, "FOPEN_PARALLEL_DIRECT_WRITES is dropped without "
+                                            "FOPEN_DIRECT_IO"},
+    {Rule::PassthroughOpenNotNegotiated, "the reply asks for passthrough, but passthrough was not "
+                                         "negotiated at INIT (fc->passthrough is 0)"},
+    {Rule::DoTruncate, "O_TRUNC: the file is truncated (SETATTR) under the inode lock"},
+    {Rule::DoTruncateDisconnected, "O_TRUNC: the SETATTR that truncates the file cannot be sent on "
+                                   "an aborted connection -> ENOTCONN; the new file is dropped"},
+    {Rule::DirOpen, "OPENDIR never enters io modes: FOPEN_PASSTHROUGH and a backing id in its "
+                    "reply are ignored, even an unknown id"},
+    {Rule::DirOpenNoOpendir, "the server does not implement OPENDIR (an earlier ENOSYS): no "
+                             "request is sent"},
+    {Rule::DirOpenEnosys, "the server answered OPENDIR with ENOSYS: fc->no_opendir is set and the "
+                          "directory opens without it"},
+    {Rule::ReadSeedPassthrough, "the seed (5/9) opens passthrough files but still reads them "
+                                "through FUSE and the page cache"},
+    {Rule::CacheReadODirect, "O_DIRECT: the read bypasses the page cache and a READ goes to the "
+                             "server"},
+    {Rule::CacheWriteWriteback, "writeback cache: the write only dirties the page cache; no WRITE "
+                                "reaches the server now, so nothing is held"},
+    {Rule::MmapSeedPassthrough, "the seed's patch 5/9 leaves mmap of a passthrough file as a TODO "
+                                "-> ENODEV (8/9 and 6.9 map the backing file)"},
+    {Rule::FlushDisconnected, "the connection is aborted, so the FLUSH that close sends fails -> "
+                              "ENOTCONN; the fd is closed anyway"},
+    {Rule::FlushDirectory, "a directory sends no FLUSH"},
+    {Rule::FlushNoflush, "FOPEN_NOFLUSH: no FLUSH is sent"},
+    {Rule::Flush, "fuse_flush sends FLUSH"},
+    {Rule::ReleaseNoOpen, "no RELEASE: the server does not implement OPEN"},
+    {Rule::ReleaseDisconnected, "no RELEASE reaches the server: the connection is aborted"},
+    {Rule::ReleaseSent, "then RELEASE goes to the server"},
+    {Rule::KillSbLastFile, "that was the last file of a detached mount: the superblock goes "
+                           "(fuse_kill_sb_anon), its inodes are evicted"},
+    {Rule::AbortAlready, "the connection is aborted already: nothing changes"},
+    {Rule::Abort, "writing 1 to fusectl's abort file disconnects the connection (fc->connected = "
+                  "0): new opens get ENOTCONN and requests in flight end with ECONNABORTED; "
+                  "passthrough files keep reading, writing and mapping their backing files; "
+                  "io-mode accounting still runs when files are closed"},
+    {Rule::UmountNotMounted, "nothing is mounted there any more -> EINVAL"},
+    {Rule::DevReleaseClosed, "the /dev/fuse fd is closed already -> EBADF"},
+    {Rule::ConnFree, "the last connection reference is gone (fuse_conn_put): "
+                     "fuse_backing_files_free frees every backing object still registered"},
+};
+
+std::string fixed_text(Rule r) {
+  for (const auto &[rule, text] : kFixedTexts)
+    if (rule == r)
+      return std::string(text);
+  FPSIM_UNREACHABLE("a rule without a fixed text");
+}
+
+Why fixed(Rule r) { return said(r, fixed_text(r)); }
+
 template <typename Id>
 std::string name_in(const std::vector<std::string> &v, Id id, std::string_view kind) {
   const auto i = idx(id);
@@ -249,11 +349,6 @@ std::string op_word(Op op) {
   }
   return std::string(op_name(op));
 }
-
-struct Why {
-  std::string rule;
-  std::string why;
-};
 
 // Why a sleeping call sleeps (by the rule the model recorded), and what will wake it.
 Why cache_io_wait(const Model &m, const Task &task, const ObjectNames &n, Rule rule) {
@@ -749,10 +844,30 @@ private:
     switch (d.rule) {
     case Rule::InitNoPassthrough:
     case Rule::InitNoInitExt:
-    case Rule::InitStackDepth:
     case Rule::InitWritebackCache:
-    case Rule::InitPassthrough:
     case Rule::InitFlags2Ignored:
+    case Rule::CreateEnosys:
+    case Rule::OpenNoOpen:
+    case Rule::OpenEnosys:
+    case Rule::FileIoOpenParallelWritesDropped:
+    case Rule::DoTruncate:
+    case Rule::DirOpen:
+    case Rule::MmapSeedPassthrough:
+    case Rule::FlushDisconnected:
+    case Rule::FlushDirectory:
+    case Rule::FlushNoflush:
+    case Rule::Flush:
+    case Rule::ReleaseNoOpen:
+    case Rule::ReleaseDisconnected:
+    case Rule::ReleaseSent:
+    case Rule::KillSbLastFile:
+    case Rule::AbortAlready:
+    case Rule::Abort:
+    case Rule::DevReleaseClosed:
+    case Rule::ConnFree:
+      return fixed(d.rule);
+    case Rule::InitStackDepth:
+    case Rule::InitPassthrough:
       return init_text(st, d);
     case Rule::BackingOpenDevClosed:
     case Rule::BackingOpenNotInstalled:
@@ -774,7 +889,7 @@ private:
     case Rule::BackingCloseNotInstalled:
     case Rule::BackingCloseNoPassthrough:
     case Rule::BackingCloseNotCapable:
-      return backing_close_refused(st, d);
+      return said(d.rule, fmt::format("{} -> {}", fixed_text(d.rule), err(d.err)));
     case Rule::BackingCloseInvalidId:
     case Rule::BackingCloseNoEntry:
     case Rule::BackingCloseRemoved:
@@ -785,9 +900,6 @@ private:
     case Rule::LookupExists:
     case Rule::OpenDisconnected:
     case Rule::OpenReplyError:
-    case Rule::CreateEnosys:
-    case Rule::OpenNoOpen:
-    case Rule::OpenEnosys:
       return walk_text(st, d);
     case Rule::FileIoOpenCacheIoBit:
     case Rule::FileIoOpenNotPassthrough:
@@ -813,14 +925,14 @@ private:
     case Rule::UncachedIoStartSameBackingInode:
     case Rule::CachedIoOpen:
       if (d.write || !d.file || (st.s.op != Op::Open && st.s.op != Op::Create) || d.task)
-        return {std::string(rule_function(d.rule)), "the io mode is settled"};
+        return said(d.rule, "the io mode is settled");
       return admitted(st, d);
-    case Rule::FileIoOpenParallelWritesDropped:
-      return open_note_text(st, d);
     case Rule::PassthroughOpenBackingFile:
     case Rule::PassthroughOpenSeedIo:
     case Rule::UncachedIoStartCounted:
     case Rule::UncachedIoEndDetach:
+    case Rule::OpenInvalidate:
+    case Rule::DoTruncateDisconnected:
       return open_note_text(st, d);
     case Rule::IoCacheWait:
     case Rule::IoCacheWaitOnBacking:
@@ -831,20 +943,21 @@ private:
     case Rule::WriteLockWait:
     case Rule::MmapInvalidateWait:
       return wait_reason(st.a, *d.task, st.n, d.rule);
-    case Rule::OpenInvalidate:
-    case Rule::DoTruncate:
-    case Rule::DoTruncateDisconnected:
-      return open_note_text(st, d);
     case Rule::DirOpenDisconnected:
+      return said(d.rule, fmt::format("the connection was aborted: OPENDIR cannot be sent -> {}",
+                                      err(d.err)));
     case Rule::DirOpenReplyError:
+      return said(d.rule, fmt::format("the server answered OPENDIR with {}: opendir(3) returns it",
+                                      err(d.err)));
     case Rule::DirOpenNoOpendir:
     case Rule::DirOpenEnosys:
-    case Rule::DirOpen:
-      return dir_text(st, d);
+      return said(d.rule, fixed_text(d.rule) + "; " + fixed_text(Rule::DirOpen));
     case Rule::ReadIsDir:
     case Rule::ReadNotReadable:
     case Rule::ReadDisconnected:
-      return read_error_text(st, d);
+    case Rule::WriteIsDir:
+    case Rule::WriteNotWritable:
+      return io_error_text(st, d);
     case Rule::PassthroughRead:
     case Rule::ReadSeedPassthrough:
     case Rule::CacheReadUptodate:
@@ -852,9 +965,6 @@ private:
     case Rule::CacheReadODirect:
     case Rule::CacheReadMiss:
       return read_route(st, d);
-    case Rule::WriteIsDir:
-    case Rule::WriteNotWritable:
-      return write_error_text(st, d);
     case Rule::DioWrExclusive:
     case Rule::DioWrExclusiveCacheIoMode:
     case Rule::DioWrSharedCacheIoModeMissed:
@@ -873,7 +983,6 @@ private:
       return write_end(st);
     case Rule::MmapIsDir:
     case Rule::MmapNotReadable:
-    case Rule::MmapSeedPassthrough:
     case Rule::MmapBackingInode:
     case Rule::MmapDirectIoSharedRefused:
       return mmap_error_text(st, d);
@@ -884,31 +993,24 @@ private:
       if (d.task)
         return completion(st, *d.task);
       return mmap_route(st, d);
-    case Rule::FlushDisconnected:
-    case Rule::FlushDirectory:
-    case Rule::FlushNoflush:
-    case Rule::Flush:
-    case Rule::ReleaseNoOpen:
-    case Rule::ReleaseDisconnected:
-    case Rule::ReleaseSent:
-    case Rule::KillSbLastFile:
-      return file_end_text(st, d);
     case Rule::AbortNoSuperblock:
-    case Rule::AbortAlready:
-    case Rule::Abort:
+      return said(d.rule, fmt::format("fusectl's abort file exists only while the superblock "
+                                      "does, and it is gone -> {}",
+                                      err(d.err)));
     case Rule::AbortEndsWrite:
-      return conn_text(st, d);
+      return said(
+          d.rule,
+          fmt::format("{} ends with ECONNABORTED (end_requests) and gives back its inode "
+                      "lock{}",
+                      st.n.write(*d.write),
+                      st.b.writes.at(idx(*d.write)).counted ? " and uncached reference" : ""));
     case Rule::UmountNotMounted:
     case Rule::UmountBusy:
     case Rule::UmountDetached:
     case Rule::UmountKillSb:
       return umount_text(st, d.rule);
-    case Rule::DevReleaseClosed:
-      return conn_text(st, d);
     case Rule::DevRelease:
       return dev_close(st);
-    case Rule::ConnFree:
-      return conn_text(st, d);
     case Rule::WakeDirectIoWaitq:
     case Rule::WakePage:
     case Rule::WakeInodeLock:
@@ -918,279 +1020,126 @@ private:
   }
 
   Why init_text(const Step &st, const Decision &d) {
-    if (d.rule == Rule::InitNoPassthrough)
-      return {"process_init_reply",
-              "the INIT reply does not offer FUSE_PASSTHROUGH: passthrough stays off, so "
-              "BACKING_OPEN will be refused with EPERM"};
-    if (d.rule == Rule::InitNoInitExt)
-      return {"process_init_reply",
-              "FUSE_PASSTHROUGH sits in flags2, which the kernel ignores without FUSE_INIT_EXT "
-              "in flags: passthrough stays off (no error: INIT is never rejected)"};
+    const int depth = st.s.init.max_stack_depth;
     if (d.rule == Rule::InitStackDepth)
-      return {"process_init_reply",
-              fmt::format("max_stack_depth {} is outside 1..FILESYSTEM_MAX_STACK_DEPTH (2): "
-                          "passthrough is silently left off",
-                          st.s.init.max_stack_depth)};
-    if (d.rule == Rule::InitWritebackCache)
-      return {"process_init_reply",
-              "since 6.11 passthrough and the writeback cache exclude each other: with "
-              "writeback_cache in the reply passthrough is silently left off"};
-    if (d.rule == Rule::InitPassthrough)
-      return {"process_init_reply",
-              fmt::format("the reply offers FUSE_PASSTHROUGH with max_stack_depth {}: passthrough "
-                          "is enabled ({})",
-                          st.s.init.max_stack_depth,
-                          st.s.init.max_stack_depth == 1
-                              ? "backing files must sit on a plain, unstacked filesystem"
-                              : "backing files may sit on a filesystem stacked one level deep, "
-                                "such as another FUSE mount")};
-    if (d.rule == Rule::InitFlags2Ignored)
-      return {"process_init_reply", "FUSE_DIRECT_IO_ALLOW_MMAP is in flags2 too and is ignored"};
-    FPSIM_UNREACHABLE("init_text renders only its own rules");
-  }
-
-  Why backing_close_refused(const Step &, const Decision &d) {
-    const std::string E = err(d.err);
-    if (d.rule == Rule::BackingCloseDevClosed)
-      return {"fuse_dev_ioctl_backing_close",
-              fmt::format("the server's /dev/fuse fd is closed (dev_close) -> {}", E)};
-    if (d.rule == Rule::BackingCloseNotInstalled)
-      return {"fuse_dev_ioctl_backing_close -> fuse_get_dev",
-              fmt::format("the /dev/fuse fd is not installed on a mounted connection yet (no "
-                          "init) -> {}",
-                          E)};
-    if (d.rule == Rule::BackingCloseNoPassthrough)
-      return {
-          "fuse_backing_close",
-          fmt::format("passthrough was not negotiated at INIT (fc->passthrough is 0) -> {}", E)};
-    if (d.rule == Rule::BackingCloseNotCapable)
-      return {"fuse_backing_close",
-              fmt::format("the caller lacks CAP_SYS_ADMIN in the initial user namespace -> {}", E)};
-    FPSIM_UNREACHABLE("backing_close_refused renders only its own rules");
+      return said(d.rule, fmt::format("max_stack_depth {} is outside 1..FILESYSTEM_MAX_STACK_DEPTH "
+                                      "(2): passthrough is silently left off",
+                                      depth));
+    return said(d.rule,
+                fmt::format("the reply offers FUSE_PASSTHROUGH with max_stack_depth {}: "
+                            "passthrough is enabled ({})",
+                            depth,
+                            depth == 1 ? "backing files must sit on a plain, unstacked filesystem"
+                                       : "backing files may sit on a filesystem stacked one level "
+                                         "deep, such as another FUSE mount"));
   }
 
   Why walk_text(const Step &st, const Decision &d) {
     const std::string E = err(d.err);
-    if (d.rule == Rule::PathWalkNoMount) {
-      if (st.s.op == Op::Opendir)
-        return {"path_openat", fmt::format("the FUSE mount is gone (umount) -> {}", E)};
-      return {"path_openat",
-              fmt::format("the FUSE mount is gone (umount): {} no longer resolves inside it "
-                          "-> {}",
-                          mount_file(st), E)};
-    }
+    const char *request = st.s.op == Op::Create ? "CREATE" : "OPEN";
+    if (d.rule == Rule::PathWalkNoMount && st.s.op == Op::Opendir)
+      return said(d.rule, fmt::format("the FUSE mount is gone (umount) -> {}", E));
+    if (d.rule == Rule::PathWalkNoMount)
+      return said(d.rule, fmt::format("the FUSE mount is gone (umount): {} no longer resolves "
+                                      "inside it -> {}",
+                                      mount_file(st), E));
     if (d.rule == Rule::LookupDisconnected)
-      return {"fuse_get_req",
-              fmt::format("the connection was aborted (fc->connected is 0): the LOOKUP of "
-                          "{} cannot be sent -> {}; only files opened before the abort keep "
-                          "working",
-                          mount_file(st), E)};
+      return said(d.rule,
+                  fmt::format("the connection was aborted (fc->connected is 0): the LOOKUP of "
+                              "{} cannot be sent -> {}; only files opened before the abort keep "
+                              "working",
+                              mount_file(st), E));
     if (d.rule == Rule::LookupNoEntry)
-      return {"fuse_lookup",
-              fmt::format("{} does not exist in the mount yet (a later create makes it): "
-                          "LOOKUP answers ENOENT",
-                          mount_file(st))};
+      return said(d.rule, fmt::format("{} does not exist in the mount yet (a later create makes "
+                                      "it): LOOKUP answers ENOENT",
+                                      mount_file(st)));
     if (d.rule == Rule::LookupExists)
-      return {"open_last_lookups",
-              fmt::format("{} exists already and create uses O_CREAT|O_EXCL -> EEXIST; the "
-                          "server never sees CREATE",
-                          mount_file(st))};
+      return said(d.rule, fmt::format("{} exists already and create uses O_CREAT|O_EXCL -> "
+                                      "EEXIST; the server never sees CREATE",
+                                      mount_file(st)));
     if (d.rule == Rule::OpenDisconnected)
-      return {"fuse_get_req",
-              fmt::format("the connection was aborted (fc->connected is 0): the dentry of {} is "
-                          "cached, so the walk needs no LOOKUP, but the {} cannot be sent -> {}; "
-                          "only files opened before the abort keep working",
-                          mount_file(st), st.s.op == Op::Create ? "CREATE" : "OPEN", E)};
-    if (d.rule == Rule::OpenReplyError)
-      return {st.s.op == Op::Create ? "fuse_create_open" : "fuse_file_open",
-              fmt::format("the server answered {} with {}: open(2) returns it as it is; the "
-                          "server handed out no file handle, so no RELEASE follows",
-                          st.s.op == Op::Create ? "CREATE" : "OPEN", E)};
-    if (d.rule == Rule::CreateEnosys)
-      return {"fuse_create_open", "the server does not implement CREATE (ENOSYS); the kernel's "
-                                  "MKNOD+OPEN fallback is not modelled"};
-    if (d.rule == Rule::OpenNoOpen)
-      return {"fuse_file_open",
-              "the server does not implement OPEN (fc->no_open, set by an earlier ENOSYS): no "
-              "OPEN is sent and the file gets FOPEN_KEEP_CACHE, whatever the reply says"};
-    if (d.rule == Rule::OpenEnosys)
-      return {"fuse_file_open",
-              "the server answered OPEN with ENOSYS: fuse_file_open sets fc->no_open (later "
-              "opens never reach the server) and gives the file FOPEN_KEEP_CACHE"};
-    FPSIM_UNREACHABLE("walk_text renders only its own rules");
+      return said(d.rule,
+                  fmt::format("the connection was aborted (fc->connected is 0): the dentry of {} "
+                              "is cached, so the walk needs no LOOKUP, but the {} cannot be sent "
+                              "-> {}; only files opened before the abort keep working",
+                              mount_file(st), request, E));
+    return {st.s.op == Op::Create ? "fuse_create_open" : "fuse_file_open",
+            fmt::format("the server answered {} with {}: open(2) returns it as it is; the "
+                        "server handed out no file handle, so no RELEASE follows",
+                        request, E)};
   }
 
   Why open_note_text(const Step &st, const Decision &d) {
-    if (d.rule == Rule::FileIoOpenParallelWritesDropped)
-      return {"fuse_file_io_open", "FOPEN_PARALLEL_DIRECT_WRITES is dropped without "
-                                   "FOPEN_DIRECT_IO"};
-    if (d.rule == Rule::PassthroughOpenBackingFile || d.rule == Rule::PassthroughOpenSeedIo) {
-      return {"fuse_passthrough_open", passthrough_route_words(st, d)};
-    }
+    if (d.rule == Rule::PassthroughOpenBackingFile || d.rule == Rule::PassthroughOpenSeedIo)
+      return said(d.rule, passthrough_route_words(st, d));
     if (d.rule == Rule::UncachedIoStartCounted)
       return {"fuse_dio_lock + fuse_inode_uncached_io_start",
               "the write counts as an uncached reference with no backing object"};
     if (d.rule == Rule::UncachedIoEndDetach)
-      return {"fuse_inode_uncached_io_end",
-              fmt::format("back at 0, fuse_inode_uncached_io_end detaches {} and puts the "
-                          "inode's reference",
-                          fb_name(st.n, *d.fb))};
+      return said(d.rule, fmt::format("back at 0, fuse_inode_uncached_io_end detaches {} and puts "
+                                      "the inode's reference",
+                                      fb_name(st.n, *d.fb)));
     if (d.rule == Rule::OpenInvalidate)
-      return {"fuse_open -> invalidate_inode_pages2",
-              fmt::format("no FOPEN_KEEP_CACHE: the page cache of {} is invalidated",
-                          st.n.inode(*d.inode))};
-    if (d.rule == Rule::DoTruncate)
-      return {"do_truncate", "O_TRUNC: the file is truncated (SETATTR) under the inode lock"};
-    if (d.rule == Rule::DoTruncateDisconnected) {
-      if (d.task)
-        return completion(st, *d.task);
-      return {"do_truncate", "O_TRUNC: the SETATTR that truncates the file cannot be sent on an "
-                             "aborted connection -> ENOTCONN; the new file is dropped"};
-    }
-    FPSIM_UNREACHABLE("open_note_text renders only its own rules");
+      return said(d.rule, fmt::format("no FOPEN_KEEP_CACHE: the page cache of {} is invalidated",
+                                      st.n.inode(*d.inode)));
+    FPSIM_ASSERT(d.rule == Rule::DoTruncateDisconnected, "open_note_text renders its own rules");
+    if (d.task)
+      return completion(st, *d.task);
+    return fixed(d.rule);
   }
 
-  Why dir_text(const Step &, const Decision &d) {
-    const std::string E = err(d.err);
-    if (d.rule == Rule::DirOpenDisconnected)
-      return {"fuse_get_req",
-              fmt::format("the connection was aborted: OPENDIR cannot be sent -> {}", E)};
-    if (d.rule == Rule::DirOpenReplyError)
-      return {"fuse_dir_open",
-              fmt::format("the server answered OPENDIR with {}: opendir(3) returns it", E)};
-    if (d.rule == Rule::DirOpenNoOpendir)
-      return {"fuse_dir_open", "the server does not implement OPENDIR (an earlier ENOSYS): no "
-                               "request is sent; " +
-                                   dir_words()};
-    if (d.rule == Rule::DirOpenEnosys)
-      return {"fuse_dir_open", "the server answered OPENDIR with ENOSYS: fc->no_opendir is set "
-                               "and the directory opens without it; " +
-                                   dir_words()};
-    if (d.rule == Rule::DirOpen)
-      return {"fuse_dir_open", dir_words()};
-    FPSIM_UNREACHABLE("dir_text renders only its own rules");
-  }
-
-  Why read_error_text(const Step &st, const Decision &d) {
+  // A read or write that the VFS or a lost connection refused.
+  Why io_error_text(const Step &st, const Decision &d) {
+    const std::string h = fd_name(st, d);
     if (d.rule == Rule::ReadIsDir)
-      return {"generic_read_dir",
-              fmt::format("{} is a directory: read(2) -> EISDIR", fd_name(st, d))};
+      return said(d.rule, fmt::format("{} is a directory: read(2) -> EISDIR", h));
     if (d.rule == Rule::ReadNotReadable)
-      return {"vfs_read",
-              fmt::format("{} was opened write-only (no FMODE_READ) -> EBADF", fd_name(st, d))};
-    if (d.rule == Rule::ReadDisconnected) {
-      if (d.task)
-        return completion(st, *d.task);
-      return {"fuse_get_req",
-              fmt::format("the connection was aborted: the READ for {} cannot be sent -> "
-                          "ENOTCONN (passthrough files keep working, cached files fail)",
-                          fd_name(st, d))};
-    }
-    FPSIM_UNREACHABLE("read_error_text renders only its own rules");
-  }
-
-  Why write_error_text(const Step &st, const Decision &d) {
+      return said(d.rule, fmt::format("{} was opened write-only (no FMODE_READ) -> EBADF", h));
     if (d.rule == Rule::WriteIsDir)
-      return {"vfs_write", fmt::format("{} is a directory -> EBADF", fd_name(st, d))};
+      return said(d.rule, fmt::format("{} is a directory -> EBADF", h));
     if (d.rule == Rule::WriteNotWritable)
-      return {"vfs_write",
-              fmt::format("{} was opened read-only (no FMODE_WRITE) -> EBADF", fd_name(st, d))};
-    FPSIM_UNREACHABLE("write_error_text renders only its own rules");
+      return said(d.rule, fmt::format("{} was opened read-only (no FMODE_WRITE) -> EBADF", h));
+    FPSIM_ASSERT(d.rule == Rule::ReadDisconnected, "io_error_text renders its own rules");
+    if (d.task)
+      return completion(st, *d.task);
+    return said(d.rule, fmt::format("the connection was aborted: the READ for {} cannot be sent "
+                                    "-> ENOTCONN (passthrough files keep working, cached files "
+                                    "fail)",
+                                    h));
   }
 
   Why mmap_error_text(const Step &st, const Decision &d) {
-    const std::string E = err(d.err);
+    const std::string h = fd_name(st, d);
     if (d.rule == Rule::MmapIsDir)
-      return {"do_mmap",
-              fmt::format("{} is a directory, which has no mmap -> {}", fd_name(st, d), E)};
+      return said(d.rule, fmt::format("{} is a directory, which has no mmap -> {}", h, err(d.err)));
     if (d.rule == Rule::MmapNotReadable)
-      return {"do_mmap", fmt::format("a PROT_READ mapping needs a file opened for reading; {} is "
-                                     "write-only -> EACCES",
-                                     fd_name(st, d))};
-    if (d.rule == Rule::MmapSeedPassthrough)
-      return {"fuse_file_mmap",
-              "the seed's patch 5/9 leaves mmap of a passthrough file as a TODO -> ENODEV "
-              "(8/9 and 6.9 map the backing file)"};
+      return said(d.rule, fmt::format("a PROT_READ mapping needs a file opened for reading; {} is "
+                                      "write-only -> EACCES",
+                                      h));
     if (d.rule == Rule::MmapBackingInode)
-      return {"fuse_file_mmap",
-              fmt::format("inode {} is in passthrough mode (it holds {}), but {} was not "
-                          "opened in passthrough mode: a mapping of its page cache would go "
-                          "stale behind the backing file -> ENODEV, for shared and private "
-                          "mappings alike",
-                          st.n.inode(*d.inode), fb_name(st.n, *d.other_fb), fd_name(st, d))};
-    if (d.rule == Rule::MmapDirectIoSharedRefused)
-      return {"fuse_file_mmap",
-              fmt::format("a shared mapping of FOPEN_DIRECT_IO file {} needs the page cache, "
-                          "which the server allows only with FUSE_DIRECT_IO_ALLOW_MMAP at INIT "
-                          "-> ENODEV (a private mapping would be fine)",
-                          fd_name(st, d))};
-    FPSIM_UNREACHABLE("mmap_error_text renders only its own rules");
-  }
-
-  Why file_end_text(const Step &, const Decision &d) {
-    if (d.rule == Rule::FlushDisconnected)
-      return {"fuse_flush", "the connection is aborted, so the FLUSH that close sends fails -> "
-                            "ENOTCONN; the fd is closed anyway"};
-    if (d.rule == Rule::FlushDirectory)
-      return {"fuse_flush", "a directory sends no FLUSH"};
-    if (d.rule == Rule::FlushNoflush)
-      return {"fuse_flush", "FOPEN_NOFLUSH: no FLUSH is sent"};
-    if (d.rule == Rule::Flush)
-      return {"fuse_flush", "fuse_flush sends FLUSH"};
-    if (d.rule == Rule::ReleaseNoOpen)
-      return {"fuse_release", "no RELEASE: the server does not implement OPEN"};
-    if (d.rule == Rule::ReleaseDisconnected)
-      return {"fuse_release", "no RELEASE reaches the server: the connection is aborted"};
-    if (d.rule == Rule::ReleaseSent)
-      return {"fuse_release", "then RELEASE goes to the server"};
-    if (d.rule == Rule::KillSbLastFile)
-      return {"fuse_kill_sb_anon", "that was the last file of a detached mount: the superblock "
-                                   "goes (fuse_kill_sb_anon), its inodes are evicted"};
-    FPSIM_UNREACHABLE("file_end_text renders only its own rules");
-  }
-
-  Why conn_text(const Step &st, const Decision &d) {
-    const std::string E = err(d.err);
-    if (d.rule == Rule::AbortNoSuperblock)
-      return {"fuse_conn_abort_write",
-              fmt::format("fusectl's abort file exists only while the superblock does, and it "
-                          "is gone -> {}",
-                          E)};
-    if (d.rule == Rule::AbortAlready)
-      return {"fuse_abort_conn", "the connection is aborted already: nothing changes"};
-    if (d.rule == Rule::Abort)
-      return {"fuse_abort_conn",
-              "writing 1 to fusectl's abort file disconnects the connection (fc->connected = 0): "
-              "new opens get ENOTCONN and requests in flight end with ECONNABORTED; passthrough "
-              "files keep reading, writing and mapping their backing files; io-mode accounting "
-              "still runs when files are closed"};
-    if (d.rule == Rule::AbortEndsWrite)
-      return {"fuse_abort_conn -> end_requests",
-              fmt::format("{} ends with ECONNABORTED (end_requests) and gives back its inode "
-                          "lock{}",
-                          st.n.write(*d.write),
-                          st.b.writes.at(idx(*d.write)).counted ? " and uncached reference" : "")};
-    if (d.rule == Rule::DevReleaseClosed)
-      return {"fuse_dev_release", "the /dev/fuse fd is closed already -> EBADF"};
-    if (d.rule == Rule::ConnFree)
-      return {"fuse_conn_put", "the last connection reference is gone (fuse_conn_put): "
-                               "fuse_backing_files_free frees every backing object still "
-                               "registered"};
-    FPSIM_UNREACHABLE("conn_text renders only its own rules");
+      return said(d.rule,
+                  fmt::format("inode {} is in passthrough mode (it holds {}), but {} was not "
+                              "opened in passthrough mode: a mapping of its page cache would go "
+                              "stale behind the backing file -> ENODEV, for shared and private "
+                              "mappings alike",
+                              st.n.inode(*d.inode), fb_name(st.n, *d.other_fb), h));
+    FPSIM_ASSERT(d.rule == Rule::MmapDirectIoSharedRefused, "mmap_error_text renders its own");
+    return said(d.rule,
+                fmt::format("a shared mapping of FOPEN_DIRECT_IO file {} needs the page cache, "
+                            "which the server allows only with FUSE_DIRECT_IO_ALLOW_MMAP at INIT "
+                            "-> ENODEV (a private mapping would be fine)",
+                            h));
   }
 
   Why wake_text(const Step &st, const Decision &d) {
+    const std::string iname = st.n.inode(*d.inode);
+    const std::string &task = notes_.at(idx(*d.task)).name;
     if (d.rule == Rule::WakeDirectIoWaitq)
-      return {"fuse_inode_uncached_io_end -> wake_up",
-              fmt::format("iocachectr of {} returned to 0: direct_io_waitq wakes {}",
-                          st.n.inode(*d.inode), notes_.at(idx(*d.task)).name)};
+      return said(d.rule, fmt::format("iocachectr of {} returned to 0: direct_io_waitq wakes {}",
+                                      iname, task));
     if (d.rule == Rule::WakePage)
-      return {"folio_unlock", fmt::format("the page of {} is unlocked: {} wakes",
-                                          st.n.inode(*d.inode), notes_.at(idx(*d.task)).name)};
-    if (d.rule == Rule::WakeInodeLock)
-      return {"inode_unlock", fmt::format("the inode lock of {} is released: {} wakes",
-                                          st.n.inode(*d.inode), notes_.at(idx(*d.task)).name)};
-    FPSIM_UNREACHABLE("wake_text renders only its own rules");
+      return said(d.rule, fmt::format("the page of {} is unlocked: {} wakes", iname, task));
+    return said(d.rule, fmt::format("the inode lock of {} is released: {} wakes", iname, task));
   }
 
   std::string mount_file(const Step &st) const {
@@ -1200,11 +1149,6 @@ private:
   // The handle of the file a decision is about.
   std::string fd_name(const Step &st, const Decision &d) const {
     return d.file ? st.n.file(*d.file) : handle_name(st);
-  }
-
-  static std::string dir_words() {
-    return "OPENDIR never enters io modes: FOPEN_PASSTHROUGH and a backing id in its reply are "
-           "ignored, even an unknown id";
   }
 
   Why backing_open(const Step &st) { return render(st, st.first()); }
@@ -1235,63 +1179,29 @@ private:
   Why backing_open_refused(const Step &st, const Decision &d) {
     const Statement &s = st.s;
     const std::string &name = t_.names.backings.at(static_cast<std::size_t>(s.backing));
-    const std::string E = err(d.err);
-    auto refused = [&](std::string rule, std::string why) {
-      return Why{std::move(rule), fmt::format("{} -> {}; {} is not registered", why, E, name)};
-    };
-    const bool opath = s.source == SourceKind::OPath;
-    if (d.rule == Rule::BackingOpenDevClosed)
-      return refused("fuse_dev_ioctl_backing_open",
-                     "the server's /dev/fuse fd is closed (dev_close): there is no device to "
-                     "issue the ioctl on");
+    return said(d.rule, fmt::format("{} -> {}; {} is not registered", backing_refusal_words(st, d),
+                                    err(d.err), name));
+  }
+
+  static std::string backing_refusal_words(const Step &st, const Decision &d) {
+    const Statement &s = st.s;
     if (d.rule == Rule::BackingOpenNotInstalled)
-      return refused(
-          "fuse_dev_ioctl_backing_open -> fuse_get_dev",
-          fmt::format("the /dev/fuse fd is not installed on a mounted connection yet "
-                      "(no init): {}",
-                      d.err == EPERM ? "6.9+ answers EPERM" : "the seed answers EINVAL"));
-    if (d.rule == Rule::BackingOpenNoPassthrough)
-      return refused("fuse_backing_open",
-                     "passthrough was not negotiated at INIT (fc->passthrough is 0), so backing "
-                     "files cannot be registered");
-    if (d.rule == Rule::BackingOpenNotCapable)
-      return refused("fuse_backing_open",
-                     "the caller lacks CAP_SYS_ADMIN in the initial user namespace; "
-                     "registering a backing file needs it");
+      return fmt::format("the /dev/fuse fd is not installed on a mounted connection yet (no "
+                         "init): {}",
+                         d.err == EPERM ? "6.9+ answers EPERM" : "the seed answers EINVAL");
     if (d.rule == Rule::BackingOpenFlags || d.rule == Rule::BackingOpenPadding)
-      return refused("fuse_backing_open",
-                     fmt::format("struct fuse_backing_map must have flags 0{}; this one has {}",
-                                 d.rule == Rule::BackingOpenPadding ? " and padding 0" : "",
-                                 s.map_flags ? fmt::format("flags={}", s.map_flags)
-                                             : fmt::format("padding={}", s.map_padding)));
-    if (d.rule == Rule::BackingOpenBadFd)
-      return refused("fuse_backing_open", "fd -1 does not resolve to a file (fget_raw fails)");
-    if (d.rule == Rule::BackingOpenOPath)
-      return refused("fuse_backing_open",
-                     "an O_PATH fd does not resolve with fget before 6.12 (6.12+ uses "
-                     "fget_raw and accepts it)");
+      return fmt::format("struct fuse_backing_map must have flags 0{}; this one has {}",
+                         d.rule == Rule::BackingOpenPadding ? " and padding 0" : "",
+                         s.map_flags ? fmt::format("flags={}", s.map_flags)
+                                     : fmt::format("padding={}", s.map_padding));
     if (d.rule == Rule::BackingOpenNoRwIter)
-      return refused("fuse_backing_open",
-                     fmt::format("a backing file needs f_op->read_iter and write_iter, which {} "
-                                 "lacks",
-                                 opath ? "an O_PATH fd" : "a directory"));
-    if (d.rule == Rule::BackingOpenDirectory)
-      return refused("fuse_backing_open",
-                     "since 6.17 only regular files may back a FUSE file; a directory "
-                     "gives EISDIR");
-    if (d.rule == Rule::BackingOpenNotRegular)
-      return refused("fuse_backing_open",
-                     "since 6.17 only regular files may back a FUSE file (a pipe, socket or "
-                     "device gives EINVAL)");
+      return fmt::format("a backing file needs f_op->read_iter and write_iter, which {} lacks",
+                         s.source == SourceKind::OPath ? "an O_PATH fd" : "a directory");
     if (d.rule == Rule::BackingOpenStackDepth)
-      return refused("fuse_backing_open",
-                     fmt::format("the backing file's filesystem is stacked as deep as "
-                                 "fc->max_stack_depth ({}) allows or deeper",
-                                 st.b.fc.max_stack_depth));
-    if (d.rule == Rule::BackingOpenIdrFull)
-      return refused("fuse_backing_open -> idr_alloc_cyclic",
-                     "no free id is left in [1, INT_MAX]; the new fb is freed again");
-    FPSIM_UNREACHABLE("backing_open_refused renders the refusals of fuse_backing_open");
+      return fmt::format("the backing file's filesystem is stacked as deep as "
+                         "fc->max_stack_depth ({}) allows or deeper",
+                         st.b.fc.max_stack_depth);
+    return fixed_text(d.rule);
   }
 
   std::optional<FbId> fb_of_id(const Model &m, std::int32_t id) const {
@@ -1435,35 +1345,31 @@ private:
     const std::string mode = io_mode(inode_before(st.b, *d.inode), st.n);
     const KernelProfile p = st.p;
     *looked_up = false;
-    if (d.rule == Rule::FileIoOpenCacheIoBit)
-      return {"fuse_file_io_open",
-              "the seed keeps bit 7 as the kernel-internal FOPEN_CACHE_IO, and a server must not "
-              "send it (its passthrough bit is 1<<8)"};
+    if (d.rule == Rule::FileIoOpenCacheIoBit || d.rule == Rule::PassthroughOpenNotNegotiated)
+      return fixed(d.rule);
     if (d.rule == Rule::FileIoOpenNotPassthrough)
-      return {"fuse_file_io_open",
-              fmt::format("inode {} is in passthrough mode ({}): it holds backing object {}, and "
-                          "every open of it must be passthrough too, or its page cache would go "
-                          "stale behind the backing file's back; this reply ({}) lacks "
-                          "FOPEN_PASSTHROUGH",
-                          iname, mode, fb_name(st.n, *d.other_fb),
-                          st.s.reply.kind == ReplySpec::Kind::Flags &&
-                                  !st.own({Rule::OpenNoOpen, Rule::OpenEnosys})
-                              ? reply_text(st)
-                              : flag_words(flags, p))};
-    if (d.rule == Rule::PassthroughOpenNotNegotiated)
-      return {"fuse_file_passthrough_open",
-              "the reply asks for passthrough, but passthrough was not negotiated at INIT "
-              "(fc->passthrough is 0)"};
+      return said(
+          d.rule,
+          fmt::format("inode {} is in passthrough mode ({}): it holds backing object {}, and "
+                      "every open of it must be passthrough too, or its page cache would go "
+                      "stale behind the backing file's back; this reply ({}) lacks "
+                      "FOPEN_PASSTHROUGH",
+                      iname, mode, fb_name(st.n, *d.other_fb),
+                      st.s.reply.kind == ReplySpec::Kind::Flags &&
+                              !st.own({Rule::OpenNoOpen, Rule::OpenEnosys})
+                          ? reply_text(st)
+                          : flag_words(flags, p)));
     if (d.rule == Rule::PassthroughOpenFlagsMask)
-      return {"fuse_file_passthrough_open",
-              fmt::format("FOPEN_PASSTHROUGH may only come with direct_io, "
-                          "parallel_direct_writes and noflush (FOPEN_PASSTHROUGH_MASK); this reply "
-                          "also has {}",
-                          flag_words(flags & ~fopen_passthrough_mask(p), p))};
+      return said(
+          d.rule,
+          fmt::format("FOPEN_PASSTHROUGH may only come with direct_io, "
+                      "parallel_direct_writes and noflush (FOPEN_PASSTHROUGH_MASK); this reply "
+                      "also has {}",
+                      flag_words(flags & ~fopen_passthrough_mask(p), p)));
     if (d.rule == Rule::PassthroughOpenInvalidId)
-      return {"fuse_passthrough_open",
-              fmt::format("the reply's backing_id {} is not a valid id (ids start at 1)",
-                          ff.backing_id)};
+      return said(d.rule,
+                  fmt::format("the reply's backing_id {} is not a valid id (ids start at 1)",
+                              ff.backing_id));
     if (d.rule == Rule::PassthroughOpenNoId) {
       const auto old = fb_ever_with_id(st.a, ff.backing_id);
       return {"fuse_passthrough_open",
@@ -1728,13 +1634,8 @@ private:
           "fuse_direct_read_iter",
           fmt::format("FOPEN_DIRECT_IO: the READ goes straight to the server{}",
                       ff.passthrough ? " (FOPEN_DIRECT_IO overrides passthrough for reads)" : "")};
-    if (d.rule == Rule::ReadSeedPassthrough)
-      return {"fuse_cache_read_iter",
-              "the seed (5/9) opens passthrough files but still reads them through FUSE and the "
-              "page cache"};
-    if (d.rule == Rule::CacheReadODirect)
-      return {"fuse_cache_read_iter -> fuse_direct_IO",
-              "O_DIRECT: the read bypasses the page cache and a READ goes to the server"};
+    if (d.rule == Rule::ReadSeedPassthrough || d.rule == Rule::CacheReadODirect)
+      return fixed(d.rule);
     if (d.rule == Rule::CacheReadUptodate)
       return {"fuse_cache_read_iter",
               fmt::format("through the page cache: the page of {} is uptodate, so it is copied "
@@ -1842,9 +1743,7 @@ private:
                           held ? fmt::format("; the server holds it until write_end {}", wn)
                                : std::string(""))};
     if (of_write(st, id, {Rule::CacheWriteWriteback}))
-      return {"fuse_cache_write_iter",
-              "writeback cache: the write only dirties the page cache; no WRITE reaches the "
-              "server now, so nothing is held"};
+      return fixed(Rule::CacheWriteWriteback);
     std::string why = fmt::format("write-through: fuse_cache_write_iter copies the data into "
                                   "the page cache of {} and sends a WRITE under the exclusive "
                                   "inode lock",
@@ -2295,7 +2194,7 @@ private:
   Why umount_text(const Step &st, Rule rule) {
     const Model &b = st.b;
     if (rule == Rule::UmountNotMounted)
-      return {"path_umount", "nothing is mounted there any more -> EINVAL"};
+      return fixed(rule);
     if (rule == Rule::UmountBusy)
       return {"path_umount",
               fmt::format("files of the mount are still open ({}) -> EBUSY; umount detach would "
