@@ -65,38 +65,9 @@ bool Live::any_blocked() const {
 }
 
 void Live::declare(const Statement &s) {
-  auto at_least = [this](NameKind k, int slot) {
-    int &n = declared_[index(k)];
-    n = std::max(n, slot + 1);
-  };
-  switch (s.op) {
-  case Op::BackingOpen:
-    at_least(NameKind::Backing, s.backing);
-    break;
-  case Op::Open:
-  case Op::Create:
-  case Op::Opendir:
-    at_least(NameKind::Handle, s.handle);
-    break;
-  case Op::Mmap:
-    at_least(NameKind::Mapping, s.mapping);
-    break;
-  case Op::WriteBegin:
-    at_least(NameKind::Write, s.write);
-    break;
-  case Op::Init:
-  case Op::BackingClose:
-  case Op::Read:
-  case Op::Write:
-  case Op::Munmap:
-  case Op::Close:
-  case Op::WriteEnd:
-  case Op::Await:
-  case Op::Abort:
-  case Op::Umount:
-  case Op::DevClose:
-  case Op::Check:
-    break;
+  if (const std::optional<NameRef> name = declared_name(s)) {
+    int &n = declared_[index(name->kind)];
+    n = std::max(n, name->slot + 1);
   }
 }
 

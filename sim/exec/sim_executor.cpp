@@ -160,47 +160,36 @@ Outcome SimExecutor::await(const Statement &s) {
   }
   pending_.erase(it);
   const SysResult &r = t.result;
-  switch (p.op) {
-  case Op::Open:
-  case Op::Create: {
+  const std::optional<BlockingOp> op = blocking_op(p.op);
+  FPSIM_ASSERT(op.has_value(), "only a call that may block is pending");
+  switch (*op) {
+  case BlockingOp::Open:
+  case BlockingOp::Create: {
     const auto h = static_cast<std::size_t>(p.handle);
     last_internal_ = r.internal_err;
     if (r.file)
       fds_[h] = *r.file;
     return from_errno_or(r, Outcome::ok());
   }
-  case Op::Read:
-  case Op::Write:
+  case BlockingOp::Read:
+  case BlockingOp::Write:
     return route_outcome(r);
-  case Op::Mmap:
+  case BlockingOp::Mmap:
     if (r.vma) {
       vmas_[static_cast<std::size_t>(s.await_slot)] = *r.vma;
       grow(names_.vmas, m.vmas.size());
       names_.vmas[idx(*r.vma)] = name;
     }
     return from_errno_or(r, Outcome::ok());
-  case Op::WriteBegin: {
+  case BlockingOp::WriteBegin: {
     // Held by the server when the lock came (outcome ok): write_end answers it, or returns the
     // ECONNABORTED it got if the connection was aborted since, as for an unblocked write_begin.
     if (r.write && !r.err && r.route == Route::None)
       writes_[static_cast<std::size_t>(s.await_slot)] = *r.write;
     return route_outcome(r);
   }
-  case Op::Init:
-  case Op::BackingOpen:
-  case Op::BackingClose:
-  case Op::Opendir:
-  case Op::Munmap:
-  case Op::Close:
-  case Op::WriteEnd:
-  case Op::Await:
-  case Op::Abort:
-  case Op::Umount:
-  case Op::DevClose:
-  case Op::Check:
-    break;
   }
-  FPSIM_UNREACHABLE("a statement that cannot block was pending");
+  FPSIM_UNREACHABLE("a BlockingOp outside the enum");
 }
 
 std::optional<std::string> SimExecutor::sleeping_call_limit() const {

@@ -322,32 +322,22 @@ struct TaskNote {
 };
 
 std::string op_word(Op op) {
-  switch (op) {
-  case Op::Open:
-  case Op::Create:
+  const std::optional<BlockingOp> call = blocking_op(op);
+  if (!call)
+    return std::string(op_name(op));
+  switch (*call) {
+  case BlockingOp::Open:
+  case BlockingOp::Create:
     return "open";
-  case Op::Read:
+  case BlockingOp::Read:
     return "read";
-  case Op::Write:
-  case Op::WriteBegin:
+  case BlockingOp::Write:
+  case BlockingOp::WriteBegin:
     return "write";
-  case Op::Mmap:
+  case BlockingOp::Mmap:
     return "mmap";
-  case Op::Init:
-  case Op::BackingOpen:
-  case Op::BackingClose:
-  case Op::Opendir:
-  case Op::Munmap:
-  case Op::Close:
-  case Op::WriteEnd:
-  case Op::Await:
-  case Op::Abort:
-  case Op::Umount:
-  case Op::DevClose:
-  case Op::Check:
-    break;
   }
-  return std::string(op_name(op));
+  FPSIM_UNREACHABLE("a BlockingOp outside the enum");
 }
 
 // Why a sleeping call sleeps (by the rule the model recorded), and what will wake it.
@@ -2125,34 +2115,23 @@ private:
     const TaskNote &note = notes_.at(idx(id));
     const std::optional<Wait> was = wait_of(note.wait_before_step);
     FPSIM_ASSERT(was.has_value(), "a sleeping call's rule is a wait");
-    switch (note.op) {
-    case Op::Open:
-    case Op::Create:
+    const std::optional<BlockingOp> call = blocking_op(note.op);
+    FPSIM_ASSERT(call.has_value(), "only a call that may block sleeps");
+    switch (*call) {
+    case BlockingOp::Open:
+    case BlockingOp::Create:
       return open_completion(st, id, *was);
-    case Op::Read:
+    case BlockingOp::Read:
       return read_completion(st, id, *was);
-    case Op::Mmap:
+    case BlockingOp::Mmap:
       return mmap_completion(st, id, *was);
-    case Op::Write:
-    case Op::WriteBegin: {
+    case BlockingOp::Write:
+    case BlockingOp::WriteBegin: {
       Why w = describe_write(st, st.a.tasks.at(idx(id)).write, true);
       return {"inode_lock -> " + w.rule, "it got the inode lock: " + w.why};
     }
-    case Op::Init:
-    case Op::BackingOpen:
-    case Op::BackingClose:
-    case Op::Opendir:
-    case Op::Munmap:
-    case Op::Close:
-    case Op::WriteEnd:
-    case Op::Await:
-    case Op::Abort:
-    case Op::Umount:
-    case Op::DevClose:
-    case Op::Check:
-      break;
     }
-    FPSIM_UNREACHABLE("a statement that cannot sleep completed a sleeping call");
+    FPSIM_UNREACHABLE("a BlockingOp outside the enum");
   }
 
   static std::string task_outcome(const Task &t, Op op) {
@@ -2592,32 +2571,13 @@ private:
       if (v.size() < size)
         v.resize(size);
     };
+    // Only opens make files, and only calls that may block make tasks: both are named by the
+    // handle, mapping or write an await of them would give.
     auto declared = [&]() -> std::string {
-      switch (s.op) {
-      case Op::Open:
-      case Op::Create:
-      case Op::Opendir:
-      case Op::Read:
-      case Op::Write:
-        return t_.names.handles.at(static_cast<std::size_t>(s.handle));
-      case Op::Mmap:
-        return t_.names.mappings.at(static_cast<std::size_t>(s.mapping));
-      case Op::WriteBegin:
-        return t_.names.writes.at(static_cast<std::size_t>(s.write));
-      case Op::Init:
-      case Op::BackingOpen:
-      case Op::BackingClose:
-      case Op::Munmap:
-      case Op::Close:
-      case Op::WriteEnd:
-      case Op::Await:
-      case Op::Abort:
-      case Op::Umount:
-      case Op::DevClose:
-      case Op::Check:
-        break;
-      }
-      return "(unnamed)";
+      if (!may_block(s.op) && s.op != Op::Opendir)
+        return "(unnamed)";
+      const NameRef name = blocked_name(s);
+      return t_.names.of(name.kind).at(static_cast<std::size_t>(name.slot));
     };
     grow(names_.inodes, after.inodes.size());
     for (std::size_t i = 0; i < after.inodes.size(); ++i)

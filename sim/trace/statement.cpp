@@ -110,15 +110,20 @@ bool same_outcome(const Outcome &a, const Outcome &b, Agreement how) {
   FPSIM_UNREACHABLE("an outcome kind outside the enum");
 }
 
-bool may_block(Op op) {
+std::optional<BlockingOp> blocking_op(Op op) {
   switch (op) {
   case Op::Open:
+    return BlockingOp::Open;
   case Op::Create:
+    return BlockingOp::Create;
   case Op::Read:
+    return BlockingOp::Read;
   case Op::Write:
+    return BlockingOp::Write;
   case Op::Mmap:
+    return BlockingOp::Mmap;
   case Op::WriteBegin:
-    return true;
+    return BlockingOp::WriteBegin;
   case Op::Init:
   case Op::BackingOpen:
   case Op::BackingClose:
@@ -131,7 +136,36 @@ bool may_block(Op op) {
   case Op::Umount:
   case Op::DevClose:
   case Op::Check:
-    return false;
+    return std::nullopt;
+  }
+  FPSIM_UNREACHABLE("an op outside the enum");
+}
+
+std::optional<NameRef> declared_name(const Statement &s) {
+  switch (s.op) {
+  case Op::BackingOpen:
+    return NameRef{NameKind::Backing, s.backing};
+  case Op::Open:
+  case Op::Create:
+  case Op::Opendir:
+    return NameRef{NameKind::Handle, s.handle};
+  case Op::Mmap:
+    return NameRef{NameKind::Mapping, s.mapping};
+  case Op::WriteBegin:
+    return NameRef{NameKind::Write, s.write};
+  case Op::Init:
+  case Op::BackingClose:
+  case Op::Read:
+  case Op::Write:
+  case Op::Munmap:
+  case Op::Close:
+  case Op::WriteEnd:
+  case Op::Await:
+  case Op::Abort:
+  case Op::Umount:
+  case Op::DevClose:
+  case Op::Check:
+    return std::nullopt;
   }
   FPSIM_UNREACHABLE("an op outside the enum");
 }

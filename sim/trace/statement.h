@@ -199,9 +199,16 @@ struct Statement {
   std::optional<std::size_t> comment_pos;
 };
 
-// Whether the statement's call may sleep in the kernel, so that its outcome can be `blocks` and
-// an await of it gives the outcome later. An await only waits on such a call.
-bool may_block(Op op);
+// The statements whose call may sleep in the kernel, so that their outcome can be `blocks` and an
+// await of them gives the outcome later: a switch over a sleeping call's op lists only these.
+enum class BlockingOp : std::uint8_t { Open, Create, Read, Write, Mmap, WriteBegin };
+std::optional<BlockingOp> blocking_op(Op op);
+
+// Whether the statement's call may sleep. An await only waits on such a call.
+inline bool may_block(Op op) { return blocking_op(op).has_value(); }
+
+// The name the statement declares, if it declares one (a backing_open's, an open's, ...).
+std::optional<NameRef> declared_name(const Statement &s);
 
 // The name an await gives for this statement's call once it blocked: the mapping an mmap
 // declares, the write a write_begin declares, else the handle (an open's new one, or the one a
