@@ -1,6 +1,7 @@
 #include "sim/exec/checker.h"
 
 #include "base/assert.h"
+#include "base/join.h"
 #include <algorithm>
 #include <array>
 #include <climits>
@@ -56,13 +57,8 @@ std::vector<std::string> backing_file_holders(const Model &m, const ObjectNames 
   return h;
 }
 
-std::string join(const std::vector<std::string> &v) {
-  if (v.empty())
-    return "nobody it knows of";
-  std::string s;
-  for (const auto &x : v)
-    s += (s.empty() ? "" : ", ") + x;
-  return s;
+std::string holder_list(const std::vector<std::string> &v) {
+  return v.empty() ? std::string("nobody it knows of") : join(v);
 }
 
 } // namespace
@@ -646,11 +642,11 @@ bool InvariantChecker::check_fb(const Model &m, const ObjectNames &n, std::uint3
   const int in_idr = fb_in_idr_[bi], attached = fb_attached_[bi];
   if (b.freed) {
     if (b.count.value() != 0 || in_idr || attached)
-      bad("I5", fmt::format("{}: freed but refcount={} and still reachable from {}",
-                            n.fb(m, fbid), b.count.value(), join(fb_holders(m, n, fbid))));
+      bad("I5", fmt::format("{}: freed but refcount={} and still reachable from {}", n.fb(m, fbid),
+                            b.count.value(), holder_list(fb_holders(m, n, fbid))));
   } else if (b.count.value() != in_idr + attached) {
     bad("I6", fmt::format("{}: refcount={} but held by {} (expected {})", n.fb(m, fbid),
-                          b.count.value(), join(fb_holders(m, n, fbid)), in_idr + attached));
+                          b.count.value(), holder_list(fb_holders(m, n, fbid)), in_idr + attached));
   } else if (b.count.value() <= 0) {
     bad("I5", fmt::format("{}: refcount 0 but not freed", n.fb(m, fbid)));
   }
@@ -665,11 +661,11 @@ bool InvariantChecker::check_backing_file(const Model &m, const ObjectNames &n, 
                                           std::vector<Violation> &out) {
   if (m.backing_files[bf].f_count.value() == backing_file_holders_[bf])
     return false;
-  out.push_back(Violation{
-      "backing_file",
-      fmt::format("backing_file#{} (for {}): f_count={} but held by {}", bf,
-                  n.file(m.backing_files[bf].user_file), m.backing_files[bf].f_count.value(),
-                  join(backing_file_holders(m, n, BackingFileId{bf})))});
+  out.push_back(Violation{"backing_file",
+                          fmt::format("backing_file#{} (for {}): f_count={} but held by {}", bf,
+                                      n.file(m.backing_files[bf].user_file),
+                                      m.backing_files[bf].f_count.value(),
+                                      holder_list(backing_file_holders(m, n, BackingFileId{bf})))});
   return true;
 }
 
@@ -709,7 +705,7 @@ std::vector<Violation> InvariantChecker::check_drained(const Model &m, const Obj
     const FuseBacking &b = m.backings[bi];
     if (!b.freed)
       leak(fmt::format("{} not freed: refcount {}, held by {}", n.fb(m, FbId{bi}), b.count.value(),
-                       join(fb_holders(m, n, FbId{bi}))));
+                       holder_list(fb_holders(m, n, FbId{bi}))));
   }
   for (std::uint32_t ii = 0; ii < m.inodes.size(); ++ii) {
     const FuseInode &fi = m.inodes[ii];
@@ -721,7 +717,7 @@ std::vector<Violation> InvariantChecker::check_drained(const Model &m, const Obj
     if (m.backing_files[bf].f_count.value() != 0)
       leak(fmt::format("backing_file#{} (for {}) not put: f_count {}, held by {}", bf,
                        n.file(m.backing_files[bf].user_file), m.backing_files[bf].f_count.value(),
-                       join(backing_file_holders(m, n, BackingFileId{bf}))));
+                       holder_list(backing_file_holders(m, n, BackingFileId{bf}))));
   for (std::uint32_t ci = 0; ci < m.creds.size(); ++ci)
     if (m.creds[ci].usage.value() != 0)
       leak(fmt::format("cred#{} not put: usage {}", ci, m.creds[ci].usage.value()));
@@ -738,7 +734,7 @@ std::vector<Violation> InvariantChecker::check_drained(const Model &m, const Obj
         if (!m.writes[w].done && m.writes[w].file == FileId{fi})
           holders.push_back("write " + n.write(WriteId{w}));
       leak(fmt::format("file {} not released: f_count {}, held by {}", n.file(FileId{fi}),
-                       m.files[fi].f_count.value(), join(holders)));
+                       m.files[fi].f_count.value(), holder_list(holders)));
     }
   for (const Task &t : m.tasks)
     if (!t.done)

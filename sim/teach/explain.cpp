@@ -4,8 +4,9 @@
 #include "sim/teach/explain.h"
 
 #include "base/assert.h"
-#include "sim/trace/printer.h"
+#include "base/join.h"
 #include "sim/exec/sim_executor.h"
+#include "sim/trace/printer.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -20,16 +21,6 @@ using namespace model;
 namespace {
 
 // ---- words -----------------------------------------------------------------------------------
-
-std::string join(const std::vector<std::string> &v, std::string_view sep = ", ") {
-  std::string s;
-  for (const auto &x : v) {
-    if (!s.empty())
-      s += sep;
-    s += x;
-  }
-  return s;
-}
 
 // "W1", "W1 and W2", "W1, W2 and W3"
 std::string and_list(const std::vector<std::string> &v) {

@@ -2,11 +2,12 @@
 // one JSON object per trace.
 #include "tools/fpsim/explain_cmd.h"
 
+#include "base/join.h"
 #include "sim/trace/parser.h"
-#include "tools/fpsim/cli_util.h"
 #include "sim/trace/printer.h"
 #include "sim/trace/trace_files.h"
 #include "tools/exit_codes.h"
+#include "tools/fpsim/cli_util.h"
 
 #include <cstdlib>
 #include <fmt/format.h>
@@ -36,16 +37,6 @@ struct Style {
   std::string magenta(std::string_view s) const { return wrap("35", s); }
   std::string cyan(std::string_view s) const { return wrap("36", s); }
 };
-
-std::string join(const std::vector<std::string> &v, std::string_view sep = ", ") {
-  std::string s;
-  for (const auto &x : v) {
-    if (!s.empty())
-      s += sep;
-    s += x;
-  }
-  return s;
-}
 
 std::string pad(std::string_view s, std::size_t width) {
   std::string out(s);
