@@ -6,47 +6,32 @@
 set -u
 
 FPSIM=${1:?usage: explore_cli.sh FPSIM}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/fpsim-explore-cli.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT
-failures=0
+source "$(dirname "$0")/../check_lib.sh"
 
-# expect NAME RC [REGEX] -- ARGS...: runs fpsim ARGS, checks the exit code and that stdout
-# matches REGEX (extended, per line).
+# expect NAME RC [REGEX] -- ARGS...: one case: fpsim ARGS exits RC and a line of its stdout
+# matches REGEX (extended).
 expect() {
   local name=$1 want=$2 regex=$3
   shift 4
-  "$FPSIM" "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  local why=""
-  [[ $rc -eq $want ]] || why="exit $rc, expected $want"
-  if [[ -n "$regex" ]] && ! grep -Eq "$regex" "$TMP/out"; then
-    why+="${why:+; }no line matches /$regex/"
-  fi
-  if [[ -z "$why" ]]; then
-    echo "ok   $name"
-  else
-    echo "FAIL $name: $why"
-    echo "     stdout: $(head -c 800 "$TMP/out" | tr '\n' '|')"
-    echo "     stderr: $(head -c 400 "$TMP/err" | tr '\n' '|')"
-    failures=$((failures + 1))
-  fi
+  run "$@"
+  expect_rc "$want"
+  [[ -z "$regex" ]] || grep -Eq "$regex" "$tmp/out" || fail "no line matches /$regex/"
+  report "$name"
 }
 
 summary='^fpsim explore: depth 4 complete, [0-9]+ states, [0-9]+ transitions, [0-9]+ states/s$'
 expect clean-all-profiles 0 "$summary" -- explore --depth 4 --kernel all -q
-if [[ $(grep -Ec "$summary" "$TMP/out") -ne 3 ]]; then
-  echo "FAIL clean-all-profiles: expected one summary per profile"
-  failures=$((failures + 1))
-fi
+[[ $(grep -Ec "$summary" "$tmp/out") -eq 3 ]] || fail "expected one summary per profile"
+report "clean-all-profiles: one summary each"
 expect shard-0-of-2 0 "$summary" -- explore --depth 4 --shard 0/2 -q
 expect shard-1-of-2 0 "$summary" -- explore --depth 4 --shard 1/2 -q
 
 expect mutant-violation 1 '^fpsim explore: counterexample at depth 4, ' -- \
-  explore --mutant no-ebusy-check -q -o "$TMP/cex.trace"
-grep -q '^fpsim explore: \[6.18\] violation at depth 4: \[I3\]' "$TMP/out" ||
-  { echo "FAIL mutant-violation: no [I3] line"; failures=$((failures + 1)); }
+  explore --mutant no-ebusy-check -q -o "$tmp/cex.trace"
+grep -q '^fpsim explore: \[6.18\] violation at depth 4: \[I3\]' "$tmp/out" || fail "no [I3] line"
+report "mutant-violation: the [I3] line"
 # Without the mutant the counterexample replays clean.
-expect counterexample-replays 0 '^fpsim replay: 1 passed, 0 failed$' -- replay "$TMP/cex.trace"
+expect counterexample-replays 0 '^fpsim replay: 1 passed, 0 failed$' -- replay "$tmp/cex.trace"
 expect mutant-divergence 1 'divergence at depth 4: \[divergence\] the unmutated model returns ok, the mutant blocks' -- \
   explore --mutant null-fb-conflict --kernel 6.9 -q
 
@@ -56,4 +41,4 @@ expect bad-kernel 2 '' -- explore --kernel 5.10
 expect bad-depth 2 '' -- explore --depth 40
 expect bad-inodes 2 '' -- explore --inodes 0
 
-[[ $failures -eq 0 ]] || { echo "$failures case(s) failed"; exit 1; }
+finish explore_cli

@@ -9,33 +9,11 @@ set -u
 
 FPSIM=${1:?usage: fuzz_cli.sh FPSIM}
 
-failures=0
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/fpsim-fuzz-cli.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT
-
-why=""
-fail() { why+="${why:+; }$*"; }
-report() {
-  if [[ -z "$why" ]]; then
-    echo "ok   $1"
-  else
-    echo "FAIL $1: $why"
-    echo "     stdout: $(head -c 600 "$TMP/out" | tr '\n' '|')"
-    echo "     stderr: $(head -c 600 "$TMP/err" | tr '\n' '|')"
-    failures=$((failures + 1))
-  fi
-  why=""
-}
+source "$(dirname "$0")/../check_lib.sh"
+# fpsim fuzz writes into the directory it runs in.
 run() {
-  (cd "$TMP" && "$FPSIM" "$@") >"$TMP/out" 2>"$TMP/err"
+  (cd "$tmp" && "$FPSIM" "$@") >"$tmp/out" 2>"$tmp/err"
   rc=$?
-}
-expect_rc() { [[ $rc -eq $1 ]] || fail "exit code $rc, expected $1"; }
-expect_one_stderr_line() {
-  local -a lines=()
-  mapfile -t lines <"$TMP/err"
-  [[ ${#lines[@]} -eq 1 ]] || fail "stderr has ${#lines[@]} lines, expected 1"
-  [[ "${lines[0]:-}" == *"$1"* ]] || fail "stderr lacks '$1'"
 }
 
 # fpsim fuzz's own checks: one line on stderr.
@@ -45,10 +23,11 @@ for args in "--shard 2/2" "--shard 1" "--shard a/b" "--shard 0/0" "--shard 1/-2"
   run fuzz $args
   expect_rc 2
   expect_one_stderr_line "fpsim fuzz: "
-  [[ "$args" == --shard* ]] && expect_one_stderr_line "bad --shard"
-  [[ "$args" == --mutant* ]] && expect_one_stderr_line "unknown mutant 'no-such-bug'"
-  [[ "$args" == --kernel* ]] && expect_one_stderr_line "unknown kernel profile '5.10'"
-  [[ -s "$TMP/out" ]] && fail "something on stdout"
+  [[ "$args" == --shard* ]] && expect_one_stderr_line "fpsim fuzz: " "bad --shard"
+  [[ "$args" == --mutant* ]] && expect_one_stderr_line "fpsim fuzz: " "unknown mutant 'no-such-bug'"
+  [[ "$args" == --kernel* ]] &&
+    expect_one_stderr_line "fpsim fuzz: " "unknown kernel profile '5.10'"
+  [[ -s "$tmp/out" ]] && fail "something on stdout"
   report "usage: $args"
 done
 
@@ -57,38 +36,38 @@ for args in "--runs 5 --seconds 1" "--runs x" "--max-ops 1" "--no-such-option"; 
   # shellcheck disable=SC2086
   run fuzz $args
   expect_rc 2
-  [[ -s "$TMP/out" ]] && fail "something on stdout"
-  [[ -s "$TMP/err" ]] || fail "nothing on stderr"
+  [[ -s "$tmp/out" ]] && fail "something on stdout"
+  [[ -s "$tmp/err" ]] || fail "nothing on stderr"
   report "usage: $args"
 done
 
-run fuzz --seed 3 --runs 500 --shard 1/3 --out "$TMP/clean"
+run fuzz --seed 3 --runs 500 --shard 1/3 --out "$tmp/clean"
 expect_rc 0
-grep -qE '^fpsim fuzz: 167 passed, 0 failed \([0-9]+ cases/s, [0-9]+ statements/s\)$' "$TMP/out" ||
+grep -qE '^fpsim fuzz: 167 passed, 0 failed \([0-9]+ cases/s, [0-9]+ statements/s\)$' "$tmp/out" ||
   fail "no summary line"
-[[ -s "$TMP/err" ]] && fail "stderr is not a terminal, yet something was printed there"
-[[ -e "$TMP/clean" ]] && fail "an output directory without a failure"
+[[ -s "$tmp/err" ]] && fail "stderr is not a terminal, yet something was printed there"
+[[ -e "$tmp/clean" ]] && fail "an output directory without a failure"
 report "clean run, shard 1/3"
 
-run fuzz --seed 3 --runs 2000 --mutant missing-put-on-refusal --out "$TMP/found"
+run fuzz --seed 3 --runs 2000 --mutant missing-put-on-refusal --out "$tmp/found"
 expect_rc 1
-grep -q '^fpsim fuzz: [0-9]* passed, 1 failed' "$TMP/out" || fail "no summary with 1 failure"
-repro=$(sed -n 's/^  repro: //p' "$TMP/out")
+grep -q '^fpsim fuzz: [0-9]* passed, 1 failed' "$tmp/out" || fail "no summary with 1 failure"
+repro=$(sed -n 's/^  repro: //p' "$tmp/out")
 [[ "$repro" == "fpsim fuzz --seed "*" --runs 1 --kernel "*" --mutant missing-put-on-refusal" ]] ||
   fail "repro line '$repro'"
-mapfile -t written < <(find "$TMP/found" -name '*.trace')
+mapfile -t written < <(find "$tmp/found" -name '*.trace')
 if [[ ${#written[@]} -ne 1 ]]; then
   fail "${#written[@]} counterexamples written, expected 1"
 else
   grep -q "^# repro: $repro\$" "${written[0]}" || fail "the file lacks the repro line"
   grep -q '^# failure: violation \[I6\]$' "${written[0]}" || fail "the file lacks the failure"
   # The file is a trace; on the unmutated model its expectations hold.
-  "$FPSIM" replay "${written[0]}" >"$TMP/replay" 2>&1 || fail "replay of the counterexample failed"
+  "$FPSIM" replay "${written[0]}" >"$tmp/replay" 2>&1 || fail "replay of the counterexample failed"
   # The repro line reruns the same case: the same shrunk trace.
   read -ra words <<<"$repro"
-  run "${words[@]:1}" --out "$TMP/again"
+  run "${words[@]:1}" --out "$tmp/again"
   expect_rc 1
-  mapfile -t again < <(find "$TMP/again" -name '*.trace')
+  mapfile -t again < <(find "$tmp/again" -name '*.trace')
   if [[ ${#again[@]} -ne 1 ]]; then
     fail "the repro wrote ${#again[@]} counterexamples"
   else
@@ -99,8 +78,4 @@ else
 fi
 report "mutant found, shrunk, written, reproduced"
 
-if [[ $failures -ne 0 ]]; then
-  echo "fuzz_cli: $failures case(s) failed"
-  exit 1
-fi
-echo "fuzz_cli: all cases passed"
+finish fuzz_cli

@@ -11,53 +11,12 @@ FPSIM=${1:?usage: cli_errors.sh FPSIM MALFORMED_DIR}
 MALFORMED=${2:?usage: cli_errors.sh FPSIM MALFORMED_DIR}
 MALFORMED=${MALFORMED%/}
 
-failures=0
-cases=0
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/fpsim-cli-errors.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT
-
-# A failed case collects its reasons in $why; report prints the case's line.
-why=""
-fail() { why+="${why:+; }$*"; }
-report() {
-  cases=$((cases + 1))
-  if [[ -z "$why" ]]; then
-    echo "ok   $1"
-  else
-    echo "FAIL $1: $why"
-    echo "     stdout: $(head -c 600 "$TMP/out" | tr '\n' '|')"
-    echo "     stderr: $(head -c 600 "$TMP/err" | tr '\n' '|')"
-    failures=$((failures + 1))
-  fi
-  why=""
-}
-
-# run ARGS...: runs fpsim; sets $rc, leaves stdout in $TMP/out and stderr in $TMP/err.
-run() {
-  "$FPSIM" "$@" >"$TMP/out" 2>"$TMP/err"
-  rc=$?
-}
-
-expect_rc() { [[ $rc -eq $1 ]] || fail "exit code $rc, expected $1"; }
+source "$(dirname "$0")/../check_lib.sh"
 
 # Nothing was replayed: no PASS/FAIL line and no summary on stdout.
 expect_nothing_replayed() {
-  if grep -qE '^(PASS|FAIL) ' "$TMP/out"; then fail "a trace was replayed (PASS/FAIL on stdout)"; fi
-  if grep -q '^fpsim replay: .* passed' "$TMP/out"; then fail "a replay summary on stdout"; fi
-}
-
-# expect_one_stderr_line PREFIX [FRAGMENT]: stderr is exactly one line, starting with PREFIX and
-# containing FRAGMENT (both literal).
-expect_one_stderr_line() {
-  local prefix=$1 fragment=${2:-}
-  local -a lines=()
-  mapfile -t lines <"$TMP/err"
-  if [[ ${#lines[@]} -ne 1 ]]; then
-    fail "stderr has ${#lines[@]} lines, expected 1"
-    return
-  fi
-  [[ "${lines[0]}" == "$prefix"* ]] || fail "stderr does not start with '$prefix'"
-  [[ -z "$fragment" || "${lines[0]}" == *"$fragment"* ]] || fail "stderr lacks '$fragment'"
+  if grep -qE '^(PASS|FAIL) ' "$tmp/out"; then fail "a trace was replayed (PASS/FAIL on stdout)"; fi
+  if grep -q '^fpsim replay: .* passed' "$tmp/out"; then fail "a replay summary on stdout"; fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -108,8 +67,8 @@ for entry in "${EXPECT[@]}"; do
   expected_files[$file]=1
   path="$MALFORMED/$file"
   if [[ ! -f "$path" ]]; then
-    : >"$TMP/out"
-    : >"$TMP/err"
+    : >"$tmp/out"
+    : >"$tmp/err"
     fail "missing file $path"
     report "malformed $file"
     continue
@@ -122,8 +81,8 @@ for entry in "${EXPECT[@]}"; do
 done
 
 # Every file in the directory has an expectation above.
-: >"$TMP/out"
-: >"$TMP/err"
+: >"$tmp/out"
+: >"$tmp/err"
 shopt -s nullglob
 count=0
 for path in "$MALFORMED"/*.trace; do
@@ -146,7 +105,7 @@ report "malformed directory"
 # Limits too large to keep in malformed/: generated here (sparse files where only the size
 # matters). Each is refused with its own message, exit 2, nothing replayed.
 # ---------------------------------------------------------------------------------------------
-mkdir -p "$TMP/limits"
+mkdir -p "$tmp/limits"
 
 # limit_case NAME PATH... : replay PATH...; expect exit 2, nothing replayed, one stderr line
 # starting with $prefix and containing $fragment.
@@ -160,53 +119,53 @@ limit_case() {
   report "limit: $name"
 }
 
-f="$TMP/limits/handles.trace"
+f="$tmp/limits/handles.trace"
 { printf 'fpsim-trace 1\ninit => ok\n'; seq -f 'opendir h%.0f reply=cached' 0 262144; } >"$f"
 prefix="$f:262147:9: " fragment="too many handles: a trace names at most 262144 (the name-count limit)"
 limit_case "handles per trace" "$f"
 rm -f "$f"
 
-f="$TMP/limits/statements.trace"
+f="$tmp/limits/statements.trace"
 { printf 'fpsim-trace 1\ninit\n'; yes abort | head -n 1000000; } >"$f" # init is one of them
 prefix="$f:1000002:1: " fragment="more than 1000000 statements: a trace has at most 1000000 statements"
 limit_case "statements per trace" "$f"
-head -n 1000001 "$f" >"$TMP/limits/at-limit.trace"
-run replay "$TMP/limits/at-limit.trace"
+head -n 1000001 "$f" >"$tmp/limits/at-limit.trace"
+run replay "$tmp/limits/at-limit.trace"
 expect_rc 0
-grep -qF "PASS $TMP/limits/at-limit.trace [6.18] 1000002 steps" "$TMP/out" || fail "no PASS line"
+grep -qF "PASS $tmp/limits/at-limit.trace [6.18] 1000002 steps" "$tmp/out" || fail "no PASS line"
 report "limit: 1000000 statements replay"
 rm -f "$f"
 
 # fpsim explain keeps every step's tables: it explains at most 10000 statements per trace.
-head -n 10002 "$TMP/limits/at-limit.trace" >"$f"
+head -n 10002 "$tmp/limits/at-limit.trace" >"$f"
 run explain "$f"
 expect_rc 2
-if [[ -s "$TMP/out" ]]; then fail "explain printed something"; fi
+if [[ -s "$tmp/out" ]]; then fail "explain printed something"; fi
 expect_one_stderr_line "$f:10002:1: " "more than 10000 statements: fpsim explain explains at most 10000"
 report "limit: statements per explained trace"
-rm -f "$f" "$TMP/limits/at-limit.trace"
+rm -f "$f" "$tmp/limits/at-limit.trace"
 
-f="$TMP/limits/lines.trace"
+f="$tmp/limits/lines.trace"
 { printf 'fpsim-trace 1\n'; head -c 1048575 /dev/zero | tr '\0' '\n'; printf '# one line too many\n'; } >"$f"
 prefix="$f:1048577:1: " fragment="more than 1048576 lines: a trace has at most 1048576 lines"
 limit_case "lines per trace" "$f"
 rm -f "$f"
 
-f="$TMP/limits/big.trace"
+f="$tmp/limits/big.trace"
 printf 'fpsim-trace 1\n' >"$f"
 truncate -s 67108865 "$f"
 prefix="$f:1:1: " fragment="trace is 67108865 bytes: at most 67108864 bytes (64 MiB) per trace file"
 limit_case "trace file size" "$f"
 rm -f "$f"
 
-d="$TMP/limits/many"
+d="$tmp/limits/many"
 mkdir -p "$d"
 for i in $(seq 0 10000); do printf 'fpsim-trace 1\n' >"$d/t$i.trace"; done
 prefix="$d/t" fragment=".trace:1:1: more than 10000 traces in one run: at most 10000 trace files per run"
 limit_case "traces per run" "$d"
 rm -rf "$d"
 
-d="$TMP/limits/bytes"
+d="$tmp/limits/bytes"
 mkdir -p "$d"
 for i in $(seq 10 26); do # 17 sparse files of 16 MiB: each within its limit, 272 MiB together
   printf 'fpsim-trace 1\n' >"$d/t$i.trace"
@@ -216,7 +175,7 @@ prefix="$d/t26.trace:1:1: " fragment="add up to more than 268435456 bytes: at mo
 limit_case "bytes per run" "$d"
 rm -rf "$d"
 
-d="$TMP/limits/lines"
+d="$tmp/limits/lines"
 mkdir -p "$d"
 for i in 1 2 3; do # 999,999 lines each, plus what follows the last line end
   { printf 'fpsim-trace 1\n'; head -c 999998 /dev/zero | tr '\0' '\n'; } >"$d/t$i.trace"
@@ -228,7 +187,7 @@ rm -rf "$d"
 # ---------------------------------------------------------------------------------------------
 # Usage errors
 # ---------------------------------------------------------------------------------------------
-GOOD="$TMP/good.trace"
+GOOD="$tmp/good.trace"
 cat >"$GOOD" <<'EOF'
 fpsim-trace 1
 kernel 6.18
@@ -244,11 +203,11 @@ EOF
 
 run replay "$GOOD"
 expect_rc 0
-grep -qF "PASS $GOOD [6.18]" "$TMP/out" || fail "no PASS line"
-[[ ! -s "$TMP/err" ]] || fail "stderr is not empty"
+grep -qF "PASS $GOOD [6.18]" "$tmp/out" || fail "no PASS line"
+[[ ! -s "$tmp/err" ]] || fail "stderr is not empty"
 report "good trace passes"
 
-missing="$TMP/no/such/dir/missing.trace"
+missing="$tmp/no/such/dir/missing.trace"
 run replay "$missing"
 expect_rc 2
 expect_nothing_replayed
@@ -262,21 +221,21 @@ expect_nothing_replayed
 expect_one_stderr_line "$missing"
 report "good trace and a missing file"
 
-mkdir -p "$TMP/mixed/sub"
-cp "$GOOD" "$TMP/mixed/a-good.trace"
-printf 'fpsim-trace 1\ninit => ok\nopen H1 a reply=cached => ok\nfsync H1\n' >"$TMP/mixed/sub/b-bad.trace"
-echo "not a trace" >"$TMP/mixed/notes.txt"
-run replay "$TMP/mixed"
+mkdir -p "$tmp/mixed/sub"
+cp "$GOOD" "$tmp/mixed/a-good.trace"
+printf 'fpsim-trace 1\ninit => ok\nopen H1 a reply=cached => ok\nfsync H1\n' >"$tmp/mixed/sub/b-bad.trace"
+echo "not a trace" >"$tmp/mixed/notes.txt"
+run replay "$tmp/mixed"
 expect_rc 2
 expect_nothing_replayed
-expect_one_stderr_line "$TMP/mixed/sub/b-bad.trace:4:1: " "unknown statement 'fsync'"
+expect_one_stderr_line "$tmp/mixed/sub/b-bad.trace:4:1: " "unknown statement 'fsync'"
 report "directory with one good and one malformed trace"
 
 # A malformed file named before a good one on the command line.
-run replay "$TMP/mixed/sub/b-bad.trace" "$GOOD"
+run replay "$tmp/mixed/sub/b-bad.trace" "$GOOD"
 expect_rc 2
 expect_nothing_replayed
-expect_one_stderr_line "$TMP/mixed/sub/b-bad.trace:4:1: "
+expect_one_stderr_line "$tmp/mixed/sub/b-bad.trace:4:1: "
 report "malformed file then good file"
 
 run replay --kernel 7.0 "$GOOD"
@@ -288,13 +247,13 @@ report "unknown --kernel 7.0"
 run
 expect_rc 2
 expect_nothing_replayed
-[[ -s "$TMP/err" ]] || fail "no message on stderr"
+[[ -s "$tmp/err" ]] || fail "no message on stderr"
 report "no arguments"
 
 run replay
 expect_rc 2
 expect_nothing_replayed
-[[ -s "$TMP/err" ]] || fail "no message on stderr"
+[[ -s "$tmp/err" ]] || fail "no message on stderr"
 report "replay without a path"
 
 run frobnicate "$GOOD"
@@ -302,8 +261,8 @@ expect_rc 2
 expect_nothing_replayed
 report "unknown subcommand"
 
-mkdir -p "$TMP/empty-dir"
-run replay "$TMP/empty-dir"
+mkdir -p "$tmp/empty-dir"
+run replay "$tmp/empty-dir"
 expect_rc 2
 expect_nothing_replayed
 expect_one_stderr_line "" "no *.trace files"
@@ -312,7 +271,7 @@ report "directory without traces"
 # ---------------------------------------------------------------------------------------------
 # Replays
 # ---------------------------------------------------------------------------------------------
-WRONG="$TMP/wrong.trace"
+WRONG="$tmp/wrong.trace"
 cat >"$WRONG" <<'EOF'
 fpsim-trace 1
 kernel 6.18
@@ -323,31 +282,31 @@ close H1 => ok
 EOF
 run replay "$WRONG"
 expect_rc 1
-grep -qF "FAIL $WRONG [6.18]" "$TMP/out" || fail "no FAIL line for the trace"
-grep -qF "$WRONG:5: open H1 a rdwr reply=cached: expected EIO, got ok" "$TMP/out" ||
+grep -qF "FAIL $WRONG [6.18]" "$tmp/out" || fail "no FAIL line for the trace"
+grep -qF "$WRONG:5: open H1 a rdwr reply=cached: expected EIO, got ok" "$tmp/out" ||
   fail "no '$WRONG:5: ... expected EIO, got ok' line"
-grep -qF "fpsim replay: 0 passed, 1 failed" "$TMP/out" || fail "no summary"
-[[ ! -s "$TMP/err" ]] || fail "stderr is not empty"
+grep -qF "fpsim replay: 0 passed, 1 failed" "$tmp/out" || fail "no summary"
+[[ ! -s "$tmp/err" ]] || fail "stderr is not empty"
 report "wrong expectation"
 
 # A good and a failing trace: exit 1, both reported.
 run replay "$GOOD" "$WRONG"
 expect_rc 1
-grep -qF "PASS $GOOD" "$TMP/out" || fail "no PASS line for the good trace"
-grep -qF "FAIL $WRONG" "$TMP/out" || fail "no FAIL line for the wrong trace"
-grep -qF "fpsim replay: 1 passed, 1 failed" "$TMP/out" || fail "no summary"
+grep -qF "PASS $GOOD" "$tmp/out" || fail "no PASS line for the good trace"
+grep -qF "FAIL $WRONG" "$tmp/out" || fail "no FAIL line for the wrong trace"
+grep -qF "fpsim replay: 1 passed, 1 failed" "$tmp/out" || fail "no summary"
 report "good and failing trace"
 
 # CRLF line endings replay like LF ones.
-sed 's/$/\r/' "$GOOD" >"$TMP/crlf.trace"
-run replay "$TMP/crlf.trace"
+sed 's/$/\r/' "$GOOD" >"$tmp/crlf.trace"
+run replay "$tmp/crlf.trace"
 expect_rc 0
 report "CRLF trace replays"
 
 run replay --json "$GOOD"
 expect_rc 0
 python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["passed"] == 1 and d["failed"] == 0, d; assert d["traces"][0]["passed"] is True, d' \
-  <"$TMP/out" 2>>"$TMP/err" || fail "stdout is not the expected JSON"
+  <"$tmp/out" 2>>"$tmp/err" || fail "stdout is not the expected JSON"
 report "--json on a good trace"
 
 run replay --json "$WRONG"
@@ -357,12 +316,12 @@ import json, sys
 d = json.load(sys.stdin)
 f = d["traces"][0]["failures"][0]
 assert d["failed"] == 1 and f["line"] == 5 and f["expected"] == "EIO" and f["actual"] == "ok", d
-' <"$TMP/out" 2>>"$TMP/err" || fail "stdout is not the expected JSON"
+' <"$tmp/out" 2>>"$tmp/err" || fail "stdout is not the expected JSON"
 report "--json on a failing trace"
 
 # --annotate fills in the outcomes of a trace without expectations; the result replays cleanly.
-mkdir -p "$TMP/annotate"
-ANN="$TMP/annotate/bare.trace"
+mkdir -p "$tmp/annotate"
+ANN="$tmp/annotate/bare.trace"
 cat >"$ANN" <<'EOF'
 fpsim-trace 1
 kernel 6.18
@@ -399,12 +358,12 @@ done
 report "--annotate fills in outcomes"
 run replay "$ANN"
 expect_rc 0
-grep -qF "PASS $ANN" "$TMP/out" || fail "the annotated trace does not pass"
+grep -qF "PASS $ANN" "$tmp/out" || fail "the annotated trace does not pass"
 report "annotated trace replays"
-cp "$ANN" "$TMP/annotated-once"
+cp "$ANN" "$tmp/annotated-once"
 run replay --annotate "$ANN"
 expect_rc 0
-cmp -s "$ANN" "$TMP/annotated-once" || fail "annotating twice changed the file"
+cmp -s "$ANN" "$tmp/annotated-once" || fail "annotating twice changed the file"
 report "--annotate is idempotent"
 
 # A corpus trace stripped of its expectations gets exactly its expectations back.
@@ -413,12 +372,12 @@ if [[ -f "$SPEC" ]]; then
   expectations() { # statement text and outcome per line, whitespace normalised, comments dropped
     sed -e 's/#.*//' "$1" | grep '=>' | sed -E 's/[[:space:]]+/ /g; s/ *=> */ => /; s/ $//'
   }
-  sed -E 's/[[:space:]]*=>[^#]*//' "$SPEC" >"$TMP/annotate/spec.trace"
-  if grep -q '=>' "$TMP/annotate/spec.trace"; then fail "stripping left an expectation"; fi
-  run replay --annotate "$TMP/annotate/spec.trace"
+  sed -E 's/[[:space:]]*=>[^#]*//' "$SPEC" >"$tmp/annotate/spec.trace"
+  if grep -q '=>' "$tmp/annotate/spec.trace"; then fail "stripping left an expectation"; fi
+  run replay --annotate "$tmp/annotate/spec.trace"
   expect_rc 0
-  diff <(expectations "$SPEC") <(expectations "$TMP/annotate/spec.trace") >"$TMP/diff" ||
-    fail "annotated outcomes differ from the corpus: $(tr '\n' '|' <"$TMP/diff")"
+  diff <(expectations "$SPEC") <(expectations "$tmp/annotate/spec.trace") >"$tmp/diff" ||
+    fail "annotated outcomes differ from the corpus: $(tr '\n' '|' <"$tmp/diff")"
   report "--annotate restores a corpus trace's expectations"
 else
   fail "no corpus trace at $SPEC"
@@ -427,22 +386,20 @@ fi
 
 # fpsim bench --write-trace: the generated trace replays clean; an unwritable path is exit 2 and
 # leaves nothing behind.
-run bench --statements 4000 --write-trace "$TMP/bench.trace"
+run bench --statements 4000 --write-trace "$tmp/bench.trace"
 expect_rc 0
-run replay "$TMP/bench.trace"
+run replay "$tmp/bench.trace"
 expect_rc 0
-grep -qF "PASS $TMP/bench.trace [6.18] 4015 steps" "$TMP/out" || fail "the generated trace does not pass"
+grep -qF "PASS $tmp/bench.trace [6.18] 4015 steps" "$tmp/out" || fail "the generated trace does not pass"
 report "bench --write-trace writes a trace that replays"
-run bench --write-trace "$TMP/no-such-dir/bench.trace"
+run bench --write-trace "$tmp/no-such-dir/bench.trace"
 expect_rc 2
-expect_one_stderr_line "fpsim bench: cannot write $TMP/no-such-dir/bench.trace.tmp" ""
-if compgen -G "$TMP/no-such-dir*" >/dev/null; then fail "something was written"; fi
+expect_one_stderr_line "fpsim bench: cannot write $tmp/no-such-dir/bench.trace.tmp" ""
+if compgen -G "$tmp/no-such-dir*" >/dev/null; then fail "something was written"; fi
 report "bench --write-trace to an unwritable path"
-run bench --statements 2000000 --write-trace "$TMP/too-long.trace"
+run bench --statements 2000000 --write-trace "$tmp/too-long.trace"
 expect_rc 2
-if [[ -e "$TMP/too-long.trace" ]]; then fail "a trace over the statement limit was written"; fi
+if [[ -e "$tmp/too-long.trace" ]]; then fail "a trace over the statement limit was written"; fi
 report "bench --statements past the trace limit is a usage error"
 
-echo "cli_errors: $((cases - failures)) of $cases cases ok"
-[[ $failures -eq 0 ]] || exit 1
-exit 0
+finish cli_errors
