@@ -1,13 +1,13 @@
 // The invariant checker has teeth: each deliberately broken transition is caught, and the same
 // scenarios on the intact model are clean.
-#include "sim/search/generate.h"
 #include "sim/exec/live.h"
-#include "sim/trace/parser.h"
-#include "sim/trace/printer.h"
 #include "sim/exec/replay.h"
 #include "sim/exec/sim_executor.h"
+#include "sim/search/generate.h"
+#include "sim/trace/parser.h"
+#include "sim/trace/printer.h"
+#include "tests/traces.h"
 
-#include <filesystem>
 #include <gtest/gtest.h>
 
 using namespace fpsim;
@@ -34,12 +34,7 @@ backing_close B1
 backing_close B2
 )";
 
-Trace parse(const char *text) {
-  ParseResult p = parse_trace(text, "scenario.trace");
-  if (auto *e = std::get_if<ParseError>(&p))
-    ADD_FAILURE() << e->str();
-  return std::get<Trace>(p);
-}
+Trace parse(const char *text) { return test::parse_ok(text, "scenario.trace"); }
 
 std::vector<ReplayFailure> run(model::Mutant mutant) {
   const Trace t = parse(kScenario);
@@ -204,12 +199,11 @@ std::vector<model::Mutant> kernel_and_mutants() {
 
 TEST(IncrementalChecker, SameViolationsAsFullOnTheCorpusUnderEveryMutant) {
   std::vector<Trace> corpus;
-  for (const auto &e : std::filesystem::recursive_directory_iterator(FPSIM_SOURCE_DIR "/traces"))
-    if (e.is_regular_file() && e.path().extension() == ".trace") {
-      ParseResult p = load_trace(e.path().string());
-      ASSERT_TRUE(std::holds_alternative<Trace>(p)) << e.path();
-      corpus.push_back(std::get<Trace>(std::move(p)));
-    }
+  for (const std::string &path : test::corpus()) {
+    ParseResult p = load_trace(path);
+    ASSERT_TRUE(std::holds_alternative<Trace>(p)) << path;
+    corpus.push_back(std::get<Trace>(std::move(p)));
+  }
   ASSERT_GT(corpus.size(), 50u);
   std::size_t violations = 0;
   for (model::Mutant mutant : kernel_and_mutants())

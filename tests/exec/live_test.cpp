@@ -1,6 +1,6 @@
 // sim/exec/live.h: what a trace holds, followed from outcomes alone, and the one teardown built on it.
 #include "sim/exec/live.h"
-#include "sim/trace/parser.h"
+#include "tests/traces.h"
 
 #include <gtest/gtest.h>
 
@@ -9,12 +9,7 @@ using namespace fpsim::sim;
 
 namespace {
 
-Trace parse(const std::string &text) {
-  ParseResult p = parse_trace(text, "inline.trace");
-  if (auto *e = std::get_if<ParseError>(&p))
-    ADD_FAILURE() << e->str();
-  return std::get<Trace>(std::move(p));
-}
+using test::parse_ok;
 
 Outcome kind(Outcome::Kind k) {
   Outcome o;
@@ -52,12 +47,12 @@ TEST(SlotSet, AscendingAcrossTheInlineWordAndBeyond) {
 // A write and a handle with the same slot are different names: the write's await returning
 // must not forget that the handle's blocked call is an open.
 TEST(Live, AwaitOfOneKindLeavesTheOtherKindsAlone) {
-  const Trace t = parse("fpsim-trace 1\n"
-                        "init\n"
-                        "open H1 a reply=cached\n"
-                        "write_begin W1 H1\n"
-                        "await W1\n"
-                        "await H1\n");
+  const Trace t = parse_ok("fpsim-trace 1\n"
+                           "init\n"
+                           "open H1 a reply=cached\n"
+                           "write_begin W1 H1\n"
+                           "await W1\n"
+                           "await H1\n");
   Live live(t.names);
   live.track(t.statements[0], Outcome::ok());
   live.track(t.statements[1], kind(Outcome::Kind::Blocks));
@@ -74,12 +69,12 @@ TEST(Live, AwaitOfOneKindLeavesTheOtherKindsAlone) {
 // A read that blocks on an open handle gives no fd when it returns; a close while it sleeps
 // leaves the handle closed.
 TEST(Live, AReadReturningOpensNothing) {
-  const Trace t = parse("fpsim-trace 1\n"
-                        "init\n"
-                        "open H1 a reply=cached\n"
-                        "read H1\n"
-                        "close H1\n"
-                        "await H1\n");
+  const Trace t = parse_ok("fpsim-trace 1\n"
+                           "init\n"
+                           "open H1 a reply=cached\n"
+                           "read H1\n"
+                           "close H1\n"
+                           "await H1\n");
   Live live(t.names);
   live.track(t.statements[0], Outcome::ok());
   live.track(t.statements[1], Outcome::ok());
@@ -93,12 +88,12 @@ TEST(Live, AReadReturningOpensNothing) {
 
 // Closing an id unregisters every name bound to it; the bindings keep the id.
 TEST(Live, ClosingAnIdUnregistersEveryNameBoundToIt) {
-  const Trace t = parse("fpsim-trace 1\n"
-                        "init passthrough max_stack_depth=1\n"
-                        "backing_open B1 x\n"
-                        "backing_open B2 y\n"
-                        "backing_open B3 x\n"
-                        "backing_close id=1\n");
+  const Trace t = parse_ok("fpsim-trace 1\n"
+                           "init passthrough max_stack_depth=1\n"
+                           "backing_open B1 x\n"
+                           "backing_open B2 y\n"
+                           "backing_open B3 x\n"
+                           "backing_close id=1\n");
   Live live(t.names);
   live.track(t.statements[0], Outcome::ok());
   live.track(t.statements[1], id(1));
@@ -147,14 +142,14 @@ TEST(Live, ManyIdsCloseInAnyOrder) {
 // fds go first; a blocked open that returns hands back its fd, closed before the next await;
 // then ids, umount (detached when busy) and the device.
 TEST(Teardown, KernelOrder) {
-  const Trace t = parse("fpsim-trace 1\n"
-                        "init passthrough max_stack_depth=1\n"
-                        "backing_open B1 x\n"
-                        "open H1 a reply=cached\n"
-                        "open H2 a reply=cached\n"
-                        "mmap M1 H1 shared\n"
-                        "write_begin W1 H1\n"
-                        "open H3 a reply=cached\n");
+  const Trace t = parse_ok("fpsim-trace 1\n"
+                           "init passthrough max_stack_depth=1\n"
+                           "backing_open B1 x\n"
+                           "open H1 a reply=cached\n"
+                           "open H2 a reply=cached\n"
+                           "mmap M1 H1 shared\n"
+                           "write_begin W1 H1\n"
+                           "open H3 a reply=cached\n");
   Live live(t.names);
   const std::vector<Outcome> outcomes = {Outcome::ok(), id(7), Outcome::ok(), Outcome::ok(),
                                          Outcome::ok(), Outcome::ok(), kind(Outcome::Kind::Blocks)};

@@ -1,11 +1,11 @@
 // Replay over the corpus: every trace passes and replays identically twice; teardown drains
 // what a trace leaves open; annotate fills in outcomes that then replay clean.
-#include "sim/trace/parser.h"
-#include "sim/trace/printer.h"
 #include "sim/exec/replay.h"
 #include "sim/exec/sim_executor.h"
+#include "sim/trace/parser.h"
+#include "sim/trace/printer.h"
+#include "tests/traces.h"
 
-#include <filesystem>
 #include <gtest/gtest.h>
 
 using namespace fpsim;
@@ -13,34 +13,15 @@ using namespace fpsim::sim;
 
 namespace {
 
-std::vector<std::string> corpus() {
-  std::vector<std::string> out;
-  for (const auto &e : std::filesystem::recursive_directory_iterator(FPSIM_SOURCE_DIR "/traces"))
-    if (e.is_regular_file() && e.path().extension() == ".trace")
-      out.push_back(e.path().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-Trace load(const std::string &path) {
-  ParseResult p = load_trace(path);
-  if (auto *e = std::get_if<ParseError>(&p))
-    ADD_FAILURE() << e->str();
-  return std::get<Trace>(std::move(p));
-}
-
-Trace parse(const std::string &text) {
-  ParseResult p = parse_trace(text, "inline.trace");
-  if (auto *e = std::get_if<ParseError>(&p))
-    ADD_FAILURE() << e->str();
-  return std::get<Trace>(std::move(p));
-}
+using test::corpus;
+using test::load_ok;
+using test::parse_ok;
 
 TEST(Replay, CorpusIsLargeEnough) { EXPECT_GE(corpus().size(), 45u); }
 
 TEST(Replay, CorpusPassesAndIsDeterministic) {
   for (const std::string &path : corpus()) {
-    const Trace t = load(path);
+    const Trace t = load_ok(path);
     SimExecutor a, b;
     const ReplayResult ra = replay(t, a, t.profile);
     const ReplayResult rb = replay(t, b, t.profile);
@@ -53,7 +34,7 @@ TEST(Replay, CorpusPassesAndIsDeterministic) {
 // Without the transcript a replay decides the same: same outcomes, same failures (a mutant's).
 TEST(Replay, SkippingTheTranscriptChangesNoResult) {
   for (const std::string &path : corpus()) {
-    const Trace t = load(path);
+    const Trace t = load_ok(path);
     SimExecutor a(model::Mutant::NoFbDetachAtZero), b(model::Mutant::NoFbDetachAtZero);
     const ReplayResult ra = replay(t, a, t.profile);
     const ReplayResult rb = replay(t, b, t.profile, Transcript::Skip);
@@ -69,7 +50,7 @@ TEST(Replay, SkippingTheTranscriptChangesNoResult) {
 }
 
 TEST(Replay, TeardownDrainsWhatATraceLeavesOpen) {
-  const Trace t = parse(R"(fpsim-trace 1
+  const Trace t = parse_ok(R"(fpsim-trace 1
 init passthrough max_stack_depth=1 direct_io_allow_mmap
 backing_open B1 a.dat
 open H1 a rdwr reply=passthrough@B1
@@ -88,7 +69,7 @@ open H3 b reply=cached => blocks
 }
 
 TEST(Replay, AwaitReportsTheBlockedOutcome) {
-  const Trace t = parse(R"(fpsim-trace 1
+  const Trace t = parse_ok(R"(fpsim-trace 1
 init passthrough max_stack_depth=1
 open H1 a rdwr reply=direct_io|parallel_direct_writes
 write_begin W1 H1 => ok
@@ -110,7 +91,7 @@ await H2
 }
 
 TEST(Replay, KernelOverrideChangesOutcomes) {
-  const Trace t = parse("fpsim-trace 1\nbacking_open B1 a.dat => EPERM\n");
+  const Trace t = parse_ok("fpsim-trace 1\nbacking_open B1 a.dat => EPERM\n");
   SimExecutor ex;
   EXPECT_TRUE(replay(t, ex, model::KernelProfile::V6_18).passed());
   const ReplayResult r = replay(t, ex, model::KernelProfile::V15);
@@ -125,18 +106,18 @@ TEST(Replay, AnnotateFillsInOutcomes) {
                            "open H1 a reply=passthrough@B2x => ok\n";
   ParseResult bad = parse_trace(text, "x.trace");
   ASSERT_TRUE(std::holds_alternative<ParseError>(bad));
-  const Trace t = parse("fpsim-trace 1\n"
-                        "init passthrough max_stack_depth=1\n"
-                        "backing_open B1 a.dat   # first id\n"
-                        "open H1 a reply=passthrough@B1 => EIO\n"
-                        "open H2 a reply=cached\n");
+  const Trace t = parse_ok("fpsim-trace 1\n"
+                           "init passthrough max_stack_depth=1\n"
+                           "backing_open B1 a.dat   # first id\n"
+                           "open H1 a reply=passthrough@B1 => EIO\n"
+                           "open H2 a reply=cached\n");
   SimExecutor ex;
   const ReplayResult r = replay(t, ex, t.profile);
   const std::string annotated = annotate(t, r);
   EXPECT_NE(annotated.find("=> id=1  # first id"), std::string::npos) << annotated;
   EXPECT_NE(annotated.find("reply=passthrough@B1"), std::string::npos);
   EXPECT_NE(annotated.find("=> EIO +release"), std::string::npos) << annotated;
-  const Trace again = parse(annotated);
+  const Trace again = parse_ok(annotated);
   SimExecutor ex2;
   EXPECT_TRUE(replay(again, ex2, again.profile).passed());
 }

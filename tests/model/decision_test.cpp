@@ -2,12 +2,12 @@
 // reaches is a rule explain's text for it was never seen), the names round-trip, and a step's
 // list ends with the step.
 #include "model/decision.h"
-#include "sim/trace/parser.h"
 #include "sim/exec/replay.h"
 #include "sim/exec/sim_executor.h"
+#include "sim/trace/parser.h"
+#include "tests/traces.h"
 
 #include <cerrno>
-#include <filesystem>
 #include <gtest/gtest.h>
 #include <set>
 
@@ -48,14 +48,13 @@ private:
 TEST(Decisions, EveryRuleIsProducedByTheCorpus) {
   Collector c;
   std::size_t traces = 0;
-  for (const auto &e : std::filesystem::recursive_directory_iterator(FPSIM_SOURCE_DIR "/traces"))
-    if (e.is_regular_file() && e.path().extension() == ".trace") {
-      ParseResult p = load_trace(e.path().string());
-      ASSERT_TRUE(std::holds_alternative<Trace>(p)) << e.path();
-      const Trace &t = std::get<Trace>(p);
-      replay(t, c, t.profile);
-      traces++;
-    }
+  for (const std::string &path : fpsim::test::corpus()) {
+    ParseResult p = load_trace(path);
+    ASSERT_TRUE(std::holds_alternative<Trace>(p)) << path;
+    const Trace &t = std::get<Trace>(p);
+    replay(t, c, t.profile);
+    traces++;
+  }
   ASSERT_GT(traces, 100u);
   // No trace can reach these: the trace language puts every backing file on a filesystem of
   // depth 0 while passthrough needs max_stack_depth >= 1, a full id map takes INT_MAX ids, and

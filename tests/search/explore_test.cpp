@@ -1,11 +1,12 @@
 // fpsim explore: the unmutated model is clean on every profile, every mutant is caught at the
 // shortest depth with a counterexample that parses and replays failing, the symmetry reduction
 // reduces and merges only states that behave alike, shards cover the space.
+#include "sim/exec/replay.h"
+#include "sim/exec/sim_executor.h"
 #include "sim/search/explore.h"
 #include "sim/trace/parser.h"
 #include "sim/trace/printer.h"
-#include "sim/exec/replay.h"
-#include "sim/exec/sim_executor.h"
+#include "tests/traces.h"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -37,12 +38,7 @@ ExploreOptions options(KernelProfile p, int depth, Mutant m = Mutant::None) {
   return o;
 }
 
-Trace parse(const std::string &text) {
-  ParseResult p = parse_trace(text, "explore.trace");
-  if (auto *e = std::get_if<ParseError>(&p))
-    ADD_FAILURE() << e->str();
-  return std::get<Trace>(std::move(p));
-}
+Trace parse(const std::string &text) { return test::parse_ok(text, "explore.trace"); }
 
 TEST(Explore, UnmutatedModelIsCleanOnEveryProfile) {
   for (KernelProfile p : kProfiles) {

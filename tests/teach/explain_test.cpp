@@ -1,10 +1,11 @@
 // fpsim explain: each statement's rule names the kernel function that decided it, the "why" says
 // what the state was, the state tables name every holder, the JSON parses, and the CLI's exit
 // codes are those of replay.
-#include "sim/teach/explain.h"
-#include "sim/trace/parser.h"
 #include "sim/exec/replay.h"
 #include "sim/exec/sim_executor.h"
+#include "sim/teach/explain.h"
+#include "sim/trace/parser.h"
+#include "tests/traces.h"
 #include "tools/fpsim/explain_cmd.h"
 
 #include <algorithm>
@@ -20,33 +21,12 @@ using namespace fpsim::sim;
 
 namespace {
 
-std::vector<std::string> traces_in(const std::string &dir) {
-  std::vector<std::string> out;
-  if (!std::filesystem::is_directory(dir))
-    return out;
-  for (const auto &e : std::filesystem::recursive_directory_iterator(dir))
-    if (e.is_regular_file() && e.path().extension() == ".trace")
-      out.push_back(e.path().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-Trace load(const std::string &path) {
-  ParseResult p = load_trace(path);
-  if (auto *e = std::get_if<ParseError>(&p))
-    ADD_FAILURE() << e->str();
-  return std::get<Trace>(std::move(p));
-}
-
-Trace parse(const std::string &text) {
-  ParseResult p = parse_trace(text, "inline.trace");
-  if (auto *e = std::get_if<ParseError>(&p))
-    ADD_FAILURE() << e->str();
-  return std::get<Trace>(std::move(p));
-}
+using test::load_ok;
+using test::parse_ok;
+using test::traces_in;
 
 Explanation explain(const std::string &text) {
-  const Trace t = parse(text);
+  const Trace t = parse_ok(text);
   return explain_trace(t, t.profile);
 }
 
@@ -270,7 +250,7 @@ void check_corpus(const std::string &dir, std::size_t at_least, bool must_pass) 
   const std::vector<std::string> paths = traces_in(dir);
   EXPECT_GE(paths.size(), at_least) << dir;
   for (const std::string &path : paths) {
-    const Trace t = load(path);
+    const Trace t = load_ok(path);
     const Explanation e = explain_trace(t, t.profile);
     SimExecutor plain;
     const ReplayResult r = replay(t, plain, t.profile);
@@ -316,7 +296,7 @@ TEST(Explain, OtherCorporaEveryStatementHasAKernelRule) {
 
 TEST(Explain, JsonParsesForEveryTrace) {
   for (const std::string &path : traces_in(FPSIM_SOURCE_DIR "/traces")) {
-    const Trace t = load(path);
+    const Trace t = load_ok(path);
     const Explanation e = explain_trace(t, t.profile);
     const std::string text = tools::render_explanation_json(e);
     EXPECT_EQ(text.find('\n'), std::string::npos) << path << ": one object per line";
