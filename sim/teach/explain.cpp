@@ -593,75 +593,57 @@ public:
 
   // The statement's own explanation; mask: the effects worth adding, skip: a release it states.
   Why explain_op(const Step &st, unsigned *mask, std::optional<FileId> *skip_release) {
-    Why w;
     switch (st.s.op) {
     case Op::Init:
-      w = init(st);
-      break;
+      return init(st);
     case Op::BackingOpen:
-      w = backing_open(st);
-      *mask = kWakeups;
-      break;
     case Op::BackingClose:
-      w = backing_close(st);
+    case Op::Opendir:
       *mask = kWakeups;
-      break;
+      return render(st, st.first());
     case Op::Open:
     case Op::Create:
-      w = open(st);
       *mask = kReleases | kWakeups | kConn;
-      last_open_rule_ = st.o.internal_err ? w.rule : "";
-      last_open_line_ = st.s.line;
-      break;
-    case Op::Opendir:
-      w = opendir(st);
-      *mask = kWakeups;
-      break;
+      return noted_open(st, open(st));
     case Op::Read:
-      w = read(st);
       *mask = kWakeups;
-      break;
+      return read(st);
     case Op::Write:
     case Op::WriteBegin:
-      w = write(st);
       *mask = kReleases | kWakeups | kFbRefs;
-      break;
+      return write(st);
     case Op::Mmap:
-      w = mmap(st);
       *mask = kWakeups;
-      break;
+      return mmap(st);
     case Op::Munmap:
-      w = munmap(st, skip_release);
-      break;
+      return munmap(st, skip_release);
     case Op::Close:
-      w = close(st, skip_release);
-      break;
+      return close(st, skip_release);
     case Op::WriteEnd:
-      w = write_end(st);
-      break;
+      return write_end(st);
     case Op::Await:
-      w = await(st);
       if (st.awaited && st.o.kind != Outcome::Kind::Blocks) {
         const Op op = notes_.at(idx(*st.awaited)).op;
-        if (op == Op::Open || op == Op::Create) {
-          last_open_rule_ = st.o.internal_err ? w.rule : "";
-          last_open_line_ = st.s.line;
-        }
+        if (op == Op::Open || op == Op::Create)
+          return noted_open(st, await(st));
       }
-      break;
+      return await(st);
     case Op::Abort:
-      w = abort(st);
-      break;
+      return abort(st);
     case Op::Umount:
-      w = umount(st);
-      break;
+      return umount(st);
     case Op::DevClose:
-      w = dev_close(st);
-      break;
+      return dev_close(st);
     case Op::Check:
-      w = {"fpsim check", "checks go through explain_check"};
-      break;
+      return {"fpsim check", "checks go through explain_check"};
     }
+    FPSIM_UNREACHABLE("an Op outside the enum");
+  }
+
+  // An open that returned: check last reads which rule refused it, if one did.
+  Why noted_open(const Step &st, Why w) {
+    last_open_rule_ = st.o.internal_err ? w.rule : "";
+    last_open_line_ = st.s.line;
     return w;
   }
 
@@ -1132,8 +1114,6 @@ private:
     return d.file ? st.n.file(*d.file) : handle_name(st);
   }
 
-  Why backing_open(const Step &st) { return render(st, st.first()); }
-
   Why backing_opened(const Step &st, const Decision &d) {
     const Model &b = st.b;
     const std::string &name = t_.names.backings.at(static_cast<std::size_t>(st.s.backing));
@@ -1199,8 +1179,6 @@ private:
         return FbId{i};
     return std::nullopt;
   }
-
-  Why backing_close(const Step &st) { return render(st, st.first()); }
 
   Why backing_close_text(const Step &st, const Decision &d) {
     const Statement &s = st.s;
@@ -1558,8 +1536,6 @@ private:
     FPSIM_ASSERT(opened != nullptr, "an admitted passthrough open opened its backing_file");
     return first + "; " + second + "; " + passthrough_route_words(st, *opened);
   }
-
-  Why opendir(const Step &st) { return render(st, st.first()); }
 
   // ---- io ----
 
