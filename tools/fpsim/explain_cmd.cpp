@@ -340,20 +340,25 @@ std::string render_explanation_text(const sim::Explanation &e, bool color, int w
   return out;
 }
 
+nlohmann::json failures_json(const std::vector<sim::ReplayFailure> &failures) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto &f : failures)
+    j.push_back({{"kind", std::string(sim::failure_kind_name(f.kind))},
+                 {"line", f.line},
+                 {"statement", f.statement},
+                 {"expected", f.expected},
+                 {"actual", f.actual},
+                 {"message", f.message}});
+  return j;
+}
+
 std::string render_explanation_json(const sim::Explanation &e) {
   nlohmann::json j;
   j["path"] = e.path;
   j["kernel"] = std::string(model::profile_name(e.profile));
   j["title"] = e.title;
   j["passed"] = e.passed();
-  j["failures"] = nlohmann::json::array();
-  for (const auto &f : e.failures)
-    j["failures"].push_back({{"kind", std::string(sim::failure_kind_name(f.kind))},
-                             {"line", f.line},
-                             {"statement", f.statement},
-                             {"expected", f.expected},
-                             {"actual", f.actual},
-                             {"message", f.message}});
+  j["failures"] = failures_json(e.failures);
   j["steps"] = nlohmann::json::array();
   for (const sim::ExplainedStep &s : e.steps) {
     nlohmann::json step;

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -31,5 +32,7 @@ std::string render_explanation_text(const sim::Explanation &e, bool color, int w
 // One JSON object (one line): {path, kernel, title, passed, failures, steps: [{line, statement,
 // outcome, rule, why, effects, state, ...}]}.
 std::string render_explanation_json(const sim::Explanation &e);
+// A replay's failures as `fpsim replay --json` and `fpsim explain --json` write them.
+nlohmann::json failures_json(const std::vector<sim::ReplayFailure> &failures);
 
 } // namespace fpsim::tools

@@ -57,14 +57,7 @@ nlohmann::json to_json(const sim::ReplayResult &r) {
   j["passed"] = r.passed();
   j["steps"] = r.steps;
   j["checks"] = r.checks;
-  j["failures"] = nlohmann::json::array();
-  for (const auto &f : r.failures)
-    j["failures"].push_back({{"kind", std::string(sim::failure_kind_name(f.kind))},
-                             {"line", f.line},
-                             {"statement", f.statement},
-                             {"expected", f.expected},
-                             {"actual", f.actual},
-                             {"message", f.message}});
+  j["failures"] = tools::failures_json(r.failures);
   return j;
 }
 
