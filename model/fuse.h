@@ -135,6 +135,8 @@ struct FuseInode {
 };
 
 enum class IoMode : std::uint8_t { None, Cached, Uncached };
+// "none", "cached", "uncached": as traces and reports write it.
+std::string_view iomode_name(IoMode m);
 
 // struct file + struct fuse_file. f_count counts every pin of the struct file: fds, VMAs of
 // non-passthrough mappings, and syscalls in progress (writes in flight).

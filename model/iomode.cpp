@@ -2,6 +2,8 @@
 // §2.4, §2.7, §2.10). One function per kernel function; each errno is chosen in one place.
 #include "model/internal.h"
 
+#include "base/assert.h"
+
 #include <cerrno>
 
 namespace fpsim::model::detail {
@@ -269,6 +271,18 @@ bool backing_joins_inode(const Model &m, std::optional<FbId> attached, std::opti
     return true;
   return attached && fb && m.profile.has(Feature::BackingComparedByInode) &&
          same_backing_inode(m, *attached, *fb);
+}
+
+std::string_view iomode_name(IoMode m) {
+  switch (m) {
+  case IoMode::None:
+    return "none";
+  case IoMode::Cached:
+    return "cached";
+  case IoMode::Uncached:
+    return "uncached";
+  }
+  FPSIM_UNREACHABLE("an IoMode outside the enum");
 }
 
 } // namespace fpsim::model

@@ -21,18 +21,6 @@ std::string lookup(const std::vector<std::string> &v, Id id, std::string_view ki
   return fmt::format("{}#{}", kind, i);
 }
 
-const char *iomode_name(IoMode m) {
-  switch (m) {
-  case IoMode::None:
-    return "none";
-  case IoMode::Cached:
-    return "cached";
-  case IoMode::Uncached:
-    return "uncached";
-  }
-  FPSIM_UNREACHABLE("an IoMode outside the enum");
-}
-
 std::vector<std::string> fb_holders(const Model &m, const ObjectNames &n, FbId fb) {
   std::vector<std::string> h;
   for (const auto &[id, b] : m.fc.backing_files_map)
@@ -69,8 +57,9 @@ std::string inode_name(const FuseInode &fi, const Names &names) {
   return fi.name == kRootInodeName ? std::string("(root)") : names.mount_files.at(fi.name);
 }
 std::string ObjectNames::file(FileId f) const { return lookup(files, f, "file"); }
+std::string ObjectNames::fb(FbId b) const { return lookup(fbs, b, "fb"); }
 std::string ObjectNames::fb(const Model &m, FbId b) const {
-  return fmt::format("{} (fb#{}, id {})", lookup(fbs, b, "fb"), idx(b), m.backing(b).id);
+  return fmt::format("{} (fb#{}, id {})", fb(b), idx(b), m.backing(b).id);
 }
 std::string ObjectNames::vma(VmaId v) const { return lookup(vmas, v, "vma"); }
 std::string ObjectNames::write(WriteId w) const { return lookup(writes, w, "write"); }

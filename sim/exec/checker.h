@@ -26,7 +26,8 @@ struct ObjectNames {
 
   std::string inode(model::InodeId i) const;
   std::string file(model::FileId f) const;
-  std::string fb(const model::Model &m, model::FbId b) const;
+  std::string fb(model::FbId b) const;
+  std::string fb(const model::Model &m, model::FbId b) const; // with its index and id
   std::string vma(model::VmaId v) const;
   std::string write(model::WriteId w) const;
 };

@@ -134,16 +134,6 @@ std::string fixed_text(Rule r) {
 
 Why fixed(Rule r) { return said(r, fixed_text(r)); }
 
-template <typename Id>
-std::string name_in(const std::vector<std::string> &v, Id id, std::string_view kind) {
-  const auto i = idx(id);
-  if (i < v.size() && !v[i].empty())
-    return v[i];
-  return fmt::format("{}#{}", kind, i);
-}
-
-std::string fb_name(const ObjectNames &n, FbId b) { return name_in(n.fbs, b, "fb"); }
-
 std::optional<InodeId> inode_of(const Model &m, int slot) {
   for (std::uint32_t i = 0; i < m.inodes.size(); ++i)
     if (m.inodes[i].name == static_cast<std::uint32_t>(slot))
@@ -159,7 +149,7 @@ const FuseInode &inode_before(const Model &b, InodeId i) {
 
 std::string io_mode(const FuseInode &fi, const ObjectNames &n) {
   if (fi.fb)
-    return fmt::format("PT({},{})", fb_name(n, *fi.fb), -fi.iocachectr);
+    return fmt::format("PT({},{})", n.fb(*fi.fb), -fi.iocachectr);
   if (fi.iocachectr > 0)
     return fmt::format("CACHED({})", fi.iocachectr);
   if (fi.iocachectr < 0)
@@ -561,9 +551,9 @@ public:
       if (d.file)
         x.objects.emplace_back("file", st.n.file(*d.file));
       if (d.fb)
-        x.objects.emplace_back("fb", fb_name(st.n, *d.fb));
+        x.objects.emplace_back("fb", st.n.fb(*d.fb));
       if (d.other_fb)
-        x.objects.emplace_back("other_fb", fb_name(st.n, *d.other_fb));
+        x.objects.emplace_back("other_fb", st.n.fb(*d.other_fb));
       if (d.write)
         x.objects.emplace_back("write", st.n.write(*d.write));
       if (d.task)
@@ -673,8 +663,8 @@ public:
       e.why = fmt::format("inode {} is {} (iocachectr {}, fb {}, FUSE_I_CACHE_IO_MODE {}){}: the "
                           "assertion {}",
                           name, io_mode(fi, n), fi.iocachectr,
-                          fi.fb ? fb_name(n, *fi.fb) : std::string("none"),
-                          fi.cache_io_mode ? 1 : 0, id ? "" : " (never looked up)", verdict);
+                          fi.fb ? n.fb(*fi.fb) : std::string("none"), fi.cache_io_mode ? 1 : 0,
+                          id ? "" : " (never looked up)", verdict);
       break;
     }
     case CheckKind::Backing: {
@@ -711,12 +701,9 @@ public:
         break;
       }
       const FuseFile &ff = m.file(*f);
-      const char *mode = ff.iomode == IoMode::Cached     ? "cached"
-                         : ff.iomode == IoMode::Uncached ? "uncached"
-                                                         : "none";
       e.why = fmt::format("the FUSE file opened as {} has ff->iomode {}, {}, and is {}: the "
                           "assertion {}",
-                          h, mode,
+                          h, iomode_name(ff.iomode),
                           ff.passthrough ? "a per-file backing_file (passthrough)"
                                          : "no backing_file (not passthrough)",
                           ff.released ? "released" : "not released yet", verdict);
@@ -1041,7 +1028,7 @@ private:
     if (d.rule == Rule::UncachedIoEndDetach)
       return said(d.rule, fmt::format("back at 0, fuse_inode_uncached_io_end detaches {} and puts "
                                       "the inode's reference",
-                                      fb_name(st.n, *d.fb)));
+                                      st.n.fb(*d.fb)));
     if (d.rule == Rule::OpenInvalidate)
       return said(d.rule, fmt::format("no FOPEN_KEEP_CACHE: the page cache of {} is invalidated",
                                       st.n.inode(*d.inode)));
@@ -1085,7 +1072,7 @@ private:
                               "opened in passthrough mode: a mapping of its page cache would go "
                               "stale behind the backing file -> ENODEV, for shared and private "
                               "mappings alike",
-                              st.n.inode(*d.inode), fb_name(st.n, *d.other_fb), h));
+                              st.n.inode(*d.inode), st.n.fb(*d.other_fb), h));
     FPSIM_ASSERT(d.rule == Rule::MmapDirectIoSharedRefused, "mmap_error_text renders its own");
     return said(d.rule,
                 fmt::format("a shared mapping of FOPEN_DIRECT_IO file {} needs the page cache, "
@@ -1208,7 +1195,7 @@ private:
               fmt::format("{} is not in the id map ({}) -> {}", what,
                           old ? fmt::format("{} was registered under it, but it was closed "
                                             "already or freed with the connection",
-                                            fb_name(st.n, *old))
+                                            st.n.fb(*old))
                               : std::string("no backing_open returned it"),
                           E)};
     }
@@ -1223,14 +1210,14 @@ private:
     if (after.freed)
       rest = fmt::format("that was its last reference, so fuse_backing_free frees {} (its file "
                          "and credentials are put)",
-                         fb_name(st.n, fb));
+                         st.n.fb(fb));
     else
       rest = fmt::format("{} still holds it: an id in use is closed anyway (never EBUSY); open "
                          "passthrough files keep working, but new opens quoting id {} fail",
                          and_list(holders), id);
     return {"fuse_backing_close",
             fmt::format("removes {} from the id map and puts the map's reference on {} ({}); {}",
-                        what, fb_name(st.n, fb), refs_change(before, after.count.value()), rest)};
+                        what, st.n.fb(fb), refs_change(before, after.count.value()), rest)};
   }
 
   // ---- open, create, opendir ----
@@ -1313,7 +1300,7 @@ private:
                       "every open of it must be passthrough too, or its page cache would go "
                       "stale behind the backing file's back; this reply ({}) lacks "
                       "FOPEN_PASSTHROUGH",
-                      iname, mode, fb_name(st.n, *d.other_fb),
+                      iname, mode, st.n.fb(*d.other_fb),
                       st.s.reply.kind == ReplySpec::Kind::Flags &&
                               !st.own({Rule::OpenNoOpen, Rule::OpenEnosys})
                           ? reply_text(st)
@@ -1336,7 +1323,7 @@ private:
                           ff.backing_id,
                           old ? fmt::format("{} was registered under it, but that id was closed "
                                             "(backing_close)",
-                                            fb_name(st.n, *old))
+                                            st.n.fb(*old))
                               : std::string("no backing_open returned it"))};
     }
     if (d.rule == Rule::PassthroughOpenSocket)
@@ -1344,12 +1331,12 @@ private:
           "fuse_passthrough_open -> backing_file_open",
           fmt::format("{} wraps a socket, and a socket cannot be opened by path (sock_no_open); "
                       "the lookup reference is put back",
-                      fb_name(st.n, *d.fb))};
+                      st.n.fb(*d.fb))};
     if (d.rule == Rule::CachedIoOpenBackingInode)
       return {"fuse_file_cached_io_open",
               fmt::format("inode {} holds backing object {} (it entered passthrough mode): a "
                           "cached open is refused",
-                          iname, d.other_fb ? fb_name(st.n, *d.other_fb) : std::string("?"))};
+                          iname, d.other_fb ? st.n.fb(*d.other_fb) : std::string("?"))};
     *looked_up = true;
     if (d.rule == Rule::UncachedIoStartCachedInode) {
       const std::vector<std::string> users = cached_holders(st.b, *d.inode, st.n);
@@ -1371,9 +1358,8 @@ private:
                          source_of(t_, b.backing(*d.fb)));
     return fmt::format("inode {} already holds backing object {}; the reply names {}, another "
                        "object{}{}",
-                       st.n.inode(*d.inode),
-                       d.other_fb ? fb_name(st.n, *d.other_fb) : std::string("?"),
-                       d.fb ? fmt::format("{} (id {})", fb_name(st.n, *d.fb), backing_id)
+                       st.n.inode(*d.inode), d.other_fb ? st.n.fb(*d.other_fb) : std::string("?"),
+                       d.fb ? fmt::format("{} (id {})", st.n.fb(*d.fb), backing_id)
                             : fmt::format("id {}", backing_id),
                        d.rule == Rule::UncachedIoStartOtherBackingInode
                            ? " on another backing inode (the proposed rule compares inodes)"
@@ -1388,7 +1374,7 @@ private:
     if (looked_up)
       tail += fmt::format("; the refused open puts back what it took (the lookup reference on "
                           "{} and its per-file backing_file)",
-                          d.fb ? fb_name(st.n, *d.fb) : std::string("the fb"));
+                          d.fb ? st.n.fb(*d.fb) : std::string("the fb"));
     if (st.o.release)
       tail += "; the kernel then sends the server a synchronous RELEASE for the file handle it "
               "had just handed out (fuse_sync_release), before open(2) returns";
@@ -1496,7 +1482,7 @@ private:
     const std::string iname = st.n.inode(*d.inode);
     const std::string h = st.n.file(*d.file);
     const std::optional<FbId> fb = d.fb;
-    const std::string fbn = fb ? fb_name(st.n, *fb) : std::string("the fb");
+    const std::string fbn = fb ? st.n.fb(*fb) : std::string("the fb");
     const std::int32_t rb =
         fb && idx(*fb) < st.b.backings.size() ? st.b.backing(*fb).count.value() : 0;
     const std::int32_t ra = fb ? st.a.backing(*fb).count.value() : 0;
@@ -1523,7 +1509,7 @@ private:
                            "object of the same backing inode, which is all the proposed rule "
                            "compares; the inode keeps {} and the lookup reference of {} is put "
                            "back ({} {}); {}",
-                           iname, fb_name(st.n, *d.other_fb), fb_name(st.n, *d.other_fb), fbn, fbn,
+                           iname, st.n.fb(*d.other_fb), st.n.fb(*d.other_fb), fbn, fbn,
                            refs_change(rb, ra), ctr_change(before.iocachectr, after.iocachectr));
     } else {
       second = fmt::format("fuse_inode_uncached_io_start: inode {} already holds {}, so the "
@@ -1584,7 +1570,7 @@ private:
               fmt::format("{} is a passthrough file: served by the backing file {} under {}'s "
                           "credentials; the server sees no READ{}",
                           h, d.fb ? source_of(t_, st.b.backing(*d.fb)) : "(its backing_file)",
-                          d.fb ? fb_name(st.n, *d.fb) : std::string("its fb"),
+                          d.fb ? st.n.fb(*d.fb) : std::string("its fb"),
                           st.b.fc.connected ? "" : " (it works even after the abort)")};
     if (d.rule == Rule::DirectRead)
       return {
@@ -1672,7 +1658,7 @@ private:
               fmt::format("{} is a passthrough file: the write goes to the backing file under "
                           "{}'s credentials, holding the inode lock of {} exclusively for the "
                           "call; the server sees no WRITE",
-                          h, pt->fb ? fb_name(st.n, *pt->fb) : std::string("its fb"), iname)};
+                          h, pt->fb ? st.n.fb(*pt->fb) : std::string("its fb"), iname)};
     const bool held = w.held && w.in_flight && !w.done;
     const bool disconnected = of_write(st, id, {Rule::WriteDisconnected}) != nullptr;
     if (of_write(st, id, {Rule::DirectWrite})) {
@@ -1763,7 +1749,7 @@ private:
         end += "; back at 0 it wakes direct_io_waitq";
         if (const Decision *d = st.own({Rule::UncachedIoEndDetach}))
           end += fmt::format(" and detaches {} from the inode, putting the inode's reference",
-                             fb_name(st.n, *d->fb));
+                             st.n.fb(*d->fb));
       }
       parts.push_back(end);
     } else {
@@ -2006,7 +1992,7 @@ private:
               fmt::format("inode {} entered passthrough mode while the open slept (it holds "
                           "{}): fuse_file_cached_io_open clears FUSE_I_CACHE_IO_MODE and fails "
                           "with {}, which open(2) reports as EIO; {}",
-                          iname, d->other_fb ? fb_name(st.n, *d->other_fb) : std::string("an fb"),
+                          iname, d->other_fb ? st.n.fb(*d->other_fb) : std::string("an fb"),
                           err(d->err),
                           r.sync_release ? "fuse_sync_release sends the server a RELEASE"
                                          : "no RELEASE is sent")};
@@ -2204,7 +2190,7 @@ private:
             continue; // the umount explanation says every inode is evicted
           out.push_back(
               fmt::format("inode {} is evicted (fuse_evict_inode){}", iname,
-                          x.fb ? fmt::format("; fuse_free_inode puts its {}", fb_name(st.n, *x.fb))
+                          x.fb ? fmt::format("; fuse_free_inode puts its {}", st.n.fb(*x.fb))
                                : std::string("")));
           continue;
         }
@@ -2230,7 +2216,7 @@ private:
         const FuseBacking &y = a.backings[i];
         if (x.freed)
           continue;
-        const std::string bn = fb_name(st.n, FbId{i});
+        const std::string bn = st.n.fb(FbId{i});
         if (y.freed)
           out.push_back(fmt::format("{} {}: its last reference is gone, fuse_backing_free "
                                     "puts its file and credentials",
@@ -2305,7 +2291,7 @@ StateTables build_state(const Trace &t, const Model &m, const Model &before, con
     row.name = n.inode(InodeId{i});
     row.ctr = fi.iocachectr;
     row.mode = io_mode(fi, n);
-    row.fb = fi.fb ? fb_name(n, *fi.fb) : "-";
+    row.fb = fi.fb ? n.fb(*fi.fb) : "-";
     row.cache_io_mode = fi.cache_io_mode;
     const std::vector<std::string> holders = lock_holders(m, InodeId{i}, n);
     if (fi.i_rwsem.writer)
@@ -2322,7 +2308,7 @@ StateTables build_state(const Trace &t, const Model &m, const Model &before, con
     if (b.freed && !freed_now)
       continue;
     StateTables::Backing row;
-    row.name = fb_name(n, FbId{i});
+    row.name = n.fb(FbId{i});
     row.id = b.id;
     row.refs = b.count.value();
     row.freed = b.freed;
@@ -2343,19 +2329,9 @@ StateTables build_state(const Trace &t, const Model &m, const Model &before, con
     row.handle = n.file(FileId{f});
     row.dir = ff.is_dir;
     row.inode = ff.is_dir ? "(root)" : n.inode(ff.inode);
-    switch (ff.iomode) {
-    case IoMode::None:
-      row.iomode = "none";
-      break;
-    case IoMode::Cached:
-      row.iomode = "cached";
-      break;
-    case IoMode::Uncached:
-      row.iomode = "uncached";
-      break;
-    }
+    row.iomode = iomode_name(ff.iomode);
     if (ff.passthrough) {
-      row.passthrough = ff.opened_with_fb ? fb_name(n, *ff.opened_with_fb) : "yes";
+      row.passthrough = ff.opened_with_fb ? n.fb(*ff.opened_with_fb) : "yes";
       row.backing_file_pins.emplace_back("file");
       for (std::uint32_t v = 0; v < m.vmas.size(); ++v)
         if (m.vmas[v].mapped && m.vmas[v].target == VmaTarget::BackingFile &&
@@ -2391,7 +2367,7 @@ StateTables build_state(const Trace &t, const Model &m, const Model &before, con
     s.files.push_back(row);
   }
   for (const auto &[id, fb] : m.fc.backing_files_map)
-    s.ids.push_back({id, fb_name(n, fb)});
+    s.ids.push_back({id, n.fb(fb)});
   std::sort(s.ids.begin(), s.ids.end(),
             [](const StateTables::Id &x, const StateTables::Id &y) { return x.id < y.id; });
   s.next_id = m.fc.idr_next;

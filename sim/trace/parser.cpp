@@ -571,12 +571,9 @@ private:
     if (auto v = option(tok, "cache_io_mode"))
       return {CheckKey::CacheIoMode, flag01(*v)};
     if (auto v = option(tok, "iomode")) {
-      if (*v == "none")
-        return {CheckKey::Iomode, 0};
-      if (*v == "cached")
-        return {CheckKey::Iomode, 1};
-      if (*v == "uncached")
-        return {CheckKey::Iomode, 2};
+      for (model::IoMode m : {model::IoMode::None, model::IoMode::Cached, model::IoMode::Uncached})
+        if (*v == iomode_name(m))
+          return {CheckKey::Iomode, static_cast<int>(m)};
       fail(tok.col, fmt::format("'{}': iomode is none, cached or uncached", tok.text));
     }
     if (auto v = option(tok, "passthrough"))

@@ -187,11 +187,9 @@ std::string check_text(const Statement &s, const Names &n) {
     case CheckKey::Freed:
       t += " freed";
       break;
-    case CheckKey::Iomode: {
-      static constexpr const char *kModes[] = {"none", "cached", "uncached"};
-      t += fmt::format(" iomode={}", kModes[p.value]);
+    case CheckKey::Iomode:
+      t += fmt::format(" iomode={}", iomode_name(static_cast<model::IoMode>(p.value)));
       break;
-    }
     case CheckKey::Passthrough:
       t += fmt::format(" passthrough={}", p.value);
       break;
