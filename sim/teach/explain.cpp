@@ -222,10 +222,12 @@ std::string flag_words(std::uint32_t f, KernelProfile p) {
 
 // ---- who holds what --------------------------------------------------------------------------
 
-std::vector<std::string> cached_holders(const Model &m, InodeId i, const ObjectNames &n) {
+// The open files of inode i in io mode `mode`, in creation order.
+std::vector<std::string> files_in_mode(const Model &m, InodeId i, const ObjectNames &n,
+                                       IoMode mode) {
   std::vector<std::string> v;
   for (std::uint32_t f = 0; f < m.files.size(); ++f)
-    if (m.files[f].inode == i && !m.files[f].released && m.files[f].iomode == IoMode::Cached)
+    if (m.files[f].inode == i && !m.files[f].released && m.files[f].iomode == mode)
       v.push_back(n.file(FileId{f}));
   return v;
 }
@@ -246,10 +248,7 @@ std::vector<std::string> counted_writes(const Model &m, InodeId i, const ObjectN
 
 // Passthrough files, then parallel direct writes in flight.
 std::vector<std::string> uncached_holders(const Model &m, InodeId i, const ObjectNames &n) {
-  std::vector<std::string> v;
-  for (std::uint32_t f = 0; f < m.files.size(); ++f)
-    if (m.files[f].inode == i && !m.files[f].released && m.files[f].iomode == IoMode::Uncached)
-      v.push_back(n.file(FileId{f}));
+  std::vector<std::string> v = files_in_mode(m, i, n, IoMode::Uncached);
   for (std::string &w : counted_writes(m, i, n))
     v.push_back(std::move(w));
   return v;
@@ -1339,7 +1338,7 @@ private:
                           iname, d.other_fb ? st.n.fb(*d.other_fb) : std::string("?"))};
     *looked_up = true;
     if (d.rule == Rule::UncachedIoStartCachedInode) {
-      const std::vector<std::string> users = cached_holders(st.b, *d.inode, st.n);
+      const std::vector<std::string> users = files_in_mode(st.b, *d.inode, st.n, IoMode::Cached);
       return {"fuse_inode_uncached_io_start",
               fmt::format("inode {} is in cached io mode ({}): {} use{} its page cache, which "
                           "reads and writes through the backing file would bypass",
