@@ -347,15 +347,15 @@ Why cache_io_wait(const Model &m, const Task &task, const ObjectNames &n, Rule r
                       io_mode(fi, n));
     wake = fmt::format("it wakes when all of them are gone (close, write_end)");
   }
-  return {"fuse_file_cached_io_open",
-          fmt::format("{} needs a cached io reference on inode {}, but {}: a cached user must "
-                      "not appear while uncached io bypasses the page cache, so the {} sleeps "
-                      "on direct_io_waitq (uninterruptibly) until iocachectr returns to 0; "
-                      "FUSE_I_CACHE_IO_MODE is set meanwhile so that new parallel writes take "
-                      "the inode lock exclusively and cannot starve it; {}",
-                      mmap ? fmt::format("a shared mapping of direct_io file {}", fname)
-                           : fmt::format("the cached open {}", fname),
-                      iname, who, mmap ? "mmap" : "open", wake)};
+  return said(rule,
+              fmt::format("{} needs a cached io reference on inode {}, but {}: a cached user must "
+                          "not appear while uncached io bypasses the page cache, so the {} sleeps "
+                          "on direct_io_waitq (uninterruptibly) until iocachectr returns to 0; "
+                          "FUSE_I_CACHE_IO_MODE is set meanwhile so that new parallel writes take "
+                          "the inode lock exclusively and cannot starve it; {}",
+                          mmap ? fmt::format("a shared mapping of direct_io file {}", fname)
+                               : fmt::format("the cached open {}", fname),
+                          iname, who, mmap ? "mmap" : "open", wake));
 }
 
 Why page_lock_wait(const Model &m, const Task &task, const ObjectNames &n, Rule rule) {
@@ -367,20 +367,20 @@ Why page_lock_wait(const Model &m, const Task &task, const ObjectNames &n, Rule 
       "page was not uptodate, so fuse_perform_write keeps it locked until the reply)",
       iname, and_list(lockers));
   if (rule == Rule::ReadPageWait)
-    return {"fuse_cache_read_iter -> filemap_read",
-            fmt::format("{} reads through the page cache, and {}; the read sleeps on the page "
-                        "lock until the server answers ({})",
-                        fname, locked, write_end_list(lockers))};
+    return said(rule,
+                fmt::format("{} reads through the page cache, and {}; the read sleeps on the page "
+                            "lock until the server answers ({})",
+                            fname, locked, write_end_list(lockers)));
   if (rule == Rule::MmapInvalidateWait)
-    return {"fuse_file_mmap -> invalidate_inode_pages2",
-            fmt::format("mmap of direct_io file {} first invalidates the page cache of {}, and "
-                        "{}; mmap sleeps on the page lock until the server answers ({})",
-                        fname, iname, locked, write_end_list(lockers))};
-  return {"fuse_open -> invalidate_inode_pages2",
-          fmt::format("the reply lacks FOPEN_KEEP_CACHE, so open invalidates the page cache of "
-                      "{} after its io mode is settled, and {}; open sleeps on the page lock "
-                      "until the server answers ({})",
-                      iname, locked, write_end_list(lockers))};
+    return said(rule,
+                fmt::format("mmap of direct_io file {} first invalidates the page cache of {}, and "
+                            "{}; mmap sleeps on the page lock until the server answers ({})",
+                            fname, iname, locked, write_end_list(lockers)));
+  return said(rule,
+              fmt::format("the reply lacks FOPEN_KEEP_CACHE, so open invalidates the page cache of "
+                          "{} after its io mode is settled, and {}; open sleeps on the page lock "
+                          "until the server answers ({})",
+                          iname, locked, write_end_list(lockers)));
 }
 
 Why inode_lock_wait(const Model &m, const Task &task, const ObjectNames &n, Wait wait) {
@@ -1116,11 +1116,11 @@ private:
       cyclic = fmt::format(" and not id {} although it is free: ids are handed out cyclically, "
                            "a closed id is not reused before wrap-around",
                            and_list(closed));
-    return {"fuse_backing_open",
-            fmt::format("{} becomes a new backing object for {} with the caller's credentials; "
-                        "idr_alloc_cyclic registered it as id {}{}; its refcount is 1: the id "
-                        "map's reference",
-                        name, source_of(t_, nb), nb.id, cyclic)};
+    return said(d.rule,
+                fmt::format("{} becomes a new backing object for {} with the caller's credentials; "
+                            "idr_alloc_cyclic registered it as id {}{}; its refcount is 1: the id "
+                            "map's reference",
+                            name, source_of(t_, nb), nb.id, cyclic));
   }
 
   Why backing_open_refused(const Step &st, const Decision &d) {
@@ -1181,22 +1181,22 @@ private:
     }
     const std::string E = err(d.err);
     if (d.rule == Rule::BackingCloseInvalidId)
-      return {"fuse_backing_close",
-              fmt::format("the u32 argument is read into an int: {} is not a valid id (ids are "
-                          "1..INT_MAX) -> {}",
-                          s.literal_id && static_cast<std::int32_t>(*s.literal_id) < 0
-                              ? fmt::format("{} reads as {}, which", *s.literal_id, id)
-                              : fmt::format("{}", id),
-                          E)};
+      return said(d.rule,
+                  fmt::format("the u32 argument is read into an int: {} is not a valid id (ids are "
+                              "1..INT_MAX) -> {}",
+                              s.literal_id && static_cast<std::int32_t>(*s.literal_id) < 0
+                                  ? fmt::format("{} reads as {}, which", *s.literal_id, id)
+                                  : fmt::format("{}", id),
+                              E));
     if (d.rule == Rule::BackingCloseNoEntry) {
       const auto old = fb_ever_with_id(st.a, id);
-      return {"fuse_backing_close",
-              fmt::format("{} is not in the id map ({}) -> {}", what,
-                          old ? fmt::format("{} was registered under it, but it was closed "
-                                            "already or freed with the connection",
-                                            st.n.fb(*old))
-                              : std::string("no backing_open returned it"),
-                          E)};
+      return said(d.rule,
+                  fmt::format("{} is not in the id map ({}) -> {}", what,
+                              old ? fmt::format("{} was registered under it, but it was closed "
+                                                "already or freed with the connection",
+                                                st.n.fb(*old))
+                                  : std::string("no backing_open returned it"),
+                              E));
     }
     const FbId fb = *d.fb;
     const std::int32_t before = st.b.backing(fb).count.value();
@@ -1214,9 +1214,10 @@ private:
       rest = fmt::format("{} still holds it: an id in use is closed anyway (never EBUSY); open "
                          "passthrough files keep working, but new opens quoting id {} fail",
                          and_list(holders), id);
-    return {"fuse_backing_close",
-            fmt::format("removes {} from the id map and puts the map's reference on {} ({}); {}",
-                        what, st.n.fb(fb), refs_change(before, after.count.value()), rest)};
+    return said(
+        d.rule,
+        fmt::format("removes {} from the id map and puts the map's reference on {} ({}); {}", what,
+                    st.n.fb(fb), refs_change(before, after.count.value()), rest));
   }
 
   // ---- open, create, opendir ----
@@ -1317,34 +1318,34 @@ private:
                               ff.backing_id));
     if (d.rule == Rule::PassthroughOpenNoId) {
       const auto old = fb_ever_with_id(st.a, ff.backing_id);
-      return {"fuse_passthrough_open",
-              fmt::format("fuse_backing_lookup finds no backing object under id {}: {}",
-                          ff.backing_id,
-                          old ? fmt::format("{} was registered under it, but that id was closed "
-                                            "(backing_close)",
-                                            st.n.fb(*old))
-                              : std::string("no backing_open returned it"))};
+      return said(
+          d.rule,
+          fmt::format("fuse_backing_lookup finds no backing object under id {}: {}", ff.backing_id,
+                      old ? fmt::format("{} was registered under it, but that id was closed "
+                                        "(backing_close)",
+                                        st.n.fb(*old))
+                          : std::string("no backing_open returned it")));
     }
     if (d.rule == Rule::PassthroughOpenSocket)
-      return {
-          "fuse_passthrough_open -> backing_file_open",
+      return said(
+          d.rule,
           fmt::format("{} wraps a socket, and a socket cannot be opened by path (sock_no_open); "
                       "the lookup reference is put back",
-                      st.n.fb(*d.fb))};
+                      st.n.fb(*d.fb)));
     if (d.rule == Rule::CachedIoOpenBackingInode)
-      return {"fuse_file_cached_io_open",
-              fmt::format("inode {} holds backing object {} (it entered passthrough mode): a "
-                          "cached open is refused",
-                          iname, d.other_fb ? st.n.fb(*d.other_fb) : std::string("?"))};
+      return said(d.rule,
+                  fmt::format("inode {} holds backing object {} (it entered passthrough mode): a "
+                              "cached open is refused",
+                              iname, d.other_fb ? st.n.fb(*d.other_fb) : std::string("?")));
     *looked_up = true;
     if (d.rule == Rule::UncachedIoStartCachedInode) {
       const std::vector<std::string> users = files_in_mode(st.b, *d.inode, st.n, IoMode::Cached);
-      return {"fuse_inode_uncached_io_start",
-              fmt::format("inode {} is in cached io mode ({}): {} use{} its page cache, which "
-                          "reads and writes through the backing file would bypass",
-                          iname, mode, and_list(users), users.size() == 1 ? "s" : "")};
+      return said(d.rule,
+                  fmt::format("inode {} is in cached io mode ({}): {} use{} its page cache, which "
+                              "reads and writes through the backing file would bypass",
+                              iname, mode, and_list(users), users.size() == 1 ? "s" : ""));
     }
-    return {"fuse_inode_uncached_io_start", other_fb_words(st, d, ff.backing_id)};
+    return said(d.rule, other_fb_words(st, d, ff.backing_id));
   }
 
   // EBUSY: the reply's backing object is not the one the inode holds.
@@ -1565,28 +1566,28 @@ private:
     const std::string h = st.n.file(*d.file);
     const std::string iname = st.n.inode(*d.inode);
     if (d.rule == Rule::PassthroughRead)
-      return {"fuse_passthrough_read_iter",
-              fmt::format("{} is a passthrough file: served by the backing file {} under {}'s "
-                          "credentials; the server sees no READ{}",
-                          h, d.fb ? source_of(t_, st.b.backing(*d.fb)) : "(its backing_file)",
-                          d.fb ? st.n.fb(*d.fb) : std::string("its fb"),
-                          st.b.fc.connected ? "" : " (it works even after the abort)")};
+      return said(d.rule,
+                  fmt::format("{} is a passthrough file: served by the backing file {} under {}'s "
+                              "credentials; the server sees no READ{}",
+                              h, d.fb ? source_of(t_, st.b.backing(*d.fb)) : "(its backing_file)",
+                              d.fb ? st.n.fb(*d.fb) : std::string("its fb"),
+                              st.b.fc.connected ? "" : " (it works even after the abort)"));
     if (d.rule == Rule::DirectRead)
-      return {
-          "fuse_direct_read_iter",
+      return said(
+          d.rule,
           fmt::format("FOPEN_DIRECT_IO: the READ goes straight to the server{}",
-                      ff.passthrough ? " (FOPEN_DIRECT_IO overrides passthrough for reads)" : "")};
+                      ff.passthrough ? " (FOPEN_DIRECT_IO overrides passthrough for reads)" : ""));
     if (d.rule == Rule::ReadSeedPassthrough || d.rule == Rule::CacheReadODirect)
       return fixed(d.rule);
     if (d.rule == Rule::CacheReadUptodate)
-      return {"fuse_cache_read_iter",
-              fmt::format("through the page cache: the page of {} is uptodate, so it is copied "
-                          "out without a request to the server",
-                          iname)};
-    return {"fuse_cache_read_iter",
-            fmt::format("through FUSE and the page cache: the page of {} was not cached, so a "
-                        "READ goes to the server and the page is now uptodate",
-                        iname)};
+      return said(d.rule,
+                  fmt::format("through the page cache: the page of {} is uptodate, so it is copied "
+                              "out without a request to the server",
+                              iname));
+    return said(d.rule,
+                fmt::format("through FUSE and the page cache: the page of {} was not cached, so a "
+                            "READ goes to the server and the page is now uptodate",
+                            iname));
   }
 
   // The decision of this step about write id by rule r.
@@ -1619,16 +1620,16 @@ private:
       return {"fuse_dio_lock + fuse_inode_uncached_io_start", text};
     }
     if (lock == Rule::DioWrExclusive)
-      return {"fuse_dio_wr_exclusive_lock",
-              fmt::format("no FOPEN_PARALLEL_DIRECT_WRITES: the inode lock of {} is taken "
-                          "exclusively and the write takes no io-mode reference",
-                          iname)};
+      return said(lock,
+                  fmt::format("no FOPEN_PARALLEL_DIRECT_WRITES: the inode lock of {} is taken "
+                              "exclusively and the write takes no io-mode reference",
+                              iname));
     if (lock == Rule::DioWrExclusiveCacheIoMode)
-      return {"fuse_dio_wr_exclusive_lock",
-              fmt::format("FUSE_I_CACHE_IO_MODE is set on {} (cached users are there or "
-                          "waiting): since 6.12 the inode lock is taken exclusively and the "
-                          "write is not counted",
-                          iname)};
+      return said(lock,
+                  fmt::format("FUSE_I_CACHE_IO_MODE is set on {} (cached users are there or "
+                              "waiting): since 6.12 the inode lock is taken exclusively and the "
+                              "write is not counted",
+                              iname));
     const Decision *no =
         of_write(st, id,
                  {Rule::UncachedIoStartCachedInode, Rule::UncachedIoStartNullFb,
@@ -1653,11 +1654,11 @@ private:
     const std::string wn = st.n.write(id);
     const std::string iname = st.n.inode(w.inode);
     if (const Decision *pt = of_write(st, id, {Rule::PassthroughWrite}))
-      return {"fuse_passthrough_write_iter",
-              fmt::format("{} is a passthrough file: the write goes to the backing file under "
-                          "{}'s credentials, holding the inode lock of {} exclusively for the "
-                          "call; the server sees no WRITE",
-                          h, pt->fb ? st.n.fb(*pt->fb) : std::string("its fb"), iname)};
+      return said(Rule::PassthroughWrite,
+                  fmt::format("{} is a passthrough file: the write goes to the backing file under "
+                              "{}'s credentials, holding the inode lock of {} exclusively for the "
+                              "call; the server sees no WRITE",
+                              h, pt->fb ? st.n.fb(*pt->fb) : std::string("its fb"), iname));
     const bool held = w.held && w.in_flight && !w.done;
     const bool disconnected = of_write(st, id, {Rule::WriteDisconnected}) != nullptr;
     if (of_write(st, id, {Rule::DirectWrite})) {
@@ -1676,14 +1677,15 @@ private:
       return {lock.rule, lock.why + "; " + req};
     }
     if (disconnected)
-      return {"fuse_get_req", "the connection was aborted: the WRITE cannot be sent -> ENOTCONN"};
+      return said(Rule::WriteDisconnected,
+                  "the connection was aborted: the WRITE cannot be sent -> ENOTCONN");
     if (of_write(st, id, {Rule::CacheWriteODirect}))
-      return {"fuse_cache_write_iter -> fuse_direct_IO",
-              fmt::format("O_DIRECT: the write bypasses the page cache and goes to the server "
-                          "under the exclusive inode lock of {}{}",
-                          iname,
-                          held ? fmt::format("; the server holds it until write_end {}", wn)
-                               : std::string(""))};
+      return said(Rule::CacheWriteODirect,
+                  fmt::format("O_DIRECT: the write bypasses the page cache and goes to the server "
+                              "under the exclusive inode lock of {}{}",
+                              iname,
+                              held ? fmt::format("; the server holds it until write_end {}", wn)
+                                   : std::string("")));
     if (of_write(st, id, {Rule::CacheWriteWriteback}))
       return fixed(Rule::CacheWriteWriteback);
     std::string why = fmt::format("write-through: fuse_cache_write_iter copies the data into "
@@ -1702,7 +1704,7 @@ private:
                "invalidating opens of " +
                iname + " wait for the reply";
     }
-    return {"fuse_perform_write", why};
+    return said(Rule::CacheWriteThrough, why);
   }
 
   Why write(const Step &st) {
@@ -1728,11 +1730,11 @@ private:
     const std::string wn = st.n.write(*st.write);
     const std::string iname = st.n.inode(wb.inode);
     if (st.own({Rule::WriteReplyAfterAbort}))
-      return {"fuse_abort_conn",
-              fmt::format("the connection was aborted while the server held {}: end_requests "
-                          "already ended it with {} and gave back its lock and references; the "
-                          "late answer changes nothing",
-                          wn, err(wb.result))};
+      return said(Rule::WriteReplyAfterAbort,
+                  fmt::format("the connection was aborted while the server held {}: end_requests "
+                              "already ended it with {} and gave back its lock and references; the "
+                              "late answer changes nothing",
+                              wn, err(wb.result)));
     const FuseInode &fib = st.b.inode(wb.inode);
     std::vector<std::string> parts;
     parts.push_back(fmt::format("the server answers {} and write(2) returns", wn));
@@ -1768,10 +1770,11 @@ private:
     const Outcome &o = st.o;
     if (o.kind == Outcome::Kind::Errno) {
       if (const Decision *d = st.own({Rule::CachedIoOpenBackingInode}))
-        return {"fuse_file_cached_io_open",
-                fmt::format("the shared mapping needs a cached io reference, but inode {} holds "
-                            "a backing object -> ETXTBSY",
-                            st.n.inode(*d->inode))};
+        return said(
+            d->rule,
+            fmt::format("the shared mapping needs a cached io reference, but inode {} holds "
+                        "a backing object -> ETXTBSY",
+                        st.n.inode(*d->inode)));
       if (const Decision *d = st.own_err(o.err))
         return render(st, *d);
       return {"fuse_file_mmap", fmt::format("mmap failed with {}", err(o.err))};
@@ -1791,43 +1794,46 @@ private:
     const FuseFile &fa = st.a.file(*d.file);
     const std::string iname = st.n.inode(ff.inode);
     if (d.rule == Rule::MmapPassthrough)
-      return {"fuse_passthrough_mmap -> backing_file_mmap",
-              fmt::format("{} is a passthrough file: {} maps the backing file, and "
-                          "backing_file_mmap replaces vm_file with {}'s per-file backing_file, so "
-                          "{} pins that backing_file, not the FUSE file, the inode's io mode or "
-                          "the backing object{}",
-                          h, mn, h, mn,
-                          (ff.open_flags & fopen::DIRECT_IO)
-                              ? " (FOPEN_DIRECT_IO does not matter: mmap of a passthrough file "
-                                "always maps the backing file)"
-                              : "")};
+      return said(
+          d.rule,
+          fmt::format("{} is a passthrough file: {} maps the backing file, and "
+                      "backing_file_mmap replaces vm_file with {}'s per-file backing_file, so "
+                      "{} pins that backing_file, not the FUSE file, the inode's io mode or "
+                      "the backing object{}",
+                      h, mn, h, mn,
+                      (ff.open_flags & fopen::DIRECT_IO)
+                          ? " (FOPEN_DIRECT_IO does not matter: mmap of a passthrough file "
+                            "always maps the backing file)"
+                          : ""));
     if (d.rule == Rule::MmapDirectIoPrivate)
-      return {"fuse_file_mmap -> generic_file_mmap",
-              fmt::format("{} is a FOPEN_DIRECT_IO file: a private mapping invalidates the "
-                          "page cache of {} and maps it without an io-mode change; {} pins the "
-                          "FUSE file {}",
-                          h, iname, mn, h)};
+      return said(d.rule,
+                  fmt::format("{} is a FOPEN_DIRECT_IO file: a private mapping invalidates the "
+                              "page cache of {} and maps it without an io-mode change; {} pins the "
+                              "FUSE file {}",
+                              h, iname, mn, h));
     if (d.rule == Rule::MmapDirectIoShared) {
       const FuseInode &fib = st.b.inode(ff.inode);
       const FuseInode &fia = st.a.inode(ff.inode);
       if (ff.iomode == IoMode::None && fa.iomode == IoMode::Cached)
-        return {"fuse_file_mmap + fuse_file_cached_io_open",
-                fmt::format("a shared mapping of FOPEN_DIRECT_IO file {} needs the page cache "
-                            "(FUSE_DIRECT_IO_ALLOW_MMAP allows it): {} takes a cached io "
-                            "reference that lasts until {} is released, not until munmap ({}); "
-                            "{} pins the FUSE file {}",
-                            h, h, h, ctr_change(fib.iocachectr, fia.iocachectr), mn, h)};
-      return {"fuse_file_mmap + fuse_file_cached_io_open",
-              fmt::format("a shared mapping of FOPEN_DIRECT_IO file {}: {} already holds its "
-                          "cached io reference from an earlier shared mapping, nothing changes; "
-                          "{} pins the FUSE file {}",
-                          h, h, mn, h)};
+        return said(d.rule,
+                    fmt::format("a shared mapping of FOPEN_DIRECT_IO file {} needs the page cache "
+                                "(FUSE_DIRECT_IO_ALLOW_MMAP allows it): {} takes a cached io "
+                                "reference that lasts until {} is released, not until munmap ({}); "
+                                "{} pins the FUSE file {}",
+                                h, h, h, ctr_change(fib.iocachectr, fia.iocachectr), mn, h));
+      return said(
+          d.rule,
+          fmt::format("a shared mapping of FOPEN_DIRECT_IO file {}: {} already holds its "
+                      "cached io reference from an earlier shared mapping, nothing changes; "
+                      "{} pins the FUSE file {}",
+                      h, h, mn, h));
     }
-    return {"fuse_file_mmap -> generic_file_mmap",
-            fmt::format("{} goes through the page cache: {} maps it; inode {} is {}, the io mode "
-                        "does not change; {} pins the FUSE file {}, which stays open after "
-                        "close {}",
-                        h, mn, iname, io_mode(st.a.inode(ff.inode), st.n), mn, h, h)};
+    return said(
+        d.rule,
+        fmt::format("{} goes through the page cache: {} maps it; inode {} is {}, the io mode "
+                    "does not change; {} pins the FUSE file {}, which stays open after "
+                    "close {}",
+                    h, mn, iname, io_mode(st.a.inode(ff.inode), st.n), mn, h, h));
   }
 
   // ---- releases ----
@@ -1987,14 +1993,14 @@ private:
     const std::string iname = st.n.inode(ta.inode);
     const SysResult &r = ta.result;
     if (const Decision *d = st.for_task(id, Rule::CachedIoOpenBackingInode))
-      return {"fuse_file_cached_io_open",
-              fmt::format("inode {} entered passthrough mode while the open slept (it holds "
-                          "{}): fuse_file_cached_io_open clears FUSE_I_CACHE_IO_MODE and fails "
-                          "with {}, which open(2) reports as EIO; {}",
-                          iname, d->other_fb ? st.n.fb(*d->other_fb) : std::string("an fb"),
-                          err(d->err),
-                          r.sync_release ? "fuse_sync_release sends the server a RELEASE"
-                                         : "no RELEASE is sent")};
+      return said(d->rule,
+                  fmt::format("inode {} entered passthrough mode while the open slept (it holds "
+                              "{}): fuse_file_cached_io_open clears FUSE_I_CACHE_IO_MODE and fails "
+                              "with {}, which open(2) reports as EIO; {}",
+                              iname, d->other_fb ? st.n.fb(*d->other_fb) : std::string("an fb"),
+                              err(d->err),
+                              r.sync_release ? "fuse_sync_release sends the server a RELEASE"
+                                             : "no RELEASE is sent"));
     if (r.err)
       return {"do_truncate",
               fmt::format("the open failed with {} after it woke (the connection was aborted "
@@ -2127,23 +2133,23 @@ private:
     if (rule == Rule::UmountNotMounted)
       return fixed(rule);
     if (rule == Rule::UmountBusy)
-      return {"path_umount",
-              fmt::format("files of the mount are still open ({}) -> EBUSY; umount detach would "
-                          "hide the mount and let the superblock die with its last file",
-                          and_list(busy_files(b, st.n)))};
+      return said(
+          rule, fmt::format("files of the mount are still open ({}) -> EBUSY; umount detach would "
+                            "hide the mount and let the superblock die with its last file",
+                            and_list(busy_files(b, st.n))));
     if (rule == Rule::UmountDetached)
-      return {"path_umount (MNT_DETACH)",
-              fmt::format("the mount disappears from the namespace, but the superblock lives on "
-                          "while {} {} open; it dies with the last of them",
-                          and_list(busy_files(b, st.n)),
-                          busy_files(b, st.n).size() == 1 ? "is" : "are")};
-    return {"path_umount -> fuse_kill_sb_anon",
-            fmt::format("no file is open: the superblock goes now, every inode is evicted "
-                        "(fuse_evict_inode), and the superblock's connection reference is "
-                        "dropped; {}",
-                        st.has(Rule::ConnFree)
-                            ? "that was the last one"
-                            : "backing ids outlive the mount while /dev/fuse is open")};
+      return said(
+          rule, fmt::format("the mount disappears from the namespace, but the superblock lives on "
+                            "while {} {} open; it dies with the last of them",
+                            and_list(busy_files(b, st.n)),
+                            busy_files(b, st.n).size() == 1 ? "is" : "are"));
+    return said(rule,
+                fmt::format("no file is open: the superblock goes now, every inode is evicted "
+                            "(fuse_evict_inode), and the superblock's connection reference is "
+                            "dropped; {}",
+                            st.has(Rule::ConnFree)
+                                ? "that was the last one"
+                                : "backing ids outlive the mount while /dev/fuse is open"));
   }
 
   Why dev_close(const Step &st) {
