@@ -221,7 +221,7 @@ std::vector<std::string> qemu_argv(const std::string &accel, const Options &opts
   // Two serial ports: ttyS0 the kernel's console, ttyS1 only the harness's output (init.sh).
   // mitigations=off: the emulated guest need not defend against itself, and page-table
   // isolation costs a lot under TCG; nothing of FUSE depends on it.
-  return {kQemu, "-name", "fpsim-harness-vm", "-accel", accel, "-cpu", "max", "-smp", "2",
+  return {kQemu, "-name", fmt::format("fpsim-harness-vm-{}", getpid()), "-accel", accel, "-cpu", "max", "-smp", "2",
           "-m", std::to_string(opts.memory_mb), "-nodefaults", "-nic", "none", "-display", "none",
           "-no-reboot", "-kernel", kernel.proc_path(), "-initrd", initrd.proc_path(),
           "-append", "console=ttyS0 quiet panic=-1 mitigations=off",
@@ -422,7 +422,7 @@ KernelResult run_kernel(const std::string &request, const Options &opts, int bas
     return {request, img->package, Verdict::Failed, "initramfs: " + why};
   const Boot b = boot(opts, img->vmlinuz, initramfs.fd);
   KernelResult r = judge(*img, b, opts);
-  if (r.verdict == Verdict::Failed)
+  if (r.verdict == Verdict::Failed && !b.exit_seen)
     print_failure_context(b);
   fmt::print("== vm {}: {}\n", request, r.detail);
   std::fflush(stdout);
