@@ -22,7 +22,7 @@ for i in $(seq 1 "$runs"); do
   rc=$?
   end=$(date +%s.%N)
   echo "== run $i: exit $rc in $(echo "$end - $start" | bc) s"
-  grep -E '^(fpsim-harness vm:|== vm |fpsim-harness crosscheck:|kernel: )' "$out/run$i"
+  grep -E '^(fpsim-harness vm:|== vm |fpsim-harness crosscheck:|kernel: |FAIL |  )' "$out/run$i"
   # Per trace and kernel: PASS/FAIL/SKIP and, for a FAIL, its disagreement lines.
   awk '/^== vm /{if (v != "") print k, v; v = ""; k = $3}
        /^(PASS|FAIL|SKIP) /{if (v != "") print k, v; v = $1 " " $2}

@@ -271,6 +271,8 @@ Boot boot_once(const std::string &accel, const Options &opts, const std::string 
   const proc::Exit e = proc::wait(*pid, t0 + std::chrono::seconds(opts.timeout_s), stopped, tick);
   reader.finish();
   b.total_s = seconds_since(t0);
+  if (b.init_seen && !b.exit_seen) // killed mid-run: it ran until now
+    b.run_s = b.total_s - b.boot_s;
   b.timed_out = e.timed_out;
   b.interrupted = e.cancelled;
   b.qemu_exit = e.describe();
@@ -335,6 +337,22 @@ struct KernelResult {
   std::string detail; // one line
 };
 
+const char *verdict_name(Verdict v) {
+  switch (v) {
+  case Verdict::Passed:
+    return "passed";
+  case Verdict::Failed:
+    return "FAILED";
+  case Verdict::Skipped:
+    return "skipped";
+  case Verdict::Usage:
+    return "usage";
+  case Verdict::Interrupted:
+    return "interrupted";
+  }
+  FPSIM_UNREACHABLE("Verdict");
+}
+
 std::string last_lines(const std::string &text, std::size_t n) {
   std::vector<std::string> lines;
   std::istringstream in(text);
@@ -379,7 +397,7 @@ KernelResult judge(const KernelImage &img, const Boot &b, const Options &opts) {
     r.detail = fmt::format("{} exit 0; {}", sub, timing(b, sub));
   } else if (b.harness_exit == kExitSkip) {
     r.verdict = Verdict::Skipped;
-    r.detail = "skipped: " + skip_reason(b.output);
+    r.detail = skip_reason(b.output);
   } else if (b.harness_exit == kExitUsage) {
     r.verdict = Verdict::Usage;
     r.detail = fmt::format("{} exit 2 (usage) in the guest", sub);
@@ -398,7 +416,7 @@ void print_failure_context(const Boot &b) {
 
 std::string fetched(const KernelImage &img) {
   if (img.from_cache)
-    return fmt::format("from the cache {}", cache_root());
+    return "cached";
   if (img.download_bytes == 0)
     return "local file";
   return fmt::format("downloaded {:.1f} MB in {:.1f} s", static_cast<double>(img.download_bytes) / 1e6,
@@ -406,14 +424,16 @@ std::string fetched(const KernelImage &img) {
 }
 
 KernelResult run_kernel(const std::string &request, const Options &opts, int base) {
-  fmt::print("== vm {}: fetching\n", request);
-  std::fflush(stdout);
+  if (is_version(request)) {
+    fmt::print("== vm {}: resolving and fetching (cache {})\n", request, cache_root());
+    std::fflush(stdout);
+  }
   std::string why;
   const std::optional<KernelImage> img = obtain_kernel(request, stopped, &why);
   if (stopped())
     return {request, "", Verdict::Interrupted, "interrupted"};
   if (!img)
-    return {request, "", Verdict::Skipped, "skipped: the kernel cannot be had: " + why};
+    return {request, "", Verdict::Skipped, "the kernel cannot be had: " + why};
   fmt::print("== vm {}: {} ({}; {}{})\n", request, img->package, fetched(*img), img->fuse_config,
              img->fuse_module.empty() ? "" : ", fuse.ko loaded by init");
   std::fflush(stdout);
@@ -424,32 +444,16 @@ KernelResult run_kernel(const std::string &request, const Options &opts, int bas
   KernelResult r = judge(*img, b, opts);
   if (r.verdict == Verdict::Failed && !b.exit_seen)
     print_failure_context(b);
-  fmt::print("== vm {}: {}\n", request, r.detail);
+  fmt::print("== vm {}: {}: {}\n", request, verdict_name(r.verdict), r.detail);
   std::fflush(stdout);
   return r;
-}
-
-const char *verdict_name(Verdict v) {
-  switch (v) {
-  case Verdict::Passed:
-    return "passed";
-  case Verdict::Failed:
-    return "FAILED";
-  case Verdict::Skipped:
-    return "skipped";
-  case Verdict::Usage:
-    return "usage";
-  case Verdict::Interrupted:
-    return "interrupted";
-  }
-  FPSIM_UNREACHABLE("Verdict");
 }
 
 int summarize(const std::vector<KernelResult> &results) {
   std::size_t passed = 0, failed = 0, skipped = 0, usage = 0;
   for (const KernelResult &r : results) {
     fmt::print("fpsim-harness vm: {} {}{}: {}\n", verdict_name(r.verdict), r.request,
-               r.package.empty() ? "" : " (" + r.package + ")", r.detail);
+               r.package.empty() || r.package == r.request ? "" : " (" + r.package + ")", r.detail);
     passed += r.verdict == Verdict::Passed;
     failed += r.verdict == Verdict::Failed;
     skipped += r.verdict == Verdict::Skipped;

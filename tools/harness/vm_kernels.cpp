@@ -578,15 +578,18 @@ std::optional<KernelImage> obtain_deb(const fs::path &root, KernelImage img, con
     if (line.rfind("Version: ", 0) == 0)
       version = line.substr(9);
   }
-  img.package = fmt::format("{} {} ({})", package, version, img.request);
+  img.package = package + " " + version;
+  struct stat st {};
+  stat(deb.c_str(), &st);
+  // Keyed by name, size and mtime: a rebuilt .deb of the same name is unpacked again.
+  const fs::path entry = root / fmt::format("deb-{}-{}-{}", deb.filename().string(), st.st_size, st.st_mtime);
   std::error_code ec;
-  const auto mtime = fs::last_write_time(deb, ec).time_since_epoch().count();
-  const fs::path entry = root / fmt::format("deb-{}-{}-{}", deb.filename().string(), fs::file_size(deb, ec), mtime);
   if (fs::exists(entry / "complete")) {
     img.from_cache = true;
     return from_entry(entry, img, why);
   }
   ScopedDir work{root / fmt::format(".partial-{}", getpid())};
+  fs::create_directories(work.path, ec);
   Unpacked u;
   if (!extract(deb, work.path / "tree", stop, why))
     return std::nullopt;
@@ -609,6 +612,8 @@ std::string cache_root() {
     return std::string(home) + "/.cache/fpsim/kernels";
   return "";
 }
+
+bool is_version(const std::string &request) { return is_version_request(request); }
 
 bool valid_request(const std::string &request, std::string *why) {
   if (is_version_request(request))

@@ -29,6 +29,9 @@ struct KernelImage {
 // a vmlinuz path. False: none of these (a usage error, with *why).
 bool valid_request(const std::string &request, std::string *why);
 
+// A version to resolve through apt (rather than a file).
+bool is_version(const std::string &request);
+
 // Resolves and fetches (or finds in the cache) the kernel. nullopt with *why (one line) when it
 // cannot be had: the caller reports the kernel as skipped. `stop` is polled while tools run.
 std::optional<KernelImage> obtain_kernel(const std::string &request, const std::function<bool()> &stop,
