@@ -23,4 +23,26 @@ check "boot and run times" grep -qE 'passed 7.2.13 .*boot [0-9.]+ s, crosscheck 
 check "summary" grep -qx 'fpsim-harness vm: 1 kernels: 1 passed, 0 failed, 0 skipped' "$tmp/out"
 check "no qemu left" [ -z "$(pgrep -f -- "-name fpsim-harness-vm-$pid")" ]
 check "no staging dir left" [ -z "$(ls -d /tmp/fpsim-vm.* 2>/dev/null)" ]
+
+# The CONFIG_FUSE_FS=m path, on a .deb made here around the same vmlinuz: its config says =m and its
+# fuse.ko.xz is not a module, so the guest's insmod must be tried and fail (FUSE is built into this
+# vmlinuz, so the trace still passes). Its own cache, removed with $tmp.
+vmlinuz=$(ls "${XDG_CACHE_HOME:-$HOME/.cache}"/fpsim/kernels/linux-binary-7.2.13*/vmlinuz 2>/dev/null | head -1)
+if [ -n "$vmlinuz" ]; then
+  d=$tmp/deb
+  mkdir -p "$d/DEBIAN" "$d/boot" "$d/lib/modules/0.0-test/kernel/fs/fuse"
+  cp "$vmlinuz" "$d/boot/vmlinuz-0.0-test"
+  printf 'CONFIG_FUSE_FS=m\nCONFIG_FUSE_PASSTHROUGH=y\n' >"$d/boot/config-0.0-test"
+  echo "not a module" | xz >"$d/lib/modules/0.0-test/kernel/fs/fuse/fuse.ko.xz"
+  printf 'Package: linux-image-fpsim-test\nVersion: 1\nArchitecture: amd64\nMaintainer: fpsim\nDescription: test\n' \
+    >"$d/DEBIAN/control"
+  dpkg-deb -b -Znone "$d" "$tmp/test.deb" >/dev/null
+  XDG_CACHE_HOME=$tmp/cache "$harness" vm --kernel "$tmp/test.deb" --accel tcg --timeout 150 -- \
+    crosscheck traces/spec/00-init-passthrough.trace >"$tmp/deb.out" 2>&1
+  rc=$?
+  cat "$tmp/deb.out"
+  check ".deb with FUSE as a module: exit 0" [ "$rc" -eq 0 ]
+  check ".deb: its package named" grep -q '^== vm .*test.deb: linux-image-fpsim-test 1 .*CONFIG_FUSE_FS=m, fuse.ko loaded by init' "$tmp/deb.out"
+  check ".deb: init tried fuse.ko" grep -qx 'fpsim-harness vm: insmod fuse.ko failed' "$tmp/deb.out"
+fi
 exit $fail

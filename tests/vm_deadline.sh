@@ -30,6 +30,9 @@ check "a bad --kernel is a usage error" [ $? -eq 2 ]
 check "record cannot run in a guest" [ $? -eq 2 ]
 "$harness" vm --kernel 7.2.13 -- crosscheck /nonexistent.trace >"$tmp/usage" 2>&1
 check "a missing trace is a usage error" [ $? -eq 2 ]
+PATH=/nonexistent "$harness" vm --kernel 7.2.13 -- fuzz --seconds 1 >"$tmp/noqemu" 2>&1
+check "no qemu is exit 77 (skip)" [ $? -eq 77 ]
+check "saying why in one line" grep -qx 'fpsim-harness vm: skipped: qemu-system-x86_64 not found (package qemu-system-x86)' "$tmp/noqemu"
 
 # fuzz for 10 minutes never ends within a 25 s deadline (a boot takes ~7 s).
 start=$(date +%s)
