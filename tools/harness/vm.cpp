@@ -120,8 +120,12 @@ int check_command(const Options &opts) {
     }
   }
   const std::vector<std::string> paths = trace_paths(opts.command);
-  if (paths.empty())
-    return sub == "fuzz" ? 0 : (fmt::print(stderr, "fpsim-harness vm: {} needs trace paths\n", sub), kExitUsage);
+  if (paths.empty() && sub == "fuzz")
+    return 0;
+  if (paths.empty()) {
+    fmt::print(stderr, "fpsim-harness vm: {} needs trace paths\n", sub);
+    return kExitUsage;
+  }
   // A malformed trace stops the run here, as it would on the host, not once per guest.
   auto loaded = sim::load_traces(paths);
   if (auto *f = std::get_if<sim::LoadFailure>(&loaded)) {
@@ -131,8 +135,9 @@ int check_command(const Options &opts) {
   return 0;
 }
 
-// What the guest's harness gets: the subcommand as given, plus the deadline for "blocks" when the
-// user did not choose one (see calibrated_deadline_ms).
+// What the guest's harness gets: the subcommand as given, plus --guest-deadline-ms as its
+// --deadline-ms unless it has one. By default none is added: 4 corpus runs under TCG gave the same
+// verdicts with the harness's 300 ms, whose "blocks" also waits for every other thread to sleep.
 std::vector<std::string> guest_command(const Options &opts) {
   std::vector<std::string> cmd = opts.command;
   if (opts.deadline_ms > 0 && !has_option(cmd, "--deadline-ms"))

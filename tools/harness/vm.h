@@ -28,7 +28,7 @@ struct Options {
   std::vector<std::string> command;  // SUBCOMMAND ARGS...
   std::string accel = "auto";        // auto (kvm, falling back to tcg), kvm, tcg
   int memory_mb = 1024;
-  int deadline_ms = 0;               // --deadline-ms for the guest's harness; 0: calibrated
+  int deadline_ms = 0;               // --deadline-ms for the guest's harness; 0: its own default
 };
 
 // Registers the subcommand; `opts` is filled when it is parsed.
