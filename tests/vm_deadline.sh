@@ -23,6 +23,7 @@ wait_for_qemu() { # pid; up to 120 s (the first run may fetch the kernel)
   return 1
 }
 mounts=$(grep -c ' fuse' /proc/mounts)
+kernel=${FPSIM_VM_TEST_KERNEL:-7.2} # as vm_crosscheck.sh
 
 "$harness" vm --kernel 'no such kernel' -- crosscheck x >"$tmp/usage" 2>&1
 check "a bad --kernel is a usage error" [ $? -eq 2 ]
@@ -36,19 +37,19 @@ check "saying why in one line" grep -qx 'fpsim-harness vm: skipped: qemu-system-
 
 # fuzz for 10 minutes never ends within a 25 s deadline (a boot takes ~7 s).
 start=$(date +%s)
-"$harness" vm --kernel 7.2.13 --accel tcg --timeout 25 -- fuzz --seconds 600 >"$tmp/hang" 2>&1 &
+"$harness" vm --kernel "$kernel" --accel tcg --timeout 25 -- fuzz --seconds 600 >"$tmp/hang" 2>&1 &
 pid=$!
 wait "$pid"; rc=$?
 elapsed=$(( $(date +%s) - start ))
 cat "$tmp/hang"
 if [ "$rc" -eq 77 ]; then exit 77; fi
 check "a hung guest is exit 1" [ "$rc" -eq 1 ]
-check "reported as killed at the deadline" grep -q 'FAILED 7.2.13 .*killed at the --timeout deadline of 25 s' "$tmp/hang"
+check "reported as killed at the deadline" grep -q "FAILED $kernel .*killed at the --timeout deadline of 25 s" "$tmp/hang"
 check "killed in time (${elapsed} s, fetch included)" [ "$elapsed" -lt 90 ]
 check "nothing left after the deadline" nothing_left "$pid"
 
 for sig in TERM INT KILL; do
-  "$harness" vm --kernel 7.2.13 --accel tcg --timeout 300 -- fuzz --seconds 600 >"$tmp/$sig" 2>&1 &
+  "$harness" vm --kernel "$kernel" --accel tcg --timeout 300 -- fuzz --seconds 600 >"$tmp/$sig" 2>&1 &
   pid=$!
   if ! wait_for_qemu "$pid"; then
     cat "$tmp/$sig"; check "qemu started for SIG$sig" false; continue

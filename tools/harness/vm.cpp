@@ -421,7 +421,7 @@ void print_failure_context(const Boot &b) {
 
 std::string fetched(const KernelImage &img) {
   if (img.from_cache)
-    return "cached";
+    return img.note.empty() ? "cached" : "cached, " + img.note;
   if (img.download_bytes == 0)
     return "local file";
   return fmt::format("downloaded {:.1f} MB in {:.1f} s", static_cast<double>(img.download_bytes) / 1e6,

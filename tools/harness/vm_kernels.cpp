@@ -537,6 +537,20 @@ std::string entry_name(const std::string &name, const std::string &version) {
   return name + "_" + v;
 }
 
+// The newest complete cache entry of the request, for when Debian has moved on (or is out of reach).
+std::optional<Candidate> cached_match(const fs::path &root, const std::string &request, const Stop &stop) {
+  static const std::regex entry_re(R"(^(linux-(image|binary)-([0-9][^-]*)-amd64)_(.+)$)");
+  std::vector<Candidate> found;
+  std::error_code ec;
+  for (const auto &f : fs::directory_iterator(root, ec)) {
+    const std::string name = f.path().filename().string();
+    std::smatch m;
+    if (std::regex_match(name, m, entry_re) && fs::exists(f.path() / "complete"))
+      found.push_back(Candidate{m[1], m[4], m[3], m[2] == "binary"});
+  }
+  return best_match(found, request, stop);
+}
+
 std::optional<KernelImage> obtain_version(const fs::path &root, KernelImage img, const Stop &stop, std::string *why) {
   PrivateApt apt(root / "apt", stop);
   if (!apt.prepare(why))
@@ -548,6 +562,8 @@ std::optional<KernelImage> obtain_version(const fs::path &root, KernelImage img,
     return std::nullopt;
   }
   std::optional<Candidate> c = resolve(apt, img.request, why);
+  if (!c && (c = cached_match(root, img.request, stop)))
+    img.note = "no longer in Debian's lists";
   if (!c)
     return std::nullopt;
   img.package = c->name + " " + c->version;

@@ -21,6 +21,7 @@ struct KernelImage {
   std::string fuse_module; // uncompressed fuse.ko to insmod; empty when FUSE is built in (or unknown)
   std::string fuse_config; // "CONFIG_FUSE_FS=y", "=m", or "unknown (no config)"
   bool from_cache = false;
+  std::string note;        // e.g. a cached kernel Debian no longer has
   std::uint64_t download_bytes = 0;
   double download_seconds = 0;
 };
