@@ -1,10 +1,10 @@
 // libFuzzer target: arbitrary bytes as a trace file, through parse -> replay -> annotate ->
-// explain (sim/parse_replay.h). ASan and UBSan catch memory errors, undefined behaviour and
+// explain (fuzz/parse_replay.h). ASan and UBSan catch memory errors, undefined behaviour and
 // leaks; libFuzzer's -timeout and -rss_limit_mb catch hangs and unbounded growth. The two
 // properties below are checked here, not only by the sanitizers, because breaking them is
 // silent: --annotate would write back a trace that no longer parses, or explain would tell a
 // different verdict than replay.
-#include "sim/parse_replay.h"
+#include "fuzz/parse_replay.h"
 
 #include <cstddef>
 #include <cstdint>

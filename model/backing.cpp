@@ -1,5 +1,5 @@
 // fs/fuse/backing.c and passthrough.c: the backing-id map, fuse_backing lifetime and the
-// per-file backing_file (kernel-semantics.md §2.2, §2.3, §1.4, §1.5).
+// per-file backing_file (docs/kernel-semantics.md §2.2, §2.3, §1.4, §1.5).
 #include "model/internal.h"
 
 #include "base/assert.h"
@@ -58,28 +58,65 @@ int uninstalled_dev_errno(const Model &m) {
   return m.profile.has(Feature::UninstalledDevEperm) ? EPERM : EINVAL;
 }
 
+struct Refusal {
+  Rule rule{};
+  int err = 0;
+};
+
 // fuse_backing_open's test of the file behind the fd: regular files only (6.17, 6.12.48);
 // before, any file with read_iter and write_iter (which directories and O_PATH fds lack); in
 // 6.12.0-6.12.47 any file at all.
-int backing_file_type_errno(const Model &m, BackingFdKind kind) {
+std::optional<Refusal> backing_file_type_refusal(const Model &m, BackingFdKind kind) {
   const bool regular_only = m.profile.has(Feature::BackingRejectsNonRegular);
   const bool rw_iter = m.profile.has(Feature::BackingRequiresRwIter);
+  const Refusal no_rw_iter{Rule::BackingOpenNoRwIter, EOPNOTSUPP};
   switch (kind) {
   case BackingFdKind::Regular:
   case BackingFdKind::BadFd:
-    return 0;
+    return std::nullopt;
   case BackingFdKind::OPath:
-    return rw_iter ? EOPNOTSUPP : 0;
+    return rw_iter ? std::optional(no_rw_iter) : std::nullopt;
   case BackingFdKind::Dir:
     if (regular_only)
-      return EISDIR;
-    return rw_iter ? EOPNOTSUPP : 0;
+      return Refusal{Rule::BackingOpenDirectory, EISDIR};
+    return rw_iter ? std::optional(no_rw_iter) : std::nullopt;
   case BackingFdKind::Pipe:
   case BackingFdKind::Socket:
   case BackingFdKind::DevNull:
-    return regular_only ? EINVAL : 0;
+    return regular_only ? std::optional(Refusal{Rule::BackingOpenNotRegular, EINVAL})
+                        : std::nullopt;
   }
   FPSIM_UNREACHABLE("a BackingFdKind outside the enum");
+}
+
+// The ioctl's checks before the fd is looked at, in kernel order.
+std::optional<Refusal> backing_open_refusal(const Model &m, const BackingMapArg &arg) {
+  if (!m.fc.dev_open)
+    return Refusal{Rule::BackingOpenDevClosed, EBADF};
+  // fuse_get_dev: the fd is not installed on a mounted connection yet.
+  if (!m.fc.initialized)
+    return Refusal{Rule::BackingOpenNotInstalled, uninstalled_dev_errno(m)};
+  if (!m.fc.passthrough)
+    return Refusal{Rule::BackingOpenNoPassthrough, EPERM};
+  if (!arg.capable)
+    return Refusal{Rule::BackingOpenNotCapable, EPERM};
+  // The seed checked only map.flags; 6.9 added map.padding.
+  if (m.profile.has(Feature::BackingPaddingChecked)) {
+    if (arg.flags != 0 || arg.padding != 0)
+      return Refusal{Rule::BackingOpenPadding, EINVAL};
+  } else if (arg.flags != 0) {
+    return Refusal{Rule::BackingOpenFlags, EINVAL};
+  }
+  if (arg.kind == BackingFdKind::BadFd)
+    return Refusal{Rule::BackingOpenBadFd, EBADF};
+  // fget before 6.12 does not resolve O_PATH fds; fget_raw does.
+  if (arg.kind == BackingFdKind::OPath && !m.profile.has(Feature::BackingAcceptsOPath))
+    return Refusal{Rule::BackingOpenOPath, EBADF};
+  if (std::optional<Refusal> type = backing_file_type_refusal(m, arg.kind))
+    return type;
+  if (arg.source_stack_depth >= m.fc.max_stack_depth)
+    return Refusal{Rule::BackingOpenStackDepth, ELOOP};
+  return std::nullopt;
 }
 
 } // namespace
@@ -120,17 +157,28 @@ void backing_file_fput(Model &m, BackingFileId bf, const char *where) {
 }
 
 int fuse_passthrough_open(Model &m, FileId f, std::int32_t backing_id, FbId *fb_out) {
-  if (backing_id <= 0)
+  const InodeId inode = m.file(f).inode;
+  if (backing_id <= 0) {
+    m.decide(
+        Decision(Rule::PassthroughOpenInvalidId).with_err(EINVAL).with_inode(inode).with_file(f));
     return EINVAL;
+  }
   std::optional<FbId> fb = fuse_backing_lookup(m, backing_id);
-  if (!fb)
+  if (!fb) {
+    m.decide(Decision(Rule::PassthroughOpenNoId).with_err(ENOENT).with_inode(inode).with_file(f));
     return ENOENT;
+  }
   const FuseBacking &b = m.backing(*fb);
   // backing_file_open reopens fb->file's path with the FUSE file's flags under fb->cred. A
   // socket inode cannot be opened by path (sock_no_open); pipes and /dev/null can. Those fd
   // kinds only pass BACKING_OPEN before 6.17.
   if (b.kind == BackingFdKind::Socket) {
     fuse_backing_put(m, *fb, "fuse_passthrough_open");
+    m.decide(Decision(Rule::PassthroughOpenSocket)
+                 .with_err(ENXIO)
+                 .with_inode(inode)
+                 .with_file(f)
+                 .with_fb(fb));
     return ENXIO;
   }
   FuseFile &ff = m.file(f);
@@ -142,6 +190,12 @@ int fuse_passthrough_open(Model &m, FileId f, std::int32_t backing_id, FbId *fb_
   m.backing_files.push_back(bfile);
   ff.passthrough = BackingFileId{static_cast<std::uint32_t>(m.backing_files.size() - 1)};
   ff.cred = get_cred(m, b.cred, "fuse_passthrough_open");
+  // The seed (5/9) opens the backing file but keeps reads and writes on FUSE.
+  m.decide(Decision(m.profile.has(Feature::PassthroughReadWrite) ? Rule::PassthroughOpenBackingFile
+                                                                 : Rule::PassthroughOpenSeedIo)
+               .with_inode(inode)
+               .with_file(f)
+               .with_fb(fb));
   *fb_out = *fb;
   return 0;
 }
@@ -178,36 +232,9 @@ using namespace detail;
 
 SysResult fuse_dev_ioctl_backing_open(Model &m, const BackingMapArg &arg) {
   SysResult r;
-  if (!m.fc.dev_open) {
-    r.err = EBADF;
-    return r;
-  }
-  // fuse_get_dev: the fd is not installed on a mounted connection yet.
-  if (!m.fc.initialized) {
-    r.err = uninstalled_dev_errno(m);
-    return r;
-  }
-  if (!m.fc.passthrough || !arg.capable) {
-    r.err = EPERM;
-    return r;
-  }
-  // The seed checked only map.flags; 6.9 added map.padding.
-  if (arg.flags != 0 || (m.profile.has(Feature::BackingPaddingChecked) && arg.padding != 0)) {
-    r.err = EINVAL;
-    return r;
-  }
-  // fget before 6.12 does not resolve O_PATH fds; fget_raw does.
-  if (arg.kind == BackingFdKind::BadFd ||
-      (arg.kind == BackingFdKind::OPath && !m.profile.has(Feature::BackingAcceptsOPath))) {
-    r.err = EBADF;
-    return r;
-  }
-  if (const int err = backing_file_type_errno(m, arg.kind)) {
-    r.err = err;
-    return r;
-  }
-  if (arg.source_stack_depth >= m.fc.max_stack_depth) {
-    r.err = ELOOP;
+  if (const std::optional<Refusal> no = backing_open_refusal(m, arg)) {
+    r.err = no->err;
+    m.decide(Decision(no->rule).with_err(no->err));
     return r;
   }
 
@@ -225,39 +252,46 @@ SysResult fuse_dev_ioctl_backing_open(Model &m, const BackingMapArg &arg) {
   if (!id) {
     fuse_backing_put(m, fb, "fuse_backing_open");
     r.err = ENOSPC;
+    m.decide(Decision(Rule::BackingOpenIdrFull).with_err(r.err).with_fb(fb));
     return r;
   }
   m.backing(fb).id = *id;
+  m.decide(Decision(Rule::BackingOpenRegistered).with_fb(fb));
   r.value = *id;
   return r;
 }
 
+namespace {
+
+std::optional<Refusal> backing_close_refusal(const Model &m, std::int32_t id, bool capable) {
+  if (!m.fc.dev_open)
+    return Refusal{Rule::BackingCloseDevClosed, EBADF};
+  if (!m.fc.initialized)
+    return Refusal{Rule::BackingCloseNotInstalled, uninstalled_dev_errno(m)};
+  if (!m.fc.passthrough)
+    return Refusal{Rule::BackingCloseNoPassthrough, EPERM};
+  if (!capable)
+    return Refusal{Rule::BackingCloseNotCapable, EPERM};
+  if (id <= 0)
+    return Refusal{Rule::BackingCloseInvalidId, EINVAL};
+  if (!m.fc.backing_files_map.find(id))
+    return Refusal{Rule::BackingCloseNoEntry, ENOENT};
+  return std::nullopt;
+}
+
+} // namespace
+
 SysResult fuse_dev_ioctl_backing_close(Model &m, std::uint32_t raw_id, bool capable) {
   SysResult r;
-  if (!m.fc.dev_open) {
-    r.err = EBADF;
-    return r;
-  }
-  if (!m.fc.initialized) {
-    r.err = uninstalled_dev_errno(m);
-    return r;
-  }
-  if (!m.fc.passthrough || !capable) {
-    r.err = EPERM;
-    return r;
-  }
   // The u32 argument is read into an int: 0x80000000 and above are negative.
   const auto id = static_cast<std::int32_t>(raw_id);
-  if (id <= 0) {
-    r.err = EINVAL;
+  if (const std::optional<Refusal> no = backing_close_refusal(m, id, capable)) {
+    r.err = no->err;
+    m.decide(Decision(no->rule).with_err(no->err));
     return r;
   }
-  const std::optional<FbId> found = m.fc.backing_files_map.find(id);
-  if (!found) {
-    r.err = ENOENT;
-    return r;
-  }
-  const FbId fb = *found;
+  const FbId fb = *m.fc.backing_files_map.find(id);
+  m.decide(Decision(Rule::BackingCloseRemoved).with_fb(fb));
   if (m.mutant != Mutant::IdrKeptOnClose)
     m.fc.backing_files_map.erase(id);
   if (m.mutant != Mutant::BackingCloseKeepsRef)

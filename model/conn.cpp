@@ -1,5 +1,5 @@
 // fs/fuse/inode.c and dev.c: INIT, abort, umount, the connection's lifetime
-// (kernel-semantics.md §2.1, §2.11).
+// (docs/kernel-semantics.md §2.1, §2.11).
 #include "model/internal.h"
 
 #include "base/assert.h"
@@ -67,6 +67,8 @@ void Model::clear_touched() {
   writes.clear_touched();
   tasks.clear_touched();
   fc.backing_files_map.clear_changes();
+  decisions.clear();
+  deciding_task.reset();
 }
 
 std::optional<FbId> BackingIdMap::find(std::int32_t id) const {
@@ -127,6 +129,7 @@ void fuse_conn_put(Model &m) {
   if (m.fc.freed || m.fc.sb_alive || m.fc.dev_open)
     return;
   m.fc.freed = true;
+  m.decide(Decision(Rule::ConnFree));
   fuse_backing_files_free(m);
 }
 
@@ -150,12 +153,22 @@ void fuse_mount(Model &m, const InitReply &reply) {
       !(reply.writeback_cache && m.profile.has(Feature::PassthroughOffWithWritebackCache));
   fc.passthrough = pt_flag && depth_ok && wbc_ok;
   fc.max_stack_depth = fc.passthrough ? reply.max_stack_depth : 0;
+  m.decide(Decision(!reply.passthrough ? Rule::InitNoPassthrough
+                    : !reply.init_ext  ? Rule::InitNoInitExt
+                    : !depth_ok        ? Rule::InitStackDepth
+                    : !wbc_ok          ? Rule::InitWritebackCache
+                                       : Rule::InitPassthrough));
+  if (reply.direct_io_allow_mmap && !reply.init_ext)
+    m.decide(Decision(Rule::InitFlags2Ignored));
 }
 
 void fuse_abort_conn(Model &m) {
-  if (!m.fc.connected)
+  if (!m.fc.connected) {
+    m.decide(Decision(Rule::AbortAlready));
     return;
+  }
   m.fc.connected = false;
+  m.decide(Decision(Rule::Abort));
   // end_requests: every request in flight returns ECONNABORTED to its caller.
   for (std::uint32_t i : m.unfinished_writes) {
     Write &w = m.writes.mut(i);
@@ -163,6 +176,11 @@ void fuse_abort_conn(Model &m) {
       w.in_flight = false;
       w.done = true;
       w.result = ECONNABORTED;
+      m.decide(Decision(Rule::AbortEndsWrite)
+                   .with_err(ECONNABORTED)
+                   .with_inode(w.inode)
+                   .with_file(w.file)
+                   .with_write(WriteId{i}));
       fuse_send_write_pages_end(m, w);
       if (w.counted) {
         w.counted = false;
@@ -182,6 +200,7 @@ SysResult fuse_conn_abort_write(Model &m) {
   SysResult r;
   if (!m.fc.sb_alive) {
     r.err = ENOENT;
+    m.decide(Decision(Rule::AbortNoSuperblock).with_err(r.err));
     return r;
   }
   fuse_abort_conn(m);
@@ -192,6 +211,7 @@ SysResult fuse_umount(Model &m, bool detach) {
   SysResult r;
   if (!m.fc.mounted) {
     r.err = EINVAL;
+    m.decide(Decision(Rule::UmountNotMounted).with_err(r.err));
     return r;
   }
   bool busy = sb_pinned(m);
@@ -199,9 +219,11 @@ SysResult fuse_umount(Model &m, bool detach) {
     busy = busy || !m.tasks[k].done;
   if (busy && !detach) {
     r.err = EBUSY;
+    m.decide(Decision(Rule::UmountBusy).with_err(r.err));
     return r;
   }
   m.fc.mounted = false;
+  m.decide(Decision(busy ? Rule::UmountDetached : Rule::UmountKillSb));
   if (!busy)
     fuse_kill_sb(m);
   return r;
@@ -211,9 +233,11 @@ SysResult fuse_dev_release(Model &m) {
   SysResult r;
   if (!m.fc.dev_open) {
     r.err = EBADF;
+    m.decide(Decision(Rule::DevReleaseClosed).with_err(r.err));
     return r;
   }
   m.fc.dev_open = false;
+  m.decide(Decision(Rule::DevRelease));
   if (m.fc.initialized)
     fuse_abort_conn(m);
   fuse_conn_put(m);

@@ -1,5 +1,5 @@
 // fs/fuse/file.c and dir.c: open, create, release, read/write dispatch, parallel direct
-// writes and mmap (kernel-semantics.md §2.4-§2.10).
+// writes and mmap (docs/kernel-semantics.md §2.4-§2.10).
 #include "model/internal.h"
 
 #include <cerrno>
@@ -63,11 +63,18 @@ bool inode_trylock(Model &m, WriteId id) {
   return true;
 }
 
-Route write_route(const Model &m, const FuseFile &ff) {
+Route write_route(Model &m, const FuseFile &ff, const Decision &d) {
   if (ff.open_flags & fopen::DIRECT_IO)
     return Route::Fuse;
-  if (ff.passthrough && m.profile.has(Feature::PassthroughReadWrite))
-    return Route::Backing;
+  if (ff.passthrough) {
+    Decision x = d;
+    x.fb = ff.opened_with_fb;
+    x.rule = m.profile.has(Feature::PassthroughReadWrite) ? Rule::PassthroughWrite
+                                                          : Rule::WriteSeedPassthrough;
+    m.decide(x);
+    if (x.rule == Rule::PassthroughWrite)
+      return Route::Backing;
+  }
   return Route::Fuse;
 }
 
@@ -119,7 +126,7 @@ bool write_progress(Model &m, WriteId id, SysResult *r) {
     if (!w.exclusive && !w.counted) {
       // fuse_dio_lock: a shared-lock writer takes an uncached reference with no fb; refused,
       // it retakes the lock exclusively and is not counted.
-      if (fuse_inode_uncached_io_start(m, w.inode, std::nullopt) != 0) {
+      if (fuse_inode_uncached_io_start(m, w.inode, std::nullopt, w.file, id) != 0) {
         w.locked = false;
         inode_unlock(m, w.inode, false);
         w.exclusive = true;
@@ -134,12 +141,22 @@ bool write_progress(Model &m, WriteId id, SysResult *r) {
       }
     }
     const FuseFile &ff = m.file(w.file);
-    r->route = write_route(m, ff);
+    Decision d = Decision().with_inode(w.inode).with_file(w.file).with_write(id);
+    auto decide = [&m, &d](Rule rule, int err = 0) {
+      d.rule = rule;
+      d.err = err;
+      m.decide(d);
+    };
+    r->route = write_route(m, ff, d);
     if (r->route == Route::Backing) {
       write_finish(m, id, 0);
       return true;
     }
     const bool page_cache = uses_page_cache(ff);
+    decide(!page_cache
+               ? ((ff.open_flags & fopen::DIRECT_IO) ? Rule::DirectWrite : Rule::CacheWriteODirect)
+           : m.fc.writeback_cache ? Rule::CacheWriteWriteback
+                                  : Rule::CacheWriteThrough);
     if (!page_cache)
       invalidate_folio(m, w.inode); // fuse_direct_io / kiocb_invalidate_pages, before sending
     else if (!m.fc.writeback_cache)
@@ -147,6 +164,7 @@ bool write_progress(Model &m, WriteId id, SysResult *r) {
     if (!m.fc.connected) {
       r->route = Route::None;
       r->err = ENOTCONN;
+      decide(Rule::WriteDisconnected, r->err);
       write_finish(m, id, ENOTCONN);
       return true;
     }
@@ -160,6 +178,7 @@ bool write_progress(Model &m, WriteId id, SysResult *r) {
     if (w.held) {
       w.in_flight = true;
       r->route = Route::None;
+      decide(Rule::WriteHeld);
       return true;
     }
     write_finish(m, id, 0);
@@ -168,12 +187,15 @@ bool write_progress(Model &m, WriteId id, SysResult *r) {
 }
 
 // fuse_dio_wr_exclusive_lock for an in-place write (never O_APPEND, never past EOF here).
-bool fuse_dio_wr_exclusive_lock(const Model &m, const FuseFile &ff) {
+Rule fuse_dio_wr_exclusive_lock(const Model &m, const FuseFile &ff) {
   if (!(ff.open_flags & fopen::PARALLEL_DIRECT_WRITES))
-    return true;
+    return Rule::DioWrExclusive;
+  if (!m.inode(ff.inode).cache_io_mode)
+    return Rule::DioWrShared;
   // Without the feature the cache-io-mode test returned false by mistake and fell through to
   // the counting path, where ETXTBSY caught it.
-  return m.profile.has(Feature::CacheIoModeExclusiveDioLock) && m.inode(ff.inode).cache_io_mode;
+  return m.profile.has(Feature::CacheIoModeExclusiveDioLock) ? Rule::DioWrExclusiveCacheIoMode
+                                                             : Rule::DioWrSharedCacheIoModeMissed;
 }
 
 VmaId new_vma(Model &m, FileId f, bool shared) {
@@ -245,15 +267,16 @@ bool fuse_sync_release(Model &m, FileId f) {
 SysResult fuse_finish_open(Model &m, FileId f) {
   SysResult r;
   int internal = 0;
-  bool must_wait = false;
-  const int err = fuse_file_io_open(m, f, &internal, &must_wait);
-  if (must_wait) {
+  std::optional<Rule> wait;
+  const int err = fuse_file_io_open(m, f, &internal, &wait);
+  if (wait) {
     Task t;
     t.kind = TaskKind::OpenCachedIoWait;
     t.inode = m.file(f).inode;
     t.file = f;
     r.blocked = true;
     r.task = new_task(m, t);
+    m.decide(Decision(*wait).with_inode(t.inode).with_file(f).with_task(r.task));
     return r;
   }
   if (err) {
@@ -281,22 +304,27 @@ SysResult fuse_file_open(Model &m, InodeId inode, const OpenFlags &flags,
   // server without OPEN gets none (fpsim-harness fuzz, 6.18: such an open succeeds).
   if (!m.fc.connected && !(m.fc.no_open && !create)) {
     r.err = ENOTCONN;
+    m.decide(Decision(Rule::OpenDisconnected).with_err(r.err).with_inode(inode));
     return r;
   }
   if (m.fc.no_open && !create) {
     has_args = no_open_keeps_args;
     open_flags = fopen::KEEP_CACHE;
+    m.decide(Decision(Rule::OpenNoOpen).with_inode(inode));
   } else {
     switch (reply.kind) {
     case OpenReply::Kind::Error:
       r.err = reply.error;
+      m.decide(Decision(Rule::OpenReplyError).with_err(r.err).with_inode(inode));
       return r;
     case OpenReply::Kind::Enosys:
       if (create) {
         m.warn("fuse_create_open", "CREATE answered ENOSYS: the MKNOD+OPEN fallback is not modelled");
         r.err = ENOSYS;
+        m.decide(Decision(Rule::CreateEnosys).with_err(r.err).with_inode(inode));
         return r;
       }
+      m.decide(Decision(Rule::OpenEnosys).with_inode(inode));
       m.fc.no_open = true;
       has_args = no_open_keeps_args;
       open_flags = fopen::KEEP_CACHE;
@@ -316,16 +344,6 @@ SysResult fuse_file_open(Model &m, InodeId inode, const OpenFlags &flags,
   return fuse_finish_open(m, f);
 }
 
-// The path walk to a mount file: the mount must exist, and a name whose dentry is not cached
-// needs a LOOKUP, which fails once the connection is gone. The root is never revalidated.
-int path_walk_error(const Model &m, std::optional<InodeId> inode) {
-  if (!m.fc.mounted)
-    return ENOENT;
-  if (!m.fc.connected && !(inode && m.inode(*inode).dentry_cached))
-    return ENOTCONN;
-  return 0;
-}
-
 void open_truncate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskId> task);
 
 // fuse_open, after the io mode is settled: without FOPEN_KEEP_CACHE the page cache is
@@ -336,7 +354,11 @@ void invalidate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskId> 
   const bool invalidates = ff.has_args && !(ff.open_flags & fopen::KEEP_CACHE);
   if (invalidates && folio_locked_by_write(m, ff.inode)) {
     if (task) {
-      m.tasks.mut(idx(*task)).kind = TaskKind::OpenInvalidateWait;
+      Task &t = m.tasks.mut(idx(*task));
+      if (t.kind != TaskKind::OpenInvalidateWait)
+        m.decide(
+            Decision(Rule::OpenInvalidateWait).with_inode(ff.inode).with_file(f).with_task(task));
+      t.kind = TaskKind::OpenInvalidateWait;
       return;
     }
     Task t;
@@ -345,10 +367,14 @@ void invalidate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskId> 
     t.file = f;
     r->blocked = true;
     r->task = new_task(m, t);
+    m.decide(
+        Decision(Rule::OpenInvalidateWait).with_inode(ff.inode).with_file(f).with_task(r->task));
     return;
   }
-  if (invalidates)
+  if (invalidates) {
     invalidate_folio(m, ff.inode);
+    m.decide(Decision(Rule::OpenInvalidate).with_inode(ff.inode).with_file(f).with_task(task));
+  }
   open_truncate_or_done(m, f, r, task);
 }
 
@@ -363,8 +389,11 @@ void open_truncate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskI
     if (inode_lock_must_wait(m, ff.inode, place)) {
       if (task) {
         Task &t = m.tasks.mut(idx(*task));
-        if (!queued)
+        if (!queued) {
           t.queued = ++m.lock_queue;
+          m.decide(
+              Decision(Rule::TruncateLockWait).with_inode(ff.inode).with_file(f).with_task(task));
+        }
         t.kind = TaskKind::TruncateLockWait;
         return;
       }
@@ -375,30 +404,73 @@ void open_truncate_or_done(Model &m, FileId f, SysResult *r, std::optional<TaskI
       t.file = f;
       r->blocked = true;
       r->task = new_task(m, t);
+      m.decide(
+          Decision(Rule::TruncateLockWait).with_inode(ff.inode).with_file(f).with_task(r->task));
       return;
     }
     // do_truncate took the inode lock and dropped it: the next in the queue may go.
     wake_inode_lock_waiters(m, ff.inode);
     if (!m.fc.connected) {
       r->err = ENOTCONN;
+      m.decide(Decision(Rule::DoTruncateDisconnected)
+                   .with_err(r->err)
+                   .with_inode(ff.inode)
+                   .with_file(f));
       fuse_file_fput(m, f, "do_truncate");
       if (task)
         m.tasks.mut(idx(*task)).done = true;
       return;
     }
+    m.decide(Decision(Rule::DoTruncate).with_inode(ff.inode).with_file(f));
   }
   r->file = f;
   if (task)
     m.tasks.mut(idx(*task)).done = true;
 }
 
+// The cached io reference a sleeping shared mapping of a direct_io file needs. new_wait: the
+// call comes from the page lock, so a wait here is one it had not slept in yet.
+void mmap_cached_io(Model &m, TaskId id, bool new_wait) {
+  Task &t = m.tasks.mut(idx(id));
+  std::optional<Rule> wait;
+  const int err = fuse_file_cached_io_open(m, t.file, &wait);
+  if (wait) {
+    if (new_wait)
+      m.decide(Decision(*wait).with_inode(t.inode).with_file(t.file).with_task(id));
+    return;
+  }
+  t.done = true;
+  if (err) {
+    t.result.err = err;
+  } else {
+    m.decide(Decision(Rule::MmapDirectIoShared).with_inode(t.inode).with_file(t.file));
+    t.result.vma = new_vma(m, t.file, t.shared);
+  }
+  // The sleeping mmap pinned the file for the duration of the call.
+  fuse_file_fput(m, t.file, "mmap");
+}
+
+// A read that slept returns: its READ fails once the connection is gone. Returns whether it
+// reached the server.
+bool sleeping_read_done(Model &m, TaskId id) {
+  Task &t = m.tasks.mut(idx(id));
+  t.done = true;
+  if (m.fc.connected)
+    return true;
+  t.result.route = Route::None;
+  t.result.err = ENOTCONN;
+  m.decide(
+      Decision(Rule::ReadDisconnected).with_err(ENOTCONN).with_inode(t.inode).with_file(t.file));
+  return false;
+}
+
 void complete_task(Model &m, TaskId id) {
   Task &t = m.tasks.mut(idx(id));
   switch (t.kind) {
   case TaskKind::OpenCachedIoWait: {
-    bool must_wait = false;
-    const int err = fuse_file_cached_io_open(m, t.file, &must_wait);
-    if (must_wait)
+    std::optional<Rule> wait;
+    const int err = fuse_file_cached_io_open(m, t.file, &wait);
+    if (wait)
       return;
     if (err) {
       t.done = true;
@@ -416,31 +488,21 @@ void complete_task(Model &m, TaskId id) {
   case TaskKind::TruncateLockWait:
     open_truncate_or_done(m, t.file, &t.result, id);
     return;
-  case TaskKind::DirectReadLockWait: {
+  case TaskKind::DirectReadLockWait:
     if (inode_lock_must_wait(m, t.inode, t.queued))
       return;
-    t.done = true;
-    if (!m.fc.connected) {
-      t.result.route = Route::None;
-      t.result.err = ENOTCONN;
-    }
+    sleeping_read_done(m, id);
     // It took the inode lock and dropped it: the next in the queue may go.
     wake_inode_lock_waiters(m, t.inode);
     fuse_file_fput(m, t.file, "read");
     return;
-  }
   case TaskKind::ReadPageWait:
     if (folio_locked_by_write(m, t.inode))
       return;
-    t.done = true;
     // The unlocked folio is not uptodate (a partial write, or one an abort failed): the read
     // reads it now.
-    if (m.fc.connected) {
+    if (sleeping_read_done(m, id))
       m.inode(t.inode).folio_uptodate = true;
-    } else {
-      t.result.route = Route::None;
-      t.result.err = ENOTCONN;
-    }
     // The sleeping read pinned the file for the duration of the call.
     fuse_file_fput(m, t.file, "read");
     return;
@@ -450,27 +512,17 @@ void complete_task(Model &m, TaskId id) {
     invalidate_folio(m, t.inode);
     if (t.shared) {
       t.kind = TaskKind::MmapCachedIoWait;
-      complete_task(m, id);
+      mmap_cached_io(m, id, true);
       return;
     }
     t.done = true;
+    m.decide(Decision(Rule::MmapDirectIoPrivate).with_inode(t.inode).with_file(t.file));
     t.result.vma = new_vma(m, t.file, t.shared);
     fuse_file_fput(m, t.file, "mmap");
     return;
-  case TaskKind::MmapCachedIoWait: {
-    bool must_wait = false;
-    const int err = fuse_file_cached_io_open(m, t.file, &must_wait);
-    if (must_wait)
-      return;
-    t.done = true;
-    if (err)
-      t.result.err = err;
-    else
-      t.result.vma = new_vma(m, t.file, t.shared);
-    // The sleeping mmap pinned the file for the duration of the call.
-    fuse_file_fput(m, t.file, "mmap");
+  case TaskKind::MmapCachedIoWait:
+    mmap_cached_io(m, id, false);
     return;
-  }
   case TaskKind::WriteLockWait:
     if (!write_progress(m, t.write, &t.result))
       return;
@@ -490,11 +542,22 @@ void skip_finished(Model &m) {
   std::erase_if(m.unfinished_tasks, [&m](std::uint32_t k) { return m.tasks[k].done; });
 }
 
+namespace {
+
+// Marks task k woken by `rule`.
+void wake(Model &m, std::uint32_t k, Rule rule) {
+  Task &t = m.tasks.mut(k);
+  t.woken = true;
+  m.decide(Decision(rule).with_inode(t.inode).with_file(t.file).with_task(TaskId{k}));
+}
+
+} // namespace
+
 void wake_up_direct_io_waitq(Model &m, InodeId i) {
   for (std::uint32_t k : m.unfinished_tasks)
     if (const Task &t = m.tasks[k]; !t.done && t.inode == i &&
         (t.kind == TaskKind::OpenCachedIoWait || t.kind == TaskKind::MmapCachedIoWait))
-      m.tasks.mut(k).woken = true;
+      wake(m, k, Rule::WakeDirectIoWaitq);
 }
 
 // A write that returned has let its folio go (fuse_send_write_pages_end), so the loops over
@@ -528,7 +591,7 @@ void wake_up_page(Model &m, InodeId i) {
     if (const Task &t = m.tasks[k]; !t.done && t.inode == i &&
         (t.kind == TaskKind::OpenInvalidateWait || t.kind == TaskKind::ReadPageWait ||
          t.kind == TaskKind::MmapInvalidateWait))
-      m.tasks.mut(k).woken = true;
+      wake(m, k, Rule::WakePage);
 }
 
 void inode_unlock(Model &m, InodeId i, bool exclusive) {
@@ -549,7 +612,7 @@ void wake_inode_lock_waiters(Model &m, InodeId i) {
   for (std::uint32_t k : m.unfinished_tasks)
     if (const Task &t = m.tasks[k]; !t.done && t.inode == i &&
         (t.kind == TaskKind::WriteLockWait || inode_lock_sleeper(t.kind)))
-      m.tasks.mut(k).woken = true;
+      wake(m, k, Rule::WakeInodeLock);
 }
 
 void fuse_file_fput(Model &m, FileId f, const char *where) {
@@ -574,10 +637,18 @@ void fuse_release(Model &m, FileId f) {
     fuse_passthrough_release(m, f, "fuse_prepare_release");
     fuse_file_io_release(m, f);
   }
-  if (ff.has_args && !m.fc.no_open && m.fc.connected)
+  const bool sent = ff.has_args && !m.fc.no_open && m.fc.connected;
+  if (sent)
     m.releases_sent++;
-  if (m.fc.sb_alive && !m.fc.mounted && !sb_pinned(m))
+  m.decide(Decision(!ff.has_args || m.fc.no_open ? Rule::ReleaseNoOpen
+                    : !m.fc.connected            ? Rule::ReleaseDisconnected
+                                                 : Rule::ReleaseSent)
+               .with_inode(ff.inode)
+               .with_file(f));
+  if (m.fc.sb_alive && !m.fc.mounted && !sb_pinned(m)) {
+    m.decide(Decision(Rule::KillSbLastFile).with_file(f));
     fuse_kill_sb(m);
+  }
 }
 
 bool sb_pinned(const Model &m) {
@@ -609,11 +680,6 @@ InodeId fuse_iget(Model &m, std::uint32_t name) {
 }
 
 SysResult fuse_open(Model &m, InodeId inode, const OpenFlags &flags, const OpenReply &reply) {
-  if (const int err = path_walk_error(m, inode)) {
-    SysResult r;
-    r.err = err;
-    return r;
-  }
   SysResult r = fuse_file_open(m, inode, flags, reply, false);
   if (r.file && !r.blocked && !r.err) {
     const FileId f = *r.file;
@@ -624,21 +690,61 @@ SysResult fuse_open(Model &m, InodeId inode, const OpenFlags &flags, const OpenR
 }
 
 SysResult fuse_create_open(Model &m, InodeId inode, const OpenReply &reply) {
-  if (const int err = path_walk_error(m, std::nullopt)) {
-    SysResult r;
-    r.err = err;
-    return r;
-  }
   OpenFlags flags;
   flags.access = AccessMode::ReadWrite;
   flags.o_creat_excl = true;
   return fuse_file_open(m, inode, flags, reply, true);
 }
 
+SysResult path_openat(Model &m, std::uint32_t name, bool exists, const OpenFlags &flags,
+                      const OpenReply &reply) {
+  const bool create = flags.o_creat_excl;
+  const std::optional<InodeId> known = m.find_inode(name);
+  const bool dentry_cached = known && m.inode(*known).dentry_cached && !m.inode(*known).evicted;
+  // O_CREAT|O_EXCL always revalidates (LOOKUP_EXCL), so only an open can ride a cached dentry,
+  // and the root is never revalidated.
+  const bool walk_ok = m.fc.mounted && (m.fc.connected || (!create && dentry_cached));
+  SysResult r;
+  if (walk_ok && !create && !exists) {
+    r.err = ENOENT;
+    m.decide(Decision(Rule::LookupNoEntry).with_err(r.err));
+    return r;
+  }
+  if (walk_ok && create && exists) {
+    r.err = EEXIST;
+    m.decide(Decision(Rule::LookupExists).with_err(r.err).with_inode(known));
+    return r;
+  }
+  // Instantiated even when the walk fails below: an inode with no io-mode state changes no rule,
+  // and the states explore has counted since the walk lived in the executor include it.
+  const InodeId inode = fuse_iget(m, name);
+  if (!walk_ok) {
+    r.err = m.fc.mounted ? ENOTCONN : ENOENT;
+    m.decide(Decision(m.fc.mounted ? Rule::LookupDisconnected : Rule::PathWalkNoMount)
+                 .with_err(r.err)
+                 .with_inode(inode));
+    return r;
+  }
+  if (!create) {
+    if (m.fc.connected)
+      m.inode(inode).dentry_cached = true; // LOOKUP answered
+    return fuse_open(m, inode, flags, reply);
+  }
+  r = fuse_create_open(m, inode, reply);
+  // The server made the file as soon as it answered CREATE without an error, and the kernel
+  // instantiated its dentry.
+  if (m.fc.connected && reply.kind == OpenReply::Kind::Flags && r.err != ENOTCONN) {
+    r.created = true;
+    m.inode(inode).dentry_cached = true;
+  }
+  return r;
+}
+
 SysResult fuse_dir_open(Model &m, const OpenReply &reply) {
   SysResult r;
-  if (const int err = path_walk_error(m, std::nullopt)) {
-    r.err = err;
+  if (!m.fc.mounted) {
+    r.err = ENOENT;
+    m.decide(Decision(Rule::PathWalkNoMount).with_err(r.err));
     return r;
   }
   bool has_args = !m.fc.no_opendir;
@@ -646,23 +752,28 @@ SysResult fuse_dir_open(Model &m, const OpenReply &reply) {
   // never implemented it (no request at all: fpsim-harness fuzz, 6.18).
   if (has_args && !m.fc.connected) {
     r.err = ENOTCONN;
+    m.decide(Decision(Rule::DirOpenDisconnected).with_err(r.err));
     return r;
   }
+  Rule rule = has_args ? Rule::DirOpen : Rule::DirOpenNoOpendir;
   if (has_args) {
     switch (reply.kind) {
     case OpenReply::Kind::Error:
       r.err = reply.error;
+      m.decide(Decision(Rule::DirOpenReplyError).with_err(r.err));
       return r;
     case OpenReply::Kind::Enosys:
       m.fc.no_opendir = true;
       has_args = false;
+      rule = Rule::DirOpenEnosys;
       break;
     case OpenReply::Kind::Flags:
       break;
     }
   }
+  m.decide(Decision(rule));
   // The root directory: an inode with no io mode, named outside the caller's file indices.
-  const FileId f = new_file(m, fuse_iget(m, UINT32_MAX), OpenFlags{});
+  const FileId f = new_file(m, fuse_iget(m, kRootInodeName), OpenFlags{});
   FuseFile &ff = m.file(f);
   ff.is_dir = true;
   ff.has_args = has_args;
@@ -671,55 +782,80 @@ SysResult fuse_dir_open(Model &m, const OpenReply &reply) {
   return r;
 }
 
+namespace {
+
+// A read of the folio a held write-through WRITE keeps locked sleeps: through the page cache on
+// the folio lock (observed on 6.18); a direct read (fuse_direct_io: a range with a locked folio,
+// filemap_range_has_writeback) on inode_lock + fuse_sync_writes first, and the WRITE keeping the
+// folio locked holds the inode lock (fpsim-harness fuzz, 6.18).
+void read_sleeps(Model &m, FileId f, bool page_cache, SysResult *r) {
+  r->blocked = true;
+  r->task = sleeping_call(m, page_cache ? TaskKind::ReadPageWait : TaskKind::DirectReadLockWait, f,
+                          "read");
+  Task &t = m.tasks.mut(idx(*r->task));
+  if (!page_cache)
+    t.queued = ++m.lock_queue;
+  t.result.route = Route::Fuse;
+  m.decide(Decision(page_cache ? Rule::ReadPageWait : Rule::DirectReadLockWait)
+               .with_inode(t.inode)
+               .with_file(f)
+               .with_task(r->task));
+}
+
+} // namespace
+
 SysResult fuse_file_read_iter(Model &m, FileId f) {
   SysResult r;
   const FuseFile &ff = m.file(f);
+  Decision d = Decision().with_inode(ff.inode).with_file(f);
+  auto decide = [&m, &d](Rule rule, int err = 0) {
+    d.rule = rule;
+    d.err = err;
+    m.decide(d);
+  };
   if (ff.is_dir) {
     r.err = EISDIR;
+    decide(Rule::ReadIsDir, r.err);
     return r;
   }
   if (!file_readable(ff)) {
     r.err = EBADF;
+    decide(Rule::ReadNotReadable, r.err);
     return r;
   }
-  // The seed (5/9) opened in passthrough mode but still read through FUSE.
-  if (!(ff.open_flags & fopen::DIRECT_IO) && ff.passthrough &&
-      m.profile.has(Feature::PassthroughReadWrite)) {
-    r.route = Route::Backing;
-    return r;
+  if (!(ff.open_flags & fopen::DIRECT_IO) && ff.passthrough) {
+    d.fb = ff.opened_with_fb;
+    if (m.profile.has(Feature::PassthroughReadWrite)) {
+      r.route = Route::Backing;
+      decide(Rule::PassthroughRead);
+      return r;
+    }
+    // The seed (5/9) opened in passthrough mode but still read through FUSE.
+    decide(Rule::ReadSeedPassthrough);
   }
   const bool page_cache = uses_page_cache(ff);
   // An uptodate folio is copied out without a request, so it reads even after an abort.
   if (page_cache && m.inode(ff.inode).folio_uptodate) {
     r.route = Route::Fuse;
+    decide(Rule::CacheReadUptodate);
     return r;
   }
-  // A page-cache read waits for the folio a held write-through WRITE keeps locked (observed
-  // on 6.18); direct_io reads bypass the page cache.
-  if (page_cache && folio_locked_by_write(m, ff.inode)) {
-    r.blocked = true;
-    r.task = sleeping_call(m, TaskKind::ReadPageWait, f, "read");
-    m.tasks.mut(idx(*r.task)).result.route = Route::Fuse;
-    return r;
-  }
-  // fuse_direct_io: a range with a locked folio (filemap_range_has_writeback) sends a read
-  // through inode_lock + fuse_sync_writes first, and the write-through WRITE keeping the folio
-  // locked holds the inode lock (fpsim-harness fuzz, 6.18).
-  if (!page_cache && folio_locked_by_write(m, ff.inode)) {
-    r.blocked = true;
-    r.task = sleeping_call(m, TaskKind::DirectReadLockWait, f, "read");
-    Task &t = m.tasks.mut(idx(*r.task));
-    t.queued = ++m.lock_queue;
-    t.result.route = Route::Fuse;
+  // Both kinds of read wait for the folio a held write-through WRITE keeps locked.
+  if (folio_locked_by_write(m, ff.inode)) {
+    read_sleeps(m, f, page_cache, &r);
     return r;
   }
   if (!m.fc.connected) {
     r.err = ENOTCONN;
+    decide(Rule::ReadDisconnected, r.err);
     return r;
   }
   if (page_cache)
     m.inode(ff.inode).folio_uptodate = true;
   r.route = Route::Fuse;
+  decide(page_cache                           ? Rule::CacheReadMiss
+         : (ff.open_flags & fopen::DIRECT_IO) ? Rule::DirectRead
+                                              : Rule::CacheReadODirect);
   return r;
 }
 
@@ -728,6 +864,10 @@ SysResult fuse_file_write_iter(Model &m, FileId f, bool held) {
   FuseFile &ff = m.file(f);
   if (ff.is_dir || !file_writable(ff)) {
     r.err = EBADF;
+    m.decide(Decision(ff.is_dir ? Rule::WriteIsDir : Rule::WriteNotWritable)
+                 .with_err(r.err)
+                 .with_inode(ff.inode)
+                 .with_file(f));
     return r;
   }
   Write w;
@@ -735,15 +875,18 @@ SysResult fuse_file_write_iter(Model &m, FileId f, bool held) {
   w.inode = ff.inode;
   w.held = held;
   w.queued = ++m.lock_queue;
-  if (ff.open_flags & fopen::DIRECT_IO)
-    w.exclusive = fuse_dio_wr_exclusive_lock(m, ff);
-  else
+  const WriteId id{static_cast<std::uint32_t>(m.writes.size())};
+  if (ff.open_flags & fopen::DIRECT_IO) {
+    const Rule lock = fuse_dio_wr_exclusive_lock(m, ff);
+    w.exclusive = lock == Rule::DioWrExclusive || lock == Rule::DioWrExclusiveCacheIoMode;
+    m.decide(Decision(lock).with_inode(ff.inode).with_file(f).with_write(id));
+  } else {
     w.exclusive = true; // fuse_cache_write_iter and passthrough writes: inode_lock
+  }
   // The syscall pins the file until it returns (fdget in a multi-threaded process).
   if (ff.f_count.inc() != RefcountMisuse::None)
     m.warn("write", "write on a released FUSE file");
   m.writes.push_back(w);
-  const WriteId id{static_cast<std::uint32_t>(m.writes.size() - 1)};
   m.unfinished_writes.push_back(idx(id));
   if (write_progress(m, id, &r)) {
     if (m.writes[idx(id)].in_flight)
@@ -758,6 +901,11 @@ SysResult fuse_file_write_iter(Model &m, FileId f, bool held) {
   r.blocked = true;
   r.write = id;
   r.task = new_task(m, t);
+  m.decide(Decision(Rule::WriteLockWait)
+               .with_inode(t.inode)
+               .with_file(f)
+               .with_write(id)
+               .with_task(r.task));
   return r;
 }
 
@@ -767,6 +915,11 @@ SysResult fuse_write_reply(Model &m, WriteId id) {
   if (w.done) {
     r.err = w.result;
     r.route = w.result ? Route::None : Route::Fuse;
+    m.decide(Decision(Rule::WriteReplyAfterAbort)
+                 .with_err(r.err)
+                 .with_inode(w.inode)
+                 .with_file(w.file)
+                 .with_write(id));
     return r;
   }
   if (!w.in_flight) {
@@ -774,59 +927,83 @@ SysResult fuse_write_reply(Model &m, WriteId id) {
     r.err = EINVAL;
     return r;
   }
+  m.decide(Decision(Rule::WriteReply).with_inode(w.inode).with_file(w.file).with_write(id));
   write_finish(m, id, 0);
   r.route = Route::Fuse;
   return r;
 }
 
-SysResult fuse_file_mmap(Model &m, FileId f, bool shared) {
-  SysResult r;
-  FuseFile &ff = m.file(f);
-  if (ff.is_dir) {
-    r.err = ENODEV;
-    return r;
-  }
+namespace {
+
+// fuse_file_mmap's refusals, and its route: the backing file, or the page cache (entering
+// cached io mode for a shared mapping of a direct_io file).
+Decision fuse_file_mmap_rule(const Model &m, FileId f, bool shared) {
+  const FuseFile &ff = m.file(f);
+  Decision d = Decision().with_inode(ff.inode).with_file(f).with_other_fb(m.inode(ff.inode).fb);
+  auto refuse = [&d](Rule r, int err) {
+    d.rule = r;
+    d.err = err;
+    return d;
+  };
+  if (ff.is_dir)
+    return refuse(Rule::MmapIsDir, ENODEV);
   // do_mmap: every mapping needs a readable fd (PROT_READ).
-  if (!file_readable(ff)) {
-    r.err = EACCES;
-    return r;
-  }
-  const FuseInode &fi = m.inode(ff.inode);
-  bool enter_cached = false;
+  if (!file_readable(ff))
+    return refuse(Rule::MmapNotReadable, EACCES);
   if (ff.passthrough) {
     // The seed's 5/9 left passthrough mmap as a TODO.
-    if (!m.profile.has(Feature::PassthroughMmap)) {
-      r.err = ENODEV;
-      return r;
-    }
-  } else if (fi.fb && m.profile.has(Feature::MmapRefusedOnBackingInode)) {
-    r.err = ENODEV;
+    if (!m.profile.has(Feature::PassthroughMmap))
+      return refuse(Rule::MmapSeedPassthrough, ENODEV);
+    d.fb = ff.opened_with_fb;
+    d.rule = Rule::MmapPassthrough;
+    return d;
+  }
+  if (m.inode(ff.inode).fb && m.profile.has(Feature::MmapRefusedOnBackingInode))
+    return refuse(Rule::MmapBackingInode, ENODEV);
+  if (!(ff.open_flags & fopen::DIRECT_IO)) {
+    d.rule = Rule::MmapPageCache;
+    return d;
+  }
+  if (shared && !m.fc.direct_io_allow_mmap)
+    return refuse(Rule::MmapDirectIoSharedRefused, ENODEV);
+  d.rule = shared ? Rule::MmapDirectIoShared : Rule::MmapDirectIoPrivate;
+  return d;
+}
+
+} // namespace
+
+SysResult fuse_file_mmap(Model &m, FileId f, bool shared) {
+  SysResult r;
+  Decision d = fuse_file_mmap_rule(m, f, shared);
+  if (d.err) {
+    r.err = d.err;
+    m.decide(d);
     return r;
-  } else if (ff.open_flags & fopen::DIRECT_IO) {
-    if (shared && !m.fc.direct_io_allow_mmap) {
-      r.err = ENODEV;
-      return r;
-    }
+  }
+  const FuseFile &ff = m.file(f);
+  if (ff.open_flags & fopen::DIRECT_IO && !ff.passthrough) {
     // invalidate_inode_pages2 first: it sleeps on a folio a held write-through WRITE keeps
     // locked (fpsim-harness fuzz showed a private mapping waiting on 6.18).
     if (folio_locked_by_write(m, ff.inode)) {
       r.blocked = true;
       r.task = sleeping_call(m, TaskKind::MmapInvalidateWait, f, "mmap");
       m.tasks.mut(idx(*r.task)).shared = shared;
+      m.decide(
+          Decision(Rule::MmapInvalidateWait).with_inode(ff.inode).with_file(f).with_task(r.task));
       return r;
     }
     invalidate_folio(m, ff.inode);
-    enter_cached = shared;
   }
-  if (enter_cached) {
+  if (d.rule == Rule::MmapDirectIoShared) {
     // A shared mapping of a direct-io file needs the page cache: it takes a cached io
     // reference that lasts until the file is released, not until munmap.
-    bool must_wait = false;
-    const int err = fuse_file_cached_io_open(m, f, &must_wait);
-    if (must_wait) {
+    std::optional<Rule> wait;
+    const int err = fuse_file_cached_io_open(m, f, &wait);
+    if (wait) {
       r.blocked = true;
       r.task = sleeping_call(m, TaskKind::MmapCachedIoWait, f, "mmap");
       m.tasks.mut(idx(*r.task)).shared = shared;
+      m.decide(Decision(*wait).with_inode(d.inode).with_file(f).with_task(r.task));
       return r;
     }
     if (err) {
@@ -834,6 +1011,7 @@ SysResult fuse_file_mmap(Model &m, FileId f, bool shared) {
       return r;
     }
   }
+  m.decide(d);
   r.vma = new_vma(m, f, shared);
   return r;
 }
@@ -849,8 +1027,10 @@ void vma_close(Model &m, VmaId id) {
   case VmaTarget::BackingFile:
     backing_file_fput(m, v.backing_file, "vma_close");
     // Its path_put may drop the last pin of a detached mount.
-    if (m.fc.sb_alive && !m.fc.mounted && !sb_pinned(m))
+    if (m.fc.sb_alive && !m.fc.mounted && !sb_pinned(m)) {
+      m.decide(Decision(Rule::KillSbLastFile).with_file(v.file));
       fuse_kill_sb(m);
+    }
     return;
   case VmaTarget::FuseFile:
     fuse_file_fput(m, v.file, "vma_close");
@@ -866,6 +1046,13 @@ SysResult fuse_close_fd(Model &m, FileId f) {
   const bool skips_flush = (ff.open_flags & fopen::NOFLUSH) && !m.fc.writeback_cache;
   if (!ff.is_dir && !skips_flush && !m.fc.connected)
     r.err = ENOTCONN;
+  m.decide(Decision(ff.is_dir     ? Rule::FlushDirectory
+                    : skips_flush ? Rule::FlushNoflush
+                    : r.err       ? Rule::FlushDisconnected
+                                  : Rule::Flush)
+               .with_err(r.err)
+               .with_inode(ff.inode)
+               .with_file(f));
   fuse_file_fput(m, f, "close");
   return r;
 }
@@ -903,7 +1090,9 @@ std::vector<TaskId> fuse_run_woken_tasks(Model &m) {
       if (const Task &t = m.tasks[i]; t.done || !t.woken || folio_sleeper(t.kind) != folio_pass)
         continue;
       m.tasks.mut(i).woken = false;
+      m.deciding_task = TaskId{i};
       complete_task(m, TaskId{i});
+      m.deciding_task.reset();
       if (m.tasks[i].done) {
         completed.push_back(TaskId{i});
         progress = true;

@@ -1,13 +1,15 @@
 // The FUSE passthrough state machine: fuse_conn, fuse_inode, fuse_file, fuse_backing and the
-// per-file backing_file, with the transitions of kernel-semantics.md §2 as functions named after
+// per-file backing_file, with the transitions of docs/kernel-semantics.md §2 as functions named after
 // the kernel functions they model. Pure: no I/O, no clocks; every result is a value.
 #pragma once
 
+#include "model/decision.h"
 #include "model/profile.h"
 #include "model/refcount.h"
 #include "model/table.h"
 
 #include <boost/container/flat_map.hpp>
+#include <boost/container/small_vector.hpp>
 
 #include <cstdint>
 #include <map>
@@ -111,9 +113,12 @@ struct InodeLock {
   bool writer = false;
 };
 
+// The FuseInode name of the mount's root directory: beyond every file index a caller owns.
+inline constexpr std::uint32_t kRootInodeName = UINT32_MAX;
+
 // struct fuse_inode, regular files (§1.2).
 struct FuseInode {
-  std::uint32_t name = 0; // which mount file: an index the caller owns
+  std::uint32_t name = 0; // which mount file: an index the caller owns, or kRootInodeName
   std::int32_t iocachectr = 0;
   bool cache_io_mode = false; // FUSE_I_CACHE_IO_MODE
   std::optional<FbId> fb;
@@ -244,6 +249,7 @@ struct SysResult {
   std::int64_t value = 0; // ioctl return value (a backing id)
   Route route = Route::None;
   bool sync_release = false; // a synchronous RELEASE of the new fh reached the server
+  bool created = false;      // path_openat: the server made the file (CREATE answered)
   int internal_err = 0;      // the errno the failing io-mode rule produced (EIO hides it)
   std::optional<FileId> file;
   std::optional<VmaId> vma;
@@ -300,6 +306,11 @@ std::optional<Mutant> parse_mutant(std::string_view name);
 // Every mutant except None, in declaration order.
 std::vector<Mutant> all_mutants();
 
+// A step that records more decisions than this (far more than every sleeping call and write
+// finishing at once) drops the rest and counts them, so a driver that never ends its steps
+// cannot grow the list without bound.
+inline constexpr std::size_t kMaxDecisionsPerStep = 1u << 16;
+
 // One FUSE connection, its superblock and every kernel object hanging off them.
 struct Model {
   KernelProfile profile = kDefaultProfile;
@@ -326,6 +337,12 @@ struct Model {
   std::vector<std::uint32_t> unfinished_tasks;
   // Mount file (the caller's index) -> its inode, for fuse_iget's lookup.
   boost::container::flat_map<std::uint32_t, InodeId> inode_by_name;
+  // The decisions of this step, in the order they were made; clear_touched ends the step. Kept
+  // inline: most steps make one to three, and explore copies the model for every transition.
+  boost::container::small_vector<Decision, 4> decisions;
+  std::size_t decisions_dropped = 0;
+  // While a woken call completes, the decisions made for it name it.
+  std::optional<TaskId> deciding_task;
 
   explicit Model(KernelProfile p = kDefaultProfile) : profile(p) {}
 
@@ -339,6 +356,14 @@ struct Model {
   std::optional<InodeId> find_inode(std::uint32_t name) const;
 
   void warn(std::string where, std::string what);
+  void decide(Decision d) {
+    if (!d.task)
+      d.task = deciding_task;
+    if (decisions.size() < kMaxDecisionsPerStep)
+      decisions.push_back(d);
+    else
+      decisions_dropped++;
+  }
   // Forgets which objects were touched: the driver calls it once the checker has looked.
   void clear_touched();
 };
@@ -369,14 +394,24 @@ SysResult fuse_dev_ioctl_backing_close(Model &m, std::uint32_t id, bool capable)
 // fuse_iget: the inode of a mount file, instantiated on first lookup.
 InodeId fuse_iget(Model &m, std::uint32_t name);
 
-// vfs open -> fuse_open -> fuse_do_open -> fuse_finish_open -> fuse_file_io_open; a refused
-// io mode sends a synchronous RELEASE (fuse_sync_release) and open(2) returns EIO.
+// path_openat on mount file `name` (an index the caller owns), which exists on the server or
+// not: the mount must exist; a name whose dentry is not cached needs a LOOKUP (fuse_lookup),
+// which fails once the connection is gone; O_CREAT|O_EXCL (flags.o_creat_excl) always
+// revalidates and fails on an existing name (open_last_lookups), else sends CREATE. Then
+// fuse_open or fuse_create_open. SysResult::created: the server made the file.
+SysResult path_openat(Model &m, std::uint32_t name, bool exists, const OpenFlags &flags,
+                      const OpenReply &reply);
+
+// vfs open -> fuse_open -> fuse_do_open -> fuse_finish_open -> fuse_file_io_open, after the
+// path walk; a refused io mode sends a synchronous RELEASE (fuse_sync_release) and open(2)
+// returns EIO.
 SysResult fuse_open(Model &m, InodeId inode, const OpenFlags &flags, const OpenReply &reply);
 
 // fuse_create_open: CREATE, then the same fuse_finish_open as OPEN.
 SysResult fuse_create_open(Model &m, InodeId inode, const OpenReply &reply);
 
-// fuse_dir_open: OPENDIR never enters io modes; passthrough bits are ignored.
+// fuse_dir_open: the walk to the root (never revalidated: only the mount must exist), then
+// OPENDIR, which never enters io modes; passthrough bits are ignored.
 SysResult fuse_dir_open(Model &m, const OpenReply &reply);
 
 // fuse_file_read_iter: DIRECT_IO to the server, else passthrough to the backing file (6.9+),

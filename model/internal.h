@@ -22,9 +22,13 @@ int fuse_passthrough_open(Model &m, FileId f, std::int32_t backing_id, FbId *fb_
 // fuse_passthrough_release: drops ff->passthrough and ff->cred.
 void fuse_passthrough_release(Model &m, FileId f, const char *where);
 
-int fuse_file_io_open(Model &m, FileId f, int *internal_err, bool *must_wait);
-int fuse_file_cached_io_open(Model &m, FileId f, bool *must_wait);
-int fuse_inode_uncached_io_start(Model &m, InodeId i, std::optional<FbId> fb);
+// wait: the rule that puts the open to sleep on direct_io_waitq, if it must wait.
+int fuse_file_io_open(Model &m, FileId f, int *internal_err, std::optional<Rule> *wait);
+int fuse_file_cached_io_open(Model &m, FileId f, std::optional<Rule> *wait);
+// file or write: the user of the uncached reference, for the decision it records.
+int fuse_inode_uncached_io_start(Model &m, InodeId i, std::optional<FbId> fb,
+                                 std::optional<FileId> file = std::nullopt,
+                                 std::optional<WriteId> write = std::nullopt);
 void fuse_inode_uncached_io_end(Model &m, InodeId i);
 void fuse_file_io_release(Model &m, FileId f);
 

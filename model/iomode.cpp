@@ -1,4 +1,4 @@
-// fs/fuse/iomode.c: the inode io-mode counter and the per-file io mode (kernel-semantics.md
+// fs/fuse/iomode.c: the inode io-mode counter and the per-file io mode (docs/kernel-semantics.md
 // §2.4, §2.7, §2.10). One function per kernel function; each errno is chosen in one place.
 #include "model/internal.h"
 
@@ -10,29 +10,39 @@ namespace {
 // fuse_is_io_cache_wait: a cached opener must wait while parallel direct writes are in flight;
 // with an fb attached it fails instead (the seed waited for any uncached reference, passthrough
 // files included).
-bool fuse_is_io_cache_wait(const Model &m, const FuseInode &fi) {
+std::optional<Rule> fuse_is_io_cache_wait(const Model &m, const FuseInode &fi) {
+  if (fi.iocachectr >= 0)
+    return std::nullopt;
+  if (!fi.fb)
+    return Rule::IoCacheWait;
   if (!m.profile.has(Feature::CacheWaitSkipsBackingInode))
-    return fi.iocachectr < 0;
-  return fi.iocachectr < 0 && !fi.fb;
+    return Rule::IoCacheWaitOnBacking;
+  return std::nullopt;
 }
 
 // Whether a new uncached user of the inode, with `fb` (none: a parallel direct write), may not
 // join the attached `oldfb`: a second backing object is refused, compared by object (or by
 // backing inode, as proposed); the seed also refused a parallel direct write on a passthrough
 // inode, which 6.9-rc5 let count instead.
-bool backing_conflicts(const Model &m, std::optional<FbId> oldfb, std::optional<FbId> fb) {
+std::optional<Rule> backing_conflict(const Model &m, std::optional<FbId> oldfb,
+                                     std::optional<FbId> fb) {
   if (!oldfb)
-    return false;
-  if (!fb)
-    return !m.profile.has(Feature::NullFbCountsAsUncached) ||
-           m.mutant == Mutant::NullFbConflict;
-  return !backing_joins_inode(m, oldfb, fb);
+    return std::nullopt;
+  if (!fb) {
+    if (!m.profile.has(Feature::NullFbCountsAsUncached) || m.mutant == Mutant::NullFbConflict)
+      return Rule::UncachedIoStartNullFb;
+    return std::nullopt;
+  }
+  if (backing_joins_inode(m, oldfb, fb))
+    return std::nullopt;
+  return m.profile.has(Feature::BackingComparedByInode) ? Rule::UncachedIoStartOtherBackingInode
+                                                        : Rule::UncachedIoStartOtherFb;
 }
 
 // fuse_file_uncached_io_open: takes the uncached reference a passthrough file holds until release.
 int fuse_file_uncached_io_open(Model &m, FileId f, FbId fb) {
   FuseFile &ff = m.file(f);
-  const int err = fuse_inode_uncached_io_start(m, ff.inode, fb);
+  const int err = fuse_inode_uncached_io_start(m, ff.inode, fb, f);
   if (err)
     return err;
   if (ff.iomode != IoMode::None)
@@ -46,8 +56,14 @@ int fuse_file_uncached_io_open(Model &m, FileId f, FbId fb) {
 // flags may accompany it; a refused uncached start undoes the per-file open and the lookup.
 int fuse_file_passthrough_open(Model &m, FileId f) {
   FuseFile &ff = m.file(f);
-  if (!m.fc.passthrough || (ff.open_flags & ~fopen_passthrough_mask(m.profile)))
+  if (!m.fc.passthrough || (ff.open_flags & ~fopen_passthrough_mask(m.profile))) {
+    m.decide(Decision(!m.fc.passthrough ? Rule::PassthroughOpenNotNegotiated
+                                        : Rule::PassthroughOpenFlagsMask)
+                 .with_err(EINVAL)
+                 .with_inode(ff.inode)
+                 .with_file(f));
     return EINVAL;
+  }
   FbId fb{};
   int err = fuse_passthrough_open(m, f, ff.backing_id, &fb);
   if (err)
@@ -87,21 +103,39 @@ void fuse_file_uncached_io_release(Model &m, FileId f) {
 
 } // namespace
 
-int fuse_inode_uncached_io_start(Model &m, InodeId i, std::optional<FbId> fb) {
+int fuse_inode_uncached_io_start(Model &m, InodeId i, std::optional<FbId> fb,
+                                 std::optional<FileId> file, std::optional<WriteId> write) {
   FuseInode &fi = m.inode(i);
   const std::optional<FbId> oldfb = fi.fb;
-  if (backing_conflicts(m, oldfb, fb) && m.mutant != Mutant::NoEbusyCheck)
+  Decision d =
+      Decision().with_inode(i).with_file(file).with_fb(fb).with_other_fb(oldfb).with_write(write);
+  const std::optional<Rule> conflict = backing_conflict(m, oldfb, fb);
+  if (conflict && m.mutant != Mutant::NoEbusyCheck) {
+    d.rule = *conflict;
+    d.err = EBUSY;
+    m.decide(d);
     return EBUSY;
-  if (fi.iocachectr > 0)
+  }
+  if (fi.iocachectr > 0) {
+    d.rule = Rule::UncachedIoStartCachedInode;
+    d.err = ETXTBSY;
+    m.decide(d);
     return ETXTBSY;
+  }
   fi.iocachectr--;
   if (fb && !oldfb) {
     // The inode keeps the lookup reference: it owns exactly one while fi->fb is set.
     fi.fb = fb;
     fi.fb_attached_at = m.step;
-  } else if (fb && m.mutant != Mutant::MissingPutSameFb) {
-    fuse_backing_put(m, *fb, "fuse_inode_uncached_io_start");
+    d.rule = Rule::UncachedIoStartAttach;
+  } else if (fb) {
+    if (m.mutant != Mutant::MissingPutSameFb)
+      fuse_backing_put(m, *fb, "fuse_inode_uncached_io_start");
+    d.rule = oldfb == fb ? Rule::UncachedIoStartSameFb : Rule::UncachedIoStartSameBackingInode;
+  } else {
+    d.rule = Rule::UncachedIoStartCounted;
   }
+  m.decide(d);
   return 0;
 }
 
@@ -117,26 +151,33 @@ void fuse_inode_uncached_io_end(Model &m, InodeId i) {
     return;
   const std::optional<FbId> oldfb = fi.fb;
   fi.fb.reset();
-  if (oldfb)
+  if (oldfb) {
+    m.decide(Decision(Rule::UncachedIoEndDetach).with_inode(i).with_fb(oldfb));
     fuse_backing_put(m, *oldfb, "fuse_inode_uncached_io_end");
+  }
 }
 
-int fuse_file_cached_io_open(Model &m, FileId f, bool *must_wait) {
-  *must_wait = false;
+int fuse_file_cached_io_open(Model &m, FileId f, std::optional<Rule> *wait) {
+  wait->reset();
   FuseFile &ff = m.file(f);
   if (!ff.has_args)
     return 0;
   FuseInode &fi = m.inode(ff.inode);
-  if (fuse_is_io_cache_wait(m, fi)) {
+  if ((*wait = fuse_is_io_cache_wait(m, fi))) {
     // The bit steers new parallel writes to the exclusive lock, or the wait could be forever.
     fi.cache_io_mode = true;
-    *must_wait = true;
     return 0;
   }
   if (fi.fb) {
     fi.cache_io_mode = false;
+    m.decide(Decision(Rule::CachedIoOpenBackingInode)
+                 .with_err(ETXTBSY)
+                 .with_inode(ff.inode)
+                 .with_file(f)
+                 .with_other_fb(fi.fb));
     return ETXTBSY;
   }
+  m.decide(Decision(Rule::CachedIoOpen).with_inode(ff.inode).with_file(f));
   if (ff.iomode == IoMode::Uncached)
     m.warn("fuse_file_cached_io_open", "ff->iomode == IOM_UNCACHED");
   if (ff.iomode == IoMode::None) {
@@ -148,29 +189,45 @@ int fuse_file_cached_io_open(Model &m, FileId f, bool *must_wait) {
   return 0;
 }
 
-int fuse_file_io_open(Model &m, FileId f, int *internal_err, bool *must_wait) {
-  *must_wait = false;
+int fuse_file_io_open(Model &m, FileId f, int *internal_err, std::optional<Rule> *wait) {
+  wait->reset();
   *internal_err = 0;
   FuseFile &ff = m.file(f);
-  if (!ff.has_args)
+  const Decision d =
+      Decision().with_inode(ff.inode).with_file(f).with_other_fb(m.inode(ff.inode).fb);
+  auto decide = [&m, d](Rule r, int err = 0) {
+    Decision x = d;
+    x.rule = r;
+    x.err = err;
+    m.decide(x);
+  };
+  if (!ff.has_args) {
+    decide(Rule::FileIoOpenNoArgs);
     return 0;
+  }
   const std::uint32_t pt = fopen_passthrough(m.profile);
   int err = 0;
   if (fopen_cache_io_forbidden(m.profile, ff.open_flags)) {
     // The seed kept bit 7 as the internal FOPEN_CACHE_IO; a server must not send it.
     err = EINVAL;
+    decide(Rule::FileIoOpenCacheIoBit, err);
   } else if (m.inode(ff.inode).fb && !(ff.open_flags & pt)) {
     // Every open of an inode in passthrough mode must itself be passthrough.
     err = EINVAL;
+    decide(Rule::FileIoOpenNotPassthrough, err);
   } else {
-    if (!(ff.open_flags & fopen::DIRECT_IO))
+    if (!(ff.open_flags & fopen::DIRECT_IO) && (ff.open_flags & fopen::PARALLEL_DIRECT_WRITES)) {
       ff.open_flags &= ~fopen::PARALLEL_DIRECT_WRITES;
-    if ((ff.open_flags & fopen::DIRECT_IO) && !(ff.open_flags & pt))
+      decide(Rule::FileIoOpenParallelWritesDropped);
+    }
+    if ((ff.open_flags & fopen::DIRECT_IO) && !(ff.open_flags & pt)) {
+      decide(Rule::FileIoOpenDirectIo);
       return 0;
+    }
     if (ff.open_flags & pt)
       err = fuse_file_passthrough_open(m, f);
     else
-      err = fuse_file_cached_io_open(m, f, must_wait);
+      err = fuse_file_cached_io_open(m, f, wait);
   }
   if (!err)
     return 0;

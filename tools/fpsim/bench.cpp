@@ -1,10 +1,12 @@
 // `fpsim bench`: Google Benchmark measurements of the simulator's throughput.
 #include "tools/fpsim/bench.h"
+
 #include "tools/fpsim/bench_figures.h"
 
-#include "sim/parser.h"
-#include "sim/replay.h"
-#include "sim/sim_executor.h"
+#include "sim/trace/parser.h"
+#include "sim/exec/replay.h"
+#include "sim/exec/sim_executor.h"
+#include "tools/exit_codes.h"
 
 #include <benchmark/benchmark.h>
 #include <filesystem>
@@ -106,18 +108,18 @@ int run_bench(const std::string &corpus_dir, int argc, char **argv) {
     sim::ParseResult p = sim::load_trace(it->path().string());
     if (auto *e = std::get_if<sim::ParseError>(&p)) {
       fmt::print(stderr, "{}\n", e->str());
-      return 2;
+      return kExitUsage;
     }
     g_corpus.push_back(std::move(std::get<sim::Trace>(p)));
   }
   if (ec || g_corpus.empty()) {
     fmt::print(stderr, "fpsim bench: no traces under {}\n", corpus_dir);
-    return 2;
+    return kExitUsage;
   }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  return 0;
+  return kExitOk;
 }
 
 } // namespace fpsim::tools

@@ -1,12 +1,12 @@
 #include "tools/fpsim/bench_figures.h"
 
 #include "model/fuse.h"
-#include "sim/explore.h"
-#include "sim/fuzz.h"
-#include "sim/parser.h"
-#include "sim/printer.h"
-#include "sim/replay.h"
-#include "sim/sim_executor.h"
+#include "sim/search/explore.h"
+#include "sim/search/fuzz.h"
+#include "sim/trace/parser.h"
+#include "sim/trace/printer.h"
+#include "sim/exec/replay.h"
+#include "sim/exec/sim_executor.h"
 
 #include <fmt/format.h>
 

@@ -4,7 +4,7 @@
 // the running kernel's rate for the same kind of statements through fpsim-harness when it can run.
 #pragma once
 
-#include "sim/statement.h"
+#include "sim/trace/statement.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,19 +1,13 @@
 #include "tools/fpsim/dot_cmd.h"
 
-#include "sim/automaton.h"
+#include "sim/teach/automaton.h"
 #include "tools/fpsim/cli_util.h"
+#include "tools/exit_codes.h"
 
 #include <fmt/format.h>
 #include <fstream>
 
 namespace fpsim::tools {
-namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
-
-} // namespace
 
 CLI::App *add_dot_command(CLI::App &app, DotArgs &a) {
   CLI::App *cmd = app.add_subcommand(

@@ -1,5 +1,5 @@
 // `fpsim dot`: the io-mode and backing-lifetime automata derived by exploring the model
-// (sim/automaton.h), as Graphviz.
+// (sim/teach/automaton.h), as Graphviz.
 #pragma once
 
 #include <CLI/CLI.hpp>

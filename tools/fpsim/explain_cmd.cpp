@@ -2,10 +2,11 @@
 // one JSON object per trace.
 #include "tools/fpsim/explain_cmd.h"
 
-#include "sim/parser.h"
+#include "sim/trace/parser.h"
 #include "tools/fpsim/cli_util.h"
-#include "sim/printer.h"
-#include "sim/trace_files.h"
+#include "sim/trace/printer.h"
+#include "sim/trace/trace_files.h"
+#include "tools/exit_codes.h"
 
 #include <cstdlib>
 #include <fmt/format.h>
@@ -15,10 +16,6 @@
 
 namespace fpsim::tools {
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
 
 constexpr std::string_view kIndent = "     "; // under the line number
 constexpr std::size_t kLabelWidth = 9;        // "rule", "why", "inodes", ...
@@ -380,6 +377,18 @@ std::string render_explanation_json(const sim::Explanation &e) {
     step["why"] = s.why;
     step["effects"] = s.effects;
     step["violations"] = s.violations;
+    step["decisions"] = nlohmann::json::array();
+    for (const sim::ExplainedDecision &d : s.decisions) {
+      nlohmann::json objects = nlohmann::json::object();
+      for (const auto &[kind, name] : d.objects)
+        objects[kind] = name;
+      step["decisions"].push_back(
+          {{"rule", d.rule},
+           {"function", d.function},
+           {"errno", d.err ? nlohmann::json(sim::errno_name(d.err)) : nlohmann::json(nullptr)},
+           {"objects", std::move(objects)},
+           {"why", d.why}});
+    }
     step["state"] = s.state_omitted ? nlohmann::json(nullptr) : state_json(s.state);
     step["state_omitted"] = s.state_omitted;
     j["steps"].push_back(std::move(step));

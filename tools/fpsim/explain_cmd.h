@@ -1,8 +1,8 @@
 // `fpsim explain`: replays traces like `fpsim replay` and says, for every statement, which
-// kernel rule decided its outcome and why, with the state after each step (sim/explain.h).
+// kernel rule decided its outcome and why, with the state after each step (sim/teach/explain.h).
 #pragma once
 
-#include "sim/explain.h"
+#include "sim/teach/explain.h"
 
 #include <CLI/CLI.hpp>
 #include <cstdio>

@@ -1,20 +1,14 @@
-// `fpsim explore`: see sim/explore.h for the search, the alphabet and the state hashing.
+// `fpsim explore`: see sim/search/explore.h for the search, the alphabet and the state hashing.
 #include "tools/fpsim/explore_cmd.h"
 
-#include "sim/explore.h"
+#include "sim/search/explore.h"
 #include "tools/fpsim/cli_util.h"
+#include "tools/exit_codes.h"
 
 #include <fmt/format.h>
 #include <fstream>
 
 namespace fpsim::tools {
-namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
-
-} // namespace
 
 CLI::App *add_explore_command(CLI::App &app, ExploreArgs &a) {
   CLI::App *cmd = app.add_subcommand(

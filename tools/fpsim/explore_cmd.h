@@ -1,4 +1,4 @@
-// `fpsim explore`: exhaustive breadth-first exploration (sim/explore.h).
+// `fpsim explore`: exhaustive breadth-first exploration (sim/search/explore.h).
 #pragma once
 
 #include <CLI/CLI.hpp>

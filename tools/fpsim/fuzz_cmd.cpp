@@ -1,21 +1,15 @@
-// `fpsim fuzz`: see sim/fuzz.h for the oracle, the case seeds and sharding.
+// `fpsim fuzz`: see sim/search/fuzz.h for the oracle, the case seeds and sharding.
 #include "tools/fpsim/fuzz_cmd.h"
 
-#include "sim/fuzz.h"
+#include "sim/search/fuzz.h"
 #include "tools/fpsim/cli_util.h"
+#include "tools/exit_codes.h"
 
 #include <cstdio>
 #include <fmt/format.h>
 #include <unistd.h>
 
 namespace fpsim::tools {
-namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
-
-} // namespace
 
 CLI::App *add_fuzz_command(CLI::App &app, FuzzArgs &a) {
   CLI::App *cmd = app.add_subcommand(

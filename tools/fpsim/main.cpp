@@ -2,11 +2,11 @@
 //
 // Exit codes: 0 every trace passed; 1 a mismatch, failed check, invariant violation or leak;
 // 2 usage, unreadable file or parse error (nothing is replayed then).
-#include "sim/parser.h"
-#include "sim/printer.h"
-#include "sim/replay.h"
-#include "sim/sim_executor.h"
-#include "sim/trace_files.h"
+#include "sim/trace/parser.h"
+#include "sim/trace/printer.h"
+#include "sim/exec/replay.h"
+#include "sim/exec/sim_executor.h"
+#include "sim/trace/trace_files.h"
 #include "tools/fpsim/bench.h"
 #include "tools/fpsim/cli_util.h"
 #include "tools/fpsim/bench_figures.h"
@@ -16,6 +16,7 @@
 #include "tools/fpsim/fuzz_cmd.h"
 #include "tools/fpsim/mutants_cmd.h"
 #include "tools/fpsim/profiles_cmd.h"
+#include "tools/exit_codes.h"
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
@@ -29,10 +30,6 @@
 using namespace fpsim;
 
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
 
 // Writes next to the target and renames, so an interrupted run never leaves half a trace.
 bool write_atomically(const std::string &path, const std::string &text) {

@@ -1,8 +1,9 @@
 #include "tools/fpsim/mutants_cmd.h"
 
-#include "sim/explore.h"
+#include "sim/search/explore.h"
 #include "tools/fpsim/cli_util.h"
-#include "sim/fuzz.h"
+#include "sim/search/fuzz.h"
+#include "tools/exit_codes.h"
 
 #include <chrono>
 #include <fmt/format.h>
@@ -74,7 +75,7 @@ int run_mutants(const MutantsArgs &args) {
   const std::optional<model::KernelProfile> profile =
       profile_arg("fpsim mutants", args.kernel, stderr);
   if (!profile)
-    return 2;
+    return kExitUsage;
   fmt::print("{:<28} {:<26} {:<26} {:>8}  {}\n", "mutant", "explore", "fuzz", "time",
              "length (explore / fuzz)");
   int passed = 0, failed = 0;
@@ -93,7 +94,7 @@ int run_mutants(const MutantsArgs &args) {
     (row.caught ? passed : failed)++;
   }
   fmt::print("fpsim mutants: {} passed, {} failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return failed ? kExitFailed : kExitOk;
 }
 
 } // namespace fpsim::tools

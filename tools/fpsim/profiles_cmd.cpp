@@ -1,6 +1,7 @@
 #include "tools/fpsim/profiles_cmd.h"
 
 #include "model/profile.h"
+#include "tools/exit_codes.h"
 #include "tools/fpsim/cli_util.h"
 
 #include <fmt/format.h>
@@ -8,9 +9,6 @@
 
 namespace fpsim::tools {
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitUsage = 2;
 
 using model::FeatureInfo;
 using model::KernelProfile;

@@ -16,22 +16,10 @@ namespace p = proto;
 // The requests the test server answers. INIT is not among them: it is answered inside mount(2),
 // before the harness knows the connection's fusectl name, so nothing could unstick a mount waiting
 // for it. FORGET, BATCH_FORGET and INTERRUPT have no reply to withhold or garble.
-constexpr std::array<std::pair<std::uint32_t, const char *>, 14> kFaultableOpcodes{{
-    {p::LOOKUP, "LOOKUP"},
-    {p::GETATTR, "GETATTR"},
-    {p::SETATTR, "SETATTR"},
-    {p::OPEN, "OPEN"},
-    {p::CREATE, "CREATE"},
-    {p::OPENDIR, "OPENDIR"},
-    {p::READ, "READ"},
-    {p::WRITE, "WRITE"},
-    {p::FLUSH, "FLUSH"},
-    {p::RELEASE, "RELEASE"},
-    {p::RELEASEDIR, "RELEASEDIR"},
-    {p::READDIR, "READDIR"},
-    {p::STATFS, "STATFS"},
-    {p::FSYNC, "FSYNC"},
-}};
+constexpr std::array<std::uint32_t, 14> kFaultableOpcodes{
+    p::LOOKUP, p::GETATTR, p::SETATTR, p::OPEN,    p::CREATE,     p::OPENDIR, p::READ,
+    p::WRITE,  p::FLUSH,   p::RELEASE, p::RELEASEDIR, p::READDIR, p::STATFS,  p::FSYNC,
+};
 
 constexpr std::uint64_t kMaxNth = 1000000;
 
@@ -59,8 +47,8 @@ std::optional<std::uint64_t> parse_count(const std::string &text, const char *wh
 }
 
 std::optional<std::uint32_t> parse_opcode(const std::string &name, std::string &err) {
-  for (const auto &[opcode, known] : kFaultableOpcodes)
-    if (name == known)
+  for (std::uint32_t opcode : kFaultableOpcodes)
+    if (name == p::opcode_name(opcode))
       return opcode;
   if (name == "INIT")
     err = "INIT cannot be faulted: it is answered inside mount(2), before the connection has a fusectl "
@@ -76,18 +64,11 @@ std::optional<std::uint32_t> parse_opcode(const std::string &name, std::string &
 
 std::string fault_forms() {
   std::string ops;
-  for (const auto &[opcode, name] : kFaultableOpcodes)
-    ops += (ops.empty() ? "" : " ") + std::string(name);
+  for (std::uint32_t opcode : kFaultableOpcodes)
+    ops += (ops.empty() ? "" : " ") + std::string(p::opcode_name(opcode));
   return "silent-at:OP:N, garbage-at:OP:N:(unique|short|errno|oversized), kill-server-at:OP:N, "
          "kill-server-at-step:N, kill-child-at:OP:N (N from 1; OP one of " +
          ops + ")";
-}
-
-std::string fault_opcode_name(std::uint32_t opcode) {
-  for (const auto &[known, name] : kFaultableOpcodes)
-    if (known == opcode)
-      return name;
-  return fmt::format("opcode {}", opcode);
 }
 
 std::optional<Fault> parse_fault(const std::string &text, std::string &err) {

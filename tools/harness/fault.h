@@ -1,8 +1,8 @@
 // Fault injection for fpsim-harness (environment variable FPSIM_HARNESS_FAULT, read by `run` and
 // `crosscheck`): a server that never answers, answers garbage or dies, and an isolated child killed
 // while one of its calls waits in the kernel. Tests use it to show that each of these is reported
-// with the statement it hit, ends with exit 3 and leaves nothing behind (tests/harness_faults.sh,
-// tests/harness_soak.sh).
+// with the statement it hit, ends with exit 3 and leaves nothing behind (tests/harness/harness_faults.sh,
+// tests/harness/harness_soak.sh).
 //
 //   silent-at:OP:N          the server reads the Nth OP request and never answers it
 //   garbage-at:OP:N:HOW     the server answers the Nth OP request with a reply the kernel must refuse:
@@ -43,8 +43,5 @@ std::optional<Fault> parse_fault(const std::string &text, std::string &err);
 
 // The accepted forms, for error messages.
 std::string fault_forms();
-
-// "OPEN" for the opcodes a fault can name, "opcode N" for others.
-std::string fault_opcode_name(std::uint32_t opcode);
 
 } // namespace fpsim::harness

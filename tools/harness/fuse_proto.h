@@ -1,12 +1,13 @@
 // FUSE kernel protocol 7.45 (Linux 6.18), defined here rather than taken from <linux/fuse.h>:
 // Debian bookworm ships protocol 7.38, which has none of the passthrough definitions, and mixing the two
 // would silently pick up the old fuse_init_out (no max_stack_depth => passthrough off).
-// Every layout below is pinned with static_asserts against kernel-semantics.md §5.
+// Every layout below is pinned with static_asserts against docs/kernel-semantics.md §5.
 #pragma once
 
 #include <linux/ioctl.h>
 
 #include <cstddef>
+#include <iterator>
 #include <cstdint>
 
 namespace fpsim::harness::proto {
@@ -34,6 +35,7 @@ enum Opcode : std::uint32_t {
   OPENDIR = 27,
   READDIR = 28,
   RELEASEDIR = 29,
+  FSYNCDIR = 30,
   ACCESS = 34,
   CREATE = 35,
   INTERRUPT = 36, // no reply
@@ -46,6 +48,22 @@ enum Opcode : std::uint32_t {
   STATX = 52,
   COPY_FILE_RANGE_64 = 53,
 };
+
+// enum fuse_opcode's names without the FUSE_ prefix, by number (1 to 53; 7 and 19 are unused).
+inline constexpr const char *kOpcodeNames[] = {
+    nullptr, "LOOKUP", "FORGET", "GETATTR", "SETATTR", "READLINK", "SYMLINK", nullptr, "MKNOD", "MKDIR",
+    "UNLINK", "RMDIR", "RENAME", "LINK", "OPEN", "READ", "WRITE", "STATFS", "RELEASE", nullptr, "FSYNC",
+    "SETXATTR", "GETXATTR", "LISTXATTR", "REMOVEXATTR", "FLUSH", "INIT", "OPENDIR", "READDIR",
+    "RELEASEDIR", "FSYNCDIR", "GETLK", "SETLK", "SETLKW", "ACCESS", "CREATE", "INTERRUPT", "BMAP",
+    "DESTROY", "IOCTL", "POLL", "NOTIFY_REPLY", "BATCH_FORGET", "FALLOCATE", "READDIRPLUS", "RENAME2",
+    "LSEEK", "COPY_FILE_RANGE", "SETUPMAPPING", "REMOVEMAPPING", "SYNCFS", "TMPFILE", "STATX",
+    "COPY_FILE_RANGE_64",
+};
+
+// nullptr for a number the protocol does not name.
+constexpr const char *opcode_name(std::uint32_t op) {
+  return op < std::size(kOpcodeNames) ? kOpcodeNames[op] : nullptr;
+}
 
 // fuse_open_out.open_flags.
 namespace fopen {
@@ -74,7 +92,14 @@ inline constexpr std::uint64_t REQUEST_TIMEOUT = 1ull << 42;
 // fuse_setattr_in.valid.
 namespace fattr {
 inline constexpr std::uint32_t MODE = 1u << 0;
+inline constexpr std::uint32_t UID = 1u << 1;
+inline constexpr std::uint32_t GID = 1u << 2;
 inline constexpr std::uint32_t SIZE = 1u << 3;
+inline constexpr std::uint32_t ATIME = 1u << 4;
+inline constexpr std::uint32_t MTIME = 1u << 5;
+inline constexpr std::uint32_t FH = 1u << 6;
+inline constexpr std::uint32_t ATIME_NOW = 1u << 7;
+inline constexpr std::uint32_t MTIME_NOW = 1u << 8;
 } // namespace fattr
 
 // /dev/fuse ioctls, magic 229 (x86-64 encodings).

@@ -6,6 +6,7 @@
 #include "fuse_proto.h"
 #include "fuse_server.h"
 #include "namespace.h"
+#include "tools/exit_codes.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -22,16 +23,16 @@ namespace {
 
 using namespace std::chrono_literals;
 using fpsim::harness::FuseServer;
-using fpsim::harness::InitConfig;
 using fpsim::harness::IsolatedDirs;
-using fpsim::harness::OpenReply;
+using fpsim::harness::ServerParts;
+using fpsim::policy::OpenKind;
+using fpsim::policy::reply_open;
 using fpsim::harness::PendingCall;
 using fpsim::harness::SysResult;
 using fpsim::harness::sys_result;
 namespace proto = fpsim::harness::proto;
 namespace fopen = fpsim::harness::proto::fopen;
 
-constexpr int kExitSkip = 77;
 // Generous for a syscall that should return at once; a FUSE call blocked on the server never will.
 constexpr auto kCallDeadline = 2000ms;
 // How long a write that ought to be blocked is given before it counts as "in flight".
@@ -102,9 +103,14 @@ private:
   }
 
   bool make_backing_file(const std::string &name, const std::string &content, int &fd);
+  int start(int bk_a);
+  int check_opens(int bk_a, int bk_b, int &pa);
+  void check_backing_and_writes();
+  void check_abort_and_teardown(int pa);
   void shutdown();
 
   const IsolatedDirs &dirs_;
+  std::shared_ptr<fpsim::policy::ScriptedPolicy> script_ = std::make_shared<fpsim::policy::ScriptedPolicy>();
   std::unique_ptr<FuseServer> server_;
   int failures_ = 0;
   std::vector<int> fds_;
@@ -157,44 +163,43 @@ bool SelfTest::make_backing_file(const std::string &name, const std::string &con
   return true;
 }
 
-int SelfTest::run() {
-  int bk_a = -1;
-  int bk_b = -1;
-  if (!make_backing_file("bk_a", "BACKING:a\n", bk_a) || !make_backing_file("bk_b", "BACKING:b\n", bk_b))
-    return 1;
-
+// Opens and mounts the server: -1 to go on, else the exit code.
+int SelfTest::start(int bk_a) {
   std::string err;
-  server_ = FuseServer::open(dirs_.ctl, err);
+  server_ = FuseServer::open(
+      ServerParts{fpsim::harness::memory_files({{"a", "FUSE:a\n"}, {"b", "FUSE:b\n"}, {"c", "FUSE:c\n"}}), script_},
+      dirs_.ctl, err);
   if (!server_) {
     std::printf("FAIL setup %s\n", err.c_str());
-    return 1;
+    return fpsim::kExitFailed;
   }
-  server_->add_file("a", "FUSE:a\n");
-  server_->add_file("b", "FUSE:b\n");
-  server_->add_file("c", "FUSE:c\n");
 
   // Before INIT the device is not installed: the trace layer relies on this EPERM.
   int early = server_->backing_open(bk_a);
   check("(a0)", early == -EPERM, "BACKING_OPEN before mount: " + describe_id(early) + " (want EPERM)");
 
-  InitConfig init;
+  fpsim::model::InitReply init;
   init.passthrough = true;
   init.max_stack_depth = 1;
   int rc = server_->mount(dirs_.mnt, init, err);
   if (rc == -ENOTTY) {
     std::printf("SKIP kernel has no FUSE_DEV_IOC_SYNC_INIT (needs Linux 6.18+): %s\n", err.c_str());
-    return kExitSkip;
+    return fpsim::kExitSkip;
   }
   if (rc != 0) {
     std::printf("FAIL setup %s\n", err.c_str());
-    return 1;
+    return fpsim::kExitFailed;
   }
+  return -1;
+}
 
+// (a) to (d): -1 to go on, else the exit code; `pa` is a's passthrough fd, for (g).
+int SelfTest::check_opens(int bk_a, int bk_b, int &pa) {
   // (a) ids are allocated cyclically from 1.
-  int id1 = server_->backing_open(bk_a);
+  const int id1 = server_->backing_open(bk_a);
   if (id1 == -EPERM) {
     std::printf("SKIP passthrough not negotiated: BACKING_OPEN gives EPERM (CONFIG_FUSE_PASSTHROUGH off?)\n");
-    return kExitSkip;
+    return fpsim::kExitSkip;
   }
   int id2 = server_->backing_open(bk_b);
   std::optional<fpsim::harness::KernelInit> offer = server_->kernel_init();
@@ -203,9 +208,9 @@ int SelfTest::run() {
             "); BACKING_OPEN: " + describe_id(id1) + ", then " + describe_id(id2) + " (want 1, 2)");
 
   // (b) a passthrough open reads the backing file, and the server sees no READ.
-  server_->script_open("a", OpenReply::open(fopen::PASSTHROUGH, id1));
+  script_->script(OpenKind::Open, "a", reply_open(fopen::PASSTHROUGH, id1));
   std::optional<SysResult> pa_open = open_in_mount("a", O_RDONLY);
-  int pa = track(pa_open && pa_open->ok() ? static_cast<int>(pa_open->ret) : -1);
+  pa = track(pa_open && pa_open->ok() ? static_cast<int>(pa_open->ret) : -1);
   std::uint64_t reads_before = server_->count(proto::READ);
   std::optional<Io> pa_read = pa >= 0 ? pread_fd(pa, 64, 0) : std::nullopt;
   std::uint64_t reads_after = server_->count(proto::READ);
@@ -216,19 +221,21 @@ int SelfTest::run() {
 
   // (c) a cached open of an inode in passthrough mode is refused after the fact: EIO, plus a
   // synchronous RELEASE of the handle the server just gave out.
-  server_->script_open("a", OpenReply::open(0));
+  script_->script(OpenKind::Open, "a", reply_open(0));
   std::optional<SysResult> second = open_in_mount("a", O_RDONLY);
-  bool released = server_->last_open_released(); // sampled right after open(2) returned
-  std::optional<fpsim::harness::OpenEvent> event = server_->last_open();
+  // Sampled right after open(2) returned: the synchronous RELEASE is recorded before it is answered.
+  const std::vector<fpsim::harness::OpenEvent> opens = server_->open_events();
+  const fpsim::harness::OpenEvent *event = opens.empty() ? nullptr : &opens.back();
+  bool released = event && event->fh && server_->released(*event->fh);
   if (second && second->ok())
     track(static_cast<int>(second->ret));
-  check("(c)", second && second->err == EIO && released && event && event->scripted,
+  check("(c)", second && second->err == EIO && released && event && script_->unscripted() == 0,
         "second open(a) reply cached: " + describe(second) + " (want EIO); RELEASE of fh " +
             (event && event->fh ? std::to_string(*event->fh) : std::string("?")) +
             (released ? " arrived" : " missing") + " before open returned");
 
   // (d) a cached open of another file is served by the server.
-  server_->script_open("b", OpenReply::open(0));
+  script_->script(OpenKind::Open, "b", reply_open(0));
   std::optional<SysResult> b_open = open_in_mount("b", O_RDONLY);
   int pb = track(b_open && b_open->ok() ? static_cast<int>(b_open->ret) : -1);
   std::uint64_t reads_b0 = server_->count(proto::READ);
@@ -238,7 +245,10 @@ int SelfTest::run() {
         "open(b) reply cached: " + describe(b_open) + "; read: " + describe(b_read) + "; server READs " +
             std::to_string(reads_b0) + " -> " + std::to_string(reads_b1));
   close_fd(pb);
+  return -1;
+}
 
+void SelfTest::check_backing_and_writes() {
   // (e) 6.18 accepts only regular files as backing files.
   int dirfd = track(::open(dirs_.backing.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   int pipefd[2] = {-1, -1};
@@ -252,9 +262,8 @@ int SelfTest::run() {
   check("(e)", e_dir == -EISDIR && e_pipe == -EINVAL && e_bad == -EBADF,
         "BACKING_OPEN dir: " + describe_id(e_dir) + ", pipe: " + describe_id(e_pipe) +
             ", fd -1: " + describe_id(e_bad) + " (want EISDIR, EINVAL, EBADF)");
-
   // (f) a WRITE the server holds keeps write(2) in flight until the server answers.
-  server_->script_open("c", OpenReply::open(fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES));
+  script_->script(OpenKind::Open, "c", reply_open(fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES));
   std::optional<SysResult> c_open = open_in_mount("c", O_WRONLY);
   int pc = track(c_open && c_open->ok() ? static_cast<int>(c_open->ret) : -1);
   if (pc >= 0) {
@@ -283,10 +292,13 @@ int SelfTest::run() {
     check("(f)", false, "open(c) reply DIRECT_IO|PARALLEL_DIRECT_WRITES: " + describe(c_open));
   }
   close_fd(pc);
+}
 
+void SelfTest::check_abort_and_teardown(int pa) {
+  std::string err;
   // (g) after an abort only metadata is dead: the passthrough fd still reaches the backing file.
   int abort_rc = server_->abort(err);
-  server_->script_open("b", OpenReply::open(0));
+  script_->script(OpenKind::Open, "b", reply_open(0));
   std::optional<SysResult> after_abort = open_in_mount("b", O_RDONLY);
   if (after_abort && after_abort->ok())
     track(static_cast<int>(after_abort->ret));
@@ -301,7 +313,6 @@ int SelfTest::run() {
             describe(after_abort) + " (want ENOTCONN); PT fd read: " + describe(pa_reread) +
             "; server thread ended: " + (stopped ? "yes" : "no") + "; close(PT fd): " +
             (close_err == 0 ? std::string("ok") : std::strerror(close_err)));
-
   // Teardown recipe: all fds closed, plain umount works even on the aborted connection, then the device.
   for (int fd : std::vector<int>(fds_))
     close_fd(fd);
@@ -313,7 +324,22 @@ int SelfTest::run() {
         "umount: " + describe_rc(umount_rc) + ", dev_close: " + describe_rc(close_rc) +
             ", calls still blocked: " +
             std::to_string(stuck_.size()) + ", server anomalies: " + problem_text);
-  return failures_ == 0 ? 0 : 1;
+}
+
+int SelfTest::run() {
+  int bk_a = -1;
+  int bk_b = -1;
+  if (!make_backing_file("bk_a", "BACKING:a\n", bk_a) || !make_backing_file("bk_b", "BACKING:b\n", bk_b))
+    return fpsim::kExitFailed;
+
+  if (const int rc = start(bk_a); rc >= 0)
+    return rc;
+  int pa = -1;
+  if (const int rc = check_opens(bk_a, bk_b, pa); rc >= 0)
+    return rc;
+  check_backing_and_writes();
+  check_abort_and_teardown(pa);
+  return failures_ == 0 ? fpsim::kExitOk : fpsim::kExitFailed;
 }
 
 // Runs whatever the checks left behind: stuck calls get the emergency abort, then fds and the server go.
@@ -360,20 +386,20 @@ bool host_mounts_clean(const std::string &root, std::string &detail) {
 int main() {
   if (geteuid() != 0) {
     std::printf("SKIP fuse-selftest needs root (mounting, BACKING_OPEN needs CAP_SYS_ADMIN)\n");
-    return kExitSkip;
+    return fpsim::kExitSkip;
   }
   if (access("/dev/fuse", R_OK | W_OK) != 0) {
     std::printf("SKIP /dev/fuse: %s\n", std::strerror(errno));
-    return kExitSkip;
+    return fpsim::kExitSkip;
   }
 
   fpsim::harness::IsolatedRun run = fpsim::harness::run_isolated(body, std::chrono::seconds(60));
   if (!run.started) {
     std::printf("FAIL setup %s\n", run.error.c_str());
-    return 1;
+    return fpsim::kExitFailed;
   }
-  if (run.exit_code == kExitSkip)
-    return kExitSkip;
+  if (run.exit_code == fpsim::kExitSkip)
+    return fpsim::kExitSkip;
 
   std::string detail;
   bool clean = host_mounts_clean(run.root, detail) && run.cleaned_up;
@@ -381,10 +407,10 @@ int main() {
     detail += "; " + run.error;
   std::printf("%s (h) host namespace after the run: %s\n", clean ? "PASS" : "FAIL", detail.c_str());
 
-  bool child_ok = run.exit_code == 0 && !run.timed_out && run.signal == 0;
+  bool child_ok = run.exit_code == fpsim::kExitOk && !run.timed_out && run.signal == 0;
   if (!child_ok) {
     std::printf("FAIL isolated run: exit %d%s%s\n", run.exit_code, run.timed_out ? ", timed out" : "",
                 run.signal ? (", signal " + std::to_string(run.signal)).c_str() : "");
   }
-  return child_ok && clean ? 0 : 1;
+  return child_ok && clean ? fpsim::kExitOk : fpsim::kExitFailed;
 }

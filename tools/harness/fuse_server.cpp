@@ -1,5 +1,6 @@
 #include "fuse_server.h"
 
+#include "base/assert.h"
 #include "fuse_proto.h"
 #include "namespace.h"
 #include "wire.h"
@@ -61,93 +62,95 @@ std::string errno_name(int e) {
   return name ? name : "errno " + std::to_string(e);
 }
 
-using wire::bytes_of;
-using wire::errno_text;
-using wire::install_wake_handler;
-using wire::read_name;
-using wire::read_struct;
-using wire::wake_signal;
+using namespace wire;
+
+SessionObserver &no_observer() {
+  static SessionObserver none;
+  return none;
+}
 
 } // namespace
 
-std::unique_ptr<FuseServer> FuseServer::open(std::string fusectl_fallback_dir, std::string &err) {
+std::unique_ptr<FuseServer> FuseServer::open(ServerParts parts, std::string fusectl_fallback_dir,
+                                             std::string &err) {
+  FPSIM_ASSERT(parts.files && parts.policy, "a FUSE server needs its files and a policy");
   int fd = ::open("/dev/fuse", O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     err = errno_text("open /dev/fuse", errno);
     return nullptr;
   }
-  return std::unique_ptr<FuseServer>(new FuseServer(fd, std::move(fusectl_fallback_dir)));
+  return std::unique_ptr<FuseServer>(new FuseServer(fd, std::move(parts), std::move(fusectl_fallback_dir)));
 }
 
-FuseServer::FuseServer(int devfd, std::string fusectl_fallback_dir)
-    : devfd_(devfd), fusectl_fallback_dir_(std::move(fusectl_fallback_dir)) {}
+FuseServer::FuseServer(int devfd, ServerParts parts, std::string fusectl_fallback_dir)
+    : devfd_(devfd), parts_(std::move(parts)), observer_(parts_.observer ? *parts_.observer : no_observer()),
+      fusectl_fallback_dir_(std::move(fusectl_fallback_dir)),
+      start_time_(static_cast<std::uint64_t>(time(nullptr))) {
+  for (const std::string &name : parts_.files->names())
+    add_name(name);
+}
 
-FuseServer::~FuseServer() {
-  if (mounted_ && umount(false) != 0)
-    umount(true); // busy: files are still open; the lazy detach always succeeds
+FuseServer::~FuseServer() { shutdown(); }
+
+void FuseServer::shutdown() {
+  if (shut_down_)
+    return;
+  shut_down_ = true;
+  if (mounted_ && umount(false) != 0) {
+    note_problem("umount " + mnt_ + ": busy at the teardown, detached instead");
+    umount(true); // files are still open; the lazy detach always succeeds
+  }
   if (thread_.joinable()) {
     // After an unmount the thread sees ENODEV once the last file is closed. If files stay open
     // (stuck calls, leaked fds) only an abort ends the connection's traffic.
     if (!wait_stopped(std::chrono::milliseconds(500)) && dev_ != 0) {
       std::string err;
-      abort(err);
+      if (abort(err) != 0)
+        note_problem("abort at the teardown: " + err);
       wait_stopped(std::chrono::milliseconds(1000));
     }
     stop_thread();
   }
-  if (devfd_ >= 0)
+  if (devfd_ >= 0) {
     close(devfd_);
+    devfd_ = -1;
+  }
   if (dev_ != 0)
     unregister_fuse_connection(dev_);
 }
 
 // ---- files ------------------------------------------------------------------------------------------
 
-void FuseServer::add_file(const std::string &name, std::string content) {
-  std::lock_guard lock(mutex_);
-  for (auto &[id, file] : files_) {
-    if (file.name == name) {
-      file.content = std::move(content);
-      return;
-    }
-  }
-  files_[next_nodeid_++] = File{name, std::move(content)};
-}
-
-void FuseServer::created_file_content(std::string content) {
-  std::lock_guard lock(mutex_);
-  created_content_ = std::move(content);
-}
-
-void FuseServer::keep_size_on_truncate(bool keep) {
-  std::lock_guard lock(mutex_);
-  keep_size_ = keep;
-}
-
 std::optional<std::string> FuseServer::file_content(const std::string &name) const {
   std::lock_guard lock(mutex_);
-  for (const auto &[id, file] : files_)
-    if (file.name == name)
-      return file.content;
-  return std::nullopt;
+  p::fuse_attr attr{};
+  std::string data;
+  if (parts_.files->attr(name, attr) != 0 ||
+      parts_.files->read(name, 0, static_cast<std::uint32_t>(attr.size), data) != 0)
+    return std::nullopt;
+  return data;
 }
 
-std::optional<std::uint64_t> FuseServer::nodeid_of(const std::string &name) const {
-  std::lock_guard lock(mutex_);
-  for (const auto &[id, file] : files_)
-    if (file.name == name)
-      return id;
-  return std::nullopt;
+const std::string *FuseServer::name_of(std::uint64_t nodeid) const {
+  auto it = names_.find(nodeid);
+  return it == names_.end() ? nullptr : &it->second;
 }
 
-FuseServer::File *FuseServer::file_by_nodeid(std::uint64_t nodeid) {
-  auto it = files_.find(nodeid);
-  return it == files_.end() ? nullptr : &it->second;
+std::uint64_t FuseServer::add_name(const std::string &name) {
+  const std::uint64_t nodeid = next_nodeid_++;
+  names_[nodeid] = name;
+  state_.files[name] = nodeid;
+  return nodeid;
+}
+
+void FuseServer::drop_name(std::uint64_t nodeid) {
+  state_.files.erase(names_.at(nodeid));
+  names_.erase(nodeid);
 }
 
 // ---- mount ------------------------------------------------------------------------------------------
 
-int FuseServer::mount(const std::string &mnt, const InitConfig &config, std::string &err) {
+int FuseServer::mount(const std::string &mnt, const model::InitReply &init, std::string &err) {
   if (devfd_ < 0) {
     err = "mount: /dev/fuse is already closed";
     return -EBADF;
@@ -169,7 +172,7 @@ int FuseServer::mount(const std::string &mnt, const InitConfig &config, std::str
   }
   {
     std::lock_guard lock(mutex_);
-    init_config_ = config;
+    init_ = init;
   }
   install_wake_handler();
   stopping_ = false;
@@ -204,6 +207,9 @@ int FuseServer::mount(const std::string &mnt, const InitConfig &config, std::str
   }
   dev_ = *dev;
   register_fuse_connection(dev_);
+  std::lock_guard lock(mutex_);
+  for (policy::Inode inode : parts_.policy->register_at_mount(state_))
+    register_backing(inode);
   return 0;
 }
 
@@ -228,30 +234,35 @@ int FuseServer::backing_close(std::uint32_t id) {
   return ioctl(devfd_, p::kDevIocBackingClose, &id) < 0 ? -errno : 0;
 }
 
-// ---- scripting and observation -----------------------------------------------------------------------
+// ---- backing ids the policy asks for ----------------------------------------------------------------
 
-void FuseServer::script_open(const std::string &name, const OpenReply &reply) {
-  std::lock_guard lock(mutex_);
-  scripted_[{p::OPEN, name}] = reply;
+void FuseServer::register_backing(policy::Inode inode) {
+  const std::string &name = names_.at(inode);
+  const int result = backing_open(parts_.files->backing_fd(name));
+  if (result > 0)
+    state_.backing_ids[inode] = result;
+  observer_.backing_opened(name, result);
 }
 
-void FuseServer::script_create(const std::string &name, const OpenReply &reply) {
-  std::lock_guard lock(mutex_);
-  scripted_[{p::CREATE, name}] = reply;
+void FuseServer::close_backing(policy::Inode inode) {
+  const std::int32_t id = state_.backing_ids.at(inode);
+  state_.backing_ids.erase(inode);
+  const int result = backing_close(static_cast<std::uint32_t>(id));
+  observer_.backing_closed(names_.at(inode), id, result);
 }
 
-void FuseServer::script_opendir(const OpenReply &reply) {
-  std::lock_guard lock(mutex_);
-  scripted_[{p::OPENDIR, ""}] = reply;
+bool FuseServer::wait_all_released(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] { return unreleased_.empty(); });
 }
 
-std::optional<OpenEvent> FuseServer::last_open() const {
+void FuseServer::end_run() {
   std::lock_guard lock(mutex_);
-  for (auto it = opens_.rbegin(); it != opens_.rend(); ++it)
-    if (it->opcode == p::OPEN || it->opcode == p::CREATE)
-      return *it;
-  return std::nullopt;
+  for (policy::Inode inode : parts_.policy->close_at_end(state_))
+    close_backing(inode);
 }
+
+// ---- observation ------------------------------------------------------------------------------------
 
 std::vector<OpenEvent> FuseServer::open_events() const {
   std::lock_guard lock(mutex_);
@@ -263,21 +274,19 @@ bool FuseServer::released(std::uint64_t fh) const {
   return released_.count(fh) != 0;
 }
 
-bool FuseServer::last_open_released() const {
-  std::optional<OpenEvent> event = last_open();
-  return event && event->fh && released(*event->fh);
-}
-
 std::uint64_t FuseServer::count(std::uint32_t opcode) const {
   std::lock_guard lock(mutex_);
-  auto it = counts_.find(opcode);
-  return it == counts_.end() ? 0 : it->second;
+  return counts_.count(opcode) ? counts_.at(opcode) : 0;
+}
+
+std::set<std::uint32_t> FuseServer::unimplemented() const {
+  std::lock_guard lock(mutex_);
+  return unimplemented_;
 }
 
 std::uint64_t FuseServer::writes_from_thread(std::uint32_t tid) const {
   std::lock_guard lock(mutex_);
-  auto it = writes_by_thread_.find(tid);
-  return it == writes_by_thread_.end() ? 0 : it->second;
+  return writes_by_thread_.count(tid) ? writes_by_thread_.at(tid) : 0;
 }
 
 std::vector<std::string> FuseServer::problems() const {
@@ -327,20 +336,11 @@ int FuseServer::finish_held_write(std::uint64_t unique, int error) {
   Parked parked = std::move(it->second);
   parked_.erase(it);
   Answer answer;
-  if (error != 0) {
-    answer.error = error;
-  } else {
-    for (auto &[id, file] : files_) {
-      if (file.name == parked.info.name) {
-        std::size_t end = parked.info.offset + parked.data.size();
-        if (file.content.size() < end)
-          file.content.resize(end);
-        file.content.replace(parked.info.offset, parked.data.size(), parked.data);
-      }
-    }
-    p::fuse_write_out out{static_cast<std::uint32_t>(parked.data.size()), 0};
-    answer.payload = bytes_of(out);
-  }
+  std::uint32_t written = 0;
+  answer.error = error != 0 ? error
+                            : parts_.files->write(parked.info.name, parked.info.offset, parked.data, written);
+  if (answer.error == 0)
+    answer.payload = bytes_of(p::fuse_write_out{written, 0});
   lock.unlock();
   return reply(unique, answer.error, answer.payload.data(), answer.payload.size());
 }
@@ -480,37 +480,46 @@ void FuseServer::handle(const char *req, std::size_t len) {
     // A garbled WRITE is answered, never parked: its write_begin then finds nothing held.
     if (hit && hdr.opcode == p::WRITE)
       hold_armed_.erase(current_pid_);
+    observer_.request(hdr, in, insize);
     // A withheld request must change nothing a later statement could see (no file created, no
     // open recorded); a garbled one is handled as usual, so only its reply is wrong.
-    const bool withheld = hit && hit->kind != Fault::Kind::Garbage;
-    switch (withheld ? 0 : hdr.opcode) {
-    case p::INIT: answer = on_init(in, insize); break;
-    case p::LOOKUP: answer = hdr.nodeid == p::kRootId ? on_lookup(in, insize) : Answer{ENOENT, {}, true}; break;
-    case p::GETATTR: answer = on_getattr(hdr.nodeid); break;
-    case p::SETATTR: answer = on_setattr(hdr.nodeid, in, insize); break;
-    case p::OPEN:
-    case p::OPENDIR: answer = on_open(hdr.opcode, hdr.nodeid, in, insize); break;
-    case p::CREATE: answer = on_create(in, insize); break;
-    case p::READ: answer = on_read(hdr.nodeid, in, insize); break;
-    case p::WRITE: answer = on_write(hdr.unique, hdr.nodeid, in, insize); break;
-    case p::RELEASE:
-    case p::RELEASEDIR: answer = on_release(in, insize); break;
-    case p::READDIR: answer = on_readdir(in, insize); break;
-    case p::STATFS: answer = on_statfs(); break;
-    case p::FLUSH:
-    case p::FSYNC:
-    case p::DESTROY: break; // nothing to persist: an empty success
-    case p::FORGET:
-    case p::BATCH_FORGET:
-    case p::INTERRUPT: answer.send = false; break; // the protocol has no reply for these
-    case 0: answer.send = false; break; // withheld (no request has opcode 0)
-    default: answer.error = ENOSYS; break;
-    }
+    if (hit && hit->kind != Fault::Kind::Garbage)
+      answer.send = false;
+    else
+      answer = dispatch(hdr, in, insize);
   }
   if (hit)
     inject(*hit, hdr.unique, answer);
   else if (answer.send)
     reply(hdr.unique, answer.error, answer.payload.data(), answer.payload.size());
+}
+
+FuseServer::Answer FuseServer::dispatch(const p::fuse_in_header &hdr, const char *in, std::size_t insize) {
+  switch (hdr.opcode) {
+  case p::INIT: return on_init(in, insize);
+  case p::LOOKUP: return on_lookup(hdr.nodeid, in, insize);
+  case p::GETATTR: return on_getattr(hdr.nodeid);
+  case p::SETATTR: return on_setattr(hdr.nodeid, in, insize);
+  case p::OPEN:
+  case p::OPENDIR: return on_open(hdr.opcode, hdr.nodeid, in, insize);
+  case p::CREATE: return on_create(hdr.nodeid, in, insize);
+  case p::READ: return on_read(hdr.nodeid, in, insize);
+  case p::WRITE: return on_write(hdr.unique, hdr.nodeid, in, insize);
+  case p::RELEASE:
+  case p::RELEASEDIR: return on_release(in, insize);
+  case p::READDIR: return on_readdir(hdr.nodeid, in, insize);
+  case p::STATFS: return on_statfs();
+  case p::FLUSH:
+  case p::FSYNC:
+  case p::FSYNCDIR:
+  case p::DESTROY: return {}; // nothing to persist: an empty success
+  case p::FORGET:
+  case p::BATCH_FORGET:
+  case p::INTERRUPT: return {0, {}, false}; // the protocol has no reply for these
+  default: // a wire number, not an enum of ours: anything the kernel may send
+    unimplemented_.insert(hdr.opcode);
+    return {ENOSYS, {}, true};
+  }
 }
 
 // ---- fault injection --------------------------------------------------------------------------------
@@ -542,7 +551,7 @@ void FuseServer::fault_fired(const std::string &what) {
 }
 
 void FuseServer::inject(const Fault &fault, std::uint64_t unique, const Answer &answer) {
-  const std::string request = fmt::format("{} #{} (unique {})", fault_opcode_name(fault.opcode), fault.nth, unique);
+  const std::string request = fmt::format("{} #{} (unique {})", p::opcode_name(fault.opcode), fault.nth, unique);
   switch (fault.kind) {
   case Fault::Kind::Silent:
     fault_request_pending_ = true;
@@ -647,13 +656,13 @@ FuseServer::Answer FuseServer::on_init(const char *in, std::size_t insize) {
   kernel_init_ = KernelInit{init.major, init.minor, init.flags, init.flags2};
 
   std::uint64_t flags = p::init_flag::ASYNC_READ | p::init_flag::BIG_WRITES | p::init_flag::MAX_PAGES;
-  if (!init_config_.no_init_ext)
+  if (init_.init_ext)
     flags |= p::init_flag::INIT_EXT;
-  if (init_config_.writeback_cache)
+  if (init_.writeback_cache)
     flags |= p::init_flag::WRITEBACK_CACHE;
-  if (init_config_.passthrough)
+  if (init_.passthrough)
     flags |= p::init_flag::PASSTHROUGH;
-  if (init_config_.direct_io_allow_mmap)
+  if (init_.direct_io_allow_mmap)
     flags |= p::init_flag::DIRECT_IO_ALLOW_MMAP;
 
   p::fuse_init_out out{};
@@ -661,61 +670,60 @@ FuseServer::Answer FuseServer::on_init(const char *in, std::size_t insize) {
   out.minor = std::min(init.minor, p::kKernelMinorVersion);
   out.max_readahead = init.max_readahead;
   out.flags = static_cast<std::uint32_t>(flags);
-  // Sent even with no_init_ext: the point of that option is that the kernel then ignores flags2.
+  // Sent even without INIT_EXT: the point of leaving it out is that the kernel then ignores flags2.
   out.flags2 = static_cast<std::uint32_t>(flags >> 32);
   out.max_background = 16;
   out.congestion_threshold = 12;
   out.max_write = kMaxWrite;
   out.time_gran = 1;
   out.max_pages = 256;
-  out.max_stack_depth = init_config_.max_stack_depth;
+  out.max_stack_depth = static_cast<std::uint32_t>(init_.max_stack_depth);
   // Always the full 64 bytes: a short reply is zero-filled, i.e. max_stack_depth 0, no passthrough.
   return {0, bytes_of(out), true};
 }
 
-std::string FuseServer::attr_bytes_of(std::uint64_t nodeid) const {
-  p::fuse_attr attr{};
+int FuseServer::attr_of(std::uint64_t nodeid, p::fuse_attr &attr) const {
+  attr = p::fuse_attr{};
   attr.ino = nodeid;
   attr.blksize = 4096;
   if (nodeid == p::kRootId) {
     attr.mode = S_IFDIR | 0755;
     attr.nlink = 2;
-  } else {
-    const File &file = files_.at(nodeid);
-    attr.size = file.content.size();
-    attr.blocks = (attr.size + 511) / 512;
-    attr.mode = S_IFREG | 0666;
-    attr.nlink = 1;
+    attr.atime = attr.mtime = attr.ctime = start_time_;
+    return 0;
   }
-  return bytes_of(attr);
+  const std::string *name = name_of(nodeid);
+  if (name == nullptr)
+    return ENOENT;
+  attr.nlink = 1;
+  return parts_.files->attr(*name, attr);
 }
 
-FuseServer::Answer FuseServer::on_lookup(const char *in, std::size_t insize) {
+std::optional<std::string> FuseServer::entry_of(std::uint64_t nodeid) const {
+  p::fuse_entry_out entry{};
+  if (attr_of(nodeid, entry.attr) != 0)
+    return std::nullopt;
+  entry.nodeid = nodeid;
+  // attr_valid stays 0: every stat asks the server.
+  entry.entry_valid = parts_.entry_timeout;
+  return bytes_of(entry);
+}
+
+FuseServer::Answer FuseServer::on_lookup(std::uint64_t parent, const char *in, std::size_t insize) {
   std::optional<std::string> name = read_name(in, insize);
   if (!name)
     return {EINVAL, {}, true};
-  for (const auto &[id, file] : files_) {
-    if (file.name == *name) {
-      p::fuse_entry_out entry{};
-      entry.nodeid = id;
-      // A day keeps the dentry for the whole trace (no LOOKUP per open, so a path walk after an
-      // abort succeeds for every name looked up before it, as the model says, never depending on
-      // how long the trace took); attr_valid 0 makes every stat ask the server.
-      entry.entry_valid = 86400;
-      std::string attr = attr_bytes_of(id);
-      std::memcpy(&entry.attr, attr.data(), sizeof(entry.attr));
-      return {0, bytes_of(entry), true};
-    }
-  }
-  return {ENOENT, {}, true};
+  auto it = state_.files.find(*name);
+  if (parent != p::kRootId || it == state_.files.end())
+    return {ENOENT, {}, true};
+  std::optional<std::string> entry = entry_of(it->second);
+  return entry ? Answer{0, std::move(*entry), true} : Answer{EIO, {}, true};
 }
 
 FuseServer::Answer FuseServer::on_getattr(std::uint64_t nodeid) {
-  if (nodeid != p::kRootId && file_by_nodeid(nodeid) == nullptr)
-    return {ENOENT, {}, true};
   p::fuse_attr_out out{};
-  std::string attr = attr_bytes_of(nodeid);
-  std::memcpy(&out.attr, attr.data(), sizeof(out.attr));
+  if (const int e = attr_of(nodeid, out.attr); e != 0)
+    return {e, {}, true};
   return {0, bytes_of(out), true};
 }
 
@@ -724,50 +732,46 @@ FuseServer::Answer FuseServer::on_setattr(std::uint64_t nodeid, const char *in, 
   if (!read_struct(in, insize, set))
     return {EINVAL, {}, true};
   if (nodeid != p::kRootId) {
-    File *file = file_by_nodeid(nodeid);
-    if (file == nullptr)
+    const std::string *name = name_of(nodeid);
+    if (name == nullptr)
       return {ENOENT, {}, true};
     // The kernel sends SETATTR(size) for O_TRUNC opens and ftruncate on non-passthrough files.
-    if ((set.valid & p::fattr::SIZE) && !keep_size_)
-      file->content.resize(set.size);
+    if (const int e = parts_.files->setattr(*name, set); e != 0)
+      return {e, {}, true};
   }
   return on_getattr(nodeid);
 }
 
-OpenReply FuseServer::take_reply(std::uint32_t opcode, const std::string &name, bool &scripted) {
-  auto it = scripted_.find({opcode, name});
-  if (it == scripted_.end()) {
-    scripted = false;
-    return OpenReply::open(0);
-  }
-  scripted = true;
-  OpenReply reply = it->second;
-  scripted_.erase(it);
-  return reply;
+model::OpenReply FuseServer::decide(const policy::OpenRequest &request) {
+  for (policy::Inode inode : parts_.policy->register_before_reply(request, state_))
+    register_backing(inode);
+  return parts_.policy->reply(request, state_);
 }
 
-FuseServer::Answer FuseServer::finish_open(OpenEvent event, bool with_entry, std::uint64_t nodeid) {
+FuseServer::Answer FuseServer::finish_open(const policy::OpenRequest &request, model::OpenReply reply,
+                                           bool with_entry) {
   Answer answer;
-  event.pid = current_pid_;
-  switch (event.reply.kind) {
-  case OpenReply::Kind::Error: answer.error = event.reply.error; break;
-  case OpenReply::Kind::Enosys: answer.error = ENOSYS; break;
-  case OpenReply::Kind::Open: {
+  if (reply.kind == model::OpenReply::Kind::Flags && with_entry) {
+    std::optional<std::string> entry = entry_of(request.inode);
+    if (entry)
+      answer.payload = std::move(*entry);
+    else
+      reply = policy::reply_error(EIO);
+  }
+  OpenEvent event{request, reply, std::nullopt, current_pid_};
+  switch (reply.kind) {
+  case model::OpenReply::Kind::Error: answer.error = reply.error; break;
+  case model::OpenReply::Kind::Enosys: answer.error = ENOSYS; break;
+  case model::OpenReply::Kind::Flags:
     event.fh = next_fh_++;
-    if (with_entry) {
-      p::fuse_entry_out entry{};
-      entry.nodeid = nodeid;
-      entry.entry_valid = 86400;
-      std::string attr = attr_bytes_of(nodeid);
-      std::memcpy(&entry.attr, attr.data(), sizeof(entry.attr));
-      answer.payload = bytes_of(entry);
-    }
-    p::fuse_open_out out{*event.fh, event.reply.open_flags, event.reply.backing_id};
-    answer.payload += bytes_of(out);
+    unreleased_[*event.fh] = opens_.size();
+    if (request.kind != policy::OpenKind::Opendir)
+      ++state_.open_handles[request.inode];
+    answer.payload += bytes_of(p::fuse_open_out{*event.fh, reply.open_flags, reply.backing_id});
     break;
   }
-  }
-  opens_.push_back(std::move(event));
+  opens_.push_back(event);
+  observer_.opened(event);
   return answer;
 }
 
@@ -776,57 +780,52 @@ FuseServer::Answer FuseServer::on_open(std::uint32_t opcode, std::uint64_t nodei
   p::fuse_open_in open_in{};
   if (!read_struct(in, insize, open_in))
     return {EINVAL, {}, true};
-  std::string name;
+  policy::OpenRequest request{policy::OpenKind::Opendir, nodeid, "", open_in.flags};
   if (opcode == p::OPEN) {
-    const File *file = file_by_nodeid(nodeid);
-    if (file == nullptr)
+    const std::string *name = name_of(nodeid);
+    if (name == nullptr)
       return {ENOENT, {}, true};
-    name = file->name;
+    request.kind = policy::OpenKind::Open;
+    request.name = *name;
   } else if (nodeid != p::kRootId) {
     return {ENOTDIR, {}, true};
   }
-  OpenEvent event;
-  event.opcode = opcode;
-  event.name = name;
-  event.nodeid = nodeid;
-  event.flags = open_in.flags;
-  event.reply = take_reply(opcode, name, event.scripted);
-  return finish_open(std::move(event), false, nodeid);
+  return finish_open(request, decide(request), false);
 }
 
-FuseServer::Answer FuseServer::on_create(const char *in, std::size_t insize) {
+FuseServer::Answer FuseServer::on_create(std::uint64_t parent, const char *in, std::size_t insize) {
   p::fuse_create_in create{};
   if (!read_struct(in, insize, create))
     return {EINVAL, {}, true};
   std::optional<std::string> name = read_name(in + sizeof(create), insize - sizeof(create));
-  if (!name)
+  if (!name || parent != p::kRootId)
     return {EINVAL, {}, true};
-  OpenEvent event;
-  event.opcode = p::CREATE;
-  event.name = *name;
-  event.flags = create.flags;
-  event.reply = take_reply(p::CREATE, *name, event.scripted);
-  if (event.reply.kind == OpenReply::Kind::Open) {
-    for (const auto &[id, file] : files_)
-      if (file.name == *name)
-        return {EEXIST, {}, true};
-    event.nodeid = next_nodeid_++;
-    files_[event.nodeid] = File{*name, created_content_.value_or("FUSE:" + *name + "\n")};
+  if (state_.files.count(*name) != 0)
+    return {EEXIST, {}, true};
+  if (const int e = parts_.files->create(*name, create.mode & ~create.umask); e != 0)
+    return {e, {}, true};
+  const policy::OpenRequest request{policy::OpenKind::Create, add_name(*name), *name, create.flags};
+  const model::OpenReply reply = decide(request);
+  // A CREATE the server fails leaves nothing behind: a later open of the name must find no file.
+  if (reply.kind != model::OpenReply::Kind::Flags) {
+    if (state_.backing_ids.count(request.inode) != 0)
+      close_backing(request.inode);
+    parts_.files->remove(*name);
+    drop_name(request.inode);
   }
-  std::uint64_t nodeid = event.nodeid;
-  return finish_open(std::move(event), true, nodeid);
+  return finish_open(request, reply, true);
 }
 
 FuseServer::Answer FuseServer::on_read(std::uint64_t nodeid, const char *in, std::size_t insize) {
   p::fuse_read_in read_in{};
   if (!read_struct(in, insize, read_in))
     return {EINVAL, {}, true};
-  const File *file = file_by_nodeid(nodeid);
-  if (file == nullptr)
+  const std::string *name = name_of(nodeid);
+  if (name == nullptr)
     return {ENOENT, {}, true};
-  if (read_in.offset >= file->content.size())
-    return {};
-  return {0, file->content.substr(read_in.offset, read_in.size), true};
+  Answer answer;
+  answer.error = parts_.files->read(*name, read_in.offset, read_in.size, answer.payload);
+  return answer;
 }
 
 FuseServer::Answer FuseServer::on_write(std::uint64_t unique, std::uint64_t nodeid, const char *in,
@@ -834,24 +833,22 @@ FuseServer::Answer FuseServer::on_write(std::uint64_t unique, std::uint64_t node
   p::fuse_write_in write_in{};
   if (!read_struct(in, insize, write_in) || insize - sizeof(write_in) < write_in.size)
     return {EINVAL, {}, true};
-  File *file = file_by_nodeid(nodeid);
-  if (file == nullptr)
+  const std::string *name = name_of(nodeid);
+  if (name == nullptr)
     return {ENOENT, {}, true};
   std::string data(in + sizeof(write_in), write_in.size);
   ++writes_by_thread_[current_pid_];
   if (auto armed = hold_armed_.find(current_pid_); armed != hold_armed_.end()) {
     parked_[unique] =
-        Parked{HeldWrite{unique, armed->second, file->name, write_in.offset, data.size()}, std::move(data)};
+        Parked{HeldWrite{unique, armed->second, *name, write_in.offset, data.size()}, std::move(data)};
     hold_armed_.erase(armed);
     changed_.notify_all();
     return {0, {}, false};
   }
-  std::size_t end = write_in.offset + data.size();
-  if (file->content.size() < end)
-    file->content.resize(end);
-  file->content.replace(write_in.offset, data.size(), data);
-  p::fuse_write_out out{write_in.size, 0};
-  return {0, bytes_of(out), true};
+  std::uint32_t written = 0;
+  if (const int e = parts_.files->write(*name, write_in.offset, data, written); e != 0)
+    return {e, {}, true};
+  return {0, bytes_of(p::fuse_write_out{written, 0}), true};
 }
 
 FuseServer::Answer FuseServer::on_release(const char *in, std::size_t insize) {
@@ -859,17 +856,34 @@ FuseServer::Answer FuseServer::on_release(const char *in, std::size_t insize) {
   if (!read_struct(in, insize, release))
     return {EINVAL, {}, true};
   released_.insert(release.fh);
+  auto it = unreleased_.find(release.fh);
+  if (it == unreleased_.end()) {
+    problems_.push_back("RELEASE of fh " + std::to_string(release.fh) + ", which the server never gave out");
+    return {};
+  }
+  const OpenEvent &event = opens_.at(it->second);
+  unreleased_.erase(it);
+  const policy::Inode inode = event.request.inode;
+  if (event.request.kind != policy::OpenKind::Opendir && --state_.open_handles.at(inode) == 0)
+    state_.open_handles.erase(inode);
+  observer_.released(event);
+  if (event.request.kind != policy::OpenKind::Opendir)
+    for (policy::Inode close : parts_.policy->close_after_release(inode, state_))
+      close_backing(close);
+  changed_.notify_all();
   return {};
 }
 
-FuseServer::Answer FuseServer::on_readdir(const char *in, std::size_t insize) {
+FuseServer::Answer FuseServer::on_readdir(std::uint64_t nodeid, const char *in, std::size_t insize) {
   p::fuse_read_in read_in{};
   if (!read_struct(in, insize, read_in))
     return {EINVAL, {}, true};
+  if (nodeid != p::kRootId)
+    return {ENOTDIR, {}, true};
   // The directory offset is simply the index of the next entry.
   std::vector<std::pair<std::uint64_t, std::string>> entries{{p::kRootId, "."}, {p::kRootId, ".."}};
-  for (const auto &[id, file] : files_)
-    entries.emplace_back(id, file.name);
+  for (const auto &[name, id] : state_.files)
+    entries.emplace_back(id, name);
   std::string out;
   for (std::size_t i = read_in.offset; i < entries.size(); ++i) {
     const auto &[ino, name] = entries[i];
@@ -891,7 +905,7 @@ FuseServer::Answer FuseServer::on_statfs() {
   out.st.bfree = 1 << 19;
   out.st.bavail = 1 << 19;
   out.st.files = 1 << 16;
-  out.st.ffree = (1 << 16) - files_.size();
+  out.st.ffree = (1 << 16) - names_.size();
   out.st.bsize = 4096;
   out.st.namelen = 255;
   out.st.frsize = 4096;

@@ -1,8 +1,12 @@
-// A raw /dev/fuse server (no libfuse) for driving the real kernel's passthrough state machine:
-// a flat directory of regular files whose OPEN/CREATE/OPENDIR replies the caller scripts one by one.
-//
-// Content convention: files served by this server start with "FUSE:", so a read through the server is
-// distinguishable from a passthrough read of a backing file (which the caller fills with "BACKING:").
+// The harness's one FUSE server session: a raw /dev/fuse server (no libfuse) serving a flat
+// directory of regular files, made of parts the caller picks:
+// - the files (file_store.h): the trace's files for the cross-check, a copied directory's for record;
+// - the policy (server_policy.h): the replies to OPEN/CREATE/OPENDIR and the backing ids to register
+//   and close, scripted per statement for the cross-check, hp/passthrough/cached/direct_io for
+//   record. The policy decides; the session performs the ioctls and sends the replies;
+// - an observer (SessionObserver), told of every request and of what the session did: the recorder
+//   writes its trace from it;
+// and the fault injection of fault.h.
 //
 // Threading: one server thread reads /dev/fuse and answers requests. Every public method may be called
 // from any other thread; the kernel calls that exercise the mount (open, read, write...) belong on the
@@ -10,6 +14,11 @@
 #pragma once
 
 #include "fault.h"
+#include "file_store.h"
+#include "fuse_proto.h"
+#include "server_policy.h"
+
+#include "model/fuse.h"
 
 #include <sys/types.h>
 
@@ -29,15 +38,6 @@
 
 namespace fpsim::harness {
 
-// The server's INIT reply (trace statement `init`).
-struct InitConfig {
-  bool passthrough = false;          // FUSE_PASSTHROUGH in flags2
-  std::uint32_t max_stack_depth = 0; // only 1 and 2 enable passthrough
-  bool writeback_cache = false;      // FUSE_WRITEBACK_CACHE; excludes passthrough on 6.11+
-  bool direct_io_allow_mmap = false; // FUSE_DIRECT_IO_ALLOW_MMAP in flags2
-  bool no_init_ext = false;          // leave out FUSE_INIT_EXT, so the kernel ignores flags2
-};
-
 // What the kernel offered in its INIT request.
 struct KernelInit {
   std::uint32_t major = 0;
@@ -46,32 +46,12 @@ struct KernelInit {
   std::uint32_t flags2 = 0;
 };
 
-// The server's answer to one OPEN, CREATE or OPENDIR.
-struct OpenReply {
-  enum class Kind { Open, Error, Enosys };
-  Kind kind = Kind::Open;
-  int error = 0;                // Kind::Error: a positive errno
-  std::uint32_t open_flags = 0; // Kind::Open: FOPEN_* bits
-  std::int32_t backing_id = 0;  // Kind::Open: fuse_open_out.backing_id
-
-  static OpenReply open(std::uint32_t open_flags, std::int32_t backing_id = 0) {
-    return {Kind::Open, 0, open_flags, backing_id};
-  }
-  static OpenReply fail(int error) { return {Kind::Error, error, 0, 0}; }
-  // The server "does not implement OPEN": the kernel then stops sending OPEN on this connection.
-  static OpenReply enosys() { return {Kind::Enosys, 0, 0, 0}; }
-};
-
 // One OPEN/CREATE/OPENDIR as the server received and answered it.
 struct OpenEvent {
-  std::uint32_t opcode = 0;
-  std::string name; // the file's name; "" for OPENDIR of the root
-  std::uint64_t nodeid = 0;
-  std::uint32_t flags = 0; // the client's O_* flags as the kernel forwarded them
-  bool scripted = false;   // false: nothing was scripted and the default (cached) reply was sent
-  OpenReply reply;
+  policy::OpenRequest request;
+  model::OpenReply reply;
   std::optional<std::uint64_t> fh; // set when the reply handed out a handle
-  std::uint32_t pid = 0;            // fuse_in_header.pid: the id of the calling thread
+  std::uint32_t pid = 0;           // fuse_in_header.pid: the id of the calling thread
 };
 
 // A WRITE the server is holding back (see hold_next_write_of_this_thread).
@@ -83,37 +63,53 @@ struct HeldWrite {
   std::size_t size = 0;
 };
 
+// Called with the server's lock held, on the server thread (and on the caller's for the ids a
+// policy registers at the mount or closes at the end of a run): it must not call the server back.
+// Each method does nothing unless overridden.
+class SessionObserver {
+public:
+  virtual ~SessionObserver() = default;
+  // Every request, before it is handled; `in` is what follows the header.
+  virtual void request(const proto::fuse_in_header &, const char *, std::size_t) {}
+  // A BACKING_OPEN the policy asked for: the id, or -errno.
+  virtual void backing_opened(const std::string &, int) {}
+  // A BACKING_CLOSE the policy asked for: 0 or -errno.
+  virtual void backing_closed(const std::string &, std::int32_t, int) {}
+  virtual void opened(const OpenEvent &) {}
+  // A RELEASE or RELEASEDIR of the handle the event handed out.
+  virtual void released(const OpenEvent &) {}
+};
+
+struct ServerParts {
+  std::unique_ptr<FileStore> files;
+  std::shared_ptr<policy::ServerPolicy> policy;
+  SessionObserver *observer = nullptr; // null: nobody watches
+  // entry_valid of LOOKUP replies, in seconds. The cross-check's day keeps every dentry for the
+  // whole trace (no LOOKUP per open, so a path walk after an abort succeeds for every name looked
+  // up before it, as the model says, never depending on how long the trace took).
+  std::uint64_t entry_timeout = 86400;
+};
+
 class FuseServer {
 public:
   // Opens /dev/fuse. `fusectl_fallback_dir` is where abort() may mount fusectl if it is not mounted
   // (see ensure_fusectl). Returns nullptr and sets `err` on failure.
-  static std::unique_ptr<FuseServer> open(std::string fusectl_fallback_dir, std::string &err);
+  static std::unique_ptr<FuseServer> open(ServerParts parts, std::string fusectl_fallback_dir,
+                                          std::string &err);
 
-  // Tears down in the order of real-kernel-notes.md: unmount (lazily if busy), let the server thread
-  // see ENODEV, abort through fusectl if it does not, then close the device.
+  // shutdown(), then closes the files.
   ~FuseServer();
   FuseServer(const FuseServer &) = delete;
   FuseServer &operator=(const FuseServer &) = delete;
 
-  // ---- served files -------------------------------------------------------------------------------
-  // Adds (or replaces) a regular file in the root directory.
-  void add_file(const std::string &name, std::string content);
   std::optional<std::string> file_content(const std::string &name) const;
-  // When set, SETATTR(size) (O_TRUNC, ftruncate) is answered but leaves the content as it is, so the
-  // files never shrink and an in-place write never goes past EOF.
-  void keep_size_on_truncate(bool keep);
-  // What a file made by CREATE holds (default "FUSE:<name>\n"): never empty, so reads of it are
-  // recognisable as served.
-  void created_file_content(std::string content);
-  std::optional<std::uint64_t> nodeid_of(const std::string &name) const;
 
   // ---- mount and INIT -----------------------------------------------------------------------------
   // Arms FUSE_DEV_IOC_SYNC_INIT, starts the server thread and mounts on `mnt`; mount(2) returns only
-  // once the thread has answered INIT with `config`. Returns 0 or -errno, `err` explains.
-  int mount(const std::string &mnt, const InitConfig &config, std::string &err);
+  // once the thread has answered INIT with `init`. Then registers what the policy registers at the
+  // mount. Returns 0 or -errno, `err` explains.
+  int mount(const std::string &mnt, const model::InitReply &init, std::string &err);
   std::optional<KernelInit> kernel_init() const;
-  // st_dev of the mounted root, taken right after mount (needed for fusectl after an unmount).
-  dev_t dev() const { return dev_; }
   // -1 once crash()ed: the ioctls a trace sends through it must fail as on a closed fd.
   int dev_fd() const { return crashed_ ? -1 : devfd_; }
 
@@ -123,23 +119,21 @@ public:
   // FUSE_DEV_IOC_BACKING_CLOSE: 0 or -errno.
   int backing_close(std::uint32_t id);
 
-  // ---- scripted open replies ----------------------------------------------------------------------
-  // Sets the reply to the next OPEN of `name` / CREATE of `name` / OPENDIR of the root. A reply is
-  // used once; an unscripted request gets a cached reply (flags 0) and is flagged in its OpenEvent.
-  void script_open(const std::string &name, const OpenReply &reply);
-  void script_create(const std::string &name, const OpenReply &reply);
-  void script_opendir(const OpenReply &reply);
+  // ---- the end of a run ---------------------------------------------------------------------------
+  // Waits until every handle the server gave out was released; false after `timeout`.
+  bool wait_all_released(std::chrono::milliseconds timeout);
+  // Closes the backing ids the policy closes at the end of a run.
+  void end_run();
 
-  // The most recent OPEN or CREATE (OPENDIR excluded), if any.
-  std::optional<OpenEvent> last_open() const;
+  // ---- observation --------------------------------------------------------------------------------
   std::vector<OpenEvent> open_events() const;
-  // Whether a RELEASE or RELEASEDIR for `fh` arrived.
+  // Whether a RELEASE or RELEASEDIR for `fh` arrived. The synchronous RELEASE the kernel sends after a
+  // refused open is recorded before it is answered, so it is visible when open(2) returns.
   bool released(std::uint64_t fh) const;
-  // Whether the handle of the most recent OPEN/CREATE was released. The synchronous RELEASE the kernel
-  // sends after a refused open is recorded before it is answered, so it is visible when open(2) returns.
-  bool last_open_released() const;
   // Requests received with this opcode so far (INIT included).
   std::uint64_t count(std::uint32_t opcode) const;
+  // The opcodes answered ENOSYS because the server does not implement them.
+  std::set<std::uint32_t> unimplemented() const;
   // WRITE requests received from this thread (fuse_in_header.pid) so far.
   std::uint64_t writes_from_thread(std::uint32_t tid) const;
 
@@ -167,6 +161,10 @@ public:
   int dev_close();
   // Whether the server thread has ended (it does on ENODEV/ECONNABORTED), waiting up to `timeout`.
   bool wait_stopped(std::chrono::milliseconds timeout);
+  // Tears down in the order of docs/real-kernel-notes.md EXP10: unmount (lazily if busy), let the
+  // server thread see ENODEV, abort through fusectl if it does not, then close the device.
+  // Idempotent; problems() still answers after it.
+  void shutdown();
 
   // Anomalies the server thread met (failed reply writes other than ENOENT, malformed requests,
   // unexpected read errors). Empty in a healthy run.
@@ -180,7 +178,6 @@ public:
   // is released, so the kernel ends the requests the server had read (ECONNABORTED) and aborts the
   // connection. Every later device operation fails with EBADF: the server's fd is gone too.
   void crash();
-  bool crashed() const { return crashed_; }
   // What the armed request fault did once it hit (empty until then). Waits up to `settle` for a
   // fault being fired to be recorded: a garbage reply wakes the caller before the server thread
   // learns what the kernel made of it, and the report belongs to the caller's statement.
@@ -190,17 +187,12 @@ public:
   bool fault_left_request_pending() const { return fault_request_pending_; }
 
 private:
-  struct File {
-    std::string name;
-    std::string content;
-  };
-  std::optional<std::string> created_content_;
   struct Parked {
     HeldWrite info;
     std::string data;
   };
 
-  explicit FuseServer(int devfd, std::string fusectl_fallback_dir);
+  FuseServer(int devfd, ServerParts parts, std::string fusectl_fallback_dir);
 
   void serve();
   void handle(const char *req, std::size_t len);
@@ -218,22 +210,30 @@ private:
     std::string payload;
     bool send = true; // false: no reply (FORGET, INTERRUPT) or parked (held WRITE)
   };
+  Answer dispatch(const proto::fuse_in_header &hdr, const char *in, std::size_t insize);
   Answer on_init(const char *in, std::size_t insize);
-  Answer on_lookup(const char *in, std::size_t insize);
+  Answer on_lookup(std::uint64_t parent, const char *in, std::size_t insize);
   Answer on_getattr(std::uint64_t nodeid);
   Answer on_setattr(std::uint64_t nodeid, const char *in, std::size_t insize);
   Answer on_open(std::uint32_t opcode, std::uint64_t nodeid, const char *in, std::size_t insize);
-  Answer on_create(const char *in, std::size_t insize);
+  Answer on_create(std::uint64_t parent, const char *in, std::size_t insize);
   Answer on_read(std::uint64_t nodeid, const char *in, std::size_t insize);
   Answer on_write(std::uint64_t unique, std::uint64_t nodeid, const char *in, std::size_t insize);
   Answer on_release(const char *in, std::size_t insize);
-  Answer on_readdir(const char *in, std::size_t insize);
+  Answer on_readdir(std::uint64_t nodeid, const char *in, std::size_t insize);
   Answer on_statfs();
 
-  OpenReply take_reply(std::uint32_t opcode, const std::string &name, bool &scripted);
-  Answer finish_open(OpenEvent event, bool with_entry, std::uint64_t nodeid);
-  std::string attr_bytes_of(std::uint64_t nodeid) const;
-  File *file_by_nodeid(std::uint64_t nodeid);
+  // mutex_ held, as everything below.
+  const std::string *name_of(std::uint64_t nodeid) const;
+  std::uint64_t add_name(const std::string &name);
+  void drop_name(std::uint64_t nodeid);
+  int attr_of(std::uint64_t nodeid, proto::fuse_attr &attr) const;
+  std::optional<std::string> entry_of(std::uint64_t nodeid) const;
+  // The policy's reply, after the registrations it asks for first.
+  model::OpenReply decide(const policy::OpenRequest &request);
+  Answer finish_open(const policy::OpenRequest &request, model::OpenReply reply, bool with_entry);
+  void register_backing(policy::Inode inode);
+  void close_backing(policy::Inode inode);
   // The armed fault hit this request: withholds, garbles or ends things as it says.
   void inject(const Fault &fault, std::uint64_t unique, const Answer &answer);
   // Writes a reply the kernel must refuse; says what was sent and what the kernel answered.
@@ -242,27 +242,32 @@ private:
   void fault_fired(const std::string &what);
 
   int devfd_;
+  ServerParts parts_;
+  SessionObserver &observer_; // parts_.observer, or one that does nothing
   const std::string fusectl_fallback_dir_;
+  const std::uint64_t start_time_; // the root directory's times
   std::string mnt_;
   bool mounted_ = false; // mounted by us and not yet unmounted by us
-  dev_t dev_ = 0;
-  InitConfig init_config_;
-  bool keep_size_ = false;
+  bool shut_down_ = false;
+  dev_t dev_ = 0; // st_dev of the mounted root, taken right after mount (fusectl's name for it)
+  model::InitReply init_;
 
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> thread_done_{false};
 
   mutable std::mutex mutex_;
-  mutable std::condition_variable changed_; // signalled on parked writes, recorded faults, thread exit
+  mutable std::condition_variable changed_; // signalled on parked writes, releases, recorded faults, thread exit
   std::optional<KernelInit> kernel_init_;
-  std::map<std::uint64_t, File> files_; // by nodeid
+  std::map<std::uint64_t, std::string> names_; // nodeid -> name; state_.files the other way
   std::uint64_t next_nodeid_ = 2;
   std::uint64_t next_fh_ = 1000; // far from nodeids, so a mixed-up fh and nodeid is easy to spot
-  std::map<std::pair<std::uint32_t, std::string>, OpenReply> scripted_;
+  policy::ServerState state_;
   std::vector<OpenEvent> opens_;
+  std::map<std::uint64_t, std::size_t> unreleased_; // fh -> its open in opens_
   std::set<std::uint64_t> released_;
   std::map<std::uint32_t, std::uint64_t> counts_;
+  std::set<std::uint32_t> unimplemented_;
   std::map<std::uint32_t, std::uint64_t> hold_armed_; // thread id -> token
   std::map<std::uint32_t, std::uint64_t> writes_by_thread_;
   std::map<std::uint64_t, Parked> parked_; // by unique

@@ -1,11 +1,13 @@
 #include "fuzz_kernel.h"
 
-#include "sim/fuzz.h"
-#include "sim/generate.h"
-#include "sim/parser.h"
-#include "sim/printer.h"
-#include "sim/shrink.h"
-#include "sim/sim_executor.h"
+#include "sim/search/fuzz.h"
+#include "sim/search/generate.h"
+#include "sim/trace/parser.h"
+#include "sim/trace/printer.h"
+#include "sim/search/shrink.h"
+#include "sim/exec/live.h"
+#include "sim/exec/sim_executor.h"
+#include "tools/exit_codes.h"
 
 #include <chrono>
 #include <cstdio>
@@ -62,15 +64,12 @@ bool folio_race(const model::Model &m) {
 std::size_t race_free_prefix(const sim::Trace &t) {
   sim::SimExecutor ex;
   ex.begin(t, t.profile);
-  sim::Bindings b;
-  b.backing_ids.assign(t.names.backings.size(), std::nullopt);
+  sim::Live live(t.names);
   for (std::size_t i = 0; i < t.statements.size(); ++i) {
     const sim::Statement &s = t.statements[i];
     if (s.op == sim::Op::Check)
       continue;
-    const sim::Outcome o = ex.step(s, b);
-    if (s.op == sim::Op::BackingOpen && o.kind == sim::Outcome::Kind::Id)
-      b.backing_ids.at(static_cast<std::size_t>(s.backing)) = static_cast<std::int32_t>(o.id);
+    live.track(s, ex.step(s, live.bindings()));
     if (folio_race(ex.model()))
       return i;
   }
@@ -289,7 +288,7 @@ int fuzz_kernel(const KernelFuzzOptions &opts, model::KernelProfile profile, con
   std::fflush(stdout);
   if (interrupted)
     return -1;
-  return failed ? 1 : 0;
+  return failed ? kExitFailed : kExitOk;
 }
 
 } // namespace fpsim::harness

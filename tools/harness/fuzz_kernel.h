@@ -1,10 +1,10 @@
-// Differential fuzzing of the simulator against the running kernel: generated traces (sim/generate.h)
+// Differential fuzzing of the simulator against the running kernel: generated traces (sim/search/generate.h)
 // run on both, statement by statement; the first disagreement is shrunk (each attempt on the kernel)
 // and written as a regression trace whose expectations are the kernel's outcomes.
 #pragma once
 
 #include "model/profile.h"
-#include "sim/statement.h"
+#include "sim/trace/statement.h"
 
 #include <cstdint>
 #include <functional>

@@ -3,7 +3,7 @@
 #include "base/assert.h"
 #include "fuse_proto.h"
 #include "wire.h"
-#include "sim/printer.h"
+#include "sim/trace/printer.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -67,7 +67,7 @@ int access_flags(sim::AccessMode a) {
   case sim::AccessMode::ReadWrite:
     return O_RDWR;
   }
-  return O_RDONLY;
+  FPSIM_UNREACHABLE("an access mode outside the enum");
 }
 
 // Drops CAP_SYS_ADMIN from the calling thread's effective set (capabilities are per thread; the raw
@@ -222,17 +222,18 @@ void KernelExecutor::begin(const sim::Trace &t, sim::KernelProfile p) {
     backing_fds_.push_back(fd);
   }
 
+  // O_TRUNC must not shrink a served file: writes stay in place (README, modelling decisions).
+  std::vector<std::pair<std::string, std::string>> files;
+  for (std::size_t i = 0; i < t.names.mount_files.size(); ++i)
+    if (!t.names.mount_file_created[i])
+      files.emplace_back(t.names.mount_files[i], server_content(t.names.mount_files[i]));
+  script_ = std::make_shared<policy::ScriptedPolicy>();
   std::string err;
-  std::unique_ptr<FuseServer> server = FuseServer::open(dirs_.ctl, err);
+  std::unique_ptr<FuseServer> server = FuseServer::open(
+      ServerParts{memory_files(files, {true, server_content("")}), script_}, dirs_.ctl, err);
   if (!server)
     throw std::runtime_error(err);
   server_ = std::move(server);
-  // O_TRUNC must not shrink a served file: writes stay in place (README, modelling decisions).
-  server_->keep_size_on_truncate(true);
-  server_->created_file_content(server_content(""));
-  for (std::size_t i = 0; i < t.names.mount_files.size(); ++i)
-    if (!t.names.mount_file_created[i])
-      server_->add_file(t.names.mount_files[i], server_content(t.names.mount_files[i]));
   if (options_.fault && options_.fault->kind != Fault::Kind::KillServerAtStep)
     server_->inject_fault(*options_.fault, fault_hook());
 }
@@ -317,7 +318,7 @@ std::vector<sim::Violation> KernelExecutor::drain() {
     if (!p.call->done())
       v.push_back(sim::Violation{
           "leak", fmt::format("{} {} is still blocked in the kernel", sim::op_name(p.op),
-                              trace_->names.of(key.first).at(static_cast<std::size_t>(key.second)))});
+                              trace_->names.of(key.kind).at(static_cast<std::size_t>(key.slot)))});
   for (std::size_t i = 0; i < maps_.size(); ++i)
     if (maps_[i] && maps_[i]->mapped)
       v.push_back(sim::Violation{"leak", fmt::format("mapping {} is still mapped", trace_->names.mappings[i])});
@@ -328,10 +329,10 @@ std::vector<sim::Violation> KernelExecutor::drain() {
   return v;
 }
 
-Outcome KernelExecutor::step(const Statement &s, const sim::Bindings &b) {
+Outcome KernelExecutor::step(const Statement &s, const sim::Bindings &bindings) {
   ++steps_;
   fault_before_step();
-  const Outcome o = run_step(s, b);
+  const Outcome o = run_step(s, bindings);
   fault_after_step(o);
   return o;
 }
@@ -395,109 +396,121 @@ void KernelExecutor::fault_after_step(const Outcome &o) {
                                        : fmt::format("but {} blocked call(s) did not return", stuck)));
 }
 
-Outcome KernelExecutor::run_step(const Statement &s, const sim::Bindings &b) {
+Outcome KernelExecutor::run_step(const Statement &s, const sim::Bindings &bindings) {
   switch (s.op) {
-  case Op::Init: {
-    InitConfig c;
-    c.passthrough = s.init.passthrough;
-    c.max_stack_depth = static_cast<std::uint32_t>(s.init.max_stack_depth);
-    c.writeback_cache = s.init.writeback_cache;
-    c.direct_io_allow_mmap = s.init.direct_io_allow_mmap;
-    c.no_init_ext = s.init.no_init_ext;
-    std::string err;
-    const int rc = server_->mount(dirs_.mnt, c, err);
-    if (rc != 0) {
-      note("harness", "mount: " + err);
-      // As after umount: with nothing mounted, a path walk must fail (ENOENT), not reach the bare
-      // directory underneath, which is the host's: a create would write into /tmp. EBUSY: a mount
-      // from an earlier init is still there.
-      if (rmdir(dirs_.mnt.c_str()) != 0 && errno != ENOENT && errno != EBUSY)
-        note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after a failed mount", errno));
-      return Outcome::errno_(-rc);
-    }
-    mounted_once_ = true;
-    writeback_cache_ = s.init.writeback_cache;
-    return Outcome::ok();
-  }
+  case Op::Init:
+    return init(s);
   case Op::BackingOpen:
     return backing_open(s);
   case Op::BackingClose:
-    return backing_close(s, b);
+    return backing_close(s, bindings);
   case Op::Open:
   case Op::Create:
   case Op::Opendir:
-    return open_like(s, b);
+    return open_like(s, bindings);
   case Op::Read:
     return read(s);
   case Op::Write:
     return write(s);
   case Op::Mmap:
     return mmap(s);
-  case Op::Munmap: {
-    std::shared_ptr<Mapper> &m = maps_.at(static_cast<std::size_t>(s.mapping));
-    if (!m || !m->mapped)
-      return Outcome::ok(); // munmap of a range that is not mapped succeeds and does nothing
-    const int e = unmap(*m, options_.long_deadline);
-    if (e == ETIMEDOUT) {
-      note("harness", "munmap did not return");
-      return blocks();
-    }
-    m.reset();
-    return e == 0 ? Outcome::ok() : Outcome::errno_(e);
-  }
-  case Op::Close: {
-    int &fd = fds_.at(static_cast<std::size_t>(s.handle));
-    const int f = fd;
-    fd = -1; // the fd is gone whatever close(2) returns
-    auto call = start([f] {
-      CallResult r;
-      const SysResult sr = sys_result(::close(f));
-      r.ret = sr.ret;
-      r.err = sr.err;
-      return r;
-    });
-    std::optional<CallResult> r = call->wait(options_.long_deadline);
-    if (!r) {
-      abandoned_.push_back(call);
-      return blocks();
-    }
-    return r->err ? Outcome::errno_(r->err) : Outcome::ok();
-  }
+  case Op::Munmap:
+    return munmap_mapping(s);
+  case Op::Close:
+    return close_handle(s);
   case Op::WriteBegin:
     return write_begin(s);
   case Op::WriteEnd:
     return write_end(s);
   case Op::Await:
     return await(s);
-  case Op::Abort: {
-    std::string err;
-    const int rc = server_->abort(err);
-    // ENOENT is the kernel's answer once the superblock is gone (its fusectl directory with it).
-    if (rc != 0 && rc != -ENOENT)
-      note("harness", "abort: " + err);
-    if (rc != 0)
-      return Outcome::errno_(-rc);
-    return Outcome::ok();
-  }
-  case Op::Umount: {
-    const int rc = server_->umount(s.detach);
-    if (rc != 0)
-      return Outcome::errno_(-rc);
-    // A path walk after umount must fail as on a vanished mount (the model's ENOENT), not reach
-    // the bare directory underneath: opendir would open it and create would write into it.
-    if (rmdir(dirs_.mnt.c_str()) != 0)
-      note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after umount", errno));
-    return Outcome::ok();
-  }
-  case Op::DevClose: {
-    const int rc = server_->dev_close();
-    // The connection is gone: writes the server held die with it, their write(2) returns.
-    return rc == 0 ? Outcome::ok() : Outcome::errno_(-rc);
-  }
+  case Op::Abort:
+    return abort_connection();
+  case Op::Umount:
+    return unmount(s);
+  case Op::DevClose:
+    return dev_close();
   case Op::Check:
     FPSIM_UNREACHABLE("a check statement reached step(); checks go through check()");
   }
   FPSIM_UNREACHABLE("a statement op outside the enum");
+}
+
+Outcome KernelExecutor::init(const Statement &s) {
+  std::string err;
+  const int rc = server_->mount(dirs_.mnt, sim::init_reply(s.init), err);
+  if (rc != 0) {
+    note("harness", "mount: " + err);
+    // As after umount: with nothing mounted, a path walk must fail (ENOENT), not reach the bare
+    // directory underneath, which is the host's: a create would write into /tmp. EBUSY: a mount
+    // from an earlier init is still there.
+    if (rmdir(dirs_.mnt.c_str()) != 0 && errno != ENOENT && errno != EBUSY)
+      note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after a failed mount", errno));
+    return Outcome::errno_(-rc);
+  }
+  mounted_once_ = true;
+  writeback_cache_ = s.init.writeback_cache;
+  return Outcome::ok();
+}
+
+Outcome KernelExecutor::munmap_mapping(const Statement &s) {
+  std::shared_ptr<Mapper> &m = maps_.at(static_cast<std::size_t>(s.mapping));
+  if (!m || !m->mapped)
+    return Outcome::ok(); // munmap of a range that is not mapped succeeds and does nothing
+  const int e = unmap(*m, options_.long_deadline);
+  if (e == ETIMEDOUT) {
+    note("harness", "munmap did not return");
+    return blocks();
+  }
+  m.reset();
+  return e == 0 ? Outcome::ok() : Outcome::errno_(e);
+}
+
+Outcome KernelExecutor::close_handle(const Statement &s) {
+  int &fd = fds_.at(static_cast<std::size_t>(s.handle));
+  const int f = fd;
+  fd = -1; // the fd is gone whatever close(2) returns
+  auto call = start([f] {
+    CallResult r;
+    const SysResult sr = sys_result(::close(f));
+    r.ret = sr.ret;
+    r.err = sr.err;
+    return r;
+  });
+  std::optional<CallResult> r = call->wait(options_.long_deadline);
+  if (!r) {
+    abandoned_.push_back(call);
+    return blocks();
+  }
+  return r->err ? Outcome::errno_(r->err) : Outcome::ok();
+}
+
+Outcome KernelExecutor::abort_connection() {
+  std::string err;
+  const int rc = server_->abort(err);
+  // ENOENT is the kernel's answer once the superblock is gone (its fusectl directory with it).
+  if (rc != 0 && rc != -ENOENT)
+    note("harness", "abort: " + err);
+  if (rc != 0)
+    return Outcome::errno_(-rc);
+  return Outcome::ok();
+}
+
+Outcome KernelExecutor::unmount(const Statement &s) {
+  const int rc = server_->umount(s.detach);
+  if (rc != 0)
+    return Outcome::errno_(-rc);
+  // A path walk after umount must fail as on a vanished mount (the model's ENOENT), not reach
+  // the bare directory underneath: opendir would open it and create would write into it.
+  if (rmdir(dirs_.mnt.c_str()) != 0)
+    note("harness", wire::errno_text("rmdir " + dirs_.mnt + " after umount", errno));
+  return Outcome::ok();
+}
+
+Outcome KernelExecutor::dev_close() {
+  const int rc = server_->dev_close();
+  // The connection is gone: writes the server held die with it, their write(2) returns.
+  return rc == 0 ? Outcome::ok() : Outcome::errno_(-rc);
 }
 
 // ---- ioctls ---------------------------------------------------------------------------------------
@@ -584,17 +597,12 @@ Outcome KernelExecutor::backing_open(const Statement &s) {
   return o;
 }
 
-Outcome KernelExecutor::backing_close(const Statement &s, const sim::Bindings &b) {
-  std::uint32_t id = 0;
-  if (s.literal_id) {
-    id = *s.literal_id;
-  } else {
-    const auto &bound = b.backing_ids.at(static_cast<std::size_t>(s.backing));
-    if (!bound)
-      return Outcome::invalid(fmt::format("{} has no id: its backing_open did not succeed",
-                                          trace_->names.backings.at(static_cast<std::size_t>(s.backing))));
-    id = static_cast<std::uint32_t>(*bound);
-  }
+Outcome KernelExecutor::backing_close(const Statement &s, const sim::Bindings &bindings) {
+  std::string why;
+  const std::optional<std::uint32_t> target = bindings.close_target(s, trace_->names, &why);
+  if (!target)
+    return Outcome::invalid(why);
+  std::uint32_t id = *target;
   const int rc = s.unprivileged ? unprivileged_ioctl(proto::kDevIocBackingClose, &id)
                                 : server_->backing_close(id);
   return rc < 0 ? Outcome::errno_(-rc) : Outcome::ok();
@@ -602,64 +610,37 @@ Outcome KernelExecutor::backing_close(const Statement &s, const sim::Bindings &b
 
 // ---- opens ----------------------------------------------------------------------------------------
 
-std::optional<std::int32_t> KernelExecutor::reply_id(const sim::ReplySpec &r, const sim::Bindings &b,
-                                                     std::string *why) const {
-  switch (r.id_kind) {
-  case sim::ReplySpec::IdKind::None:
-    return 0;
-  case sim::ReplySpec::IdKind::Literal:
-    return r.literal_id;
-  case sim::ReplySpec::IdKind::Name: {
-    const auto &id = b.backing_ids.at(static_cast<std::size_t>(r.backing));
-    if (!id) {
-      *why = fmt::format("{} has no id: its backing_open did not succeed",
-                         trace_->names.backings.at(static_cast<std::size_t>(r.backing)));
-      return std::nullopt;
-    }
-    return *id;
+Outcome KernelExecutor::settle(const Statement &s, std::string file, const std::shared_ptr<Call> &call) {
+  const sim::NameRef name = sim::blocked_name(s);
+  std::optional<CallResult> r = wait_blocking(call);
+  if (!r) {
+    pending_[name] = Pending{s.op, s.handle, std::move(file), call};
+    return blocks();
   }
-  }
-  return 0;
+  return finish(s.op, s.handle, name.slot, *r);
 }
 
-OpenReply KernelExecutor::to_reply(const sim::ReplySpec &r, std::int32_t id) const {
-  switch (r.kind) {
-  case sim::ReplySpec::Kind::Error:
-    return OpenReply::fail(r.error);
-  case sim::ReplySpec::Kind::Enosys:
-    return OpenReply::enosys();
-  case sim::ReplySpec::Kind::Flags:
-    break;
-  }
-  return OpenReply::open(sim::wire_open_flags(r, profile_), id);
-}
-
-Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &b) {
+Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &bindings) {
   std::string why;
-  // Only Flags replies carry an id; an error reply referring to a backing name still needs none.
-  std::optional<std::int32_t> id =
-      s.reply.kind == sim::ReplySpec::Kind::Flags ? reply_id(s.reply, b, &why) : std::optional<std::int32_t>(0);
-  if (!id)
+  const std::optional<model::OpenReply> reply =
+      sim::open_reply(s.reply, bindings, trace_->names, profile_, &why);
+  if (!reply)
     return Outcome::invalid(why);
-  const OpenReply reply = to_reply(s.reply, *id);
   const auto h = static_cast<std::size_t>(s.handle);
   std::string path = dirs_.mnt;
   std::string name;
-  std::uint32_t opcode = proto::OPENDIR;
+  policy::OpenKind kind = policy::OpenKind::Opendir;
   int flags = O_CLOEXEC;
   if (s.op == Op::Opendir) {
-    server_->script_opendir(reply);
     flags |= O_RDONLY | O_DIRECTORY;
   } else {
     name = trace_->names.mount_files.at(static_cast<std::size_t>(s.file));
     path += "/" + name;
     if (s.op == Op::Create) {
-      opcode = proto::CREATE;
-      server_->script_create(name, reply);
+      kind = policy::OpenKind::Create;
       flags |= O_CREAT | O_EXCL | O_RDWR;
     } else {
-      opcode = proto::OPEN;
-      server_->script_open(name, reply);
+      kind = policy::OpenKind::Open;
       flags |= access_flags(s.access);
       if (s.o_direct)
         flags |= O_DIRECT;
@@ -667,12 +648,13 @@ Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &b) {
         flags |= O_TRUNC;
     }
   }
+  script_->script(kind, name, *reply);
   handle_file_[h] = name;
   // A nonseekable or stream file refuses pwrite (ESPIPE before any permission check).
   handle_positional_[h] = s.reply.kind != sim::ReplySpec::Kind::Flags ||
                           !(s.reply.flags & (sim::reply_flag::NONSEEKABLE | sim::reply_flag::STREAM));
   std::shared_ptr<FuseServer> server = server_;
-  auto call = start([server, path, flags, opcode, name] {
+  auto call = start([server, path, flags, kind, name] {
     const std::size_t before = server->open_events().size();
     CallResult r;
     const SysResult sr = sys_result(::open(path.c_str(), flags, 0644));
@@ -684,17 +666,12 @@ Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &b) {
     const std::vector<OpenEvent> events = server->open_events();
     for (std::size_t i = before; i < events.size(); ++i) {
       const OpenEvent &e = events[i];
-      if (e.pid == tid && e.opcode == opcode && e.name == name && e.fh && server->released(*e.fh))
+      if (e.pid == tid && e.request.kind == kind && e.request.name == name && e.fh && server->released(*e.fh))
         r.release = true;
     }
     return r;
   });
-  std::optional<CallResult> r = wait_blocking(call);
-  if (!r) {
-    pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, name, call};
-    return blocks();
-  }
-  return finish(s.op, s.handle, s.handle, *r);
+  return settle(s, name, call);
 }
 
 // ---- I/O ------------------------------------------------------------------------------------------
@@ -748,12 +725,7 @@ Outcome KernelExecutor::read(const Statement &s) {
       r.data = buf.substr(0, static_cast<std::size_t>(n));
     return r;
   });
-  std::optional<CallResult> r = wait_blocking(call);
-  if (!r) {
-    pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
-    return blocks();
-  }
-  return finish(s.op, s.handle, s.handle, *r);
+  return settle(s, file_of_handle(s.handle), call);
 }
 
 namespace {
@@ -805,12 +777,7 @@ Outcome KernelExecutor::write(const Statement &s) {
   auto call = start([server, fd, positional, offset, bfds] {
     return do_write(*server, fd, positional, offset, bfds);
   });
-  std::optional<CallResult> r = wait_blocking(call);
-  if (!r) {
-    pending_[{NameKind::Handle, s.handle}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
-    return blocks();
-  }
-  return finish(s.op, s.handle, s.handle, *r);
+  return settle(s, file_of_handle(s.handle), call);
 }
 
 std::shared_ptr<KernelExecutor::Mapper> KernelExecutor::spawn_mapper(int fd, bool shared, int *err) {
@@ -939,12 +906,7 @@ Outcome KernelExecutor::mmap(const Statement &s) {
     r.err = static_cast<int>(out[1]);
     return r;
   });
-  std::optional<CallResult> r = wait_blocking(call);
-  if (!r) {
-    pending_[{NameKind::Mapping, s.mapping}] = Pending{s.op, s.handle, file_of_handle(s.handle), call};
-    return blocks();
-  }
-  return finish(s.op, s.handle, s.mapping, *r);
+  return settle(s, file_of_handle(s.handle), call);
 }
 
 Outcome KernelExecutor::finish(Op op, int handle, int slot, const CallResult &r) {
@@ -1033,14 +995,14 @@ Outcome KernelExecutor::write_begin(const Statement &s) {
   });
   Outcome o = settle_write_begin(s.write, file, token, call);
   if (o.kind == Outcome::Kind::Blocks)
-    pending_[{NameKind::Write, s.write}] = Pending{s.op, s.handle, file, call, token};
+    pending_[sim::blocked_name(s)] = Pending{s.op, s.handle, file, call, token};
   return o;
 }
 
 Outcome KernelExecutor::write_end(const Statement &s) {
   const auto w = static_cast<std::size_t>(s.write);
   const std::string &wname = trace_->names.writes.at(w);
-  if (pending_.count({NameKind::Write, s.write}))
+  if (pending_.count(sim::NameRef{NameKind::Write, s.write}))
     return Outcome::invalid(
         fmt::format("{} is still waiting for the inode lock: the server never received it", wname));
   if (!held_[w])
@@ -1080,7 +1042,7 @@ void KernelExecutor::settle_woken_writes() {
 // ---- await ----------------------------------------------------------------------------------------
 
 Outcome KernelExecutor::await(const Statement &s) {
-  const std::pair key{s.await_kind, s.await_slot};
+  const sim::NameRef key = sim::awaited_name(s);
   auto it = pending_.find(key);
   const std::string &name =
       trace_->names.of(s.await_kind).at(static_cast<std::size_t>(s.await_slot));

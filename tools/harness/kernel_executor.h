@@ -17,7 +17,7 @@
 #include "fault.h"
 #include "fuse_server.h"
 #include "namespace.h"
-#include "sim/executor.h"
+#include "sim/exec/executor.h"
 
 #include <sys/types.h>
 
@@ -58,8 +58,8 @@ public:
   KernelExecutor &operator=(const KernelExecutor &) = delete;
 
   void begin(const sim::Trace &t, sim::KernelProfile p) override;
-  sim::Outcome step(const sim::Statement &s, const sim::Bindings &b) override;
-  sim::CheckResult check(const sim::Statement &s, const sim::Bindings &b) override;
+  sim::Outcome step(const sim::Statement &s, const sim::Bindings &bindings) override;
+  sim::CheckResult check(const sim::Statement &s, const sim::Bindings &bindings) override;
   std::vector<sim::Violation> after_step() override;
   std::vector<sim::Violation> drain() override;
   void end() override;
@@ -94,14 +94,20 @@ private:
   };
 
   std::shared_ptr<Call> start(std::function<CallResult()> fn);
-  sim::Outcome run_step(const sim::Statement &s, const sim::Bindings &b);
+  sim::Outcome run_step(const sim::Statement &s, const sim::Bindings &bindings);
   // Fault injection around each step: kill-server-at-step before it, reports and the abort after it.
   void fault_before_step();
   void fault_after_step(const sim::Outcome &o);
   std::function<void(const std::string &)> fault_hook() const;
-  sim::Outcome open_like(const sim::Statement &s, const sim::Bindings &b);
+  sim::Outcome init(const sim::Statement &s);
+  sim::Outcome munmap_mapping(const sim::Statement &s);
+  sim::Outcome close_handle(const sim::Statement &s);
+  sim::Outcome abort_connection();
+  sim::Outcome unmount(const sim::Statement &s);
+  sim::Outcome dev_close();
+  sim::Outcome open_like(const sim::Statement &s, const sim::Bindings &bindings);
   sim::Outcome backing_open(const sim::Statement &s);
-  sim::Outcome backing_close(const sim::Statement &s, const sim::Bindings &b);
+  sim::Outcome backing_close(const sim::Statement &s, const sim::Bindings &bindings);
   sim::Outcome read(const sim::Statement &s);
   sim::Outcome write(const sim::Statement &s);
   sim::Outcome mmap(const sim::Statement &s);
@@ -111,6 +117,8 @@ private:
   // write_begin and its await: waits until the write is parked by the server or returns.
   sim::Outcome settle_write_begin(int w, const std::string &file, std::uint64_t token,
                                   const std::shared_ptr<Call> &call);
+  // The call's outcome, or `blocks` with the call kept pending under (kind, slot) for `await`.
+  sim::Outcome settle(const sim::Statement &s, std::string file, const std::shared_ptr<Call> &call);
   // Waits for a call that may block: its result, or nullopt once it is blocked (see settle_limit).
   std::optional<CallResult> wait_blocking(const std::shared_ptr<Call> &call);
   // Whether a call started at `start` and still running now counts as blocked.
@@ -119,9 +127,6 @@ private:
   sim::Outcome finish(sim::Op op, int handle, int slot, const CallResult &r);
   sim::Outcome route_of_read(const CallResult &r);
   sim::Outcome route_of_write(const CallResult &r);
-  std::optional<std::int32_t> reply_id(const sim::ReplySpec &r, const sim::Bindings &b,
-                                       std::string *why) const;
-  OpenReply to_reply(const sim::ReplySpec &r, std::int32_t id) const;
   int unprivileged_ioctl(unsigned long request, void *arg);
   void note(std::string rule, std::string message);
   std::string file_of_handle(int h) const;
@@ -138,6 +143,7 @@ private:
   std::string backing_dir_;
   std::vector<int> backing_fds_; // per backing file: O_RDWR fd used for route checks and restores
   std::shared_ptr<FuseServer> server_; // shared with the worker threads
+  std::shared_ptr<policy::ScriptedPolicy> script_; // the server's policy: each open's statement scripts it
   bool mounted_once_ = false;
   bool writeback_cache_ = false;
   std::vector<int> fds_;             // per handle: the open fd, -1 if none
@@ -162,7 +168,7 @@ private:
   std::vector<std::shared_ptr<Mapper>> maps_; // per mapping slot: its helper, once mmap started
   std::vector<std::optional<Held>> held_; // per write: parked by the server
   std::uint64_t hold_tokens_ = 0;    // the last token handed to a write_begin's hold
-  std::map<std::pair<sim::NameKind, int>, Pending> pending_;
+  std::map<sim::NameRef, Pending> pending_; // by the name an await gives
   std::vector<std::shared_ptr<Call>> abandoned_; // calls no statement waits for any more
   std::vector<sim::Violation> violations_;
   std::size_t problems_seen_ = 0;

@@ -14,6 +14,7 @@
 // error; 3 a fault injected with FPSIM_HARNESS_FAULT (fault.h) fired and the harness contained it
 // (reported, nothing left behind); 77 the machine cannot run it (not root, no /dev/fuse, no
 // passthrough); 130/143 interrupted.
+#include "base/assert.h"
 #include "fault.h"
 #include "fuse_server.h"
 #include "fuzz_kernel.h"
@@ -22,11 +23,12 @@
 #include "recorder.h"
 #include "vm.h"
 
-#include "sim/parser.h"
-#include "sim/trace_files.h"
-#include "sim/printer.h"
-#include "sim/replay.h"
-#include "sim/sim_executor.h"
+#include "sim/trace/parser.h"
+#include "sim/trace/trace_files.h"
+#include "sim/trace/printer.h"
+#include "sim/exec/replay.h"
+#include "sim/exec/sim_executor.h"
+#include "tools/exit_codes.h"
 
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -52,12 +54,6 @@ using namespace fpsim;
 using nlohmann::json;
 
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitFault = 3;
-constexpr int kExitSkip = 77;
 
 // The user who ran `sudo fpsim-harness record`: SUDO_UID/SUDO_GID, when both are set and not
 // root. Malformed values are an error (*why), never a silent fallback to root.
@@ -106,7 +102,7 @@ void install_signal_handlers() {
 int interrupted_exit(const std::string &where = "") {
   fmt::print(stderr, "fpsim-harness: interrupted by signal {}{}; the run in progress was killed\n",
              static_cast<int>(g_signal), where.empty() ? "" : " at " + where);
-  return 128 + g_signal;
+  return kExitSignalBase + g_signal;
 }
 
 // ---- traces ---------------------------------------------------------------------------------------
@@ -159,14 +155,16 @@ constexpr int kProbeFailed = 12;
 
 int probe_body(const harness::IsolatedDirs &dirs) {
   std::string err;
-  std::unique_ptr<harness::FuseServer> server = harness::FuseServer::open(dirs.ctl, err);
+  std::unique_ptr<harness::FuseServer> server = harness::FuseServer::open(
+      harness::ServerParts{harness::memory_files({}), policy::make_stock(policy::Stock::Cached)},
+      dirs.ctl, err);
   if (!server) {
     fmt::print(stderr, "fpsim-harness: probe: {}\n", err);
     return kProbeFailed;
   }
   const std::string path = dirs.backing + "/probe";
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  harness::InitConfig init;
+  model::InitReply init;
   init.passthrough = true;
   init.max_stack_depth = 1;
   const int rc = server->mount(dirs.mnt, init, err);
@@ -214,7 +212,7 @@ int preconditions(model::KernelProfile *profile) {
   }
   switch (run.exit_code) {
   case kProbeOk:
-    return 0;
+    return kExitOk;
   case kProbeNoSyncInit:
     fmt::print("fpsim-harness: skipped: kernel {} has no FUSE_DEV_IOC_SYNC_INIT\n", release);
     return kExitSkip;
@@ -282,18 +280,18 @@ public:
   ChildExecutor(sim::Executor &inner, const sim::Trace &t, RunProgress &progress)
       : inner_(inner), t_(t), progress_(progress) {}
   void begin(const sim::Trace &t, sim::KernelProfile p) override { inner_.begin(t, p); }
-  sim::Outcome step(const sim::Statement &s, const sim::Bindings &b) override {
+  sim::Outcome step(const sim::Statement &s, const sim::Bindings &bindings) override {
     const std::string text = sim::format_statement(s, t_.names);
     copy_text(progress_.statement, sizeof progress_.statement, text);
     progress_.line.store(s.line);
     if (g_verbose)
       fmt::print(stderr, "[kernel] {}:{}: {} ...\n", t_.path, s.line, text);
-    sim::Outcome o = inner_.step(s, b);
+    sim::Outcome o = inner_.step(s, bindings);
     if (g_verbose)
       fmt::print(stderr, "[kernel]   => {}\n", sim::format_outcome_detailed(o));
     return o;
   }
-  sim::CheckResult check(const sim::Statement &s, const sim::Bindings &b) override { return inner_.check(s, b); }
+  sim::CheckResult check(const sim::Statement &s, const sim::Bindings &bindings) override { return inner_.check(s, bindings); }
   std::vector<sim::Violation> after_step() override { return inner_.after_step(); }
   std::vector<sim::Violation> drain() override {
     if (g_verbose)
@@ -326,18 +324,55 @@ struct KernelRun {
   std::vector<std::string> teardown; // "statement -> outcome" of the steps replay added at the end
 };
 
+// The isolated child's exit status: its result was written, or it could not be.
+constexpr int kBodyOk = 0;
+constexpr int kBodyWriteFailed = 3;
+
+// In the isolated child: replays `t` on the kernel and writes the result as JSON to `fd`.
+int run_in_child(const harness::IsolatedDirs &dirs, const sim::Trace &t, model::KernelProfile profile,
+                 const harness::KernelExecutorOptions &options, RunProgress *progress, int fd) {
+  // Only the parent decides about signals: it aborts the connections and kills this child.
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  harness::KernelExecutorOptions child_options = options;
+  child_options.on_fault = [progress](const std::string &what) {
+    copy_text(progress->fault, sizeof progress->fault, what);
+    progress->fault_fired.store(1);
+  };
+  harness::KernelExecutor kex(dirs, child_options);
+  ChildExecutor ex(kex, t, *progress);
+  const auto t0 = std::chrono::steady_clock::now();
+  const sim::ReplayResult r = sim::replay(t, ex, profile);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  json j;
+  j["steps"] = r.steps;
+  j["checks_not_observable"] = r.checks_not_observable;
+  j["seconds"] = secs;
+  j["faults"] = kex.faults_fired();
+  j["transcript"] = r.transcript;
+  j["outcomes"] = json::array();
+  for (const auto &o : r.outcomes)
+    j["outcomes"].push_back(o ? outcome_to_json(*o) : json(nullptr));
+  j["failures"] = json::array();
+  for (const auto &f : r.failures)
+    j["failures"].push_back({{"kind", static_cast<int>(f.kind)},
+                             {"line", f.line},
+                             {"statement", f.statement},
+                             {"expected", f.expected},
+                             {"actual", f.actual},
+                             {"message", f.message}});
+  return harness::write_all(fd, j.dump()) ? kBodyOk : kBodyWriteFailed;
+}
+
 KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
                         const harness::KernelExecutorOptions &options, std::chrono::seconds timeout) {
   KernelRun out;
   out.where = t.path;
-  // An unlinked file shared with the child: the result survives the child however it ends.
-  char tmpl[] = "/tmp/fpsim-harness-result.XXXXXX";
-  const int fd = mkstemp(tmpl);
+  const int fd = harness::child_result_file();
   if (fd < 0) {
     out.error = fmt::format("mkstemp: {}", std::strerror(errno));
     return out;
   }
-  unlink(tmpl);
   void *shared = mmap(nullptr, sizeof(RunProgress), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (shared == MAP_FAILED) {
     out.error = fmt::format("mmap (run progress): {}", std::strerror(errno));
@@ -345,61 +380,11 @@ KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
     return out;
   }
   auto *progress = new (shared) RunProgress{};
-  auto body = [&](const harness::IsolatedDirs &dirs) {
-    // Only the parent decides about signals: it aborts the connections and kills this child.
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
-    harness::KernelExecutorOptions child_options = options;
-    child_options.on_fault = [progress](const std::string &what) {
-      copy_text(progress->fault, sizeof progress->fault, what);
-      progress->fault_fired.store(1);
-    };
-    harness::KernelExecutor kex(dirs, child_options);
-    ChildExecutor ex(kex, t, *progress);
-    const auto t0 = std::chrono::steady_clock::now();
-    const sim::ReplayResult r = sim::replay(t, ex, profile);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    json j;
-    j["steps"] = r.steps;
-    j["checks_not_observable"] = r.checks_not_observable;
-    j["seconds"] = secs;
-    j["faults"] = kex.faults_fired();
-    j["transcript"] = r.transcript;
-    j["outcomes"] = json::array();
-    for (const auto &o : r.outcomes)
-      j["outcomes"].push_back(o ? outcome_to_json(*o) : json(nullptr));
-    j["failures"] = json::array();
-    for (const auto &f : r.failures)
-      j["failures"].push_back({{"kind", static_cast<int>(f.kind)},
-                               {"line", f.line},
-                               {"statement", f.statement},
-                               {"expected", f.expected},
-                               {"actual", f.actual},
-                               {"message", f.message}});
-    const std::string text = j.dump();
-    std::size_t done = 0;
-    while (done < text.size()) {
-      const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-      if (n <= 0)
-        return 3;
-      done += static_cast<std::size_t>(n);
-    }
-    return 0;
-  };
+  auto body = [&](const harness::IsolatedDirs &dirs) { return run_in_child(dirs, t, profile, options, progress, fd); };
   std::string overrun_where;
   const harness::IsolatedRun run =
       harness::run_isolated(body, timeout, [&] { overrun_where = progress_where(t, *progress); });
-  std::string text;
-  char buf[65536];
-  off_t off = 0;
-  for (;;) {
-    const ssize_t n = ::pread(fd, buf, sizeof buf, off);
-    if (n <= 0)
-      break;
-    text.append(buf, static_cast<std::size_t>(n));
-    off += n;
-  }
-  ::close(fd);
+  const std::string text = harness::read_child_result(fd);
   out.where = overrun_where.empty() ? progress_where(t, *progress) : overrun_where;
   const bool fault_fired = progress->fault_fired.load() != 0;
   const std::string fault_text = progress->fault;
@@ -415,7 +400,7 @@ KernelRun run_on_kernel(const sim::Trace &t, model::KernelProfile profile,
     out.error = "interrupted";
     return out;
   }
-  if (run.timed_out || run.signal || run.exit_code != 0 || text.empty()) {
+  if (run.timed_out || run.signal || run.exit_code != kBodyOk || text.empty()) {
     out.error = fmt::format("the kernel run {}", run.timed_out ? fmt::format("timed out after {} s", timeout.count())
                                                  : run.signal ? fmt::format("died of signal {}", run.signal)
                                                  : run.exited ? fmt::format("exited {}", run.exit_code)
@@ -534,7 +519,8 @@ harness::CrossResult crosscheck_trace(const sim::Trace &t, const harness::Kernel
             fmt::format("{}: {}: no outcome from the {}", where(t, s.line), stmt, so ? "kernel" : "simulator"));
         continue;
       }
-      const bool agree = so->matches(*ko) && (!s.expect || (s.expect->matches(*ko) && s.expect->matches(*so)));
+      const bool agree = sim::same_outcome(*so, *ko) &&
+                         (!s.expect || (sim::same_outcome(*s.expect, *ko) && sim::same_outcome(*s.expect, *so)));
       if (agree)
         continue;
       const std::string sim_text = sim::format_outcome_detailed(*so);
@@ -633,7 +619,7 @@ int cmd_run(const std::vector<std::string> &paths, const harness::KernelExecutor
         continue;
       const sim::Outcome &o = *k.outcomes[i];
       std::string note;
-      if (s.expect && !s.expect->matches(o))
+      if (s.expect && !sim::same_outcome(*s.expect, o))
         note = fmt::format("   (trace expects {})", sim::format_outcome(*s.expect));
       fmt::print("{}:{}: {} => {}{}\n", t.path, s.line, sim::format_statement(s, t.names),
                  o.kind == sim::Outcome::Kind::Invalid ? sim::format_outcome_detailed(o)
@@ -731,6 +717,79 @@ int cmd_fuzz(const harness::KernelFuzzOptions &fo, const harness::KernelExecutor
 
 } // namespace
 
+// FPSIM_HARNESS_FAULT, if set, into options.fault: kExitOk, or the usage error's exit code (printed).
+int take_fault(harness::KernelExecutorOptions &options, bool takes_faults, const char *subcommand) {
+  const char *env = std::getenv(harness::kFaultVariable);
+  if (env == nullptr || *env == '\0')
+    return kExitOk;
+  // A fuzz run would write the fault's consequences as regression traces, a recording would
+  // record them: only run and crosscheck, whose reports say what the fault did, take it.
+  if (!takes_faults) {
+    fmt::print(stderr, "fpsim-harness: {} is for run and crosscheck only; unset it for {}\n",
+               harness::kFaultVariable, subcommand);
+    return kExitUsage;
+  }
+  std::string err;
+  options.fault = harness::parse_fault(env, err);
+  if (!options.fault) {
+    fmt::print(stderr, "fpsim-harness: {}=\"{}\": {}; expected {}\n", harness::kFaultVariable, env, err,
+               harness::fault_forms());
+    return kExitUsage;
+  }
+  fmt::print(stderr, "fpsim-harness: injecting fault {} into every trace run ({})\n", options.fault->spec,
+             harness::kFaultVariable);
+  return kExitOk;
+}
+
+// `record`: its options, and running it.
+struct RecordCommand {
+  harness::RecordOptions options;
+  int timeout_s = 120;
+  std::string policy_name = "hp";
+  bool as_root = false;
+
+  CLI::App *add_to(CLI::App &app) {
+    CLI::App *record = app.add_subcommand(
+        "record", "run a command on a passthrough mount of DIR and write what the server saw as a trace");
+    record->add_option("--source", options.source_dir, "directory whose regular files the mount serves")
+        ->required();
+    record->add_option("--policy", policy_name,
+                       "how the server answers OPEN/CREATE: hp (default), passthrough, cached, direct_io")
+        ->check(CLI::IsMember({"hp", "passthrough", "cached", "direct_io"}));
+    record->add_option("-o,--output", options.output, "the trace to write")->required();
+    record->add_option("--timeout", timeout_s, "seconds the command may run before it is killed (default 120)")
+        ->check(CLI::Range(1, 86400));
+    record->add_flag("--verbose", options.verbose, "log every request the server receives on stderr");
+    record->add_flag("--as-root", as_root,
+                     "run CMD as root; by default it runs as the user who invoked sudo (SUDO_UID/SUDO_GID)");
+    record->add_option("CMD", options.command, "the command and its arguments (after --)")->required();
+    return record;
+  }
+
+  int run() {
+    if (!as_root) {
+      std::string why;
+      options.run_as = invoking_user(&why);
+      if (!why.empty()) {
+        fmt::print(stderr, "fpsim-harness record: {}\n", why);
+        return kExitUsage;
+      }
+    }
+    options.timeout = std::chrono::seconds(timeout_s);
+    const std::optional<policy::Stock> stock = policy::parse_stock(policy_name);
+    FPSIM_ASSERT(stock.has_value(), "--policy is checked against the stock policies' names");
+    options.policy = *stock;
+    const int rc = harness::record(options, [] {
+      model::KernelProfile kernel{};
+      const int pre = preconditions(&kernel);
+      if (pre == 0)
+        install_signal_handlers();
+      return pre;
+    });
+    return rc == harness::kRecordInterrupted ? interrupted_exit() : rc;
+  }
+};
+
 int main(int argc, char **argv) {
   CLI::App app{"fpsim-harness: run fpsim traces against the real kernel"};
   app.require_subcommand(1);
@@ -751,25 +810,8 @@ int main(int argc, char **argv) {
   add_common(run);
   CLI::App *cross = app.add_subcommand("crosscheck", "compare the simulator with the kernel");
   add_common(cross);
-  harness::RecordOptions record_options;
-  int command_timeout_s = 120;
-  CLI::App *record = app.add_subcommand(
-      "record", "run a command on a passthrough mount of DIR and write what the server saw as a trace");
-  record->add_option("--source", record_options.source_dir, "directory whose regular files the mount serves")
-      ->required();
-  std::string policy = "hp";
-  record->add_option("--policy", policy,
-                     "how the server answers OPEN/CREATE: hp (default), passthrough, cached, direct_io")
-      ->check(CLI::IsMember({"hp", "passthrough", "cached", "direct_io"}));
-  record->add_option("-o,--output", record_options.output, "the trace to write")->required();
-  record->add_option("--timeout", command_timeout_s,
-                     "seconds the command may run before it is killed (default 120)")
-      ->check(CLI::Range(1, 86400));
-  record->add_flag("--verbose", record_options.verbose, "log every request the server receives on stderr");
-  bool record_as_root = false;
-  record->add_flag("--as-root", record_as_root,
-                   "run CMD as root; by default it runs as the user who invoked sudo (SUDO_UID/SUDO_GID)");
-  record->add_option("CMD", record_options.command, "the command and its arguments (after --)")->required();
+  RecordCommand record_cmd;
+  CLI::App *record = record_cmd.add_to(app);
   harness::KernelFuzzOptions fuzz_options;
   std::uint64_t fuzz_runs = 0;
   double fuzz_seconds = 0;
@@ -800,50 +842,14 @@ int main(int argc, char **argv) {
   if (vm->parsed())
     return harness::vm::run(vm_options);
   harness::KernelExecutorOptions options;
-  if (const char *env = std::getenv(harness::kFaultVariable); env != nullptr && *env != '\0') {
-    // A fuzz run would write the fault's consequences as regression traces, a recording would
-    // record them: only run and crosscheck, whose reports say what the fault did, take it.
-    if (!run->parsed() && !cross->parsed()) {
-      fmt::print(stderr, "fpsim-harness: {} is for run and crosscheck only; unset it for {}\n",
-                 harness::kFaultVariable, record->parsed() ? "record" : "fuzz");
-      return kExitUsage;
-    }
-    std::string err;
-    options.fault = harness::parse_fault(env, err);
-    if (!options.fault) {
-      fmt::print(stderr, "fpsim-harness: {}=\"{}\": {}; expected {}\n", harness::kFaultVariable, env, err,
-                 harness::fault_forms());
-      return kExitUsage;
-    }
-    fmt::print(stderr, "fpsim-harness: injecting fault {} into every trace run ({})\n", options.fault->spec,
-               harness::kFaultVariable);
-  }
+  if (const int rc = take_fault(options, run->parsed() || cross->parsed(), record->parsed() ? "record" : "fuzz");
+      rc != kExitOk)
+    return rc;
   options.deadline = std::chrono::milliseconds(deadline_ms);
   options.long_deadline = std::max(options.long_deadline, 4 * options.deadline);
   const std::chrono::seconds timeout(trace_timeout_s);
-  if (record->parsed()) {
-    if (!record_as_root) {
-      std::string why;
-      record_options.run_as = invoking_user(&why);
-      if (!why.empty()) {
-        fmt::print(stderr, "fpsim-harness record: {}\n", why);
-        return kExitUsage;
-      }
-    }
-    record_options.timeout = std::chrono::seconds(command_timeout_s);
-    record_options.policy = policy == "passthrough" ? harness::RecordPolicy::Passthrough
-                            : policy == "cached"    ? harness::RecordPolicy::Cached
-                            : policy == "direct_io" ? harness::RecordPolicy::DirectIo
-                                                    : harness::RecordPolicy::Hp;
-    const int rc = harness::record(record_options, [] {
-      model::KernelProfile kernel{};
-      const int pre = preconditions(&kernel);
-      if (pre == 0)
-        install_signal_handlers();
-      return pre;
-    });
-    return rc == harness::kRecordInterrupted ? interrupted_exit() : rc;
-  }
+  if (record->parsed())
+    return record_cmd.run();
   if (run->parsed())
     return cmd_run(paths, options, timeout);
   if (fuzz->parsed()) {

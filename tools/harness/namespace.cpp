@@ -579,4 +579,34 @@ IsolatedRun run_isolated(const std::function<int(const IsolatedDirs &)> &body,
   return run;
 }
 
+int child_result_file() {
+  char tmpl[] = "/tmp/fpsim-harness-result.XXXXXX";
+  const int fd = mkostemp(tmpl, O_CLOEXEC);
+  if (fd >= 0)
+    unlink(tmpl);
+  return fd;
+}
+
+std::string read_child_result(int fd) {
+  std::string text;
+  char buf[65536];
+  off_t off = 0;
+  for (ssize_t n; (n = ::pread(fd, buf, sizeof buf, off)) > 0; off += n)
+    text.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  return text;
+}
+
+bool write_all(int fd, std::string_view text) {
+  while (!text.empty()) {
+    const ssize_t n = ::write(fd, text.data(), text.size());
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return false;
+    text.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
 } // namespace fpsim::harness

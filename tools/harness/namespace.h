@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -182,5 +183,13 @@ bool isolated_runs_cancelled() noexcept;
 // abort): the place to note where the child was.
 IsolatedRun run_isolated(const std::function<int(const IsolatedDirs &)> &body,
                          std::chrono::milliseconds timeout, const std::function<void()> &on_overrun = {});
+
+// What an isolated child hands back goes through an unlinked temporary file opened before the
+// fork: its content survives the child however it ends. -1, errno set, when it cannot be made.
+int child_result_file();
+// Everything written to the file; closes it.
+std::string read_child_result(int fd);
+// Writes all of `text`: false, errno set, when it cannot.
+bool write_all(int fd, std::string_view text);
 
 } // namespace fpsim::harness

@@ -11,15 +11,9 @@
 // (and passthrough writes, which land in the backing files) never modify DIR. The copies are the
 // server's content and the backing files at once: READ/WRITE/SETATTR of the server act on them too.
 //
-// The server answers OPEN/CREATE by policy:
-//   hp           one backing id per inode: BACKING_OPEN at the inode's first open, FOPEN_PASSTHROUGH
-//                with that id for every open while any file of the inode is open, BACKING_CLOSE
-//                when the inode's last file is released (what real passthrough servers do);
-//   passthrough  every file is registered right after the mount, always FOPEN_PASSTHROUGH with the
-//                file's id; the ids are closed after the command, once every file was released;
-//   cached       open_flags 0;
-//   direct_io    FOPEN_DIRECT_IO.
-// OPENDIR is always answered with open_flags 0.
+// The server is the harness's one FUSE session (fuse_server.h) serving the copies (directory_files)
+// and answering OPEN/CREATE by a stock policy (server_policy.h). Its observer builds the trace's
+// statements, which the printer writes and the simulator replays as built.
 //
 // The command runs as the only process of a new PID namespace under a tiny init, with the mount as
 // its working directory; when it exits (or is killed after --timeout) whatever it left running dies
@@ -32,6 +26,8 @@
 // cannot run it. Nothing is written to OUT unless the recording succeeded (temp file + rename).
 #pragma once
 
+#include "server_policy.h"
+
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -41,11 +37,9 @@
 
 namespace fpsim::harness {
 
-enum class RecordPolicy { Hp, Passthrough, Cached, DirectIo };
-
 struct RecordOptions {
   std::string source_dir;
-  RecordPolicy policy = RecordPolicy::Hp;
+  policy::Stock policy = policy::Stock::Hp;
   std::string output;
   std::vector<std::string> command; // CMD ARGS...
   std::chrono::seconds timeout{120}; // for the command

@@ -1,5 +1,5 @@
-// Small helpers for reading and answering /dev/fuse requests, shared by the test server
-// (fuse_server.cpp) and the recorder's server (recorder.cpp).
+// Small helpers for reading and answering /dev/fuse requests: the server session's, and the
+// recorder's reading of the requests the session shows it.
 #pragma once
 
 #include <csignal>
