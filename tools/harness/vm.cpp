@@ -5,7 +5,7 @@
 #include "vm_kernels.h"
 
 #include "base/assert.h"
-#include "sim/trace_files.h"
+#include "sim/trace/trace_files.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -498,6 +498,9 @@ CLI::App *add_subcommand(CLI::App &app, Options *opts) {
                  "a Debian kernel version (7.2.13, 6.12.117, 7.3-rc7, a line: 7.3), a .deb or a vmlinuz; repeatable")
       ->required()
       ->expected(1)
+      // One value per --kernel: otherwise CLI11 reads a `--` right after it as the end of this
+      // option's values and the subcommand's own options as the vm's.
+      ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   vm->add_option("--timeout", opts->timeout_s, "seconds a guest may take, boot and run, before it is killed (default 3600)")
       ->check(CLI::Range(1, 86400));

@@ -7,7 +7,7 @@
 set -u
 harness=$1
 source_dir=$2
-. "$(dirname "$0")/check_lib.sh"
+. "$(dirname "$0")/../check_lib.sh"
 cd "$source_dir" || exit 1
 kernel=${FPSIM_VM_TEST_KERNEL:-7.2}
 traces=(traces/spec/00-init-passthrough.trace traces/spec/01-init-no-passthrough.trace

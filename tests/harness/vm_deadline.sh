@@ -5,7 +5,7 @@
 # cannot be fetched.
 set -u
 harness=$1
-. "$(dirname "$0")/check_lib.sh"
+. "$(dirname "$0")/../check_lib.sh"
 nothing_left() { # pid of the fpsim-harness that ran qemu
   for _ in $(seq 1 50); do
     [ -z "$(pgrep -f -- "-name fpsim-harness-vm-$1")" ] && break

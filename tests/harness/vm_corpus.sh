@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole corpus crosschecked inside each kernel under qemu, with timings: not a ctest test (a
-# few minutes a kernel under TCG). Usage: tests/vm_corpus.sh HARNESS [RUNS [KERNEL...]]
+# few minutes a kernel under TCG). Usage: tests/harness/vm_corpus.sh HARNESS [RUNS [KERNEL...]]
 # (default: 1 run of 7.2.13, 7.3-rc7 and 6.12.117). With RUNS > 1, says whether every run gave the
 # same verdict for every trace (a deadline too tight for emulation would flip "blocks" outcomes).
 # Exit: the last run's exit status of fpsim-harness vm, or 1 when the runs' verdicts differ.
@@ -10,7 +10,7 @@ runs=${2:-1}
 shift 2 2>/dev/null || shift $#
 kernels=("$@")
 [ ${#kernels[@]} -eq 0 ] && kernels=(7.2.13 7.3-rc7 6.12.117)
-cd "$(dirname "$0")/.." || exit 1
+cd "$(dirname "$0")/../.." || exit 1
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 args=()
