@@ -29,7 +29,8 @@ check "no staging dir left" [ -z "$(ls -d /tmp/fpsim-vm.* 2>/dev/null)" ]
 
 # The CONFIG_FUSE_FS=m path, on a .deb made here around the same vmlinuz: its config says =m and its
 # fuse.ko.xz is not a module, so the guest's insmod must be tried and fail (FUSE is built into this
-# vmlinuz, so the trace still passes). Its own cache, removed with $tmp.
+# vmlinuz, so the trace still passes). Its own cache, removed with $tmp. It runs in a working
+# directory under /tmp, as a clean clone in CI may be: the guest's /tmp must still hold it.
 vmlinuz=$(ls "${XDG_CACHE_HOME:-$HOME/.cache}"/fpsim/kernels/linux-*-"$kernel"*-amd64_*/vmlinuz 2>/dev/null | head -1)
 if [ -n "$vmlinuz" ]; then
   d=$tmp/deb
@@ -40,12 +41,14 @@ if [ -n "$vmlinuz" ]; then
   printf 'Package: linux-image-fpsim-test\nVersion: 1\nArchitecture: amd64\nMaintainer: fpsim\nDescription: test\n' \
     >"$d/DEBIAN/control"
   dpkg-deb -b -Znone "$d" "$tmp/test.deb" >/dev/null
-  XDG_CACHE_HOME=$tmp/cache "$harness" vm --kernel "$tmp/test.deb" --accel tcg --timeout 150 -- \
-    crosscheck traces/spec/00-init-passthrough.trace >"$tmp/deb.out" 2>&1
+  mkdir "$tmp/work" && cp traces/spec/00-init-passthrough.trace "$tmp/work/t.trace"
+  (cd "$tmp/work" && XDG_CACHE_HOME=$tmp/cache "$harness" vm --kernel "$tmp/test.deb" --accel tcg \
+    --timeout 150 -- crosscheck t.trace) >"$tmp/deb.out" 2>&1
   rc=$?
   cat "$tmp/deb.out"
   check ".deb with FUSE as a module: exit 0" [ "$rc" -eq 0 ]
   check ".deb: its package named" grep -q '^== vm .*test.deb: linux-image-fpsim-test 1 .*CONFIG_FUSE_FS=m, fuse.ko loaded by init' "$tmp/deb.out"
   check ".deb: init tried fuse.ko" grep -qx 'fpsim-harness vm: insmod fuse.ko failed' "$tmp/deb.out"
+  check ".deb: the trace under /tmp ran" grep -qF "PASS t.trace [" "$tmp/deb.out"
 fi
 exit $fail

@@ -10,7 +10,18 @@ exec </dev/console >/dev/console 2>&1
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
+# The harness works in a tmpfs on /tmp, as on a host. The traces and the working directory travel
+# at their host paths, which may be under /tmp themselves: what the initramfs has there is bound
+# back into the tmpfs.
+mv /tmp /.initramfs-tmp 2>/dev/null || mkdir /.initramfs-tmp
+mkdir /tmp
 mount -t tmpfs tmpfs /tmp
+for e in /.initramfs-tmp/* /.initramfs-tmp/.[!.]*; do
+  [ -e "$e" ] || continue
+  n=/tmp/${e##*/}
+  if [ -d "$e" ]; then mkdir "$n"; else touch "$n"; fi
+  mount --bind "$e" "$n"
+done
 out=/dev/ttyS1
 # Raw: no \n -> \r\n, so the host gets the harness's bytes as they are.
 stty -F $out raw -echo
