@@ -7,6 +7,8 @@
 //                                     generated traces, simulator vs kernel (fuzz_kernel.h)
 //   fpsim-harness record --source DIR [--policy P] -o OUT -- CMD [ARGS...]
 //                                     a command's opens and backing ids as a trace (recorder.h)
+//   fpsim-harness vm --kernel K [--kernel K ...] [--timeout S] -- SUBCOMMAND ARGS...
+//                                     SUBCOMMAND inside each kernel under qemu (vm.h)
 //
 // Exit codes: 0 agreement; 1 a disagreement or a harness failure; 2 usage, unreadable file or parse
 // error; 3 a fault injected with FPSIM_HARNESS_FAULT (fault.h) fired and the harness contained it
@@ -19,6 +21,7 @@
 #include "kernel_executor.h"
 #include "namespace.h"
 #include "recorder.h"
+#include "vm.h"
 
 #include "sim/trace/parser.h"
 #include "sim/trace/trace_files.h"
@@ -826,6 +829,8 @@ int main(int argc, char **argv) {
   fuzz->add_option("--trace-timeout", trace_timeout_s,
                    "seconds one trace may take on the kernel before its run is killed (default 120)")
       ->check(CLI::Range(1, 3600));
+  harness::vm::Options vm_options;
+  CLI::App *vm = harness::vm::add_subcommand(app, &vm_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp &e) {
@@ -834,6 +839,8 @@ int main(int argc, char **argv) {
     app.exit(e);
     return kExitUsage;
   }
+  if (vm->parsed())
+    return harness::vm::run(vm_options);
   harness::KernelExecutorOptions options;
   if (const int rc = take_fault(options, run->parsed() || cross->parsed(), record->parsed() ? "record" : "fuzz");
       rc != kExitOk)
