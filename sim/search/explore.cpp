@@ -119,26 +119,20 @@ void set_reply(const Action &a, const XState &x, Statement &s) {
     r.flags = reply_flag::DIRECT_IO | reply_flag::PARALLEL_DIRECT_WRITES;
     s.access = AccessMode::ReadWrite;
     break;
-  case Reply::Pt:
-    r.flags = reply_flag::PASSTHROUGH;
-    r.id_kind = ReplySpec::IdKind::Name;
-    r.backing = a.backing;
-    break;
   case Reply::PtDioPdw:
-    r.flags = reply_flag::PASSTHROUGH | reply_flag::DIRECT_IO | reply_flag::PARALLEL_DIRECT_WRITES;
+    r.flags = reply_flag::DIRECT_IO | reply_flag::PARALLEL_DIRECT_WRITES;
+    s.access = AccessMode::ReadWrite;
+    [[fallthrough]];
+  case Reply::Pt:
+    r.flags |= reply_flag::PASSTHROUGH;
     r.id_kind = ReplySpec::IdKind::Name;
     r.backing = a.backing;
-    s.access = AccessMode::ReadWrite;
     break;
   case Reply::PtId0:
-    r.flags = reply_flag::PASSTHROUGH;
-    r.id_kind = ReplySpec::IdKind::Literal;
-    r.literal_id = 0;
-    break;
   case Reply::PtClosed:
     r.flags = reply_flag::PASSTHROUGH;
     r.id_kind = ReplySpec::IdKind::Literal;
-    r.literal_id = x.closed_id.value_or(0);
+    r.literal_id = a.reply == Reply::PtId0 ? 0 : x.closed_id.value_or(0);
     break;
   }
 }
@@ -423,6 +417,14 @@ private:
 
   template <typename T> static void fill(std::vector<T> &v, std::size_t n, T x) { v.assign(n, x); }
 
+  // By key, ties by index: a total order, so the result does not depend on the sort.
+  template <typename Key> static void sort_by(std::vector<std::uint32_t> &v, Key key) {
+    std::sort(v.begin(), v.end(), [&](std::uint32_t a, std::uint32_t b) {
+      const std::uint64_t ka = key(a), kb = key(b);
+      return ka != kb ? ka < kb : a < b;
+    });
+  }
+
   std::uint64_t vma_key(const Model &m, std::uint32_t v) const {
     const Vma &x = m.vmas[v];
     const FuseFile &ff = m.file(x.file);
@@ -548,16 +550,10 @@ private:
       if (ff.released)
         continue;
       FileInfo &fi = files_[f];
-      auto by_key = [&](std::vector<std::uint32_t> &v, auto keyf) {
-        if (!symmetry_)
-          return;
-        std::sort(v.begin(), v.end(), [&](std::uint32_t a, std::uint32_t bb) {
-          const std::uint64_t ka = keyf(a), kb = keyf(bb);
-          return ka != kb ? ka < kb : a < bb;
-        });
-      };
-      by_key(fi.vmas, [&](std::uint32_t v) { return vma_key(m, v); });
-      by_key(fi.writes, [&](std::uint32_t w) { return write_key(m, w); });
+      if (symmetry_) {
+        sort_by(fi.vmas, [&](std::uint32_t v) { return vma_key(m, v); });
+        sort_by(fi.writes, [&](std::uint32_t w) { return write_key(m, w); });
+      }
       const FuseInode &node = m.inode(ff.inode);
       Hasher h;
       h.add(file_fields(ff) | (static_cast<std::uint64_t>(fds_[f]) << 40));
@@ -597,9 +593,7 @@ private:
         continue;
       auto &fl = inode_files_[i];
       if (symmetry_)
-        std::sort(fl.begin(), fl.end(), [&](std::uint32_t a, std::uint32_t bb) {
-          return files_[a].key != files_[bb].key ? files_[a].key < files_[bb].key : a < bb;
-        });
+        sort_by(fl, [&](std::uint32_t f) { return files_[f].key; });
       Hasher h;
       h.add(inode_fields(fi));
       if (fi.fb)
@@ -612,9 +606,7 @@ private:
       inode_order_.push_back(i);
     }
     if (symmetry_)
-      std::sort(inode_order_.begin(), inode_order_.end(), [&](std::uint32_t a, std::uint32_t bb) {
-        return inode_key_[a] != inode_key_[bb] ? inode_key_[a] < inode_key_[bb] : a < bb;
-      });
+      sort_by(inode_order_, [&](std::uint32_t i) { return inode_key_[i]; });
     else
       std::sort(inode_order_.begin(), inode_order_.end(), [&](std::uint32_t a, std::uint32_t bb) {
         return m.inodes[a].name < m.inodes[bb].name;
@@ -668,10 +660,7 @@ private:
     for (std::uint32_t i = 0; i < m.backings.size(); ++i)
       if (c.fb[i] == kNone && fb_live(m, i))
         rest_.push_back(i);
-    std::sort(rest_.begin(), rest_.end(), [&](std::uint32_t a, std::uint32_t bb) {
-      const std::uint64_t ka = fb_key(m, s, a), kb = fb_key(m, s, bb);
-      return ka != kb ? ka < kb : a < bb;
-    });
+    sort_by(rest_, [&](std::uint32_t i) { return fb_key(m, s, i); });
     for (std::uint32_t i : rest_)
       c.fb[i] = c.n_fb++;
   }
@@ -690,15 +679,8 @@ private:
           std::find(rest_.begin(), rest_.end(), idx(m.vmas[v].backing_file)) == rest_.end())
         rest_.push_back(idx(m.vmas[v].backing_file));
     if (symmetry_) {
-      std::sort(rest_.begin(), rest_.end(), [&](std::uint32_t a, std::uint32_t bb) {
-        const std::uint64_t ka = bf_key(m, a), kb = bf_key(m, bb);
-        return ka != kb ? ka < kb : a < bb;
-      });
-      std::sort(orphan_writes_.begin(), orphan_writes_.end(),
-                [&](std::uint32_t a, std::uint32_t bb) {
-                  const std::uint64_t ka = write_key(m, a), kb = write_key(m, bb);
-                  return ka != kb ? ka < kb : a < bb;
-                });
+      sort_by(rest_, [&](std::uint32_t i) { return bf_key(m, i); });
+      sort_by(orphan_writes_, [&](std::uint32_t w) { return write_key(m, w); });
     }
     for (std::uint32_t i : rest_)
       c.bf[i] = c.n_bf++;
@@ -781,12 +763,15 @@ private:
 
   // The backing_files in canonical order, the orphans, the fbs in canonical order.
   void serialize_backings(const Model &m, const Canon &c, Hasher &out) {
-    const std::size_t nb = m.backings.size(), nbf = m.backing_files.size();
+    // rest_: the objects in canonical order.
+    auto in_order = [&](const std::vector<std::uint32_t> &canon, std::uint32_t n) {
+      rest_.assign(n, kNone);
+      for (std::uint32_t i = 0; i < canon.size(); ++i)
+        if (canon[i] != kNone)
+          rest_[canon[i]] = i;
+    };
     out.add(0x0b);
-    rest_.assign(c.n_bf, kNone);
-    for (std::uint32_t i = 0; i < nbf; ++i)
-      if (c.bf[i] != kNone)
-        rest_[c.bf[i]] = i;
+    in_order(c.bf, c.n_bf);
     for (std::uint32_t i : rest_)
       out.add(static_cast<std::uint32_t>(m.backing_files[i].f_count.value()));
     for (std::uint32_t v : orphan_vmas_) {
@@ -797,10 +782,7 @@ private:
     out.add(0x0c);
     for (std::uint32_t w : orphan_writes_)
       out.add(write_key(m, w));
-    rest_.assign(c.n_fb, kNone);
-    for (std::uint32_t i = 0; i < nb; ++i)
-      if (c.fb[i] != kNone)
-        rest_[c.fb[i]] = i;
+    in_order(c.fb, c.n_fb);
     out.add(0xfb);
     for (std::uint32_t i : rest_) {
       const FuseBacking &x = m.backings[i];
@@ -994,22 +976,21 @@ private:
                        (g ? cr.file[idx(*g)] : kNone));
     });
     sorted_add(out, 0xa4, small_);
-    small_.clear();
-    for (int k = 0; k < live.declared(NameKind::Mapping); ++k) {
-      auto f = s.mut.mapping(k), g = s.ref->mapping(k);
-      if (f || g)
-        small_.push_back(static_cast<std::uint64_t>(f ? ca.vma[idx(*f)] : kNone) << 32 |
-                         (g ? cr.vma[idx(*g)] : kNone));
-    }
-    sorted_add(out, 0xa5, small_);
-    small_.clear();
-    for (int k = 0; k < live.declared(NameKind::Write); ++k) {
-      auto f = s.mut.held_write(k), g = s.ref->held_write(k);
-      if (f || g)
-        small_.push_back(static_cast<std::uint64_t>(f ? ca.write[idx(*f)] : kNone) << 32 |
-                         (g ? cr.write[idx(*g)] : kNone));
-    }
-    sorted_add(out, 0xa6, small_);
+    auto named = [&](std::uint64_t tag, NameKind kind, auto get, const std::vector<std::uint32_t> &x,
+                     const std::vector<std::uint32_t> &y) {
+      small_.clear();
+      for (int k = 0; k < live.declared(kind); ++k) {
+        auto f = get(s.mut, k), g = get(*s.ref, k);
+        if (f || g)
+          small_.push_back(static_cast<std::uint64_t>(f ? x[idx(*f)] : kNone) << 32 |
+                           (g ? y[idx(*g)] : kNone));
+      }
+      sorted_add(out, tag, small_);
+    };
+    named(0xa5, NameKind::Mapping, [](const SimExecutor &e, int k) { return e.mapping(k); },
+          ca.vma, cr.vma);
+    named(0xa6, NameKind::Write, [](const SimExecutor &e, int k) { return e.held_write(k); },
+          ca.write, cr.write);
     small_.clear();
     s.mut.for_each_pending([&](NameKind k, int slot, TaskId t) {
       std::uint64_t q = kNone;
@@ -1144,18 +1125,24 @@ private:
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
   }
 
+  // The state before init, with the unmutated model in lockstep for a mutant.
+  XState fresh() const {
+    XState s{SimExecutor(o_.mutant), std::nullopt, Live(universe_.names), std::nullopt};
+    s.mut.begin(universe_, o_.profile);
+    if (o_.mutant != Mutant::None && o_.compare_reference) {
+      s.ref.emplace(Mutant::None);
+      s.ref->begin(universe_, o_.profile);
+    }
+    return s;
+  }
+
   // Roots: after init, without and with direct_io_allow_mmap. True once the search ended.
   bool add_roots(ExploreResult &res) {
     levels_.emplace_back();
     for (bool dio : {false, true}) {
       if (!(dio ? o_.init_dio_mmap : o_.init_plain))
         continue;
-      XState s{SimExecutor(o_.mutant), std::nullopt, Live(universe_.names), std::nullopt};
-      s.mut.begin(universe_, o_.profile);
-      if (o_.mutant != Mutant::None && o_.compare_reference) {
-        s.ref.emplace(Mutant::None);
-        s.ref->begin(universe_, o_.profile);
-      }
+      XState s = fresh();
       StepReport r;
       apply(s, init_statement(dio), &r);
       const auto root = static_cast<std::uint32_t>(roots_.size());
@@ -1302,15 +1289,9 @@ private:
   }
 
   std::optional<ExploreFailure> step_failure(const StepReport &r, const Statement &st) const {
-    if (!r.violations.empty()) {
-      ExploreFailure f{Counterexample::Kind::Violation,
-                r.violations[0].rule,
-                r.violations[0].message,
-                format_statement(st, universe_.names),
-                "",
-                ""};
-      return f;
-    }
+    if (!r.violations.empty())
+      return ExploreFailure{Counterexample::Kind::Violation, r.violations[0].rule,
+                            r.violations[0].message, format_statement(st, universe_.names), "", ""};
     if (r.diverged)
       return ExploreFailure{Counterexample::Kind::Divergence,
                      "divergence",
@@ -1394,8 +1375,6 @@ private:
     return *cache_[chain_.size() - 1];
   }
 
-  // The path to a failure as a trace: init, then each statement expecting the reference's
-  // outcome; parsed back and replayed to confirm it fails.
   // The path to a node as a trace: init, then each statement expecting the explored model's
   // outcome (the unmutated model's where they differ).
   Trace path_trace(At at, std::string title) {
@@ -1419,12 +1398,7 @@ private:
     t.title = std::move(title);
     t.names = universe_.names;
     const bool dio = roots_.at(root).mut.model().fc.direct_io_allow_mmap;
-    XState s{SimExecutor(o_.mutant), std::nullopt, Live(universe_.names), std::nullopt};
-    s.mut.begin(universe_, o_.profile);
-    if (o_.mutant != Mutant::None && o_.compare_reference) {
-      s.ref.emplace(Mutant::None);
-      s.ref->begin(universe_, o_.profile);
-    }
+    XState s = fresh();
     {
       StepReport r;
       const Statement st = init_statement(dio);
@@ -1457,8 +1431,7 @@ private:
         fmt::format(
             "fpsim explore: {} at depth {}{}", counterexample_kind_name(f.kind), at.depth,
             o_.mutant == Mutant::None ? "" : fmt::format(" (mutant {})", mutant_name(o_.mutant))));
-    const Trace &t = c.trace;
-    c.text = print_trace(t);
+    c.text = print_trace(c.trace);
     ParseResult p = parse_trace(c.text, "explore-counterexample.trace");
     if (auto *e = std::get_if<ParseError>(&p)) {
       c.replay_failure = "does not parse: " + e->str();
@@ -1529,14 +1502,10 @@ std::optional<std::string> validate(const ExploreOptions &o) {
     return fmt::format("--depth must be in 0..{}", kMaxDepth);
   if (o.inodes < 1 || o.inodes > kMaxInodes)
     return fmt::format("--inodes must be in 1..{}", kMaxInodes);
-  if (o.files < 0 || o.files > kMaxNamed)
-    return fmt::format("--files must be in 0..{}", kMaxNamed);
-  if (o.ids < 0 || o.ids > kMaxNamed)
-    return fmt::format("--ids must be in 0..{}", kMaxNamed);
-  if (o.mappings < 0 || o.mappings > kMaxNamed)
-    return fmt::format("--mappings must be in 0..{}", kMaxNamed);
-  if (o.writes < 0 || o.writes > kMaxNamed)
-    return fmt::format("--writes must be in 0..{}", kMaxNamed);
+  for (const auto &[flag, n] : {std::pair{"files", o.files}, std::pair{"ids", o.ids},
+                                 std::pair{"mappings", o.mappings}, std::pair{"writes", o.writes}})
+    if (n < 0 || n > kMaxNamed)
+      return fmt::format("--{} must be in 0..{}", flag, kMaxNamed);
   if (!o.init_plain && !o.init_dio_mmap)
     return std::string("nothing to explore: neither init is selected");
   if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count)

@@ -66,24 +66,8 @@ constexpr int kCreatedFile = 3;
 constexpr const char *kBackingFiles[] = {"x.dat", "y.dat"};
 
 enum class Act : std::uint8_t {
-  BackingOpen,
-  BackingClose,
-  BackingCloseLiteral,
-  Open,
-  Create,
-  Opendir,
-  Read,
-  Write,
-  Mmap,
-  Munmap,
-  Close,
-  WriteBegin,
-  WriteEnd,
-  Await,
-  Abort,
-  Umount,
-  DevClose,
-  Count,
+  BackingOpen, BackingClose, BackingCloseLiteral, Open, Create, Opendir, Read, Write, Mmap,
+  Munmap, Close, WriteBegin, WriteEnd, Await, Abort, Umount, DevClose, Count,
 };
 
 // What a handle was opened with; whether it is open is the Live's.
@@ -93,47 +77,14 @@ struct HandleInfo {
   ReplySpec reply;
 };
 
-// The op each action writes.
-Op op_of(Act a) {
-  switch (a) {
-  case Act::BackingOpen:
-    return Op::BackingOpen;
-  case Act::BackingClose:
-  case Act::BackingCloseLiteral:
-    return Op::BackingClose;
-  case Act::Open:
-    return Op::Open;
-  case Act::Create:
-    return Op::Create;
-  case Act::Opendir:
-    return Op::Opendir;
-  case Act::Read:
-    return Op::Read;
-  case Act::Write:
-    return Op::Write;
-  case Act::Mmap:
-    return Op::Mmap;
-  case Act::Munmap:
-    return Op::Munmap;
-  case Act::Close:
-    return Op::Close;
-  case Act::WriteBegin:
-    return Op::WriteBegin;
-  case Act::WriteEnd:
-    return Op::WriteEnd;
-  case Act::Await:
-    return Op::Await;
-  case Act::Abort:
-    return Op::Abort;
-  case Act::Umount:
-    return Op::Umount;
-  case Act::DevClose:
-    return Op::DevClose;
-  case Act::Count:
-    break;
-  }
-  FPSIM_UNREACHABLE("Act::Count is not an action");
-}
+// The op each action writes, in Act's order.
+constexpr Op kOpOf[] = {Op::BackingOpen, Op::BackingClose, Op::BackingClose, Op::Open,
+                        Op::Create,      Op::Opendir,      Op::Read,         Op::Write,
+                        Op::Mmap,        Op::Munmap,       Op::Close,        Op::WriteBegin,
+                        Op::WriteEnd,    Op::Await,        Op::Abort,        Op::Umount,
+                        Op::DevClose};
+static_assert(std::size(kOpOf) == static_cast<std::size_t>(Act::Count));
+Op op_of(Act a) { return kOpOf[static_cast<std::size_t>(a)]; }
 
 // Room for every name a trace of `cap` statements can declare (one per statement at most): the
 // executor and the Live size their tables from the names.
@@ -173,9 +124,7 @@ public:
         backing_close_literal();
     }
     emit_init();
-    while (static_cast<int>(stmts_.size()) < target_) {
-      if (!one())
-        break;
+    while (static_cast<int>(stmts_.size()) < target_ && one()) {
     }
     return finish(outcomes);
   }
@@ -398,31 +347,13 @@ private:
     Statement s;
     s.op = Op::BackingOpen;
     s.backing = live_.declared(NameKind::Backing);
-    switch (rng_.weighted({180, 6, 2, 2, 2, 2, 2})) {
-    case 0:
-      s.source = SourceKind::File;
+    static constexpr SourceKind kSources[] = {SourceKind::File, SourceKind::OPath,
+                                              SourceKind::Dir,  SourceKind::Pipe,
+                                              SourceKind::Socket, SourceKind::DevNull,
+                                              SourceKind::BadFd};
+    s.source = kSources[rng_.weighted({180, 6, 2, 2, 2, 2, 2})];
+    if (s.source == SourceKind::File || s.source == SourceKind::OPath)
       s.backing_file = rng_.chance(7, 10) ? 0 : 1;
-      break;
-    case 1:
-      s.source = SourceKind::OPath;
-      s.backing_file = rng_.chance(7, 10) ? 0 : 1;
-      break;
-    case 2:
-      s.source = SourceKind::Dir;
-      break;
-    case 3:
-      s.source = SourceKind::Pipe;
-      break;
-    case 4:
-      s.source = SourceKind::Socket;
-      break;
-    case 5:
-      s.source = SourceKind::DevNull;
-      break;
-    default:
-      s.source = SourceKind::BadFd;
-      break;
-    }
     if (rng_.chance(1, 100))
       s.map_flags = 1;
     if (rng_.chance(1, 100))
@@ -431,7 +362,7 @@ private:
     const Outcome o = emit(s);
     if (o.kind != Outcome::Kind::Id)
       failed_backing_opens_++;
-    if (o.kind == Outcome::Kind::Id)
+    else
       max_id_ = std::max(max_id_, static_cast<std::int32_t>(o.id));
   }
 
@@ -480,44 +411,27 @@ private:
     // cached, keep_cache, direct_io, direct_io|pdw, passthrough, passthrough|direct_io|pdw,
     // passthrough|keep_cache, passthrough|noflush, error:EACCES, enosys, a rare odd flag mix.
     const std::size_t kind = rng_.weighted({30, 8, 16, 26, 60, 30, 8, 6, 8, for_create ? 0u : 1u, 3});
-    switch (kind) {
-    case 0:
-      break;
-    case 1:
-      r.flags = rf::KEEP_CACHE;
-      break;
-    case 2:
-      r.flags = rf::DIRECT_IO;
-      break;
-    case 3:
-      r.flags = rf::DIRECT_IO | rf::PARALLEL_DIRECT_WRITES;
-      break;
-    case 4:
-      r.flags = rf::PASSTHROUGH;
-      break;
-    case 5:
-      r.flags = rf::PASSTHROUGH | rf::DIRECT_IO | rf::PARALLEL_DIRECT_WRITES;
-      break;
-    case 6:
-      r.flags = rf::PASSTHROUGH | rf::KEEP_CACHE;
-      break;
-    case 7:
-      r.flags = rf::PASSTHROUGH | rf::NOFLUSH;
-      break;
-    case 8:
+    static constexpr std::uint32_t kFlags[] = {0,
+                                               rf::KEEP_CACHE,
+                                               rf::DIRECT_IO,
+                                               rf::DIRECT_IO | rf::PARALLEL_DIRECT_WRITES,
+                                               rf::PASSTHROUGH,
+                                               rf::PASSTHROUGH | rf::DIRECT_IO |
+                                                   rf::PARALLEL_DIRECT_WRITES,
+                                               rf::PASSTHROUGH | rf::KEEP_CACHE,
+                                               rf::PASSTHROUGH | rf::NOFLUSH};
+    static constexpr std::uint32_t kOdd[] = {rf::NOFLUSH, rf::NONSEEKABLE, rf::STREAM,
+                                             rf::CACHE_DIR, rf::DIRECT_IO | rf::NOFLUSH};
+    if (kind == 8) {
       r.kind = ReplySpec::Kind::Error;
       r.error = EACCES;
       return r;
-    case 9:
+    }
+    if (kind == 9) {
       r.kind = ReplySpec::Kind::Enosys;
       return r;
-    default: {
-      static constexpr std::uint32_t kOdd[] = {rf::NOFLUSH, rf::NONSEEKABLE, rf::STREAM,
-                                               rf::CACHE_DIR, rf::DIRECT_IO | rf::NOFLUSH};
-      r.flags = kOdd[rng_.below(std::size(kOdd))];
-      break;
     }
-    }
+    r.flags = kind < std::size(kFlags) ? kFlags[kind] : kOdd[rng_.below(std::size(kOdd))];
     if (r.flags & rf::PASSTHROUGH) {
       const auto live = bound_backings(false);
       const auto closed = bound_backings(true);
@@ -545,8 +459,7 @@ private:
         used.push_back(h.file);
     if (!used.empty() && rng_.chance(3, 5))
       return pick(used);
-    const std::size_t f = rng_.weighted({50, 30, 15, created_ ? 5u : 0u});
-    return static_cast<int>(f);
+    return static_cast<int>(rng_.weighted({50, 30, 15, created_ ? 5u : 0u}));
   }
 
   void open_file(Op op) {
@@ -620,18 +533,14 @@ private:
     t.path = "generated.trace";
     t.profile = opts_.profile;
     t.profile_given = true;
-    t.names.backings.assign(scratch_.names.backings.begin(),
-                            scratch_.names.backings.begin() +
-                                live_.declared(NameKind::Backing));
-    t.names.handles.assign(scratch_.names.handles.begin(),
-                           scratch_.names.handles.begin() +
-                               live_.declared(NameKind::Handle));
-    t.names.mappings.assign(scratch_.names.mappings.begin(),
-                            scratch_.names.mappings.begin() +
-                                live_.declared(NameKind::Mapping));
-    t.names.writes.assign(scratch_.names.writes.begin(),
-                          scratch_.names.writes.begin() +
-                              live_.declared(NameKind::Write));
+    auto declared = [&](std::vector<std::string> Names::*v, NameKind k) {
+      (t.names.*v).assign((scratch_.names.*v).begin(),
+                          (scratch_.names.*v).begin() + live_.declared(k));
+    };
+    declared(&Names::backings, NameKind::Backing);
+    declared(&Names::handles, NameKind::Handle);
+    declared(&Names::mappings, NameKind::Mapping);
+    declared(&Names::writes, NameKind::Write);
     // Files are interned in order of first appearance.
     std::vector<int> mount_slot(std::size(kMountFiles), -1);
     std::vector<int> backing_slot(std::size(kBackingFiles), -1);
