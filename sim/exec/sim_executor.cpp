@@ -22,20 +22,22 @@ Outcome from_errno_or(const SysResult &r, Outcome ok) {
   return ok;
 }
 
-Outcome route_outcome(const SysResult &r) {
+Outcome of_kind(Outcome::Kind k) {
   Outcome o;
+  o.kind = k;
+  return o;
+}
+
+Outcome route_outcome(const SysResult &r) {
   switch (r.route) {
   case Route::Backing:
-    o.kind = Outcome::Kind::Backing;
-    break;
+    return from_errno_or(r, of_kind(Outcome::Kind::Backing));
   case Route::Fuse:
-    o.kind = Outcome::Kind::Fuse;
-    break;
+    return from_errno_or(r, of_kind(Outcome::Kind::Fuse));
   case Route::None:
-    o.kind = Outcome::Kind::Ok;
-    break;
+    return from_errno_or(r, Outcome::ok());
   }
-  return from_errno_or(r, o);
+  FPSIM_UNREACHABLE("a route outside the enum");
 }
 
 BackingFdKind fd_kind(SourceKind k) {
@@ -134,9 +136,7 @@ Outcome SimExecutor::open_like(const Statement &s, const Bindings &bindings) {
   if (r.blocked) {
     pending_[blocked_name(s)] = Pending{*r.task, s.op, s.handle};
     last_file_[h] = m.tasks.at(idx(*r.task)).file;
-    Outcome o;
-    o.kind = Outcome::Kind::Blocks;
-    return o;
+    return of_kind(Outcome::Kind::Blocks);
   }
   if (r.file) {
     fds_[h] = *r.file;
@@ -153,11 +153,8 @@ Outcome SimExecutor::await(const Statement &s) {
     return Outcome::invalid(fmt::format("nothing is blocked on {}", name));
   const Pending p = it->second;
   const Task &t = m.tasks.at(idx(p.task));
-  if (!t.done) {
-    Outcome o;
-    o.kind = Outcome::Kind::Blocks;
-    return o;
-  }
+  if (!t.done)
+    return of_kind(Outcome::Kind::Blocks);
   pending_.erase(it);
   const SysResult &r = t.result;
   const std::optional<BlockingOp> op = blocking_op(p.op);
@@ -300,8 +297,7 @@ Outcome SimExecutor::backing_open(const Statement &s) {
   fbs_[static_cast<std::size_t>(s.backing)] = fb;
   grow(names_.fbs, m.backings.size());
   names_.fbs[idx(fb)] = trace_->names.backings.at(static_cast<std::size_t>(s.backing));
-  Outcome out;
-  out.kind = Outcome::Kind::Id;
+  Outcome out = of_kind(Outcome::Kind::Id);
   out.id = r.value;
   return out;
 }
@@ -335,9 +331,7 @@ Outcome SimExecutor::on_fd(const Statement &s) {
   }
   if (r.blocked) {
     pending_[blocked_name(s)] = Pending{*r.task, s.op, s.handle};
-    Outcome out;
-    out.kind = Outcome::Kind::Blocks;
-    return out;
+    return of_kind(Outcome::Kind::Blocks);
   }
   if (held && r.write)
     writes_[static_cast<std::size_t>(s.write)] = *r.write;

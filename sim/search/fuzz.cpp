@@ -164,14 +164,8 @@ public:
       if (!o_.runs && !o_.seconds)
         break;
       const bool failed = run_case(k);
-      if (o_.progress) {
-        FuzzProgress p;
-        p.cases = r_.cases;
-        p.failed = r_.failed;
-        p.statements = r_.statements;
-        p.elapsed = elapsed();
-        o_.progress(p);
-      }
+      if (o_.progress)
+        o_.progress(FuzzProgress{r_.cases, r_.failed, r_.statements, elapsed()});
       if (failed && !o_.keep_going)
         break;
     }

@@ -12,24 +12,7 @@
 namespace fpsim::sim {
 namespace {
 
-using Name = std::pair<NameKind, int>;
-
-std::optional<Name> declares(const Statement &s) {
-  switch (s.op) {
-  case Op::Open:
-  case Op::Create:
-  case Op::Opendir:
-    return Name{NameKind::Handle, s.handle};
-  case Op::BackingOpen:
-    return Name{NameKind::Backing, s.backing};
-  case Op::Mmap:
-    return Name{NameKind::Mapping, s.mapping};
-  case Op::WriteBegin:
-    return Name{NameKind::Write, s.write};
-  default:
-    return std::nullopt;
-  }
-}
+using Name = NameRef;
 
 std::vector<Name> uses(const Statement &s) {
   std::vector<Name> u;
@@ -39,35 +22,35 @@ std::vector<Name> uses(const Statement &s) {
   case Op::Close:
   case Op::Mmap:
   case Op::WriteBegin:
-    u.emplace_back(NameKind::Handle, s.handle);
+    u.push_back({NameKind::Handle, s.handle});
     break;
   case Op::Munmap:
-    u.emplace_back(NameKind::Mapping, s.mapping);
+    u.push_back({NameKind::Mapping, s.mapping});
     break;
   case Op::WriteEnd:
-    u.emplace_back(NameKind::Write, s.write);
+    u.push_back({NameKind::Write, s.write});
     break;
   case Op::Await:
-    u.emplace_back(s.await_kind, s.await_slot);
+    u.push_back({s.await_kind, s.await_slot});
     break;
   case Op::BackingClose:
     if (!s.literal_id)
-      u.emplace_back(NameKind::Backing, s.backing);
+      u.push_back({NameKind::Backing, s.backing});
     break;
   case Op::Open:
   case Op::Create:
   case Op::Opendir:
     if (s.reply.kind == ReplySpec::Kind::Flags && s.reply.id_kind == ReplySpec::IdKind::Name)
-      u.emplace_back(NameKind::Backing, s.reply.backing);
+      u.push_back({NameKind::Backing, s.reply.backing});
     break;
   case Op::Check:
     if (s.check.kind == CheckKind::Backing)
-      u.emplace_back(NameKind::Backing, s.check.slot);
+      u.push_back({NameKind::Backing, s.check.slot});
     if (s.check.kind == CheckKind::File)
-      u.emplace_back(NameKind::Handle, s.check.slot);
+      u.push_back({NameKind::Handle, s.check.slot});
     for (const CheckProp &p : s.check.props)
       if (p.key == CheckKey::Fb && p.value >= 0)
-        u.emplace_back(NameKind::Backing, static_cast<int>(p.value));
+        u.push_back({NameKind::Backing, static_cast<int>(p.value)});
     break;
   case Op::Init:
   case Op::BackingOpen:
@@ -93,7 +76,7 @@ std::vector<Statement> remove_with_users(const std::vector<Statement> &in, std::
           break;
         }
     if (gone[i]) {
-      if (auto d = declares(s))
+      if (auto d = declared_name(s))
         dead.insert(*d);
       continue;
     }

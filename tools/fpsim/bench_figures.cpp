@@ -149,35 +149,26 @@ json memory_figures() {
     model::fuse_mount(m, init);
     return m;
   };
-  {
+  // make_one(m) readies a mounted model and returns the step that makes one object.
+  auto bytes_each = [&](const char *key, auto make_one) {
     model::Model m = mounted();
+    auto one = make_one(m);
     const std::size_t before = heap_in_use();
     for (std::uint32_t i = 0; i < kN; ++i) {
-      model::fuse_iget(m, i);
+      one(i);
       m.clear_touched(); // as the driver does after every step
     }
-    out["bytes_per_inode"] = static_cast<double>(heap_in_use() - before) / kN;
-  }
-  {
-    model::Model m = mounted();
+    out[key] = static_cast<double>(heap_in_use() - before) / kN;
+  };
+  bytes_each("bytes_per_inode",
+             [](model::Model &m) { return [&m](std::uint32_t i) { model::fuse_iget(m, i); }; });
+  bytes_each("bytes_per_file", [](model::Model &m) {
     const model::InodeId inode = model::fuse_iget(m, 0);
-    model::OpenReply cached;
-    const std::size_t before = heap_in_use();
-    for (std::size_t i = 0; i < kN; ++i) {
-      model::fuse_open(m, inode, {}, cached);
-      m.clear_touched();
-    }
-    out["bytes_per_file"] = static_cast<double>(heap_in_use() - before) / kN;
-  }
-  {
-    model::Model m = mounted();
-    const std::size_t before = heap_in_use();
-    for (std::size_t i = 0; i < kN; ++i) {
-      model::fuse_dev_ioctl_backing_open(m, {});
-      m.clear_touched();
-    }
-    out["bytes_per_backing"] = static_cast<double>(heap_in_use() - before) / kN;
-  }
+    return [&m, inode](std::uint32_t) { model::fuse_open(m, inode, {}, model::OpenReply{}); };
+  });
+  bytes_each("bytes_per_backing", [](model::Model &m) {
+    return [&m](std::uint32_t) { model::fuse_dev_ioctl_backing_open(m, {}); };
+  });
   out["objects_each"] = kN;
   out["note"] = "heap growth over 100,000 objects of the model alone (no checker), vector growth "
                 "included";

@@ -48,6 +48,25 @@ inline std::optional<model::KernelProfile> profile_arg(std::string_view program,
   return p;
 }
 
+// A --mutant argument. On an unknown name prints "PROGRAM: unknown mutant ..." on stderr and
+// returns nothing.
+inline std::optional<model::Mutant> mutant_arg(std::string_view program, const std::string &name) {
+  const std::optional<model::Mutant> m = model::parse_mutant(name);
+  if (!m)
+    fmt::print(stderr, "{}: unknown mutant '{}' (expected one of: {})\n", program, name,
+               mutant_list());
+  return m;
+}
+
+// A --shard argument, empty for none. False, said on stderr as "PROGRAM: bad --shard ...", when
+// it is not I/N.
+template <typename T> bool shard_arg(std::string_view program, const std::string &s, T *i, T *n) {
+  if (s.empty() || parse_shard(s, i, n))
+    return true;
+  fmt::print(stderr, "{}: bad --shard '{}' (expected I/N with 0 <= I < N)\n", program, s);
+  return false;
+}
+
 inline double rate(double n, double seconds) { return seconds > 0 ? n / seconds : 0; }
 
 } // namespace fpsim::tools

@@ -65,17 +65,12 @@ int run_explore(const ExploreArgs &a) {
   } else {
     return kExitUsage;
   }
-  const auto mutant = model::parse_mutant(a.mutant);
-  if (!mutant) {
-    fmt::print(stderr, "fpsim explore: unknown mutant '{}' (expected one of: {})\n", a.mutant,
-               mutant_list());
+  const auto mutant = mutant_arg("fpsim explore", a.mutant);
+  if (!mutant)
     return kExitUsage;
-  }
   o.mutant = *mutant;
-  if (!a.shard.empty() && !parse_shard(a.shard, &o.shard_index, &o.shard_count)) {
-    fmt::print(stderr, "fpsim explore: bad --shard '{}' (expected I/N with 0 <= I < N)\n", a.shard);
+  if (!shard_arg("fpsim explore", a.shard, &o.shard_index, &o.shard_count))
     return kExitUsage;
-  }
   if (auto why = sim::validate(o)) {
     fmt::print(stderr, "fpsim explore: {}\n", *why);
     return kExitUsage;

@@ -49,16 +49,11 @@ int run_fuzz(const FuzzArgs &a, const CLI::App &cmd) {
     if (!o.profile)
       return kExitUsage;
   }
-  if (!a.shard.empty() && !parse_shard(a.shard, &o.shard_index, &o.shard_count)) {
-    fmt::print(stderr, "fpsim fuzz: bad --shard '{}' (expected I/N with 0 <= I < N)\n", a.shard);
+  if (!shard_arg("fpsim fuzz", a.shard, &o.shard_index, &o.shard_count))
     return kExitUsage;
-  }
-  const auto mutant = model::parse_mutant(a.mutant);
-  if (!mutant) {
-    fmt::print(stderr, "fpsim fuzz: unknown mutant '{}' (expected one of: {})\n", a.mutant,
-               mutant_list());
+  const auto mutant = mutant_arg("fpsim fuzz", a.mutant);
+  if (!mutant)
     return kExitUsage;
-  }
   o.mutant = *mutant;
   const bool tty = isatty(STDERR_FILENO) == 1;
   double last = -1;

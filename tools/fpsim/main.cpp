@@ -31,23 +31,26 @@ using namespace fpsim;
 
 namespace {
 
-// Writes next to the target and renames, so an interrupted run never leaves half a trace.
-bool write_atomically(const std::string &path, const std::string &text) {
-  const std::string tmp = path + ".fpsim-annotate.tmp";
+// Writes to PATH + suffix and renames, so an interrupted run never leaves half a trace. The
+// error says what failed.
+std::optional<std::string> write_atomically(const std::string &path, const std::string &text,
+                                            const std::string &suffix) {
+  const std::string tmp = path + suffix;
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out << text;
     out.close();
     if (!out) {
+      const std::string why = fmt::format("cannot write {}: {}", tmp, std::strerror(errno));
       std::remove(tmp.c_str());
-      return false;
+      return why;
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());
-    return false;
+    return fmt::format("cannot rename {} to {}", tmp, path);
   }
-  return true;
+  return std::nullopt;
 }
 
 nlohmann::json to_json(const sim::ReplayResult &r) {
@@ -111,7 +114,7 @@ int cmd_replay(const std::vector<std::string> &paths, const std::string &kernel,
       for (const auto &f : r.failures)
         print_failure(r, f);
     }
-    if (annotate && !write_atomically(t.path, sim::annotate(t, r))) {
+    if (annotate && write_atomically(t.path, sim::annotate(t, r), ".fpsim-annotate.tmp")) {
       fmt::print(stderr, "{}: cannot write annotated trace\n", t.path);
       return kExitUsage;
     }
@@ -193,23 +196,11 @@ int main(int argc, char **argv) {
     return kExitUsage;
   }
   if (bench->parsed() && !write_trace.empty()) {
-    // Written beside its name and renamed: an interrupted write leaves no half trace.
-    const std::string tmp = write_trace + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::trunc);
-      out << sim::print_trace(tools::bench_trace(figures.statements));
-      if (!out.flush()) {
-        fmt::print(stderr, "fpsim bench: cannot write {}: {}\n", tmp, std::strerror(errno));
-        std::remove(tmp.c_str());
-        return kExitUsage;
-      }
-    }
-    if (std::rename(tmp.c_str(), write_trace.c_str()) != 0) {
-      fmt::print(stderr, "fpsim bench: cannot rename {} to {}\n", tmp, write_trace);
-      std::remove(tmp.c_str());
-      return kExitUsage;
-    }
-    return kExitOk;
+    const auto why =
+        write_atomically(write_trace, sim::print_trace(tools::bench_trace(figures.statements)), ".tmp");
+    if (why)
+      fmt::print(stderr, "fpsim bench: {}\n", *why);
+    return why ? kExitUsage : kExitOk;
   }
   if (bench->parsed() && !bench_micro_only) {
     nlohmann::json f;

@@ -38,6 +38,24 @@ constexpr int kExitBodyThrew = 70;
 
 std::string errno_text(const std::string &what, int e) { return what + ": " + std::strerror(e); }
 
+// Appends to the run's error, "; "-separated.
+void add_error(IsolatedRun &run, const std::string &e) {
+  run.error += (run.error.empty() ? "" : "; ") + e;
+}
+
+// A terminal's ^C reaches the whole process group; the janitor and the guardian must outlive it.
+void ignore_terminal_signals() {
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+}
+
+// In the child: the namespace cannot be set up.
+[[noreturn]] void setup_failed(const std::string &what) {
+  std::perror(("fpsim-harness: " + what).c_str());
+  _exit(kExitSetupFailed);
+}
+
 bool is_fusectl(const std::string &dir) {
   struct statfs sfs {};
   return statfs(dir.c_str(), &sfs) == 0 && sfs.f_type == kFusectlSuperMagic;
@@ -87,7 +105,7 @@ void abort_connections(const std::vector<std::uint64_t> &devs, const std::string
     paths.push_back(ctl_dir + "/" + std::to_string(minor(static_cast<dev_t>(dev))) + "/abort");
   pid_t pid = fork();
   if (pid < 0) {
-    run.error += (run.error.empty() ? "" : "; ") + errno_text("fork (abort helper)", errno);
+    add_error(run, errno_text("fork (abort helper)", errno));
     return;
   }
   if (pid == 0) {
@@ -110,7 +128,7 @@ void abort_connections(const std::vector<std::uint64_t> &devs, const std::string
   }
   run.emergency_aborts += static_cast<int>(devs.size());
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    run.error += std::string(run.error.empty() ? "" : "; ") + "emergency abort through fusectl failed";
+    add_error(run, "emergency abort through fusectl failed");
 }
 
 // Whether `pid` has finished dying: gone, or a zombie with no thread left in the kernel. A process
@@ -178,10 +196,7 @@ bool dying_not_exited(pid_t pid) { return !fully_exited(pid) && leader_state(pid
 // until the machine reboots. It sleeps in sigtimedwait, so a run pays nothing for it.
 [[noreturn]] void janitor_main(pid_t child, ConnectionRegistry &registry) {
   registry.janitor_pid.store(static_cast<int>(getpid()));
-  // A terminal's ^C reaches the whole process group; what the janitor closes it closes for good.
-  signal(SIGINT, SIG_IGN);
-  signal(SIGTERM, SIG_IGN);
-  signal(SIGHUP, SIG_IGN);
+  ignore_terminal_signals(); // what the janitor closes it closes for good
   sigset_t go;
   sigemptyset(&go);
   sigaddset(&go, kJanitorGo);
@@ -200,10 +215,7 @@ bool dying_not_exited(pid_t pid) { return !fully_exited(pid) && leader_state(pid
 // FUSE connections until every thread of the child has left the kernel, and removes the temporary
 // directories. It holds no FUSE file itself, so it can never hang on the connection.
 [[noreturn]] void guardian_main(int lifeline, const ConnectionRegistry &registry) {
-  // A terminal's ^C reaches the whole process group; the guardian must survive it to clean up.
-  signal(SIGINT, SIG_IGN);
-  signal(SIGTERM, SIG_IGN);
-  signal(SIGHUP, SIG_IGN);
+  ignore_terminal_signals(); // the guardian must survive ^C to clean up
   char c = 0;
   while (read(lifeline, &c, 1) < 0 && errno == EINTR) {
   }
@@ -235,23 +247,15 @@ bool dying_not_exited(pid_t pid) { return !fully_exited(pid) && leader_state(pid
 [[noreturn]] void child_main(const std::function<int(const IsolatedDirs &)> &body,
                              const IsolatedDirs &dirs) {
   // If the parent dies (e.g. killed by a test runner) the child, and with it the namespace, must go too.
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
-    std::perror("fpsim-harness: prctl(PR_SET_PDEATHSIG)");
-    _exit(kExitSetupFailed);
-  }
-  if (unshare(CLONE_NEWNS) != 0) {
-    std::perror("fpsim-harness: unshare(CLONE_NEWNS)");
-    _exit(kExitSetupFailed);
-  }
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+    setup_failed("prctl(PR_SET_PDEATHSIG)");
+  if (unshare(CLONE_NEWNS) != 0)
+    setup_failed("unshare(CLONE_NEWNS)");
   // Without this, mounts made below would propagate back to a shared host mount.
-  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-    std::perror("fpsim-harness: mount(/, MS_REC|MS_PRIVATE)");
-    _exit(kExitSetupFailed);
-  }
-  if (mount("fpsim-backing", dirs.backing.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700") != 0) {
-    std::perror(("fpsim-harness: mount tmpfs on " + dirs.backing).c_str());
-    _exit(kExitSetupFailed);
-  }
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    setup_failed("mount(/, MS_REC|MS_PRIVATE)");
+  if (mount("fpsim-backing", dirs.backing.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700") != 0)
+    setup_failed("mount tmpfs on " + dirs.backing);
   // The janitor's parent is the harness (CLONE_PARENT), which reaps it. Its go signal is blocked
   // before the clone, so one sent at once is pending for it, not lost.
   sigset_t go;
@@ -264,10 +268,8 @@ bool dying_not_exited(pid_t pid) { return !fully_exited(pid) && leader_state(pid
   if (janitor == 0)
     janitor_main(self, *g_registry);
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);
-  if (janitor < 0) {
-    std::perror("fpsim-harness: clone (janitor)");
-    _exit(kExitSetupFailed);
-  }
+  if (janitor < 0)
+    setup_failed("clone (janitor)");
   g_registry->janitor_pid.store(static_cast<int>(janitor));
 
   int code = kExitBodyThrew;
@@ -361,8 +363,7 @@ void reap_child(pid_t pid, std::chrono::milliseconds timeout, const ConnectionRe
     bool exited = wait_exit(pidfd, std::chrono::milliseconds(0));
     close(pidfd);
     if (!exited) {
-      run.error += std::string(run.error.empty() ? "" : "; ") + "child " + std::to_string(pid) +
-                   " is stuck in the kernel and did not exit";
+      add_error(run, "child " + std::to_string(pid) + " is stuck in the kernel and did not exit");
       return;
     }
   }
@@ -411,8 +412,7 @@ void finish_janitor(ConnectionRegistry &registry, const std::string &ctl_dir, Is
   }
   if (!reaped) {
     run.exited = false;
-    run.error += std::string(run.error.empty() ? "" : "; ") + "the janitor " + std::to_string(janitor) +
-                 " is stuck in the kernel and did not exit";
+    add_error(run, "the janitor " + std::to_string(janitor) + " is stuck in the kernel and did not exit");
     return;
   }
   registry.janitor_pid.store(0);
@@ -563,9 +563,7 @@ IsolatedRun run_isolated(const std::function<int(const IsolatedDirs &)> &body,
     // The mount point is gone when a trace unmounted (KernelExecutor removes it).
     if (rmdir(it->c_str()) != 0 && errno != ENOENT) {
       run.cleaned_up = false;
-      if (!run.error.empty())
-        run.error += "; ";
-      run.error += errno_text("rmdir " + *it, errno);
+      add_error(run, errno_text("rmdir " + *it, errno));
     }
   }
   if (guardian > 0) {
