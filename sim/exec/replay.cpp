@@ -25,6 +25,16 @@ std::string_view failure_kind_name(ReplayFailure::Kind k) {
   FPSIM_UNREACHABLE("a failure kind outside the enum");
 }
 
+std::string format_failure(const ReplayFailure &f, const std::string &path) {
+  const std::string where = f.line ? fmt::format("{}:{}", path, f.line) : path;
+  if (f.kind == ReplayFailure::Kind::Mismatch)
+    return fmt::format("  {}: {}: expected {}, got {}{}\n", where, f.statement,
+                       f.expected.empty() ? "success" : f.expected, f.actual,
+                       f.message.empty() ? "" : " (" + f.message + ")");
+  return fmt::format("  {}: {}: {}: {}\n", where, f.statement, failure_kind_name(f.kind),
+                     f.message);
+}
+
 namespace {
 
 class Replayer {

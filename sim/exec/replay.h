@@ -22,6 +22,9 @@ struct ReplayFailure {
 
 std::string_view failure_kind_name(ReplayFailure::Kind k);
 
+// "  PATH:LINE: STATEMENT: ..." and a newline: one failure as fpsim replay lists it.
+std::string format_failure(const ReplayFailure &f, const std::string &path);
+
 struct ReplayResult {
   std::string path;
   KernelProfile profile = model::kDefaultProfile;

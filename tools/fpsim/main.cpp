@@ -64,24 +64,6 @@ nlohmann::json to_json(const sim::ReplayResult &r) {
   return j;
 }
 
-void print_failure(const sim::ReplayResult &r, const sim::ReplayFailure &f) {
-  const std::string where = f.line ? fmt::format("{}:{}", r.path, f.line) : r.path;
-  switch (f.kind) {
-  case sim::ReplayFailure::Kind::Mismatch:
-    fmt::print("  {}: {}: expected {}, got {}{}\n", where, f.statement,
-               f.expected.empty() ? "success" : f.expected, f.actual,
-               f.message.empty() ? "" : " (" + f.message + ")");
-    break;
-  case sim::ReplayFailure::Kind::Invalid:
-  case sim::ReplayFailure::Kind::CheckFailed:
-  case sim::ReplayFailure::Kind::Violation:
-  case sim::ReplayFailure::Kind::Leak:
-    fmt::print("  {}: {}: {}: {}\n", where, f.statement, sim::failure_kind_name(f.kind),
-               f.message);
-    break;
-  }
-}
-
 int cmd_replay(const std::vector<std::string> &paths, const std::string &kernel, bool annotate,
                bool json) {
   std::optional<model::KernelProfile> forced;
@@ -112,7 +94,7 @@ int cmd_replay(const std::vector<std::string> &paths, const std::string &kernel,
       fmt::print("{} {} [{}] {} steps, {} checks\n", r.passed() ? "PASS" : "FAIL", t.path,
                  model::profile_name(profile), r.steps, r.checks);
       for (const auto &f : r.failures)
-        print_failure(r, f);
+        fmt::print("{}", sim::format_failure(f, r.path));
     }
     if (annotate && write_atomically(t.path, sim::annotate(t, r), ".fpsim-annotate.tmp")) {
       fmt::print(stderr, "{}: cannot write annotated trace\n", t.path);

@@ -46,16 +46,19 @@ constexpr char kWriteByte = 'F'; // keeps a served file's "FUSE" prefix; foreign
 std::string server_content(const std::string &) { return std::string(kFileSize, 'F'); }
 std::string backing_content(const std::string &) { return std::string(kFileSize, 'B'); }
 
-Outcome blocks() {
-  Outcome o;
-  o.kind = Outcome::Kind::Blocks;
-  return o;
-}
-
 Outcome kind(Outcome::Kind k) {
   Outcome o;
   o.kind = k;
   return o;
+}
+
+Outcome blocks() { return kind(Outcome::Kind::Blocks); }
+
+KernelExecutor::CallResult call_result(const SysResult &sr) {
+  KernelExecutor::CallResult r;
+  r.ret = sr.ret;
+  r.err = sr.err;
+  return r;
 }
 
 int access_flags(sim::AccessMode a) {
@@ -307,25 +310,24 @@ std::vector<sim::Violation> KernelExecutor::after_step() {
 
 std::vector<sim::Violation> KernelExecutor::drain() {
   std::vector<sim::Violation> v = after_step();
+  auto leak = [&v](std::string message) { v.push_back(sim::Violation{"leak", std::move(message)}); };
   std::ifstream mounts("/proc/self/mounts");
   std::string line;
   while (std::getline(mounts, line))
     if (line.find(" " + dirs_.mnt + " ") != std::string::npos)
-      v.push_back(sim::Violation{"leak", "still mounted: " + line});
+      leak("still mounted: " + line);
   if (server_ && mounted_once_ && !server_->wait_stopped(options_.long_deadline))
-    v.push_back(sim::Violation{"leak", "the server thread is still running"});
+    leak("the server thread is still running");
   for (auto &[key, p] : pending_)
     if (!p.call->done())
-      v.push_back(sim::Violation{
-          "leak", fmt::format("{} {} is still blocked in the kernel", sim::op_name(p.op),
-                              trace_->names.of(key.kind).at(static_cast<std::size_t>(key.slot)))});
+      leak(fmt::format("{} {} is still blocked in the kernel", sim::op_name(p.op),
+                       trace_->names.of(key.kind).at(static_cast<std::size_t>(key.slot))));
   for (std::size_t i = 0; i < maps_.size(); ++i)
     if (maps_[i] && maps_[i]->mapped)
-      v.push_back(sim::Violation{"leak", fmt::format("mapping {} is still mapped", trace_->names.mappings[i])});
+      leak(fmt::format("mapping {} is still mapped", trace_->names.mappings[i]));
   for (std::size_t w = 0; w < held_.size(); ++w)
     if (held_[w])
-      v.push_back(sim::Violation{"leak", fmt::format("write {} is still held by the server",
-                                                     trace_->names.writes[w])});
+      leak(fmt::format("write {} is still held by the server", trace_->names.writes[w]));
   return v;
 }
 
@@ -470,13 +472,7 @@ Outcome KernelExecutor::close_handle(const Statement &s) {
   int &fd = fds_.at(static_cast<std::size_t>(s.handle));
   const int f = fd;
   fd = -1; // the fd is gone whatever close(2) returns
-  auto call = start([f] {
-    CallResult r;
-    const SysResult sr = sys_result(::close(f));
-    r.ret = sr.ret;
-    r.err = sr.err;
-    return r;
-  });
+  auto call = start([f] { return call_result(sys_result(::close(f))); });
   std::optional<CallResult> r = call->wait(options_.long_deadline);
   if (!r) {
     abandoned_.push_back(call);
@@ -491,9 +487,7 @@ Outcome KernelExecutor::abort_connection() {
   // ENOENT is the kernel's answer once the superblock is gone (its fusectl directory with it).
   if (rc != 0 && rc != -ENOENT)
     note("harness", "abort: " + err);
-  if (rc != 0)
-    return Outcome::errno_(-rc);
-  return Outcome::ok();
+  return rc == 0 ? Outcome::ok() : Outcome::errno_(-rc);
 }
 
 Outcome KernelExecutor::unmount(const Statement &s) {
@@ -656,10 +650,7 @@ Outcome KernelExecutor::open_like(const Statement &s, const sim::Bindings &bindi
   std::shared_ptr<FuseServer> server = server_;
   auto call = start([server, path, flags, kind, name] {
     const std::size_t before = server->open_events().size();
-    CallResult r;
-    const SysResult sr = sys_result(::open(path.c_str(), flags, 0644));
-    r.ret = sr.ret;
-    r.err = sr.err;
+    CallResult r = call_result(sys_result(::open(path.c_str(), flags, 0644)));
     // Sampled right after open(2) returned: a refused open's synchronous RELEASE is already recorded.
     // The request's pid is the calling thread's id, so concurrent opens of one name stay apart.
     const auto tid = static_cast<std::uint32_t>(gettid());
@@ -713,14 +704,12 @@ Outcome KernelExecutor::read(const Statement &s) {
   const int fd = fds_.at(static_cast<std::size_t>(s.handle));
   std::shared_ptr<FuseServer> server = server_;
   auto call = start([server, fd] {
-    CallResult r;
-    r.srv_before = server->count(proto::READ);
+    const std::uint64_t before = server->count(proto::READ);
     std::string buf(kReadSize, '\0');
     const ssize_t n = ::read(fd, buf.data(), buf.size());
-    const SysResult sr = sys_result(n);
+    CallResult r = call_result(sys_result(n));
+    r.srv_before = before;
     r.srv_after = server->count(proto::READ);
-    r.ret = sr.ret;
-    r.err = sr.err;
     if (n > 0)
       r.data = buf.substr(0, static_cast<std::size_t>(n));
     return r;
@@ -738,14 +727,12 @@ namespace {
 // are never passthrough, so a scan of the backing files suffices there.
 KernelExecutor::CallResult do_write(FuseServer &server, int fd, bool positional, off_t offset,
                                     const std::vector<int> &backing_fds) {
-  KernelExecutor::CallResult r;
   const auto tid = static_cast<std::uint32_t>(gettid());
-  r.srv_before = server.writes_from_thread(tid);
-  const SysResult sr = sys_result(positional ? ::pwrite(fd, &kWriteByte, 1, offset)
-                                             : ::write(fd, &kWriteByte, 1));
+  const std::uint64_t before = server.writes_from_thread(tid);
+  KernelExecutor::CallResult r = call_result(
+      sys_result(positional ? ::pwrite(fd, &kWriteByte, 1, offset) : ::write(fd, &kWriteByte, 1)));
+  r.srv_before = before;
   r.srv_after = server.writes_from_thread(tid);
-  r.ret = sr.ret;
-  r.err = sr.err;
   for (int bfd : backing_fds) {
     if (positional) {
       char c = 0;
@@ -914,13 +901,9 @@ Outcome KernelExecutor::finish(Op op, int handle, int slot, const CallResult &r)
   case Op::Open:
   case Op::Create:
   case Op::Opendir: {
-    if (!r.err) {
+    if (!r.err)
       fds_.at(static_cast<std::size_t>(handle)) = static_cast<int>(r.ret);
-      Outcome o = Outcome::ok();
-      o.release = r.release;
-      return o;
-    }
-    Outcome o = Outcome::errno_(r.err);
+    Outcome o = r.err ? Outcome::errno_(r.err) : Outcome::ok();
     o.release = r.release;
     return o;
   }

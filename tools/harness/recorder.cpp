@@ -770,15 +770,6 @@ std::string trailer_comments(const Plan &plan, const FuseServer &server, const R
   return text;
 }
 
-std::string failure_text(const sim::ReplayFailure &f, const std::string &path) {
-  const std::string where = f.line ? fmt::format("{}:{}", path, f.line) : path;
-  if (f.kind == sim::ReplayFailure::Kind::Mismatch)
-    return fmt::format("  {}: {}: expected {}, got {}{}\n", where, f.statement,
-                       f.expected.empty() ? "success" : f.expected, f.actual,
-                       f.message.empty() ? "" : " (" + f.message + ")");
-  return fmt::format("  {}: {}: {}: {}\n", where, f.statement, sim::failure_kind_name(f.kind), f.message);
-}
-
 // Replays the trace built from the recording on the simulator: kBodyOk when it agrees, else
 // kBodyDisagrees; `report` is what the parent prints once OUT is written.
 int simulate(const sim::Trace &trace, const std::string &text, const Plan &plan, std::string &report) {
@@ -804,7 +795,7 @@ int simulate(const sim::Trace &trace, const std::string &text, const Plan &plan,
   report += fmt::format("fpsim-harness record: the simulator DISAGREES with the recorded trace: FAIL {} [6.18]\n",
                         out);
   for (const sim::ReplayFailure &f : replayed.failures)
-    report += failure_text(f, plan.options.output);
+    report += sim::format_failure(f, plan.options.output);
   return kBodyDisagrees;
 }
 
