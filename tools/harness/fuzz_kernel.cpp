@@ -124,16 +124,14 @@ std::string write_regression(const KernelFuzzOptions &opts, std::uint64_t case_s
                   shrunk.exhausted ? ", stopped at the cap" : ""),
       "# found on the generated trace as:",
   };
-  for (const Disagreement &d : found.disagreements)
-    comments.push_back(d.line ? fmt::format("#   {}: sim {}, kernel {}", d.statement, d.sim, d.kernel)
-                              : fmt::format("#   {}", d.text));
+  auto said = [&comments](const CrossResult &x) {
+    for (const Disagreement &d : x.disagreements)
+      comments.push_back(d.line ? fmt::format("#   {}: sim {}, kernel {}", d.statement, d.sim, d.kernel)
+                                : fmt::format("#   {}", d.text));
+  };
+  said(found);
   comments.push_back("# disagreements (on the shrunk trace as written):");
-  for (const Disagreement &d : r.disagreements) {
-    if (d.line)
-      comments.push_back(fmt::format("#   {}: sim {}, kernel {}", d.statement, d.sim, d.kernel));
-    else
-      comments.push_back(fmt::format("#   {}", d.text));
-  }
+  said(r);
   if (!unstated.empty()) {
     comments.push_back("# kernel outcomes left without an expectation:");
     comments.insert(comments.end(), unstated.begin(), unstated.end());
