@@ -143,8 +143,7 @@ private:
   int room() const { return target_ - static_cast<int>(stmts_.size()); }
 
   void emit_init() {
-    Statement s;
-    s.op = Op::Init;
+    Statement s = stmt(Op::Init);
     s.init.passthrough = !rng_.chance(2, 25);
     const unsigned depth = static_cast<unsigned>(rng_.weighted({7, 60, 30, 3}));
     s.init.max_stack_depth = static_cast<int>(depth);
@@ -279,8 +278,7 @@ private:
       mmap();
       break;
     case Act::Munmap: {
-      Statement s;
-      s.op = Op::Munmap;
+      Statement s = stmt(Op::Munmap);
       s.mapping = pick(slots(live_.mappings()));
       emit(s);
       break;
@@ -292,8 +290,7 @@ private:
       write_begin(open);
       break;
     case Act::WriteEnd: {
-      Statement s;
-      s.op = Op::WriteEnd;
+      Statement s = stmt(Op::WriteEnd);
       s.write = pick(slots(live_.writes()));
       emit(s);
       break;
@@ -305,8 +302,7 @@ private:
     case Act::DevClose:
       return connection_end(op_of(a));
     case Act::Umount: {
-      Statement s;
-      s.op = Op::Umount;
+      Statement s = stmt(Op::Umount);
       s.detach = rng_.chance(1, 2);
       emit(s);
       break;
@@ -317,9 +313,13 @@ private:
     return true;
   }
 
-  static Statement on_handle(Op op, int handle) {
+  static Statement stmt(Op op) {
     Statement s;
     s.op = op;
+    return s;
+  }
+  static Statement on_handle(Op op, int handle) {
+    Statement s = stmt(op);
     s.handle = handle;
     return s;
   }
@@ -334,8 +334,7 @@ private:
       return false;
     for (int x : waiting)
       await({NameKind::Write, x});
-    Statement s;
-    s.op = op;
+    Statement s = stmt(op);
     emit(s);
     aborted_ = true;
     return true;
@@ -344,8 +343,7 @@ private:
   // ---- the statements ------------------------------------------------------------------------
 
   void backing_open() {
-    Statement s;
-    s.op = Op::BackingOpen;
+    Statement s = stmt(Op::BackingOpen);
     s.backing = live_.declared(NameKind::Backing);
     static constexpr SourceKind kSources[] = {SourceKind::File, SourceKind::OPath,
                                               SourceKind::Dir,  SourceKind::Pipe,
@@ -371,8 +369,7 @@ private:
     const auto closed = bound_backings(true);
     // Mostly a live id; sometimes one already closed (ENOENT, or a reused id's new owner).
     const bool old = live.empty() || (!closed.empty() && rng_.chance(1, 5));
-    Statement s;
-    s.op = Op::BackingClose;
+    Statement s = stmt(Op::BackingClose);
     s.backing = pick(old ? closed : live);
     s.unprivileged = rng_.chance(1, 50);
     emit(s);
@@ -399,8 +396,7 @@ private:
   }
 
   void backing_close_literal() {
-    Statement s;
-    s.op = Op::BackingClose;
+    Statement s = stmt(Op::BackingClose);
     s.literal_id = literal_id();
     s.unprivileged = rng_.chance(1, 50);
     emit(s);
@@ -463,8 +459,7 @@ private:
   }
 
   void open_file(Op op) {
-    Statement s;
-    s.op = op;
+    Statement s = stmt(op);
     s.handle = static_cast<int>(handles_.size());
     handles_.emplace_back();
     HandleInfo &h = handles_.back();
@@ -491,8 +486,7 @@ private:
     const auto h = some_handle();
     if (!h)
       return;
-    Statement s;
-    s.op = Op::Mmap;
+    Statement s = stmt(Op::Mmap);
     s.mapping = live_.declared(NameKind::Mapping);
     s.handle = *h;
     s.shared = rng_.chance(1, 2);
@@ -511,16 +505,14 @@ private:
         weight = 3;
       w.push_back(weight);
     }
-    Statement s;
-    s.op = Op::WriteBegin;
+    Statement s = stmt(Op::WriteBegin);
     s.write = live_.declared(NameKind::Write);
     s.handle = open[rng_.weighted(w)];
     emit(s);
   }
 
   void await(NameRef what) {
-    Statement s;
-    s.op = Op::Await;
+    Statement s = stmt(Op::Await);
     s.await_kind = what.kind;
     s.await_slot = what.slot;
     emit(s);

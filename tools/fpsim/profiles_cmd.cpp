@@ -110,11 +110,10 @@ CLI::App *add_profiles_command(CLI::App &app, ProfilesArgs &args) {
 int run_profiles(const ProfilesArgs &args) {
   if (!args.diff.empty())
     return run_diff(args);
-  if (args.json) {
+  if (args.json)
     fmt::print("{}\n", table_json().dump(2));
-    return kExitOk;
-  }
-  print_table();
+  else
+    print_table();
   return kExitOk;
 }
 

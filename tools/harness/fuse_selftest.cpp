@@ -92,6 +92,10 @@ private:
       fds_.push_back(fd);
     return fd;
   }
+  // The fd an open returned (tracked), or -1.
+  int track(const std::optional<SysResult> &opened) {
+    return track(opened && opened->ok() ? static_cast<int>(opened->ret) : -1);
+  }
   // Returns close(2)'s errno (0 on success); the fd is gone either way.
   int close_fd(int &fd) {
     if (fd < 0)
@@ -210,7 +214,7 @@ int SelfTest::check_opens(int bk_a, int bk_b, int &pa) {
   // (b) a passthrough open reads the backing file, and the server sees no READ.
   script_->script(OpenKind::Open, "a", reply_open(fopen::PASSTHROUGH, id1));
   std::optional<SysResult> pa_open = open_in_mount("a", O_RDONLY);
-  pa = track(pa_open && pa_open->ok() ? static_cast<int>(pa_open->ret) : -1);
+  pa = track(pa_open);
   std::uint64_t reads_before = server_->count(proto::READ);
   std::optional<Io> pa_read = pa >= 0 ? pread_fd(pa, 64, 0) : std::nullopt;
   std::uint64_t reads_after = server_->count(proto::READ);
@@ -227,8 +231,7 @@ int SelfTest::check_opens(int bk_a, int bk_b, int &pa) {
   const std::vector<fpsim::harness::OpenEvent> opens = server_->open_events();
   const fpsim::harness::OpenEvent *event = opens.empty() ? nullptr : &opens.back();
   bool released = event && event->fh && server_->released(*event->fh);
-  if (second && second->ok())
-    track(static_cast<int>(second->ret));
+  track(second);
   check("(c)", second && second->err == EIO && released && event && script_->unscripted() == 0,
         "second open(a) reply cached: " + describe(second) + " (want EIO); RELEASE of fh " +
             (event && event->fh ? std::to_string(*event->fh) : std::string("?")) +
@@ -237,7 +240,7 @@ int SelfTest::check_opens(int bk_a, int bk_b, int &pa) {
   // (d) a cached open of another file is served by the server.
   script_->script(OpenKind::Open, "b", reply_open(0));
   std::optional<SysResult> b_open = open_in_mount("b", O_RDONLY);
-  int pb = track(b_open && b_open->ok() ? static_cast<int>(b_open->ret) : -1);
+  int pb = track(b_open);
   std::uint64_t reads_b0 = server_->count(proto::READ);
   std::optional<Io> b_read = pb >= 0 ? pread_fd(pb, 64, 0) : std::nullopt;
   std::uint64_t reads_b1 = server_->count(proto::READ);
@@ -265,7 +268,7 @@ void SelfTest::check_backing_and_writes() {
   // (f) a WRITE the server holds keeps write(2) in flight until the server answers.
   script_->script(OpenKind::Open, "c", reply_open(fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES));
   std::optional<SysResult> c_open = open_in_mount("c", O_WRONLY);
-  int pc = track(c_open && c_open->ok() ? static_cast<int>(c_open->ret) : -1);
+  int pc = track(c_open);
   if (pc >= 0) {
     // In place (inside EOF), so the kernel takes the shared inode lock of a parallel direct write.
     FuseServer *server = server_.get();
@@ -300,8 +303,7 @@ void SelfTest::check_abort_and_teardown(int pa) {
   int abort_rc = server_->abort(err);
   script_->script(OpenKind::Open, "b", reply_open(0));
   std::optional<SysResult> after_abort = open_in_mount("b", O_RDONLY);
-  if (after_abort && after_abort->ok())
-    track(static_cast<int>(after_abort->ret));
+  track(after_abort);
   std::optional<Io> pa_reread = pa >= 0 ? pread_fd(pa, 64, 0) : std::nullopt;
   bool stopped = server_->wait_stopped(kCallDeadline);
   // Not asserted, reported: close(2) of the PT fd carries the failed FLUSH's errno after an abort.
