@@ -51,8 +51,10 @@ void ignore_terminal_signals() {
 }
 
 // In the child: the namespace cannot be set up.
-[[noreturn]] void setup_failed(const std::string &what) {
-  std::perror(("fpsim-harness: " + what).c_str());
+// Takes errno first: building `what` may allocate, and an allocation may change errno.
+[[noreturn]] void setup_failed(const char *what, const std::string &detail = "") {
+  const int e = errno;
+  std::fprintf(stderr, "fpsim-harness: %s%s: %s\n", what, detail.c_str(), std::strerror(e));
   _exit(kExitSetupFailed);
 }
 
@@ -255,7 +257,7 @@ bool dying_not_exited(pid_t pid) { return !fully_exited(pid) && leader_state(pid
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
     setup_failed("mount(/, MS_REC|MS_PRIVATE)");
   if (mount("fpsim-backing", dirs.backing.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700") != 0)
-    setup_failed("mount tmpfs on " + dirs.backing);
+    setup_failed("mount tmpfs on ", dirs.backing);
   // The janitor's parent is the harness (CLONE_PARENT), which reaps it. Its go signal is blocked
   // before the clone, so one sent at once is pending for it, not lost.
   sigset_t go;
