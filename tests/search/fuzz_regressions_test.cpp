@@ -8,6 +8,7 @@
 #include "sim/trace/parser.h"
 #include "sim/exec/sim_executor.h"
 #include "sim/trace/trace_files.h"
+#include "tests/traces.h"
 
 #include <gtest/gtest.h>
 
@@ -99,23 +100,10 @@ TEST(FuzzRegression, EdgeCasesBehaveAsDocumented) {
 
 const std::string kInit = "fpsim-trace 1\ninit passthrough max_stack_depth=1\n";
 
-void expect_error(const std::string &text, int line, int col, const std::string &fragment) {
-  ParseResult r = parse_trace(text, "limit.trace");
-  auto *e = std::get_if<ParseError>(&r);
-  ASSERT_NE(e, nullptr) << "parsed, but expected an error at " << line << ":" << col;
-  EXPECT_EQ(e->line, line) << e->str();
-  EXPECT_EQ(e->col, col) << e->str();
-  EXPECT_NE(e->message.find(fragment), std::string::npos) << e->str();
-}
+using fpsim::test::expect_error;
+using fpsim::test::TempDir;
 
-Trace expect_parses(const std::string &text) {
-  ParseResult r = parse_trace(text, "limit.trace");
-  if (auto *e = std::get_if<ParseError>(&r)) {
-    ADD_FAILURE() << e->str();
-    return Trace{};
-  }
-  return std::get<Trace>(std::move(r));
-}
+Trace expect_parses(const std::string &text) { return fpsim::test::parse_ok(text, "limit.trace"); }
 
 TEST(Limits, LineLength) {
   const std::string at = "# " + std::string(kMaxLineBytes - 2, 'c');
@@ -336,22 +324,6 @@ TEST(Limits, ExplainKeepsAtMostItsTableRows) {
 }
 
 // ---- per-run limits ------------------------------------------------------------------------
-
-class TempDir {
-public:
-  TempDir() {
-    char tmpl[] = "/tmp/fpsim-runlimit-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path &path() const { return path_; }
-
-private:
-  fs::path path_;
-};
 
 std::string load_error(const std::vector<std::string> &paths) {
   auto r = load_traces(paths);
