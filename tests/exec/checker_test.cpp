@@ -36,8 +36,8 @@ backing_close B2
 
 Trace parse(const char *text) { return test::parse_ok(text, "scenario.trace"); }
 
-std::vector<ReplayFailure> run(model::Mutant mutant) {
-  const Trace t = parse(kScenario);
+std::vector<ReplayFailure> run(model::Mutant mutant, const char *text = kScenario) {
+  const Trace t = parse(text);
   SimExecutor ex(mutant);
   return replay(t, ex, t.profile).failures;
 }
@@ -104,10 +104,8 @@ TEST(CheckerTeeth, LeakReportNamesTheObject) {
 }
 
 TEST(CheckerTeeth, WrongExpectationIsAMismatch) {
-  const Trace t = parse("fpsim-trace 1\ninit passthrough max_stack_depth=1\n"
-                        "backing_open B1 a.dat => id=2\n");
-  SimExecutor ex;
-  const auto fs = replay(t, ex, t.profile).failures;
+  const auto fs = run(model::Mutant::None, "fpsim-trace 1\ninit passthrough max_stack_depth=1\n"
+                                           "backing_open B1 a.dat => id=2\n");
   ASSERT_EQ(fs.size(), 1u) << dump(fs);
   EXPECT_EQ(fs[0].kind, ReplayFailure::Kind::Mismatch);
   EXPECT_EQ(fs[0].line, 3);
@@ -116,15 +114,12 @@ TEST(CheckerTeeth, WrongExpectationIsAMismatch) {
 }
 
 TEST(CheckerTeeth, FailedCheckIsReported) {
-  const Trace t = parse("fpsim-trace 1\ninit passthrough max_stack_depth=1\n"
-                        "backing_open B1 a.dat\ncheck backing B1 refs=2\n");
-  SimExecutor ex;
-  const auto fs = replay(t, ex, t.profile).failures;
+  const auto fs = run(model::Mutant::None, "fpsim-trace 1\ninit passthrough max_stack_depth=1\n"
+                                           "backing_open B1 a.dat\ncheck backing B1 refs=2\n");
   ASSERT_EQ(fs.size(), 1u) << dump(fs);
   EXPECT_EQ(fs[0].kind, ReplayFailure::Kind::CheckFailed);
   EXPECT_NE(fs[0].message.find("refs: expected 2, got 1"), std::string::npos);
 }
-
 
 // ---- incremental checking sees what a full check sees ------------------------------------------
 
@@ -258,7 +253,6 @@ TEST(IncrementalChecker, ChecksTurnedBackOnSeeWhatHappenedMeanwhile) {
   ASSERT_FALSE(v.empty()) << "the fb B1 keeps a reference nobody holds";
   EXPECT_EQ(v[0].rule, "I6");
 }
-
 
 // A state with an object in every table: two inodes, passthrough and cached files, a mapping
 // of each kind, held parallel writes and cached opens asleep behind them.
