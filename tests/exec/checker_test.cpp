@@ -62,46 +62,39 @@ TEST(CheckerTeeth, IntactModelIsClean) {
   EXPECT_TRUE(fs.empty()) << dump(fs);
 }
 
-TEST(CheckerTeeth, FbKeptWhenTheCounterReturnsToZero) {
-  const auto fs = run(model::Mutant::NoFbDetachAtZero);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation,
-                       "[I1] inode a: fb attached but iocachectr=0"))
-      << dump(fs);
-}
+// Each mutant of the scenario: what the checker must report (kind and a fragment of the message).
+struct Caught {
+  const char *name;
+  model::Mutant mutant;
+  std::vector<std::pair<ReplayFailure::Kind, std::string>> reports;
+};
+void PrintTo(const Caught &c, std::ostream *os) { *os << c.name; }
+constexpr auto kViolation = ReplayFailure::Kind::Violation;
+constexpr auto kLeak = ReplayFailure::Kind::Leak;
+const Caught kCaught[] = {
+    {"FbKeptWhenTheCounterReturnsToZero", model::Mutant::NoFbDetachAtZero,
+     {{kViolation, "[I1] inode a: fb attached but iocachectr=0"}}},
+    {"MissingCounterDecrementOnCachedRelease", model::Mutant::CachedReleaseSkipsDec,
+     {{kViolation, "[I2]"}, {kViolation, "fuse_evict_inode"}}},
+    {"MissingEbusyCheckLetsASecondFbIn", model::Mutant::NoEbusyCheck, {{kViolation, "[I3]"}}},
+    {"BackingCloseThatKeepsTheIdMapped", model::Mutant::IdrKeptOnClose,
+     {{kViolation, "[I5] B1 (fb#0, id 1): freed but refcount=0 and still reachable from the "
+                   "id map (id 1)"}}},
+    {"ReleaseThatForgetsThePerFileBackingFile", model::Mutant::BackingFileNotReleased,
+     {{kViolation, "[backing_file]"}, {kLeak, "backing_file#0 (for H1) not put"}}},
+    {"LeakReportNamesTheObject", model::Mutant::BackingCloseKeepsRef,
+     {{kViolation, "[I6] B1 (fb#0, id 1): refcount=1 but held by nobody it knows of"},
+      {kLeak, "B2 (fb#1, id 2) not freed: refcount 1"}}},
+};
 
-TEST(CheckerTeeth, MissingCounterDecrementOnCachedRelease) {
-  const auto fs = run(model::Mutant::CachedReleaseSkipsDec);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "[I2]")) << dump(fs);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "fuse_evict_inode")) << dump(fs);
+class Mutated : public testing::TestWithParam<Caught> {};
+TEST_P(Mutated, IsCaught) {
+  const auto fs = run(GetParam().mutant);
+  for (const auto &[kind, fragment] : GetParam().reports)
+    EXPECT_TRUE(reported(fs, kind, fragment)) << fragment << "\n" << dump(fs);
 }
-
-TEST(CheckerTeeth, MissingEbusyCheckLetsASecondFbIn) {
-  const auto fs = run(model::Mutant::NoEbusyCheck);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "[I3]")) << dump(fs);
-}
-
-TEST(CheckerTeeth, BackingCloseThatKeepsTheIdMapped) {
-  const auto fs = run(model::Mutant::IdrKeptOnClose);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation,
-                       "[I5] B1 (fb#0, id 1): freed but refcount=0 and still reachable from the "
-                       "id map (id 1)"))
-      << dump(fs);
-}
-
-TEST(CheckerTeeth, ReleaseThatForgetsThePerFileBackingFile) {
-  const auto fs = run(model::Mutant::BackingFileNotReleased);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "[backing_file]")) << dump(fs);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Leak, "backing_file#0 (for H1) not put"))
-      << dump(fs);
-}
-
-TEST(CheckerTeeth, LeakReportNamesTheObject) {
-  const auto fs = run(model::Mutant::BackingCloseKeepsRef);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "[I6] B1 (fb#0, id 1): refcount=1 but held by nobody it knows of"))
-      << dump(fs);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Leak, "B2 (fb#1, id 2) not freed: refcount 1"))
-      << dump(fs);
-}
+INSTANTIATE_TEST_SUITE_P(CheckerTeeth, Mutated, testing::ValuesIn(kCaught),
+                         [](const testing::TestParamInfo<Caught> &i) { return i.param.name; });
 
 TEST(CheckerTeeth, WrongExpectationIsAMismatch) {
   const auto fs = run(model::Mutant::None, "fpsim-trace 1\ninit passthrough max_stack_depth=1\n"
