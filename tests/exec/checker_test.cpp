@@ -36,8 +36,8 @@ backing_close B2
 
 Trace parse(const char *text) { return test::parse_ok(text, "scenario.trace"); }
 
-std::vector<ReplayFailure> run(model::Mutant mutant) {
-  const Trace t = parse(kScenario);
+std::vector<ReplayFailure> run(model::Mutant mutant, const char *text = kScenario) {
+  const Trace t = parse(text);
   SimExecutor ex(mutant);
   return replay(t, ex, t.profile).failures;
 }
@@ -62,52 +62,43 @@ TEST(CheckerTeeth, IntactModelIsClean) {
   EXPECT_TRUE(fs.empty()) << dump(fs);
 }
 
-TEST(CheckerTeeth, FbKeptWhenTheCounterReturnsToZero) {
-  const auto fs = run(model::Mutant::NoFbDetachAtZero);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation,
-                       "[I1] inode a: fb attached but iocachectr=0"))
-      << dump(fs);
-}
+// Each mutant of the scenario: what the checker must report (kind and a fragment of the message).
+struct Caught {
+  const char *name;
+  model::Mutant mutant;
+  std::vector<std::pair<ReplayFailure::Kind, std::string>> reports;
+};
+void PrintTo(const Caught &c, std::ostream *os) { *os << c.name; }
+constexpr auto kViolation = ReplayFailure::Kind::Violation;
+constexpr auto kLeak = ReplayFailure::Kind::Leak;
+const Caught kCaught[] = {
+    {"FbKeptWhenTheCounterReturnsToZero", model::Mutant::NoFbDetachAtZero,
+     {{kViolation, "[I1] inode a: fb attached but iocachectr=0"}}},
+    {"MissingCounterDecrementOnCachedRelease", model::Mutant::CachedReleaseSkipsDec,
+     {{kViolation, "[I2]"}, {kViolation, "fuse_evict_inode"}}},
+    {"MissingEbusyCheckLetsASecondFbIn", model::Mutant::NoEbusyCheck, {{kViolation, "[I3]"}}},
+    {"BackingCloseThatKeepsTheIdMapped", model::Mutant::IdrKeptOnClose,
+     {{kViolation, "[I5] B1 (fb#0, id 1): freed but refcount=0 and still reachable from the "
+                   "id map (id 1)"}}},
+    {"ReleaseThatForgetsThePerFileBackingFile", model::Mutant::BackingFileNotReleased,
+     {{kViolation, "[backing_file]"}, {kLeak, "backing_file#0 (for H1) not put"}}},
+    {"LeakReportNamesTheObject", model::Mutant::BackingCloseKeepsRef,
+     {{kViolation, "[I6] B1 (fb#0, id 1): refcount=1 but held by nobody it knows of"},
+      {kLeak, "B2 (fb#1, id 2) not freed: refcount 1"}}},
+};
 
-TEST(CheckerTeeth, MissingCounterDecrementOnCachedRelease) {
-  const auto fs = run(model::Mutant::CachedReleaseSkipsDec);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "[I2]")) << dump(fs);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "fuse_evict_inode")) << dump(fs);
+class Mutated : public testing::TestWithParam<Caught> {};
+TEST_P(Mutated, IsCaught) {
+  const auto fs = run(GetParam().mutant);
+  for (const auto &[kind, fragment] : GetParam().reports)
+    EXPECT_TRUE(reported(fs, kind, fragment)) << fragment << "\n" << dump(fs);
 }
-
-TEST(CheckerTeeth, MissingEbusyCheckLetsASecondFbIn) {
-  const auto fs = run(model::Mutant::NoEbusyCheck);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "[I3]")) << dump(fs);
-}
-
-TEST(CheckerTeeth, BackingCloseThatKeepsTheIdMapped) {
-  const auto fs = run(model::Mutant::IdrKeptOnClose);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation,
-                       "[I5] B1 (fb#0, id 1): freed but refcount=0 and still reachable from the "
-                       "id map (id 1)"))
-      << dump(fs);
-}
-
-TEST(CheckerTeeth, ReleaseThatForgetsThePerFileBackingFile) {
-  const auto fs = run(model::Mutant::BackingFileNotReleased);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "[backing_file]")) << dump(fs);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Leak, "backing_file#0 (for H1) not put"))
-      << dump(fs);
-}
-
-TEST(CheckerTeeth, LeakReportNamesTheObject) {
-  const auto fs = run(model::Mutant::BackingCloseKeepsRef);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Violation, "[I6] B1 (fb#0, id 1): refcount=1 but held by nobody it knows of"))
-      << dump(fs);
-  EXPECT_TRUE(reported(fs, ReplayFailure::Kind::Leak, "B2 (fb#1, id 2) not freed: refcount 1"))
-      << dump(fs);
-}
+INSTANTIATE_TEST_SUITE_P(CheckerTeeth, Mutated, testing::ValuesIn(kCaught),
+                         [](const testing::TestParamInfo<Caught> &i) { return i.param.name; });
 
 TEST(CheckerTeeth, WrongExpectationIsAMismatch) {
-  const Trace t = parse("fpsim-trace 1\ninit passthrough max_stack_depth=1\n"
-                        "backing_open B1 a.dat => id=2\n");
-  SimExecutor ex;
-  const auto fs = replay(t, ex, t.profile).failures;
+  const auto fs = run(model::Mutant::None, "fpsim-trace 1\ninit passthrough max_stack_depth=1\n"
+                                           "backing_open B1 a.dat => id=2\n");
   ASSERT_EQ(fs.size(), 1u) << dump(fs);
   EXPECT_EQ(fs[0].kind, ReplayFailure::Kind::Mismatch);
   EXPECT_EQ(fs[0].line, 3);
@@ -116,15 +107,12 @@ TEST(CheckerTeeth, WrongExpectationIsAMismatch) {
 }
 
 TEST(CheckerTeeth, FailedCheckIsReported) {
-  const Trace t = parse("fpsim-trace 1\ninit passthrough max_stack_depth=1\n"
-                        "backing_open B1 a.dat\ncheck backing B1 refs=2\n");
-  SimExecutor ex;
-  const auto fs = replay(t, ex, t.profile).failures;
+  const auto fs = run(model::Mutant::None, "fpsim-trace 1\ninit passthrough max_stack_depth=1\n"
+                                           "backing_open B1 a.dat\ncheck backing B1 refs=2\n");
   ASSERT_EQ(fs.size(), 1u) << dump(fs);
   EXPECT_EQ(fs[0].kind, ReplayFailure::Kind::CheckFailed);
   EXPECT_NE(fs[0].message.find("refs: expected 2, got 1"), std::string::npos);
 }
-
 
 // ---- incremental checking sees what a full check sees ------------------------------------------
 
@@ -258,7 +246,6 @@ TEST(IncrementalChecker, ChecksTurnedBackOnSeeWhatHappenedMeanwhile) {
   ASSERT_FALSE(v.empty()) << "the fb B1 keeps a reference nobody holds";
   EXPECT_EQ(v[0].rule, "I6");
 }
-
 
 // A state with an object in every table: two inodes, passthrough and cached files, a mapping
 // of each kind, held parallel writes and cached opens asleep behind them.

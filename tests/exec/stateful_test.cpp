@@ -304,16 +304,16 @@ struct Await : StatementCommand {
     if (m.writes)
       kinds.push_back(NameKind::Write);
     s.await_kind = *rc::gen::elementOf(kinds);
-    const int n = s.await_kind == NameKind::Handle    ? m.handles
-                  : s.await_kind == NameKind::Mapping ? m.mappings
-                                                      : m.writes;
-    s.await_slot = *rc::gen::inRange(0, n);
+    s.await_slot = *rc::gen::inRange(0, declared(m));
   }
   void checkPreconditions(const State &m) const override {
-    const int n = s.await_kind == NameKind::Handle    ? m.handles
-                  : s.await_kind == NameKind::Mapping ? m.mappings
-                                                      : m.writes;
-    RC_PRE(m.init && s.await_slot < n);
+    RC_PRE(m.init && s.await_slot < declared(m));
+  }
+  // How many names of the awaited kind the state declares.
+  int declared(const State &m) const {
+    return s.await_kind == NameKind::Handle    ? m.handles
+           : s.await_kind == NameKind::Mapping ? m.mappings
+                                               : m.writes;
   }
 };
 

@@ -28,6 +28,11 @@ protected:
     EXPECT_EQ(r.err, 0);
     return static_cast<std::int32_t>(r.value);
   }
+  // A 6.18 passthrough mount with one backing id registered.
+  std::int32_t mount_with_backing() {
+    mount();
+    return register_backing();
+  }
   OpenReply pt(std::int32_t id, std::uint32_t extra = 0) const {
     OpenReply r;
     r.open_flags = fopen_passthrough(m.profile) | extra;
@@ -151,8 +156,7 @@ TEST_F(ModelTest, BackingIdsAreCyclicAndNotReused) {
 }
 
 TEST_F(ModelTest, BackingCloseErrors) {
-  mount();
-  const std::int32_t id = register_backing();
+  const std::int32_t id = mount_with_backing();
   EXPECT_EQ(fuse_dev_ioctl_backing_close(m, 0, true).err, EINVAL);
   EXPECT_EQ(fuse_dev_ioctl_backing_close(m, 0xffffffffu, true).err, EINVAL);
   EXPECT_EQ(fuse_dev_ioctl_backing_close(m, 999, true).err, ENOENT);
@@ -164,8 +168,7 @@ TEST_F(ModelTest, BackingCloseErrors) {
 }
 
 TEST_F(ModelTest, BackingCloseOfAnIdInUseKeepsTheInodeReference) {
-  mount();
-  const std::int32_t id = register_backing();
+  const std::int32_t id = mount_with_backing();
   const SysResult h = open(0, pt(id));
   ASSERT_EQ(h.err, 0);
   EXPECT_EQ(m.backings[0].count.value(), 2);
@@ -183,8 +186,7 @@ TEST_F(ModelTest, BackingCloseOfAnIdInUseKeepsTheInodeReference) {
 // ---- OPEN reply handling ---------------------------------------------------------------------
 
 TEST_F(ModelTest, PassthroughOpenAttachesFbAndTransfersTheLookupReference) {
-  mount();
-  const std::int32_t id = register_backing();
+  const std::int32_t id = mount_with_backing();
   const SysResult r = open(0, pt(id));
   ASSERT_EQ(r.err, 0);
   EXPECT_EQ(inode(0).iocachectr, -1);
@@ -217,8 +219,7 @@ TEST_F(ModelTest, SecondBackingObjectIsEbusy) {
 }
 
 TEST_F(ModelTest, CachedAndPassthroughExcludeEachOther) {
-  mount();
-  const std::int32_t id = register_backing();
+  const std::int32_t id = mount_with_backing();
   const SysResult c = open(0, flags(0));
   ASSERT_EQ(c.err, 0);
   EXPECT_EQ(inode(0).iocachectr, 1);
@@ -240,8 +241,7 @@ TEST_F(ModelTest, CachedAndPassthroughExcludeEachOther) {
 }
 
 TEST_F(ModelTest, PassthroughOpenRefusals) {
-  mount();
-  const std::int32_t id = register_backing();
+  const std::int32_t id = mount_with_backing();
   struct Case {
     OpenReply reply;
     int internal;
@@ -358,8 +358,7 @@ TEST_F(ModelTest, OpendirIgnoresPassthrough) {
 // ---- release ---------------------------------------------------------------------------------
 
 TEST_F(ModelTest, LastPassthroughCloseDetachesFb) {
-  mount();
-  const std::int32_t id = register_backing();
+  const std::int32_t id = mount_with_backing();
   const SysResult a = open(0, pt(id));
   const SysResult b = open(0, pt(id));
   fuse_close_fd(m, *a.file);
@@ -372,8 +371,7 @@ TEST_F(ModelTest, LastPassthroughCloseDetachesFb) {
 }
 
 TEST_F(ModelTest, PassthroughMappingPinsTheBackingFileNotTheInode) {
-  mount();
-  const std::int32_t id = register_backing();
+  const std::int32_t id = mount_with_backing();
   const SysResult a = open(0, pt(id));
   const SysResult v = fuse_file_mmap(m, *a.file, true);
   ASSERT_EQ(v.err, 0);
@@ -456,8 +454,7 @@ TEST_F(ModelTest, SeedMmapDiffers) {
 // ---- read/write routing and parallel direct writes -------------------------------------------
 
 TEST_F(ModelTest, ReadWriteRouting) {
-  mount();
-  const std::int32_t id = register_backing();
+  const std::int32_t id = mount_with_backing();
   const SysResult p = open(0, pt(id));
   EXPECT_EQ(fuse_file_read_iter(m, *p.file).route, Route::Backing);
   EXPECT_EQ(fuse_file_write_iter(m, *p.file, false).route, Route::Backing);
@@ -490,8 +487,7 @@ TEST_F(ModelTest, ParallelWriteCountsAndCachedOpenWaits) {
 }
 
 TEST_F(ModelTest, PassthroughOpenDuringParallelWriteKeepsFbUntilWriteEnds) {
-  mount();
-  const std::int32_t id = register_backing();
+  const std::int32_t id = mount_with_backing();
   const SysResult d = open(0, flags(fopen::DIRECT_IO | fopen::PARALLEL_DIRECT_WRITES));
   const SysResult w = fuse_file_write_iter(m, *d.file, true);
   const SysResult p = open(0, pt(id));
@@ -551,8 +547,7 @@ TEST_F(ModelTest, CacheIoModeBitMakesWritesExclusiveFrom612) {
 // ---- abort, umount, dev close ----------------------------------------------------------------
 
 TEST_F(ModelTest, AbortKeepsPassthroughFdsWorking) {
-  mount();
-  const std::int32_t id = register_backing();
+  const std::int32_t id = mount_with_backing();
   const SysResult p = open(0, pt(id));
   const SysResult c = open(1, flags(0));
   EXPECT_EQ(fuse_conn_abort_write(m).err, 0);
@@ -563,8 +558,7 @@ TEST_F(ModelTest, AbortKeepsPassthroughFdsWorking) {
 }
 
 TEST_F(ModelTest, CloseAfterAbortReportsTheFailedFlush) {
-  mount();
-  const std::int32_t id = register_backing();
+  const std::int32_t id = mount_with_backing();
   const SysResult p = open(0, pt(id));
   const SysResult n = open(0, pt(id, fopen::NOFLUSH));
   fuse_abort_conn(m);
@@ -599,8 +593,7 @@ TEST_F(ModelTest, IdsOutliveTheMountUntilDevClose) {
 }
 
 TEST_F(ModelTest, DetachedSuperblockDiesWithItsLastFile) {
-  mount();
-  const std::int32_t id = register_backing();
+  const std::int32_t id = mount_with_backing();
   const SysResult p = open(0, pt(id));
   EXPECT_EQ(fuse_umount(m, false).err, EBUSY);
   EXPECT_EQ(fuse_umount(m, true).err, 0);

@@ -40,6 +40,13 @@ ExploreOptions options(KernelProfile p, int depth, Mutant m = Mutant::None) {
 
 Trace parse(const std::string &text) { return test::parse_ok(text, "explore.trace"); }
 
+void expect_replays_clean(const std::string &text) {
+  const Trace t = parse(text);
+  SimExecutor ex;
+  const ReplayResult r = replay(t, ex, t.profile);
+  EXPECT_TRUE(r.passed()) << (r.failures.empty() ? "" : r.failures[0].message);
+}
+
 TEST(Explore, UnmutatedModelIsCleanOnEveryProfile) {
   for (KernelProfile p : kProfiles) {
     const ExploreResult r = explore(options(p, kCleanDepth));
@@ -241,7 +248,7 @@ TEST(Explore, BoundsAreValidated) {
 // held and an abort then ended could not be ended by teardown, and teardown gave up after three
 // rounds of blocked calls.
 TEST(Explore, RegressionAwaitedHeldWriteAfterAbort) {
-  const Trace t = parse(R"(fpsim-trace 1
+  expect_replays_clean(R"(fpsim-trace 1
 kernel 6.18
 init passthrough max_stack_depth=1 => ok
 open H1 f1 rdonly reply=cached => ok
@@ -253,13 +260,10 @@ abort => ok
 await W2 => ok
 write_end W2 => ECONNABORTED
 )");
-  SimExecutor ex;
-  const ReplayResult r = replay(t, ex, t.profile);
-  EXPECT_TRUE(r.passed()) << (r.failures.empty() ? "" : r.failures[0].message);
 }
 
 TEST(Explore, RegressionTeardownWaitsOutChainsOfBlockedCalls) {
-  const Trace t = parse(R"(fpsim-trace 1
+  expect_replays_clean(R"(fpsim-trace 1
 kernel 6.18
 init passthrough max_stack_depth=1 => ok
 backing_open B1 s1 => id=1
@@ -271,9 +275,6 @@ write_begin W2 H1 => blocks
 write_end W1 => fuse
 write_begin W3 H3 => blocks
 )");
-  SimExecutor ex;
-  const ReplayResult r = replay(t, ex, t.profile);
-  EXPECT_TRUE(r.passed()) << (r.failures.empty() ? "" : r.failures[0].message);
 }
 
 } // namespace

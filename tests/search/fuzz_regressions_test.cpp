@@ -8,6 +8,7 @@
 #include "sim/trace/parser.h"
 #include "sim/exec/sim_executor.h"
 #include "sim/trace/trace_files.h"
+#include "tests/traces.h"
 
 #include <gtest/gtest.h>
 
@@ -26,6 +27,7 @@ namespace {
 
 using namespace fpsim::sim;
 namespace fs = std::filesystem;
+using fpsim::test::contains;
 
 const fs::path kDir = fs::path(FPSIM_SOURCE_DIR) / "tests" / "search" / "fuzz_regressions";
 
@@ -65,8 +67,7 @@ TEST(FuzzRegression, EveryInputReturnsNormally) {
 TEST(FuzzRegression, EdgeCasesBehaveAsDocumented) {
   ParseReplayOutcome o = run_file("empty.trace");
   EXPECT_FALSE(o.parsed);
-  EXPECT_NE(o.parse_error.find("empty.trace:1:1: empty trace"), std::string::npos)
-      << o.parse_error;
+  EXPECT_TRUE(contains(o.parse_error, "empty.trace:1:1: empty trace"));
 
   o = run_file("header-only.trace");
   EXPECT_TRUE(o.parsed) << o.parse_error;
@@ -79,16 +80,14 @@ TEST(FuzzRegression, EdgeCasesBehaveAsDocumented) {
 
   o = run_file("huge-name.trace");
   EXPECT_FALSE(o.parsed);
-  EXPECT_NE(o.parse_error.find(":3:6: invalid handle 'Hxxx"), std::string::npos) << o.parse_error;
-  EXPECT_NE(o.parse_error.find("4001 bytes long, names are at most 64 bytes"), std::string::npos)
-      << o.parse_error;
+  EXPECT_TRUE(contains(o.parse_error, ":3:6: invalid handle 'Hxxx"));
+  EXPECT_TRUE(contains(o.parse_error, "4001 bytes long, names are at most 64 bytes"));
   EXPECT_LT(o.parse_error.size(), 300u) << "a long name is cut in the message";
 
   o = run_file("line-over-limit.trace");
   EXPECT_FALSE(o.parsed);
-  EXPECT_NE(o.parse_error.find(":3:4097: line is 5002 bytes long: at most 4096 bytes per line"),
-            std::string::npos)
-      << o.parse_error;
+  EXPECT_TRUE(
+      contains(o.parse_error, ":3:4097: line is 5002 bytes long: at most 4096 bytes per line"));
 
   o = run_file("line-at-limit-comment.trace");
   EXPECT_TRUE(o.parsed) << o.parse_error;
@@ -99,23 +98,10 @@ TEST(FuzzRegression, EdgeCasesBehaveAsDocumented) {
 
 const std::string kInit = "fpsim-trace 1\ninit passthrough max_stack_depth=1\n";
 
-void expect_error(const std::string &text, int line, int col, const std::string &fragment) {
-  ParseResult r = parse_trace(text, "limit.trace");
-  auto *e = std::get_if<ParseError>(&r);
-  ASSERT_NE(e, nullptr) << "parsed, but expected an error at " << line << ":" << col;
-  EXPECT_EQ(e->line, line) << e->str();
-  EXPECT_EQ(e->col, col) << e->str();
-  EXPECT_NE(e->message.find(fragment), std::string::npos) << e->str();
-}
+using fpsim::test::expect_error;
+using fpsim::test::TempDir;
 
-Trace expect_parses(const std::string &text) {
-  ParseResult r = parse_trace(text, "limit.trace");
-  if (auto *e = std::get_if<ParseError>(&r)) {
-    ADD_FAILURE() << e->str();
-    return Trace{};
-  }
-  return std::get<Trace>(std::move(r));
-}
+Trace expect_parses(const std::string &text) { return fpsim::test::parse_ok(text, "limit.trace"); }
 
 TEST(Limits, LineLength) {
   const std::string at = "# " + std::string(kMaxLineBytes - 2, 'c');
@@ -337,22 +323,6 @@ TEST(Limits, ExplainKeepsAtMostItsTableRows) {
 
 // ---- per-run limits ------------------------------------------------------------------------
 
-class TempDir {
-public:
-  TempDir() {
-    char tmpl[] = "/tmp/fpsim-runlimit-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path &path() const { return path_; }
-
-private:
-  fs::path path_;
-};
-
 std::string load_error(const std::vector<std::string> &paths) {
   auto r = load_traces(paths);
   if (auto *f = std::get_if<LoadFailure>(&r))
@@ -366,7 +336,7 @@ TEST(Limits, TracesPerRun) {
     std::ofstream(d.path() / ("t" + std::to_string(i) + ".trace")) << "fpsim-trace 1\n";
   const std::string e = load_error({d.path().string()});
   EXPECT_EQ(e.rfind(d.path().string() + "/t", 0), 0u) << e;
-  EXPECT_NE(e.find(".trace:1:1: more than 10000 traces in one run"), std::string::npos) << e;
+  EXPECT_TRUE(contains(e, ".trace:1:1: more than 10000 traces in one run"));
   fs::remove(d.path() / "t0.trace");
   EXPECT_EQ(load_error({d.path().string()}), "");
 }
@@ -397,8 +367,7 @@ TEST(Limits, LinesPerRun) {
   for (std::size_t i = 0; i < n; ++i)
     std::ofstream(d.path() / ("t" + std::to_string(i) + ".trace")) << big;
   const std::string e = load_error({d.path().string()});
-  EXPECT_NE(e.find(":1:1: the traces of this run have more than 2000000 lines"), std::string::npos)
-      << e;
+  EXPECT_TRUE(contains(e, ":1:1: the traces of this run have more than 2000000 lines"));
 }
 
 } // namespace

@@ -7,6 +7,7 @@
 #include "sim/exec/replay.h"
 #include "sim/search/shrink.h"
 #include "sim/exec/sim_executor.h"
+#include "tests/traces.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -89,13 +90,8 @@ TEST_P(PerProfile, GeneratedTracesRoundTripThroughText) {
     EXPECT_EQ(print_trace(back), text);
     EXPECT_EQ(back.profile, t.profile);
     // The Names tables exactly as the parser fills them.
-    EXPECT_EQ(back.names.mount_files, t.names.mount_files) << text;
-    EXPECT_EQ(back.names.mount_file_created, t.names.mount_file_created) << text;
-    EXPECT_EQ(back.names.backing_files, t.names.backing_files) << text;
-    EXPECT_EQ(back.names.backings, t.names.backings) << text;
-    EXPECT_EQ(back.names.handles, t.names.handles) << text;
-    EXPECT_EQ(back.names.mappings, t.names.mappings) << text;
-    EXPECT_EQ(back.names.writes, t.names.writes) << text;
+    SCOPED_TRACE(text);
+    test::expect_same_names(back.names, t.names);
     ASSERT_EQ(back.statements.size(), t.statements.size());
     for (std::size_t i = 0; i < t.statements.size(); ++i) {
       EXPECT_EQ(back.statements[i].line, t.statements[i].line);

@@ -21,6 +21,7 @@ using namespace fpsim::sim;
 
 namespace {
 
+using test::contains;
 using test::load_ok;
 using test::parse_ok;
 using test::traces_in;
@@ -38,10 +39,6 @@ const ExplainedStep &at(const Explanation &e, int line) {
   ADD_FAILURE() << "no step at line " << line;
   static const ExplainedStep none;
   return none;
-}
-
-bool contains(const std::string &s, const std::string &what) {
-  return s.find(what) != std::string::npos;
 }
 
 // A rule names the kernel: a fuse_* function, or one of the VFS/mm functions whose rules the
@@ -82,64 +79,62 @@ TEST(Explain, RefusedPassthroughOpenNamesUncachedIoStartAndEbusy) {
   const ExplainedStep &s = at(e, 6);
   EXPECT_EQ(s.outcome, "EIO +release (internal EBUSY)");
   EXPECT_EQ(s.rule, "fuse_inode_uncached_io_start");
-  EXPECT_TRUE(contains(s.why, "inode a already holds backing object B1")) << s.why;
-  EXPECT_TRUE(contains(s.why, "the reply names B2")) << s.why;
-  EXPECT_TRUE(contains(s.why, "-> EBUSY, which open(2) reports as EIO")) << s.why;
-  EXPECT_TRUE(contains(s.why, "RELEASE")) << s.why;
+  EXPECT_TRUE(contains(s.why, "inode a already holds backing object B1"));
+  EXPECT_TRUE(contains(s.why, "the reply names B2"));
+  EXPECT_TRUE(contains(s.why, "-> EBUSY, which open(2) reports as EIO"));
+  EXPECT_TRUE(contains(s.why, "RELEASE"));
 }
 
 TEST(Explain, CachedOpenOnPassthroughInodeNamesFileIoOpenAndEinval) {
   const Explanation e = explain(kRefusals);
   const ExplainedStep &s = at(e, 7);
   EXPECT_EQ(s.rule, "fuse_file_io_open");
-  EXPECT_TRUE(contains(s.why, "inode a is in passthrough mode (PT(B1,1))")) << s.why;
-  EXPECT_TRUE(contains(s.why, "lacks FOPEN_PASSTHROUGH")) << s.why;
-  EXPECT_TRUE(contains(s.why, "-> EINVAL")) << s.why;
+  EXPECT_TRUE(contains(s.why, "inode a is in passthrough mode (PT(B1,1))"));
+  EXPECT_TRUE(contains(s.why, "lacks FOPEN_PASSTHROUGH"));
+  EXPECT_TRUE(contains(s.why, "-> EINVAL"));
 }
 
 TEST(Explain, EveryOtherRefusalNamesItsRule) {
   const Explanation e = explain(kRefusals);
   // A passthrough open of a cached inode.
   EXPECT_EQ(at(e, 9).rule, "fuse_inode_uncached_io_start");
-  EXPECT_TRUE(contains(at(e, 9).why, "CACHED(1)")) << at(e, 9).why;
-  EXPECT_TRUE(contains(at(e, 9).why, "-> ETXTBSY")) << at(e, 9).why;
+  EXPECT_TRUE(contains(at(e, 9).why, "CACHED(1)"));
+  EXPECT_TRUE(contains(at(e, 9).why, "-> ETXTBSY"));
   // Bad ids.
   EXPECT_EQ(at(e, 10).rule, "fuse_passthrough_open");
-  EXPECT_TRUE(contains(at(e, 10).why, "-> EINVAL")) << at(e, 10).why;
+  EXPECT_TRUE(contains(at(e, 10).why, "-> EINVAL"));
   EXPECT_EQ(at(e, 11).rule, "fuse_passthrough_open");
-  EXPECT_TRUE(contains(at(e, 11).why, "fuse_backing_lookup finds no backing object under id 7"))
-      << at(e, 11).why;
-  EXPECT_TRUE(contains(at(e, 11).why, "-> ENOENT")) << at(e, 11).why;
+  EXPECT_TRUE(contains(at(e, 11).why, "fuse_backing_lookup finds no backing object under id 7"));
+  EXPECT_TRUE(contains(at(e, 11).why, "-> ENOENT"));
   // A flag outside FOPEN_PASSTHROUGH_MASK.
   EXPECT_EQ(at(e, 12).rule, "fuse_file_passthrough_open");
-  EXPECT_TRUE(contains(at(e, 12).why, "keep_cache")) << at(e, 12).why;
+  EXPECT_TRUE(contains(at(e, 12).why, "keep_cache"));
   // The server's own error: no RELEASE.
   EXPECT_EQ(at(e, 13).rule, "fuse_file_open");
-  EXPECT_TRUE(contains(at(e, 13).why, "EACCES")) << at(e, 13).why;
-  EXPECT_TRUE(contains(at(e, 13).why, "no RELEASE")) << at(e, 13).why;
+  EXPECT_TRUE(contains(at(e, 13).why, "EACCES"));
+  EXPECT_TRUE(contains(at(e, 13).why, "no RELEASE"));
 }
 
 TEST(Explain, SuccessfulStepsNameTheirTransition) {
   const Explanation e = explain(kRefusals);
   EXPECT_EQ(at(e, 2).rule, "process_init_reply");
   EXPECT_EQ(at(e, 3).rule, "fuse_backing_open");
-  EXPECT_TRUE(contains(at(e, 3).why, "registered it as id 1")) << at(e, 3).why;
+  EXPECT_TRUE(contains(at(e, 3).why, "registered it as id 1"));
   const ExplainedStep &pt = at(e, 5);
   EXPECT_EQ(pt.rule, "fuse_passthrough_open + fuse_inode_uncached_io_start");
-  EXPECT_TRUE(contains(pt.why, "inode a attaches B1")) << pt.why;
-  EXPECT_TRUE(contains(pt.why, "iocachectr 0 -> -1")) << pt.why;
-  EXPECT_TRUE(contains(pt.why, "B1 refcount 1 -> 2")) << pt.why;
+  EXPECT_TRUE(contains(pt.why, "inode a attaches B1"));
+  EXPECT_TRUE(contains(pt.why, "iocachectr 0 -> -1"));
+  EXPECT_TRUE(contains(pt.why, "B1 refcount 1 -> 2"));
   const ExplainedStep &cached = at(e, 8);
   EXPECT_EQ(cached.rule, "fuse_file_cached_io_open");
-  EXPECT_TRUE(contains(cached.why, "first cached open, inode c enters cached io mode"))
-      << cached.why;
-  EXPECT_TRUE(contains(cached.why, "iocachectr 0 -> 1")) << cached.why;
+  EXPECT_TRUE(contains(cached.why, "first cached open, inode c enters cached io mode"));
+  EXPECT_TRUE(contains(cached.why, "iocachectr 0 -> 1"));
   EXPECT_EQ(at(e, 14).rule, "fuse_passthrough_read_iter");
-  EXPECT_TRUE(contains(at(e, 14).why, "served by the backing file a.dat")) << at(e, 14).why;
+  EXPECT_TRUE(contains(at(e, 14).why, "served by the backing file a.dat"));
   EXPECT_EQ(at(e, 15).rule, "fuse_cache_read_iter");
-  EXPECT_TRUE(contains(at(e, 15).why, "a READ goes to the server")) << at(e, 15).why;
+  EXPECT_TRUE(contains(at(e, 15).why, "a READ goes to the server"));
   // The page is now uptodate: the second read is served from the page cache alone.
-  EXPECT_TRUE(contains(at(e, 16).why, "without a request to the server")) << at(e, 16).why;
+  EXPECT_TRUE(contains(at(e, 16).why, "without a request to the server"));
   // The last close detaches the fb and puts the inode's reference.
   const ExplainedStep &close = at(e, 17);
   EXPECT_EQ(close.rule, "fuse_release -> fuse_inode_uncached_io_end");
@@ -189,22 +184,22 @@ munmap M1 => ok
 )");
   ASSERT_TRUE(e.passed());
   const ExplainedStep &close = at(e, 5);
-  EXPECT_TRUE(contains(close.why, "not released yet")) << close.why;
-  EXPECT_TRUE(contains(close.why, "mapping M1")) << close.why;
+  EXPECT_TRUE(contains(close.why, "not released yet"));
+  EXPECT_TRUE(contains(close.why, "mapping M1"));
   ASSERT_EQ(close.state.files.size(), 1u);
   EXPECT_EQ(close.state.files[0].alive_by, (std::vector<std::string>{"mapping M1"}));
 
   const ExplainedStep &write = at(e, 7);
   EXPECT_EQ(write.rule, "fuse_dio_lock + fuse_inode_uncached_io_start");
-  EXPECT_TRUE(contains(write.why, "iocachectr 0 -> -1")) << write.why;
+  EXPECT_TRUE(contains(write.why, "iocachectr 0 -> -1"));
 
   const ExplainedStep &blocked = at(e, 8);
   EXPECT_EQ(blocked.outcome, "blocks");
   EXPECT_EQ(blocked.rule, "fuse_file_cached_io_open");
-  EXPECT_TRUE(contains(blocked.why, "direct_io_waitq")) << blocked.why;
-  EXPECT_TRUE(contains(blocked.why, "write_end W1")) << blocked.why;
+  EXPECT_TRUE(contains(blocked.why, "direct_io_waitq"));
+  EXPECT_TRUE(contains(blocked.why, "write_end W1"));
   ASSERT_EQ(blocked.state.asleep.size(), 1u);
-  EXPECT_TRUE(contains(blocked.state.asleep[0], "C2")) << blocked.state.asleep[0];
+  EXPECT_TRUE(contains(blocked.state.asleep[0], "C2"));
 
   const ExplainedStep &end = at(e, 9);
   EXPECT_EQ(end.rule, "fuse_dio_unlock + fuse_inode_uncached_io_end");
@@ -215,11 +210,11 @@ munmap M1 => ok
 
   const ExplainedStep &await = at(e, 10);
   EXPECT_EQ(await.rule, "fuse_file_cached_io_open");
-  EXPECT_TRUE(contains(await.why, "blocked at line 8 and was woken at line 9")) << await.why;
+  EXPECT_TRUE(contains(await.why, "blocked at line 8 and was woken at line 9"));
 
   const ExplainedStep &munmap = at(e, 11);
   EXPECT_EQ(munmap.rule, "vma_close -> fuse_release -> fuse_file_cached_io_release");
-  EXPECT_TRUE(contains(munmap.why, "last reference")) << munmap.why;
+  EXPECT_TRUE(contains(munmap.why, "last reference"));
 }
 
 TEST(Explain, IoctlErrorsNameTheirCheck) {
@@ -233,13 +228,13 @@ backing_close id=0 => EINVAL
 backing_close id=5 => ENOENT
 )");
   ASSERT_TRUE(e.passed());
-  EXPECT_TRUE(contains(at(e, 2).rule, "fuse_get_dev")) << at(e, 2).rule;
+  EXPECT_TRUE(contains(at(e, 2).rule, "fuse_get_dev"));
   EXPECT_EQ(at(e, 4).rule, "fuse_backing_open");
-  EXPECT_TRUE(contains(at(e, 4).why, "flags=1")) << at(e, 4).why;
-  EXPECT_TRUE(contains(at(e, 5).why, "regular files")) << at(e, 5).why;
-  EXPECT_TRUE(contains(at(e, 6).why, "CAP_SYS_ADMIN")) << at(e, 6).why;
+  EXPECT_TRUE(contains(at(e, 4).why, "flags=1"));
+  EXPECT_TRUE(contains(at(e, 5).why, "regular files"));
+  EXPECT_TRUE(contains(at(e, 6).why, "CAP_SYS_ADMIN"));
   EXPECT_EQ(at(e, 7).rule, "fuse_backing_close");
-  EXPECT_TRUE(contains(at(e, 8).why, "not in the id map")) << at(e, 8).why;
+  EXPECT_TRUE(contains(at(e, 8).why, "not in the id map"));
 }
 
 // The corpus: every statement gets a rule; every refusal and every sleep names a kernel
@@ -325,12 +320,11 @@ TEST(Explain, TextIsPlainUnlessColoured) {
   const std::string coloured = tools::render_explanation_text(e, true, 80);
   EXPECT_EQ(plain.find('\033'), std::string::npos);
   EXPECT_NE(coloured.find("\033["), std::string::npos);
-  EXPECT_TRUE(contains(plain, "rule     fuse_inode_uncached_io_start")) << plain;
+  EXPECT_TRUE(contains(plain, "rule     fuse_inode_uncached_io_start"));
   // Aligned: the header and the row of the backing table start their columns together.
   EXPECT_TRUE(contains(plain, "backing  name  id  refs  file   references held by\n"
-                              "              B1    1   2     a.dat  id map (id 1), inode a\n"))
-      << plain;
-  EXPECT_TRUE(contains(plain, "PASS inline.trace [6.18]")) << plain;
+                              "              B1    1   2     a.dat  id map (id 1), inode a\n"));
+  EXPECT_TRUE(contains(plain, "PASS inline.trace [6.18]"));
 }
 
 // ---- the CLI ----
@@ -366,10 +360,10 @@ Captured run(std::vector<std::string> paths, bool json = false, std::string kern
   return c;
 }
 
-std::string write_temp(const std::string &name, const std::string &text) {
-  const auto dir = std::filesystem::temp_directory_path() / "fpsim-explain-test";
-  std::filesystem::create_directories(dir);
-  const auto path = (dir / name).string();
+// A file in dir (a fresh mkdtemp directory, removed when the test ends).
+std::string write_temp(const test::TempDir &dir, const std::string &name,
+                       const std::string &text) {
+  const auto path = (dir.path() / name).string();
   std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
   return path;
 }
@@ -398,7 +392,8 @@ TEST(ExplainCli, JsonIsOneObjectPerTrace) {
 }
 
 TEST(ExplainCli, FailedExpectationIsExplainedAndExitsOne) {
-  const std::string path = write_temp("wrong.trace", R"(fpsim-trace 1
+  const test::TempDir dir;
+  const std::string path = write_temp(dir, "wrong.trace", R"(fpsim-trace 1
 init passthrough max_stack_depth=1
 backing_open B1 a.dat => id=1
 open C1 a reply=cached => ok
@@ -406,12 +401,11 @@ open P1 a reply=passthrough@B1 => ok
 )");
   const Captured c = run({path});
   EXPECT_EQ(c.rc, 1);
-  EXPECT_TRUE(contains(c.out, "EIO +release (internal ETXTBSY)  !! expected ok")) << c.out;
-  EXPECT_TRUE(contains(c.out, "rule     fuse_inode_uncached_io_start")) << c.out;
-  EXPECT_TRUE(contains(c.out, "FAIL " + path)) << c.out;
+  EXPECT_TRUE(contains(c.out, "EIO +release (internal ETXTBSY)  !! expected ok"));
+  EXPECT_TRUE(contains(c.out, "rule     fuse_inode_uncached_io_start"));
+  EXPECT_TRUE(contains(c.out, "FAIL " + path));
   EXPECT_TRUE(contains(c.out, path + ":5: open P1 a rdonly reply=passthrough@B1: expected ok, got "
-                                     "EIO +release (internal ETXTBSY)"))
-      << c.out;
+                                     "EIO +release (internal ETXTBSY)"));
   const Captured j = run({path}, true);
   EXPECT_EQ(j.rc, 1);
   const nlohmann::json doc = nlohmann::json::parse(j.out);
@@ -421,7 +415,8 @@ open P1 a reply=passthrough@B1 => ok
 }
 
 TEST(ExplainCli, KernelOverrideExplainsAnotherProfile) {
-  const std::string path = write_temp("pt-read.trace", R"(fpsim-trace 1
+  const test::TempDir dir;
+  const std::string path = write_temp(dir, "pt-read.trace", R"(fpsim-trace 1
 init passthrough max_stack_depth=1
 backing_open B1 a.dat
 open P1 a reply=passthrough@B1
@@ -429,23 +424,24 @@ read P1
 )");
   const Captured c618 = run({path});
   EXPECT_EQ(c618.rc, 0);
-  EXPECT_TRUE(contains(c618.out, "fuse_passthrough_read_iter")) << c618.out;
+  EXPECT_TRUE(contains(c618.out, "fuse_passthrough_read_iter"));
   const Captured v15 = run({path}, false, "v15");
   EXPECT_EQ(v15.rc, 0);
-  EXPECT_TRUE(contains(v15.out, "[v15]")) << v15.out;
-  EXPECT_TRUE(contains(v15.out, "still reads them through FUSE")) << v15.out;
+  EXPECT_TRUE(contains(v15.out, "[v15]"));
+  EXPECT_TRUE(contains(v15.out, "still reads them through FUSE"));
 }
 
 TEST(ExplainCli, ParseAndUsageErrorsExitTwo) {
+  const test::TempDir dir;
   const std::string bad =
-      write_temp("bad.trace", "fpsim-trace 1\ninit passthrough\nfrobnicate x\n");
+      write_temp(dir, "bad.trace", "fpsim-trace 1\ninit passthrough\nfrobnicate x\n");
   const Captured c = run({bad});
   EXPECT_EQ(c.rc, 2);
   EXPECT_TRUE(c.out.empty()) << c.out;
   EXPECT_TRUE(std::regex_search(c.err, std::regex("^" + bad + R"(:3:[0-9]+: .+\n$)"))) << c.err;
   const Captured k = run({FPSIM_SOURCE_DIR "/traces/spec"}, false, "5.10");
   EXPECT_EQ(k.rc, 2);
-  EXPECT_TRUE(contains(k.err, "unknown kernel profile '5.10'")) << k.err;
+  EXPECT_TRUE(contains(k.err, "unknown kernel profile '5.10'"));
   const Captured missing = run({"/nonexistent/x.trace"});
   EXPECT_EQ(missing.rc, 2);
   EXPECT_FALSE(missing.err.empty());

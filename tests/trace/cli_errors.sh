@@ -19,6 +19,18 @@ expect_nothing_replayed() {
   if grep -q '^fpsim replay: .* passed' "$tmp/out"; then fail "a replay summary on stdout"; fi
 }
 
+# refused NAME PREFIX FRAGMENT ARGS...: fpsim ARGS exits 2, replays nothing, and prints one line on
+# stderr that starts with PREFIX and contains FRAGMENT.
+refused() {
+  local name=$1 prefix=$2 fragment=$3
+  shift 3
+  run "$@"
+  expect_rc 2
+  expect_nothing_replayed
+  expect_one_stderr_line "$prefix" "$fragment"
+  report "$name"
+}
+
 # ---------------------------------------------------------------------------------------------
 # Every malformed trace: FILE|LINE|COL|a distinctive part of the message.
 # ---------------------------------------------------------------------------------------------
@@ -73,11 +85,7 @@ for entry in "${EXPECT[@]}"; do
     report "malformed $file"
     continue
   fi
-  run replay "$path"
-  expect_rc 2
-  expect_nothing_replayed
-  expect_one_stderr_line "$path:$line:$col: " "$fragment"
-  report "malformed $file"
+  refused "malformed $file" "$path:$line:$col: " "$fragment" replay "$path"
 done
 
 # Every file in the directory has an expectation above.
@@ -95,11 +103,8 @@ shopt -u nullglob
 report "every malformed trace has an expectation"
 
 # The whole directory at once: the first file (sorted) stops the run.
-run replay "$MALFORMED"
-expect_rc 2
-expect_nothing_replayed
-expect_one_stderr_line "$MALFORMED/01-missing-magic.trace:2:1: " "expected 'fpsim-trace 1'"
-report "malformed directory"
+refused "malformed directory" "$MALFORMED/01-missing-magic.trace:2:1: " "expected 'fpsim-trace 1'" \
+  replay "$MALFORMED"
 
 # ---------------------------------------------------------------------------------------------
 # Limits too large to keep in malformed/: generated here (sparse files where only the size
@@ -107,28 +112,16 @@ report "malformed directory"
 # ---------------------------------------------------------------------------------------------
 mkdir -p "$tmp/limits"
 
-# limit_case NAME PATH... : replay PATH...; expect exit 2, nothing replayed, one stderr line
-# starting with $prefix and containing $fragment.
-limit_case() {
-  local name=$1
-  shift
-  run replay "$@"
-  expect_rc 2
-  expect_nothing_replayed
-  expect_one_stderr_line "$prefix" "$fragment"
-  report "limit: $name"
-}
-
 f="$tmp/limits/handles.trace"
 { printf 'fpsim-trace 1\ninit => ok\n'; seq -f 'opendir h%.0f reply=cached' 0 262144; } >"$f"
-prefix="$f:262147:9: " fragment="too many handles: a trace names at most 262144 (the name-count limit)"
-limit_case "handles per trace" "$f"
+refused "limit: handles per trace" "$f:262147:9: " \
+  "too many handles: a trace names at most 262144 (the name-count limit)" replay "$f"
 rm -f "$f"
 
 f="$tmp/limits/statements.trace"
 { printf 'fpsim-trace 1\ninit\n'; yes abort | head -n 1000000; } >"$f" # init is one of them
-prefix="$f:1000002:1: " fragment="more than 1000000 statements: a trace has at most 1000000 statements"
-limit_case "statements per trace" "$f"
+refused "limit: statements per trace" "$f:1000002:1: " \
+  "more than 1000000 statements: a trace has at most 1000000 statements" replay "$f"
 head -n 1000001 "$f" >"$tmp/limits/at-limit.trace"
 run replay "$tmp/limits/at-limit.trace"
 expect_rc 0
@@ -147,22 +140,22 @@ rm -f "$f" "$tmp/limits/at-limit.trace"
 
 f="$tmp/limits/lines.trace"
 { printf 'fpsim-trace 1\n'; head -c 1048575 /dev/zero | tr '\0' '\n'; printf '# one line too many\n'; } >"$f"
-prefix="$f:1048577:1: " fragment="more than 1048576 lines: a trace has at most 1048576 lines"
-limit_case "lines per trace" "$f"
+refused "limit: lines per trace" "$f:1048577:1: " \
+  "more than 1048576 lines: a trace has at most 1048576 lines" replay "$f"
 rm -f "$f"
 
 f="$tmp/limits/big.trace"
 printf 'fpsim-trace 1\n' >"$f"
 truncate -s 67108865 "$f"
-prefix="$f:1:1: " fragment="trace is 67108865 bytes: at most 67108864 bytes (64 MiB) per trace file"
-limit_case "trace file size" "$f"
+refused "limit: trace file size" "$f:1:1: " \
+  "trace is 67108865 bytes: at most 67108864 bytes (64 MiB) per trace file" replay "$f"
 rm -f "$f"
 
 d="$tmp/limits/many"
 mkdir -p "$d"
 for i in $(seq 0 10000); do printf 'fpsim-trace 1\n' >"$d/t$i.trace"; done
-prefix="$d/t" fragment=".trace:1:1: more than 10000 traces in one run: at most 10000 trace files per run"
-limit_case "traces per run" "$d"
+refused "limit: traces per run" "$d/t" \
+  ".trace:1:1: more than 10000 traces in one run: at most 10000 trace files per run" replay "$d"
 rm -rf "$d"
 
 d="$tmp/limits/bytes"
@@ -171,8 +164,8 @@ for i in $(seq 10 26); do # 17 sparse files of 16 MiB: each within its limit, 27
   printf 'fpsim-trace 1\n' >"$d/t$i.trace"
   truncate -s 16777216 "$d/t$i.trace"
 done
-prefix="$d/t26.trace:1:1: " fragment="add up to more than 268435456 bytes: at most 256 MiB of traces per run"
-limit_case "bytes per run" "$d"
+refused "limit: bytes per run" "$d/t26.trace:1:1: " \
+  "add up to more than 268435456 bytes: at most 256 MiB of traces per run" replay "$d"
 rm -rf "$d"
 
 d="$tmp/limits/lines"
@@ -180,8 +173,8 @@ mkdir -p "$d"
 for i in 1 2 3; do # 999,999 lines each, plus what follows the last line end
   { printf 'fpsim-trace 1\n'; head -c 999998 /dev/zero | tr '\0' '\n'; } >"$d/t$i.trace"
 done
-prefix="$d/t3.trace:" fragment="the traces of this run have more than 2000000 lines: at most 2000000 lines per run"
-limit_case "lines per run" "$d"
+refused "limit: lines per run" "$d/t3.trace:" \
+  "the traces of this run have more than 2000000 lines: at most 2000000 lines per run" replay "$d"
 rm -rf "$d"
 
 # ---------------------------------------------------------------------------------------------
@@ -208,41 +201,23 @@ grep -qF "PASS $GOOD [6.18]" "$tmp/out" || fail "no PASS line"
 report "good trace passes"
 
 missing="$tmp/no/such/dir/missing.trace"
-run replay "$missing"
-expect_rc 2
-expect_nothing_replayed
-expect_one_stderr_line "$missing" "$missing"
-report "missing file"
+refused "missing file" "$missing" "$missing" replay "$missing"
 
 # A missing file next to a good one: still nothing replayed.
-run replay "$GOOD" "$missing"
-expect_rc 2
-expect_nothing_replayed
-expect_one_stderr_line "$missing"
-report "good trace and a missing file"
+refused "good trace and a missing file" "$missing" "" replay "$GOOD" "$missing"
 
 mkdir -p "$tmp/mixed/sub"
 cp "$GOOD" "$tmp/mixed/a-good.trace"
 printf 'fpsim-trace 1\ninit => ok\nopen H1 a reply=cached => ok\nfsync H1\n' >"$tmp/mixed/sub/b-bad.trace"
 echo "not a trace" >"$tmp/mixed/notes.txt"
-run replay "$tmp/mixed"
-expect_rc 2
-expect_nothing_replayed
-expect_one_stderr_line "$tmp/mixed/sub/b-bad.trace:4:1: " "unknown statement 'fsync'"
-report "directory with one good and one malformed trace"
+refused "directory with one good and one malformed trace" "$tmp/mixed/sub/b-bad.trace:4:1: " \
+  "unknown statement 'fsync'" replay "$tmp/mixed"
 
 # A malformed file named before a good one on the command line.
-run replay "$tmp/mixed/sub/b-bad.trace" "$GOOD"
-expect_rc 2
-expect_nothing_replayed
-expect_one_stderr_line "$tmp/mixed/sub/b-bad.trace:4:1: "
-report "malformed file then good file"
+refused "malformed file then good file" "$tmp/mixed/sub/b-bad.trace:4:1: " "" \
+  replay "$tmp/mixed/sub/b-bad.trace" "$GOOD"
 
-run replay --kernel 7.0 "$GOOD"
-expect_rc 2
-expect_nothing_replayed
-expect_one_stderr_line "" "'7.0'"
-report "unknown --kernel 7.0"
+refused "unknown --kernel 7.0" "" "'7.0'" replay --kernel 7.0 "$GOOD"
 
 run
 expect_rc 2
@@ -262,11 +237,7 @@ expect_nothing_replayed
 report "unknown subcommand"
 
 mkdir -p "$tmp/empty-dir"
-run replay "$tmp/empty-dir"
-expect_rc 2
-expect_nothing_replayed
-expect_one_stderr_line "" "no *.trace files"
-report "directory without traces"
+refused "directory without traces" "" "no *.trace files" replay "$tmp/empty-dir"
 
 # ---------------------------------------------------------------------------------------------
 # Replays
