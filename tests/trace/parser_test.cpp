@@ -280,6 +280,7 @@ TEST(ParserRoundTrip, IoStatements) {
       {"write_begin W1 H1 => ok", "write_begin W1 H1 => ok"},
       {"write_begin W2 H1 => backing", "write_begin W2 H1 => backing"},
       {"write_begin W3 H1 => blocks", "write_begin W3 H1 => blocks"},
+      {"close H1 => blocks", "close H1 => blocks"},
       {"write_begin W4 H1 => EIO", "write_begin W4 H1 => EIO"},
       {"await W3 => backing", "await W3 => backing"},
       {"await W3 => EIO", "await W3 => EIO"},
@@ -716,7 +717,7 @@ TEST(ParserErrors, ExpectationDoesNotFitTheOp) {
   expect_error(pre + "write_begin W1 H1 => id=1\n", 4, 22,
                "'id=1' is not an outcome write_begin can have");
   expect_error(pre + "mmap M1 H1 shared => fuse\n", 4, 22, "'fuse' is not an outcome mmap can have");
-  expect_error(pre + "close H1 => blocks\n", 4, 13, "'blocks' is not an outcome close can have");
+  expect_error(pre + "close H1 => fuse\n", 4, 13, "'fuse' is not an outcome close can have");
   expect_error(kInit + "opendir D1 reply=cached => blocks\n", 3, 28,
                "'blocks' is not an outcome opendir can have");
   expect_error(kInit + "create C1 a reply=cached => id=1\n", 3, 29,

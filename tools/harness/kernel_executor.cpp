@@ -466,6 +466,8 @@ Outcome KernelExecutor::munmap_mapping(const Statement &s) {
   return e == 0 ? Outcome::ok() : Outcome::errno_(e);
 }
 
+// close(2) sleeps where fuse_flush takes the inode lock (flush_takes_inode_lock): a close is a
+// blocking call like a read, settled by the same deadline and awaited by its handle.
 Outcome KernelExecutor::close_handle(const Statement &s) {
   int &fd = fds_.at(static_cast<std::size_t>(s.handle));
   const int f = fd;
@@ -477,12 +479,7 @@ Outcome KernelExecutor::close_handle(const Statement &s) {
     r.err = sr.err;
     return r;
   });
-  std::optional<CallResult> r = call->wait(options_.long_deadline);
-  if (!r) {
-    abandoned_.push_back(call);
-    return blocks();
-  }
-  return r->err ? Outcome::errno_(r->err) : Outcome::ok();
+  return settle(s, file_of_handle(s.handle), call);
 }
 
 Outcome KernelExecutor::abort_connection() {
@@ -943,11 +940,12 @@ Outcome KernelExecutor::finish(Op op, int handle, int slot, const CallResult &r)
       m->mapped = true;
     return Outcome::ok();
   }
+  case Op::Close:
+    return r.err ? Outcome::errno_(r.err) : Outcome::ok();
   case Op::Init:
   case Op::BackingOpen:
   case Op::BackingClose:
   case Op::Munmap:
-  case Op::Close:
   case Op::Await:
   case Op::Abort:
   case Op::Umount:
