@@ -186,8 +186,10 @@ int FuseServer::mount(const std::string &mnt, const model::InitReply &init, std:
   install_wake_handler();
   stopping_ = false;
   thread_done_ = false;
-  // With SYNC_INIT, mount(2) blocks until INIT is answered, so the reader must already be running.
-  thread_ = std::thread([this] { serve(); });
+  // With SYNC_INIT, mount(2) blocks until INIT is answered, so the reader must already be running;
+  // without it, a read of the fd before mount(2) fails with EPERM, so the reader starts after.
+  if (sync_init)
+    thread_ = std::thread([this] { serve(); });
 
   std::string opts = "fd=" + std::to_string(devfd_) +
                      ",rootmode=40000,user_id=0,group_id=0,allow_other";
@@ -206,6 +208,8 @@ int FuseServer::mount(const std::string &mnt, const model::InitReply &init, std:
   }
   mnt_ = mnt;
   mounted_ = true;
+  if (!sync_init)
+    thread_ = std::thread([this] { serve(); });
   // The superblock's device names the connection in fusectl; take it now, a later abort may come
   // after an unmount. Read from mountinfo, not stat(2): a stat would be a GETATTR, and a process
   // killed while waiting for it (with its server thread already gone) would hang unregistered.

@@ -237,8 +237,9 @@ model::KernelProfile matching_profile(const ProbedKernel &k, std::string *differ
   return best;
 }
 
-// 0 when the machine can run traces; otherwise the exit code, after a one-line message.
-int preconditions(model::KernelProfile *profile) {
+// 0 when the machine can run traces; otherwise the exit code, after a one-line message. *seen:
+// what the probe observed.
+int probe_running_kernel(ProbedKernel *seen) {
   if (geteuid() != 0 || !has_cap_sys_admin()) {
     fmt::print("fpsim-harness: skipped: needs root with CAP_SYS_ADMIN (mount, BACKING_OPEN)\n");
     return kExitSkip;
@@ -247,8 +248,6 @@ int preconditions(model::KernelProfile *profile) {
     fmt::print("fpsim-harness: skipped: /dev/fuse: {}\n", std::strerror(errno));
     return kExitSkip;
   }
-  utsname u{};
-  uname(&u);
   harness::IsolatedRun run = harness::run_isolated(probe_body, std::chrono::seconds(30));
   if (harness::isolated_runs_cancelled())
     return interrupted_exit();
@@ -266,13 +265,59 @@ int preconditions(model::KernelProfile *profile) {
                run.signal, run.error.empty() ? "" : ", " + run.error);
     return kExitFailed;
   }
+  *seen = decode_probe(run.exit_code);
+  return kExitOk;
+}
+
+std::string kernel_release() {
+  utsname u{};
+  return uname(&u) == 0 ? u.release : "(uname failed)";
+}
+
+// As probe_running_kernel, and *profile the built-in profile the kernel matches (or the nearest,
+// said on stdout).
+int preconditions(model::KernelProfile *profile) {
+  ProbedKernel seen;
+  if (const int rc = probe_running_kernel(&seen); rc != kExitOk)
+    return rc;
   std::string differs;
-  *profile = matching_profile(decode_probe(run.exit_code), &differs);
+  *profile = matching_profile(seen, &differs);
+  const std::string release = kernel_release();
   if (differs.empty())
-    fmt::print("fpsim-harness: kernel {}: probed as profile {}\n", u.release, model::profile_name(*profile));
+    fmt::print("fpsim-harness: kernel {}: probed as profile {}\n", release, model::profile_name(*profile));
   else
-    fmt::print("fpsim-harness: kernel {}: matches no profile; the nearest, {}, differs in {}\n", u.release,
+    fmt::print("fpsim-harness: kernel {}: matches no profile; the nearest, {}, differs in {}\n", release,
                model::profile_name(*profile), differs);
+  return kExitOk;
+}
+
+// fpsim-harness probe: the features a probe observed, and the profile they match.
+int cmd_probe(bool json) {
+  ProbedKernel seen;
+  if (const int rc = probe_running_kernel(&seen); rc != kExitOk)
+    return rc;
+  std::string differs;
+  const model::KernelProfile p = matching_profile(seen, &differs);
+  if (json) {
+    nlohmann::json features = nlohmann::json::object();
+    for (const auto &[f, has] : seen.features)
+      features[std::string(model::feature_info(f).name)] = has;
+    fmt::print("{}\n", nlohmann::json{{"kernel", kernel_release()},
+                                      {"protocol_minor", seen.minor},
+                                      {"features", features},
+                                      {"profile", model::profile_name(p)},
+                                      {"matches", differs.empty()},
+                                      {"differs", differs}}
+                           .dump(2));
+    return kExitOk;
+  }
+  fmt::print("kernel {}: protocol 7.{}\n", kernel_release(), seen.minor);
+  for (const auto &[f, has] : seen.features)
+    fmt::print("  {:<28} {}\n", model::feature_info(f).name, has ? "yes" : "no");
+  if (differs.empty())
+    fmt::print("profile {}\n", model::profile_name(p));
+  else
+    fmt::print("no profile matches; the nearest is {}, which differs in {}\n", model::profile_name(p), differs);
   return kExitOk;
 }
 
@@ -893,6 +938,9 @@ int main(int argc, char **argv) {
   fuzz->add_option("--trace-timeout", trace_timeout_s,
                    "seconds one trace may take on the kernel before its run is killed (default 120)")
       ->check(CLI::Range(1, 3600));
+  bool probe_json = false;
+  CLI::App *probe = app.add_subcommand("probe", "probe the running kernel's features and name its profile");
+  probe->add_flag("--json", probe_json, "print as JSON");
   harness::vm::Options vm_options;
   CLI::App *vm = harness::vm::add_subcommand(app, &vm_options);
   try {
@@ -905,6 +953,8 @@ int main(int argc, char **argv) {
   }
   if (vm->parsed())
     return harness::vm::run(vm_options);
+  if (probe->parsed())
+    return cmd_probe(probe_json);
   harness::KernelExecutorOptions options;
   if (const int rc = take_fault(options, run->parsed() || cross->parsed(), record->parsed() ? "record" : "fuzz");
       rc != kExitOk)
