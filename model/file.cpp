@@ -858,8 +858,10 @@ SysResult fuse_file_read_iter(Model &m, FileId f) {
     decide(Rule::CacheReadUptodate);
     return r;
   }
-  // Both kinds of read wait for the folio a held write-through WRITE keeps locked.
-  if (folio_locked_by_write(m, ff.inode)) {
+  // A page-cache read waits for the folio a held write-through WRITE keeps locked; a direct read
+  // does where fuse_direct_io looks for folios under writeback in the page cache itself.
+  if (folio_locked_by_write(m, ff.inode) &&
+      (page_cache || m.profile.has(Feature::DirectReadWaitsForLockedFolio))) {
     read_sleeps(m, f, page_cache, &r);
     return r;
   }

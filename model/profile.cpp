@@ -90,6 +90,13 @@ constexpr std::array<FeatureInfo, kFeatureCount> kFeatures = {{
      "passthrough refused (EIO) like any bit outside FOPEN_PASSTHROUGH_MASK, as before",
      "7.3", "include/uapi/linux/fuse.h and fs/fuse/iomode.c, Debian 7.3-rc7 (protocol minor 46)",
      false},
+    {Feature::DirectReadWaitsForLockedFolio, "direct_read_waits_for_locked_folio",
+     "a direct read of a range whose folio a held write-through WRITE keeps locked waits for the "
+     "inode lock (fuse_direct_io asks filemap_range_has_writeback; without it fuse's own list of "
+     "writeback-cache writes, which has none)",
+     "by 6.18",
+     "fs/fuse/file.c fuse_direct_io, Debian 6.12.117 (fuse_range_is_writeback); observed on "
+     "6.18.44 (blocks) and on Debian 6.12.117 under qemu (returns at once)"},
 }};
 
 constexpr std::array<BaseProfileInfo, kBaseProfileCount> kBases = {{

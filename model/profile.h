@@ -33,9 +33,11 @@ enum class Feature : std::uint8_t {
   SyncInit,
   FuseblkReleaseAsync,
   FopenBit8IoUringZeroCopy,
+  DirectReadWaitsForLockedFolio,
 };
 
-inline constexpr std::size_t kFeatureCount = static_cast<std::size_t>(Feature::FopenBit8IoUringZeroCopy) + 1;
+inline constexpr std::size_t kFeatureCount =
+    static_cast<std::size_t>(Feature::DirectReadWaitsForLockedFolio) + 1;
 
 // What a feature is and where it comes from, for `fpsim profiles` and the docs.
 struct FeatureInfo {
@@ -128,7 +130,8 @@ inline constexpr KernelProfile KernelProfile::V6_12_117{
                                 .with(Feature::NoOpenKeepsArgs)};
 inline constexpr KernelProfile KernelProfile::V6_18{
     BaseProfile::V6_18, KernelProfile::V6_12_117.features.without(Feature::FlushTakesInodeLock)
-                            .with(Feature::SyncInit)};
+                            .with(Feature::SyncInit)
+                            .with(Feature::DirectReadWaitsForLockedFolio)};
 inline constexpr KernelProfile KernelProfile::V7_2{
     BaseProfile::V7_2, KernelProfile::V6_18.features.with(Feature::BufferedReadErrorEio)};
 inline constexpr KernelProfile KernelProfile::V7_3{

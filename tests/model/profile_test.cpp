@@ -36,7 +36,7 @@ TEST(Profile, StableBackportsAreFeatures) {
   EXPECT_EQ(differ(KernelProfile::V6_12_0, KernelProfile::V6_12_117),
             (V{"backing_rejects_non_regular", "no_open_keeps_args", "fuseblk_release_async"}));
   EXPECT_EQ(differ(KernelProfile::V6_12_117, KernelProfile::V6_18),
-            (V{"flush_takes_inode_lock", "sync_init"}));
+            (V{"flush_takes_inode_lock", "sync_init", "direct_read_waits_for_locked_folio"}));
   EXPECT_EQ(differ(KernelProfile::V6_18, KernelProfile::V7_2), (V{"buffered_read_error_eio"}));
   EXPECT_EQ(differ(KernelProfile::V7_2, KernelProfile::V7_3),
             (V{"fopen_bit8_io_uring_zero_copy"}));
