@@ -153,6 +153,7 @@ void fuse_mount(Model &m, const InitReply &reply) {
       !(reply.writeback_cache && m.profile.has(Feature::PassthroughOffWithWritebackCache));
   fc.passthrough = pt_flag && depth_ok && wbc_ok;
   fc.max_stack_depth = fc.passthrough ? reply.max_stack_depth : 0;
+  m.decide(Decision(m.profile.has(Feature::SyncInit) ? Rule::InitSync : Rule::InitAfterMount));
   m.decide(Decision(!reply.passthrough ? Rule::InitNoPassthrough
                     : !reply.init_ext  ? Rule::InitNoInitExt
                     : !depth_ok        ? Rule::InitStackDepth

@@ -23,6 +23,8 @@ enum class TaskId : std::uint32_t;
 // The function is the one the kernel makes the choice in (or the path to it, as explain names
 // it); the rule's name says which check it was.
 #define FPSIM_RULES(X)                                                                             \
+  X(InitSync, "fuse_dev_ioctl_sync_init")                                                          \
+  X(InitAfterMount, "fuse_send_init")                                                              \
   X(InitNoPassthrough, "process_init_reply")                                                       \
   X(InitNoInitExt, "process_init_reply")                                                           \
   X(InitStackDepth, "process_init_reply")                                                          \
@@ -102,6 +104,7 @@ enum class TaskId : std::uint32_t;
   X(ReadPageWait, "fuse_cache_read_iter -> filemap_read")                                          \
   X(DirectReadLockWait, "fuse_direct_io -> inode_lock")                                            \
   X(ReadDisconnected, "fuse_get_req")                                                              \
+  X(ReadDisconnectedBufferedEio, "fuse_read_folio -> iomap_read_folio")                            \
   X(DirectRead, "fuse_direct_read_iter")                                                           \
   X(CacheReadODirect, "fuse_cache_read_iter -> fuse_direct_IO")                                    \
   X(CacheReadMiss, "fuse_cache_read_iter")                                                         \
@@ -136,6 +139,7 @@ enum class TaskId : std::uint32_t;
   X(FlushDirectory, "fuse_flush")                                                                  \
   X(FlushNoflush, "fuse_flush")                                                                    \
   X(Flush, "fuse_flush")                                                                           \
+  X(FlushLockWait, "fuse_flush -> inode_lock")                                                     \
   X(ReleaseNoOpen, "fuse_release")                                                                 \
   X(ReleaseDisconnected, "fuse_release")                                                           \
   X(ReleaseSent, "fuse_release")                                                                   \

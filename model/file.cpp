@@ -13,6 +13,7 @@ bool inode_lock_sleeper(TaskKind k) {
   switch (k) {
   case TaskKind::TruncateLockWait:
   case TaskKind::DirectReadLockWait:
+  case TaskKind::FlushLockWait:
     return true;
   case TaskKind::OpenCachedIoWait:
   case TaskKind::MmapCachedIoWait:
@@ -450,6 +451,14 @@ void mmap_cached_io(Model &m, TaskId id, bool new_wait) {
   fuse_file_fput(m, t.file, "mmap");
 }
 
+// A READ on a dead connection fails with ENOTCONN; a buffered read read through iomap reports it
+// as EIO (buffered_read_error_eio).
+Decision read_disconnected(const Model &m, bool page_cache) {
+  if (page_cache && m.profile.has(Feature::BufferedReadErrorEio))
+    return Decision(Rule::ReadDisconnectedBufferedEio).with_err(EIO);
+  return Decision(Rule::ReadDisconnected).with_err(ENOTCONN);
+}
+
 // A read that slept returns: its READ fails once the connection is gone. Returns whether it
 // reached the server.
 bool sleeping_read_done(Model &m, TaskId id) {
@@ -458,9 +467,9 @@ bool sleeping_read_done(Model &m, TaskId id) {
   if (m.fc.connected)
     return true;
   t.result.route = Route::None;
-  t.result.err = ENOTCONN;
-  m.decide(
-      Decision(Rule::ReadDisconnected).with_err(ENOTCONN).with_inode(t.inode).with_file(t.file));
+  const Decision d = read_disconnected(m, t.kind == TaskKind::ReadPageWait);
+  t.result.err = d.err;
+  m.decide(Decision(d).with_inode(t.inode).with_file(t.file));
   return false;
 }
 
@@ -528,6 +537,15 @@ void complete_task(Model &m, TaskId id) {
       return;
     t.done = true;
     t.result.write = t.write;
+    return;
+  case TaskKind::FlushLockWait:
+    if (inode_lock_must_wait(m, t.inode, t.queued))
+      return;
+    // fuse_flush takes the lock, syncs writes and drops it again: the next in the queue may go.
+    wake_inode_lock_waiters(m, t.inode);
+    t.done = true;
+    t.result.err = fuse_flush_request(m, t.file);
+    fuse_file_fput(m, t.file, "close");
     return;
   }
 }
@@ -840,14 +858,17 @@ SysResult fuse_file_read_iter(Model &m, FileId f) {
     decide(Rule::CacheReadUptodate);
     return r;
   }
-  // Both kinds of read wait for the folio a held write-through WRITE keeps locked.
-  if (folio_locked_by_write(m, ff.inode)) {
+  // A page-cache read waits for the folio a held write-through WRITE keeps locked; a direct read
+  // does where fuse_direct_io looks for folios under writeback in the page cache itself.
+  if (folio_locked_by_write(m, ff.inode) &&
+      (page_cache || m.profile.has(Feature::DirectReadWaitsForLockedFolio))) {
     read_sleeps(m, f, page_cache, &r);
     return r;
   }
   if (!m.fc.connected) {
-    r.err = ENOTCONN;
-    decide(Rule::ReadDisconnected, r.err);
+    const Decision why = read_disconnected(m, page_cache);
+    r.err = why.err;
+    decide(why.rule, r.err);
     return r;
   }
   if (page_cache)
@@ -1038,21 +1059,54 @@ void vma_close(Model &m, VmaId id) {
   }
 }
 
+namespace detail {
+namespace {
+
+// Whether fuse_flush returns before its request (and its inode lock): directories have no
+// flush, and FOPEN_NOFLUSH without writeback cache skips it.
+std::optional<Rule> flush_skipped(const Model &m, const FuseFile &ff) {
+  if (ff.is_dir)
+    return Rule::FlushDirectory;
+  if ((ff.open_flags & fopen::NOFLUSH) && !m.fc.writeback_cache)
+    return Rule::FlushNoflush;
+  return std::nullopt;
+}
+
+} // namespace
+
+// The FLUSH request: observed on 6.18, after an abort it fails with ENOTCONN.
+int fuse_flush_request(Model &m, FileId f) {
+  const FuseFile &ff = m.file(f);
+  const int err = m.fc.connected ? 0 : ENOTCONN;
+  m.decide(Decision(err ? Rule::FlushDisconnected : Rule::Flush)
+               .with_err(err)
+               .with_inode(ff.inode)
+               .with_file(f));
+  return err;
+}
+
+} // namespace detail
+
 SysResult fuse_close_fd(Model &m, FileId f) {
   SysResult r;
   const FuseFile &ff = m.file(f);
-  // Observed on 6.18: after an abort, close(2) of a regular file returns ENOTCONN from the
-  // failed FLUSH; FOPEN_NOFLUSH skips the request. Directories have no flush.
-  const bool skips_flush = (ff.open_flags & fopen::NOFLUSH) && !m.fc.writeback_cache;
-  if (!ff.is_dir && !skips_flush && !m.fc.connected)
-    r.err = ENOTCONN;
-  m.decide(Decision(ff.is_dir     ? Rule::FlushDirectory
-                    : skips_flush ? Rule::FlushNoflush
-                    : r.err       ? Rule::FlushDisconnected
-                                  : Rule::Flush)
-               .with_err(r.err)
-               .with_inode(ff.inode)
-               .with_file(f));
+  if (const std::optional<Rule> skipped = flush_skipped(m, ff)) {
+    m.decide(Decision(*skipped).with_inode(ff.inode).with_file(f));
+  } else if (m.profile.has(Feature::FlushTakesInodeLock) &&
+             inode_lock_must_wait(m, ff.inode, m.lock_queue + 1)) {
+    // The close holds the fd's reference while it sleeps; the flush's fput drops it.
+    Task t;
+    t.kind = TaskKind::FlushLockWait;
+    t.inode = ff.inode;
+    t.file = f;
+    t.queued = ++m.lock_queue;
+    r.blocked = true;
+    r.task = new_task(m, t);
+    m.decide(Decision(Rule::FlushLockWait).with_inode(t.inode).with_file(f).with_task(r.task));
+    return r;
+  } else {
+    r.err = fuse_flush_request(m, f);
+  }
   fuse_file_fput(m, f, "close");
   return r;
 }
@@ -1072,6 +1126,7 @@ std::vector<TaskId> fuse_run_woken_tasks(Model &m) {
     case TaskKind::WriteLockWait:
     case TaskKind::TruncateLockWait:
     case TaskKind::DirectReadLockWait:
+    case TaskKind::FlushLockWait:
       return false;
     }
     return false;

@@ -272,6 +272,7 @@ enum class TaskKind : std::uint8_t {
   MmapInvalidateWait, // mmap of a direct_io file invalidates the page cache: waits likewise
   TruncateLockWait,   // an O_TRUNC open's do_truncate waits for the inode lock a write holds
   DirectReadLockWait, // a direct read of a locked folio's range waits for the inode lock
+  FlushLockWait,      // close(2)'s fuse_flush waits for the inode lock (flush_takes_inode_lock)
 };
 
 struct Task {
@@ -435,7 +436,8 @@ SysResult fuse_file_mmap(Model &m, FileId f, bool shared);
 void vma_close(Model &m, VmaId v);
 
 // close(2): fuse_flush sends FLUSH (unless FOPEN_NOFLUSH), which fails with ENOTCONN on a dead
-// connection; the fd is gone either way, and the fput's last reference runs fuse_release.
+// connection; the fd is gone either way, and the fput's last reference runs fuse_release. With
+// flush_takes_inode_lock the flush first takes the inode lock, and sleeps while a write holds it.
 SysResult fuse_close_fd(Model &m, FileId f);
 
 // fuse_abort_conn: disconnects; in-flight requests end with ECONNABORTED.

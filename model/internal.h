@@ -32,6 +32,9 @@ int fuse_inode_uncached_io_start(Model &m, InodeId i, std::optional<FbId> fb,
 void fuse_inode_uncached_io_end(Model &m, InodeId i);
 void fuse_file_io_release(Model &m, FileId f);
 
+// fuse_flush's FLUSH request (once any inode lock wait is over); its errno.
+int fuse_flush_request(Model &m, FileId f);
+
 // The last reference of a struct file went: fuse_release.
 void fuse_release(Model &m, FileId f);
 // Drops one reference of a FUSE struct file; the last runs fuse_release.

@@ -64,15 +64,56 @@ constexpr std::array<FeatureInfo, kFeatureCount> kFeatures = {{
      "attached one's",
      "proposed (2026-01, \"relax backing file validation\"), not merged",
      "docs/kernel-semantics.md §4 column (d); in no released kernel"},
+    {Feature::FlushTakesInodeLock, "flush_takes_inode_lock",
+     "close(2) of a file that sends FLUSH takes the inode lock first (fuse_flush, to wait for "
+     "writeback), so it sleeps while a write holds that lock",
+     "long-standing; gone by 6.18",
+     "fs/fuse/file.c fuse_flush, Debian 6.12.117 (inode_lock, fuse_sync_writes); observed on "
+     "Debian 6.12.95 under qemu; 6.18.44 and 7.2's fuse_flush take no lock"},
+    {Feature::BufferedReadErrorEio, "buffered_read_error_eio",
+     "a buffered read whose READ fails (ENOTCONN on an aborted connection) returns EIO: folios are "
+     "read through iomap, which keeps the request's error",
+     "6.19 (fuse iomap buffered reads)",
+     "observed on Debian 7.2.13 and 7.3-rc7 under qemu (EIO where 6.18.44 gives ENOTCONN); "
+     "fs/fuse/file.c fuse_read_folio -> iomap_read_folio, 7.2"},
+    {Feature::SyncInit, "sync_init",
+     "FUSE_DEV_IOC_SYNC_INIT exists: INIT is answered inside mount(2) (without it: ENOTTY, and INIT "
+     "is answered after mount(2) returns)",
+     "6.18", "fs/fuse/dev.c fuse_dev_ioctl_sync_init, 6.18; ENOTTY on Debian 6.12.117", false},
+    {Feature::FuseblkReleaseAsync, "fuseblk_release_async",
+     "RELEASE at close is sent in the background on fuseblk mounts too (fpsim mounts fuse, where it "
+     "always was)",
+     "6.18, 6.12.54", "fs/fuse/file.c fuse_file_release, 6.18 (\"fix livelock in synchronous file "
+                      "put from fuseblk workers\"); Debian 6.12.117", false},
+    {Feature::FopenBit8IoUringZeroCopy, "fopen_bit8_io_uring_zero_copy",
+     "FOPEN bit 8 is FOPEN_IO_URING_ZERO_COPY: accepted on an open without passthrough, and with "
+     "passthrough refused (EIO) like any bit outside FOPEN_PASSTHROUGH_MASK, as before",
+     "7.3", "include/uapi/linux/fuse.h and fs/fuse/iomode.c, Debian 7.3-rc7 (protocol minor 46)",
+     false},
+    {Feature::DirectReadWaitsForLockedFolio, "direct_read_waits_for_locked_folio",
+     "a direct read of a range whose folio a held write-through WRITE keeps locked waits for the "
+     "inode lock (fuse_direct_io asks filemap_range_has_writeback; without it fuse's own list of "
+     "writeback-cache writes, which has none)",
+     "by 6.18",
+     "fs/fuse/file.c fuse_direct_io, Debian 6.12.117 (fuse_range_is_writeback); observed on "
+     "6.18.44 (blocks) and on Debian 6.12.117 under qemu (returns at once)"},
 }};
 
 constexpr std::array<BaseProfileInfo, kBaseProfileCount> kBases = {{
     {BaseProfile::V15, "v15",
      "passthrough series v15 up to 5/9: open in passthrough mode; read/write still go through FUSE",
-     KernelProfile::V15.features},
-    {BaseProfile::V6_9, "6.9", "Linux 6.9 final", KernelProfile::V6_9.features},
+     KernelProfile::V15.features, 40},
+    {BaseProfile::V6_9, "6.9", "Linux 6.9 final", KernelProfile::V6_9.features, 40},
+    {BaseProfile::V6_12_0, "6.12.0", "Linux 6.12 as released, without the stable backports",
+     KernelProfile::V6_12_0.features, 41},
+    {BaseProfile::V6_12_117, "6.12.117",
+     "Debian 13's 6.12.117 (with the 6.12.48, 6.12.54 and 6.12.64 backports)",
+     KernelProfile::V6_12_117.features, 41},
     {BaseProfile::V6_18, "6.18", "Linux 6.18 (6.18.44, the kernel this project's machines run)",
-     KernelProfile::V6_18.features},
+     KernelProfile::V6_18.features, 45},
+    {BaseProfile::V7_2, "7.2", "Debian's 7.2.13", KernelProfile::V7_2.features, 45},
+    {BaseProfile::V7_3, "7.3", "Debian's 7.3-rc7 (7.3 until Debian ships the release)",
+     KernelProfile::V7_3.features, 46},
 }};
 
 constexpr bool tables_in_enum_order() {

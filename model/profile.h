@@ -28,9 +28,16 @@ enum class Feature : std::uint8_t {
   CacheIoModeExclusiveDioLock,
   NoOpenKeepsArgs,
   BackingComparedByInode,
+  FlushTakesInodeLock,
+  BufferedReadErrorEio,
+  SyncInit,
+  FuseblkReleaseAsync,
+  FopenBit8IoUringZeroCopy,
+  DirectReadWaitsForLockedFolio,
 };
 
-inline constexpr std::size_t kFeatureCount = static_cast<std::size_t>(Feature::BackingComparedByInode) + 1;
+inline constexpr std::size_t kFeatureCount =
+    static_cast<std::size_t>(Feature::DirectReadWaitsForLockedFolio) + 1;
 
 // What a feature is and where it comes from, for `fpsim profiles` and the docs.
 struct FeatureInfo {
@@ -39,6 +46,10 @@ struct FeatureInfo {
   std::string_view behaviour; // what the kernel does when the feature is present
   std::string_view origin;    // the kernel release (or proposal) that brought it
   std::string_view evidence;  // the source read, or the real-kernel run that showed it
+  // Whether a trace's outcome can depend on it. A feature that cannot (fuseblk mounts, a FOPEN
+  // bit that is refused with passthrough as before, how the harness mounts) still tells kernels
+  // apart for `fpsim-harness probe` and the profile table.
+  bool in_traces = true;
 };
 
 const FeatureInfo &feature_info(Feature f);
@@ -66,8 +77,8 @@ private:
 static_assert(kFeatureCount <= 64, "FeatureSet holds at most 64 features");
 
 // The profiles fpsim ships, in the order `fpsim profiles` lists them.
-enum class BaseProfile : std::uint8_t { V15, V6_9, V6_18 };
-inline constexpr std::size_t kBaseProfileCount = 3;
+enum class BaseProfile : std::uint8_t { V15, V6_9, V6_12_0, V6_12_117, V6_18, V7_2, V7_3 };
+inline constexpr std::size_t kBaseProfileCount = 7;
 
 // A built-in profile, or one composed from it on the command line (`6.18+feature-feature`).
 struct KernelProfile {
@@ -79,7 +90,11 @@ struct KernelProfile {
 
   static const KernelProfile V15;
   static const KernelProfile V6_9;
+  static const KernelProfile V6_12_0;
+  static const KernelProfile V6_12_117;
   static const KernelProfile V6_18;
+  static const KernelProfile V7_2;
+  static const KernelProfile V7_3;
 };
 
 struct BaseProfileInfo {
@@ -87,29 +102,45 @@ struct BaseProfileInfo {
   std::string_view name;
   std::string_view what;
   FeatureSet features;
+  int protocol_minor; // FUSE_KERNEL_MINOR_VERSION: what the kernel's INIT request says
 };
 const std::array<BaseProfileInfo, kBaseProfileCount> &all_base_profiles();
 const BaseProfileInfo &base_profile_info(BaseProfile b);
 
-inline constexpr KernelProfile KernelProfile::V15{BaseProfile::V15, {Feature::BackingRequiresRwIter}};
+// Each profile is its predecessor plus or minus what changed (docs/kernel-versions.md §2).
+inline constexpr KernelProfile KernelProfile::V15{
+    BaseProfile::V15, {Feature::BackingRequiresRwIter, Feature::FlushTakesInodeLock}};
 inline constexpr KernelProfile KernelProfile::V6_9{
-    BaseProfile::V6_9,
-    {Feature::PassthroughBit7, Feature::PassthroughReadWrite, Feature::PassthroughMmap,
-     Feature::MmapRefusedOnBackingInode, Feature::CacheWaitSkipsBackingInode,
-     Feature::NullFbCountsAsUncached, Feature::UninstalledDevEperm, Feature::BackingPaddingChecked,
-     Feature::BackingRequiresRwIter}};
+    BaseProfile::V6_9, KernelProfile::V15.features.with(Feature::PassthroughBit7)
+                           .with(Feature::PassthroughReadWrite)
+                           .with(Feature::PassthroughMmap)
+                           .with(Feature::MmapRefusedOnBackingInode)
+                           .with(Feature::CacheWaitSkipsBackingInode)
+                           .with(Feature::NullFbCountsAsUncached)
+                           .with(Feature::UninstalledDevEperm)
+                           .with(Feature::BackingPaddingChecked)};
+inline constexpr KernelProfile KernelProfile::V6_12_0{
+    BaseProfile::V6_12_0, KernelProfile::V6_9.features.without(Feature::BackingRequiresRwIter)
+                              .with(Feature::BackingAcceptsOPath)
+                              .with(Feature::PassthroughOffWithWritebackCache)
+                              .with(Feature::CacheIoModeExclusiveDioLock)};
+inline constexpr KernelProfile KernelProfile::V6_12_117{
+    BaseProfile::V6_12_117, KernelProfile::V6_12_0.features.with(Feature::BackingRejectsNonRegular)
+                                .with(Feature::FuseblkReleaseAsync)
+                                .with(Feature::NoOpenKeepsArgs)};
 inline constexpr KernelProfile KernelProfile::V6_18{
-    BaseProfile::V6_18,
-    {Feature::PassthroughBit7, Feature::PassthroughReadWrite, Feature::PassthroughMmap,
-     Feature::MmapRefusedOnBackingInode, Feature::CacheWaitSkipsBackingInode,
-     Feature::NullFbCountsAsUncached, Feature::UninstalledDevEperm, Feature::BackingPaddingChecked,
-     Feature::BackingAcceptsOPath, Feature::BackingRejectsNonRegular,
-     Feature::PassthroughOffWithWritebackCache, Feature::CacheIoModeExclusiveDioLock,
-     Feature::NoOpenKeepsArgs}};
+    BaseProfile::V6_18, KernelProfile::V6_12_117.features.without(Feature::FlushTakesInodeLock)
+                            .with(Feature::SyncInit)
+                            .with(Feature::DirectReadWaitsForLockedFolio)};
+inline constexpr KernelProfile KernelProfile::V7_2{
+    BaseProfile::V7_2, KernelProfile::V6_18.features.with(Feature::BufferedReadErrorEio)};
+inline constexpr KernelProfile KernelProfile::V7_3{
+    BaseProfile::V7_3, KernelProfile::V7_2.features.with(Feature::FopenBit8IoUringZeroCopy)};
 
 inline constexpr KernelProfile kDefaultProfile = KernelProfile::V6_18;
 inline constexpr std::array<KernelProfile, kBaseProfileCount> kBuiltinProfiles = {
-    KernelProfile::V15, KernelProfile::V6_9, KernelProfile::V6_18};
+    KernelProfile::V15,  KernelProfile::V6_9, KernelProfile::V6_12_0, KernelProfile::V6_12_117,
+    KernelProfile::V6_18, KernelProfile::V7_2, KernelProfile::V7_3};
 
 // The built-in profile's name, then "+feature" for each feature added to it and "-feature" for
 // each removed, in feature order: what parse_profile reads back.

@@ -185,6 +185,8 @@ Outcome SimExecutor::await(const Statement &s) {
       writes_[static_cast<std::size_t>(s.await_slot)] = *r.write;
     return route_outcome(r);
   }
+  case BlockingOp::Close:
+    return from_errno_or(r, Outcome::ok());
   }
   FPSIM_UNREACHABLE("a BlockingOp outside the enum");
 }
@@ -309,17 +311,15 @@ Outcome SimExecutor::on_fd(const Statement &s) {
   std::optional<FileId> &fd = fds_[static_cast<std::size_t>(s.handle)];
   if (!fd)
     return Outcome::errno_(EBADF);
-  if (s.op == Op::Close) {
-    const Outcome out = from_errno_or(fuse_close_fd(m, *fd), Outcome::ok());
-    fd.reset();
-    return out;
-  }
   const bool held = s.op == Op::WriteBegin;
   SysResult r;
   if (s.op == Op::Read) {
     r = fuse_file_read_iter(m, *fd);
   } else if (s.op == Op::Mmap) {
     r = fuse_file_mmap(m, *fd, s.shared);
+  } else if (s.op == Op::Close) {
+    r = fuse_close_fd(m, *fd);
+    fd.reset(); // the fd is gone whatever close(2) returns, and while it sleeps
   } else {
     FPSIM_ASSERT(s.op == Op::Write || held, "on_fd() is for calls on a handle's fd");
     r = fuse_file_write_iter(m, *fd, held);
@@ -335,6 +335,8 @@ Outcome SimExecutor::on_fd(const Statement &s) {
   }
   if (held && r.write)
     writes_[static_cast<std::size_t>(s.write)] = *r.write;
+  if (s.op == Op::Close)
+    return from_errno_or(r, Outcome::ok());
   if (s.op != Op::Mmap)
     return route_outcome(r);
   if (r.vma) {

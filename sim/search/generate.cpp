@@ -238,11 +238,12 @@ private:
     set(Act::WriteEnd, live_.writes().empty() ? 0 : 8);
     set(Act::Await, pend.empty() ? 0 : 6);
     // At most max_blocked calls blocked at a time: nothing that can block while that many are.
-    // Reads stay, as they always did, so that every seed keeps the trace it gave (repro lines
-    // and saved counterexamples name seeds).
+    // Reads and closes stay, as they always did, so that every seed keeps the trace it gave
+    // (repro lines and saved counterexamples name seeds).
     if (pend.size() >= static_cast<std::size_t>(opts_.max_blocked))
       for (std::size_t a = 0; a < w.size(); ++a)
-        if (may_block(op_of(static_cast<Act>(a))) && static_cast<Act>(a) != Act::Read)
+        if (const Act act = static_cast<Act>(a);
+            may_block(op_of(act)) && act != Act::Read && act != Act::Close)
           w[a] = 0;
     // The connection's end, rarely and near the trace's end.
     const bool late = static_cast<int>(stmts_.size()) * 5 >= target_ * 4;

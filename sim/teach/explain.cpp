@@ -59,6 +59,11 @@ constexpr std::pair<Rule, std::string_view> kFixedTexts[] = {
                                      "0), so backing files cannot be registered"},
     {Rule::BackingOpenNotCapable, "the caller lacks CAP_SYS_ADMIN in the initial user namespace; "
                                   "registering a backing file needs it"},
+    {Rule::InitSync, "mount(2) with FUSE_DEV_IOC_SYNC_INIT: the INIT reply is processed before "
+                     "mount returns"},
+    {Rule::InitAfterMount, "no FUSE_DEV_IOC_SYNC_INIT on this kernel: mount(2) returns before "
+                           "the server answers INIT, and fpsim waits for the answer to be "
+                           "processed before the next statement"},
     {Rule::BackingOpenBadFd, "fd -1 does not resolve to a file (fget_raw fails)"},
     {Rule::BackingOpenOPath, "an O_PATH fd does not resolve with fget before 6.12 (6.12+ uses "
                              "fget_raw and accepts it)"},
@@ -271,7 +276,7 @@ std::string write_end_list(const std::vector<std::string> &writes) {
 
 // ---- waits -----------------------------------------------------------------------------------
 
-enum class Wait : std::uint8_t { CacheIo, PageLock, InodeLock, TruncateLock, DirectReadLock };
+enum class Wait : std::uint8_t { CacheIo, PageLock, InodeLock, TruncateLock, DirectReadLock, FlushLock };
 
 // The wait a rule puts a call in, if it is one of the model's waits. An if-chain: every other
 // rule is no wait, and a switch would have to list them all.
@@ -286,6 +291,8 @@ std::optional<Wait> wait_of(Rule r) {
     return Wait::TruncateLock;
   if (r == Rule::DirectReadLockWait)
     return Wait::DirectReadLock;
+  if (r == Rule::FlushLockWait)
+    return Wait::FlushLock;
   return std::nullopt;
 }
 
@@ -316,6 +323,8 @@ std::string op_word(Op op) {
     return "write";
   case BlockingOp::Mmap:
     return "mmap";
+  case BlockingOp::Close:
+    return "close";
   }
   FPSIM_UNREACHABLE("a BlockingOp outside the enum");
 }
@@ -389,7 +398,8 @@ Why inode_lock_wait(const Model &m, const Task &task, const ObjectNames &n, Wait
   const std::string fname = n.file(task.file);
   const bool trunc = wait == Wait::TruncateLock;
   const bool direct_read = wait == Wait::DirectReadLock;
-  const bool exclusive = trunc || direct_read || m.writes.at(idx(task.write)).exclusive;
+  const bool flush = wait == Wait::FlushLock;
+  const bool exclusive = trunc || direct_read || flush || m.writes.at(idx(task.write)).exclusive;
   const std::vector<std::string> holders = lock_holders(m, task.inode, n);
   std::vector<std::string> before;
   if (wait == Wait::InodeLock)
@@ -418,6 +428,12 @@ Why inode_lock_wait(const Model &m, const Task &task, const ObjectNames &n, Wait
                        "fuse_direct_io first takes the inode lock (i_rwsem) to wait for the "
                        "write (fuse_sync_writes)",
                        fname, iname, and_list(folio_lockers(m, task.inode, n)));
+  } else if (flush) {
+    rule = "fuse_flush -> inode_lock";
+    what = fmt::format("close(2) of {} sends FLUSH, and this kernel's fuse_flush first takes the "
+                       "inode lock (i_rwsem) of {} exclusively to wait for pending writes "
+                       "(flush_takes_inode_lock)",
+                       fname, iname);
   } else {
     rule = exclusive ? "fuse_file_write_iter -> inode_lock" : "fuse_dio_lock -> inode_lock_shared";
     what = fmt::format("the write on {} needs the inode lock (i_rwsem) of {} {}", fname, iname,
@@ -440,6 +456,7 @@ Why wait_reason(const Model &m, TaskId id, const ObjectNames &n, Rule rule) {
   case Wait::InodeLock:
   case Wait::TruncateLock:
   case Wait::DirectReadLock:
+  case Wait::FlushLock:
     return inode_lock_wait(m, task, n, *wait);
   }
   FPSIM_UNREACHABLE("a Wait outside the enum");
@@ -457,6 +474,7 @@ std::string wait_short(const Task &task, const ObjectNames &n, Rule rule) {
   case Wait::InodeLock:
   case Wait::TruncateLock:
   case Wait::DirectReadLock:
+  case Wait::FlushLock:
     return fmt::format("the inode lock of {}", iname);
   }
   FPSIM_UNREACHABLE("a Wait outside the enum");
@@ -780,10 +798,9 @@ private:
     if (!more.empty())
       why += "; " + join(more, "; ");
     (void)i;
-    return {"process_init_reply",
-            "mount(2) with FUSE_DEV_IOC_SYNC_INIT: the INIT reply is processed before mount "
-            "returns; " +
-                why};
+    const Decision *how = st.own({Rule::InitSync, Rule::InitAfterMount});
+    FPSIM_ASSERT(how != nullptr, "fuse_mount decides how INIT is answered");
+    return {"process_init_reply", fixed_text(how->rule) + "; " + why};
   }
 
   // Every rule's text. The statement's explanation picks the decision that settled it and
@@ -791,6 +808,8 @@ private:
   // fragment of their own, which --json shows beside the decision.
   Why render(const Step &st, const Decision &d) {
     switch (d.rule) {
+    case Rule::InitSync:
+    case Rule::InitAfterMount:
     case Rule::InitNoPassthrough:
     case Rule::InitNoInitExt:
     case Rule::InitWritebackCache:
@@ -891,6 +910,7 @@ private:
     case Rule::DirectReadLockWait:
     case Rule::WriteLockWait:
     case Rule::MmapInvalidateWait:
+    case Rule::FlushLockWait:
       return wait_reason(st.a, *d.task, st.n, d.rule);
     case Rule::DirOpenDisconnected:
       return said(d.rule, fmt::format("the connection was aborted: OPENDIR cannot be sent -> {}",
@@ -904,6 +924,7 @@ private:
     case Rule::ReadIsDir:
     case Rule::ReadNotReadable:
     case Rule::ReadDisconnected:
+    case Rule::ReadDisconnectedBufferedEio:
     case Rule::WriteIsDir:
     case Rule::WriteNotWritable:
       return io_error_text(st, d);
@@ -1048,9 +1069,15 @@ private:
       return said(d.rule, fmt::format("{} is a directory -> EBADF", h));
     if (d.rule == Rule::WriteNotWritable)
       return said(d.rule, fmt::format("{} was opened read-only (no FMODE_WRITE) -> EBADF", h));
-    FPSIM_ASSERT(d.rule == Rule::ReadDisconnected, "io_error_text renders its own rules");
+    FPSIM_ASSERT(d.rule == Rule::ReadDisconnected || d.rule == Rule::ReadDisconnectedBufferedEio,
+                 "io_error_text renders its own rules");
     if (d.task)
       return completion(st, *d.task);
+    if (d.rule == Rule::ReadDisconnectedBufferedEio)
+      return said(d.rule, fmt::format("the connection was aborted: the READ for {} fails with "
+                                      "ENOTCONN, and a buffered read, which reads its folio "
+                                      "through iomap, reports it as EIO (buffered_read_error_eio)",
+                                      h));
     return said(d.rule, fmt::format("the connection was aborted: the READ for {} cannot be sent "
                                     "-> ENOTCONN (passthrough files keep working, cached files "
                                     "fail)",
@@ -1904,6 +1931,8 @@ private:
     const std::string h = handle_name(st);
     if (!st.fd)
       return ebadf_fd(h);
+    if (st.o.kind == Outcome::Kind::Blocks)
+      return new_wait(st);
     const FuseFile &fb = st.b.file(*st.fd);
     const FuseFile &fa = st.a.file(*st.fd);
     const Decision *flushed =
@@ -2020,6 +2049,7 @@ private:
     case Wait::TruncateLock:
     case Wait::InodeLock:
     case Wait::DirectReadLock:
+    case Wait::FlushLock:
       break;
     }
     return {"do_truncate -> inode_lock",
@@ -2088,6 +2118,14 @@ private:
       Why w = describe_write(st, st.a.tasks.at(idx(id)).write, true);
       return {"inode_lock -> " + w.rule, "it got the inode lock: " + w.why};
     }
+    case BlockingOp::Close:
+      if (st.a.tasks.at(idx(id)).result.err)
+        return {"fuse_flush -> inode_lock",
+                fmt::format("the inode lock became free, but the connection was aborted "
+                            "meanwhile: the FLUSH fails -> {}; the fd is closed all the same",
+                            err(st.a.tasks.at(idx(id)).result.err))};
+      return {"fuse_flush -> inode_lock",
+              "the inode lock became free: fuse_flush sends FLUSH and close(2) returns"};
     }
     FPSIM_UNREACHABLE("a BlockingOp outside the enum");
   }

@@ -124,12 +124,13 @@ std::optional<BlockingOp> blocking_op(Op op) {
     return BlockingOp::Mmap;
   case Op::WriteBegin:
     return BlockingOp::WriteBegin;
+  case Op::Close:
+    return BlockingOp::Close;
   case Op::Init:
   case Op::BackingOpen:
   case Op::BackingClose:
   case Op::Opendir:
   case Op::Munmap:
-  case Op::Close:
   case Op::WriteEnd:
   case Op::Await:
   case Op::Abort:

@@ -201,7 +201,7 @@ struct Statement {
 
 // The statements whose call may sleep in the kernel, so that their outcome can be `blocks` and an
 // await of them gives the outcome later: a switch over a sleeping call's op lists only these.
-enum class BlockingOp : std::uint8_t { Open, Create, Read, Write, Mmap, WriteBegin };
+enum class BlockingOp : std::uint8_t { Open, Create, Read, Write, Mmap, WriteBegin, Close };
 std::optional<BlockingOp> blocking_op(Op op);
 
 // Whether the statement's call may sleep. An await only waits on such a call.

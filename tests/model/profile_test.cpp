@@ -20,6 +20,27 @@ TEST(Profile, BuiltinNamesRoundTrip) {
   EXPECT_EQ(profile_name(KernelProfile::V15), "v15");
   EXPECT_EQ(profile_name(KernelProfile::V6_9), "6.9");
   EXPECT_EQ(profile_name(KernelProfile::V6_18), "6.18");
+  EXPECT_EQ(profile_name(KernelProfile::V6_12_117), "6.12.117");
+  EXPECT_EQ(profile_name(KernelProfile::V7_3), "7.3");
+}
+
+// The backports Debian's 6.12.117 carries over 6.12.0, and what 6.18 changed after them.
+TEST(Profile, StableBackportsAreFeatures) {
+  const auto differ = [](const KernelProfile &a, const KernelProfile &b) {
+    std::vector<std::string_view> out;
+    for (const FeatureInfo &f : all_features())
+      if (a.has(f.feature) != b.has(f.feature))
+        out.push_back(f.name);
+    return out;
+  };
+  using V = std::vector<std::string_view>;
+  EXPECT_EQ(differ(KernelProfile::V6_12_0, KernelProfile::V6_12_117),
+            (V{"backing_rejects_non_regular", "no_open_keeps_args", "fuseblk_release_async"}));
+  EXPECT_EQ(differ(KernelProfile::V6_12_117, KernelProfile::V6_18),
+            (V{"flush_takes_inode_lock", "sync_init", "direct_read_waits_for_locked_folio"}));
+  EXPECT_EQ(differ(KernelProfile::V6_18, KernelProfile::V7_2), (V{"buffered_read_error_eio"}));
+  EXPECT_EQ(differ(KernelProfile::V7_2, KernelProfile::V7_3),
+            (V{"fopen_bit8_io_uring_zero_copy"}));
 }
 
 TEST(Profile, ComposedAddsAndRemovesFeatures) {
@@ -41,7 +62,7 @@ TEST(Profile, UnknownNamesSayWhich) {
   std::string why;
   EXPECT_FALSE(parse_profile("7.0", &why));
   EXPECT_TRUE(fpsim::test::contains(why, "unknown kernel profile '7.0'"));
-  EXPECT_TRUE(fpsim::test::contains(why, "v15, 6.9 or 6.18"));
+  EXPECT_TRUE(fpsim::test::contains(why, "v15, 6.9, 6.12.0, 6.12.117, 6.18, 7.2 or 7.3"));
   EXPECT_FALSE(parse_profile("6.18+nope", &why));
   EXPECT_TRUE(fpsim::test::contains(why, "unknown kernel feature 'nope'"));
   EXPECT_FALSE(parse_profile("6.18+", &why));

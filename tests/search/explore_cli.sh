@@ -21,7 +21,7 @@ expect() {
 
 summary='^fpsim explore: depth 4 complete, [0-9]+ states, [0-9]+ transitions, [0-9]+ states/s$'
 expect clean-all-profiles 0 "$summary" -- explore --depth 4 --kernel all -q
-[[ $(grep -Ec "$summary" "$tmp/out") -eq 3 ]] || fail "expected one summary per profile"
+[[ $(grep -Ec "$summary" "$tmp/out") -eq 7 ]] || fail "expected one summary per profile"
 report "clean-all-profiles: one summary each"
 expect shard-0-of-2 0 "$summary" -- explore --depth 4 --shard 0/2 -q
 expect shard-1-of-2 0 "$summary" -- explore --depth 4 --shard 1/2 -q

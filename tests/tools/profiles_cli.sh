@@ -7,9 +7,9 @@ fpsim=$1
 source "$(dirname "$0")/../check_lib.sh"
 "$fpsim" profiles --json >"$tmp/t.json"; rc=$?
 check "--json exits 0" test "$rc" -eq 0
-check "--json lists v15, 6.9 and 6.18" python3 -c "
+check "--json lists every profile" python3 -c "
 import json,sys; t=json.load(open('$tmp/t.json'))
-assert [p['name'] for p in t['profiles']]==['v15','6.9','6.18'], t['profiles']
+assert [p['name'] for p in t['profiles']]==['v15','6.9','6.12.0','6.12.117','6.18','7.2','7.3'], t['profiles']
 assert all(f['evidence'] and f['origin'] and f['behaviour'] for f in t['features'])"
 diff_matches() { # A B: --diff --json equals the set difference of the table's feature lists
   "$fpsim" profiles --diff "$1" "$2" --json >"$tmp/d.json" || return 1
@@ -21,14 +21,19 @@ assert {f['name'] for f in d['only_in_a']}==a-b, (d['only_in_a'],a-b)
 assert {f['name'] for f in d['only_in_b']}==b-a, (d['only_in_b'],b-a)
 assert a!=b or not (d['only_in_a'] or d['only_in_b'])"
 }
-for a in v15 6.9 6.18; do
-  for b in v15 6.9 6.18; do
+for a in v15 6.9 6.12.0 6.12.117 6.18 7.2 7.3; do
+  for b in v15 6.9 6.12.0 6.12.117 6.18 7.2 7.3; do
     check "--diff $a $b names every feature that differs" diff_matches "$a" "$b"
   done
 done
 "$fpsim" profiles --diff v15 6.18 >"$tmp/d.txt"
 check "text --diff v15 6.18 names passthrough_bit7 as 6.18's" grep -q '^+ passthrough_bit7 .*only in 6.18' "$tmp/d.txt"
 check "text --diff v15 6.18 names backing_requires_rw_iter as v15's" grep -q '^- backing_requires_rw_iter .*only in v15' "$tmp/d.txt"
+"$fpsim" profiles --diff 6.12.0 6.12.117 >"$tmp/d.txt"
+for f in backing_rejects_non_regular no_open_keeps_args fuseblk_release_async; do
+  check "text --diff 6.12.0 6.12.117 names the backport $f" grep -q "^+ $f .*only in 6.12.117" "$tmp/d.txt"
+done
+check "... and nothing else" test "$(wc -l <"$tmp/d.txt")" -eq 3
 "$fpsim" profiles --diff 6.18 6.18+backing_compared_by_inode >"$tmp/c.txt"
 check "a composed profile differs by its one feature" test "$(wc -l <"$tmp/c.txt")" -eq 1
 check "... which is named" grep -q '^+ backing_compared_by_inode' "$tmp/c.txt"

@@ -208,8 +208,9 @@ TEST(ParserRoundTrip, IoStatements) {
       {"mmap M1 H1 shared => ok"}, {"mmap M2 H1 private => ENODEV"},
       {"mmap M3 H1 shared => blocks"}, {"await M3 => ok"}, {"munmap M1 => ok"}, {"munmap M2"},
       {"write_begin W1 H1 => ok"}, {"write_begin W2 H1 => backing"},
-      {"write_begin W3 H1 => blocks"}, {"write_begin W4 H1 => EIO"}, {"await W3 => backing"},
-      {"await W3 => EIO"}, {"write_end W1 => fuse"}, {"write_end W3 => EIO"}, {"close H1 => ok"},
+      {"write_begin W3 H1 => blocks"}, {"close H1 => blocks"}, {"write_begin W4 H1 => EIO"},
+      {"await W3 => backing"}, {"await W3 => EIO"}, {"write_end W1 => fuse"},
+      {"write_end W3 => EIO"}, {"close H1 => ok"},
       {"abort => ok"}, {"umount detach => ok"}, {"umount => EBUSY"}, {"umount"}, {"dev_close"},
       {"check drained"},
   });
@@ -664,7 +665,7 @@ TEST(ParserErrors, ExpectationDoesNotFitTheOp) {
   expect_error(pre + "write_begin W1 H1 => id=1\n", 4, 22,
                "'id=1' is not an outcome write_begin can have");
   expect_error(pre + "mmap M1 H1 shared => fuse\n", 4, 22, "'fuse' is not an outcome mmap can have");
-  expect_error(pre + "close H1 => blocks\n", 4, 13, "'blocks' is not an outcome close can have");
+  expect_error(pre + "close H1 => fuse\n", 4, 13, "'fuse' is not an outcome close can have");
   expect_error(kInit + "opendir D1 reply=cached => blocks\n", 3, 28,
                "'blocks' is not an outcome opendir can have");
   expect_error(kInit + "create C1 a reply=cached => id=1\n", 3, 29,

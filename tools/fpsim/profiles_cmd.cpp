@@ -15,7 +15,7 @@ using model::KernelProfile;
 
 nlohmann::json feature_json(const FeatureInfo &f) {
   return {{"name", f.name}, {"behaviour", f.behaviour}, {"origin", f.origin},
-          {"evidence", f.evidence}};
+          {"evidence", f.evidence}, {"in_traces", f.in_traces}};
 }
 
 std::vector<std::string> feature_names(const KernelProfile &p) {
@@ -33,17 +33,17 @@ void print_table() {
     width = std::max(width, f.name.size());
   fmt::print("{:<{}}", "feature", width);
   for (const auto &b : bases)
-    fmt::print("  {:>5}", b.name);
+    fmt::print("  {}", b.name);
   fmt::print("\n");
   for (const FeatureInfo &f : model::all_features()) {
     fmt::print("{:<{}}", f.name, width);
     for (const auto &b : bases)
-      fmt::print("  {:>5}", b.features.has(f.feature) ? "yes" : "-");
-    fmt::print("\n");
+      fmt::print("  {:>{}}", b.features.has(f.feature) ? "yes" : "-", b.name.size());
+    fmt::print("{}\n", f.in_traces ? "" : "  *");
   }
-  fmt::print("\nprofiles:\n");
+  fmt::print("* no trace outcome depends on it\n\nprofiles:\n");
   for (const auto &b : bases)
-    fmt::print("  {:<6} {}\n", b.name, b.what);
+    fmt::print("  {:<8} {} (protocol 7.{})\n", b.name, b.what, b.protocol_minor);
   fmt::print("\nfeatures:\n");
   for (const FeatureInfo &f : model::all_features())
     fmt::print("  {}: {}\n    from {}; evidence: {}\n", f.name, f.behaviour, f.origin, f.evidence);
@@ -60,6 +60,7 @@ nlohmann::json table_json() {
   for (const auto &b : model::all_base_profiles())
     j["profiles"].push_back({{"name", b.name},
                              {"what", b.what},
+                             {"protocol_minor", b.protocol_minor},
                              {"features", feature_names(KernelProfile{b.base, b.features})}});
   return j;
 }

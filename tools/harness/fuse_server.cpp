@@ -27,6 +27,10 @@
 namespace fpsim::harness {
 namespace {
 
+// How long mount waits for the server to answer an INIT sent after mount(2) returned; generous
+// for a guest under software emulation.
+constexpr std::chrono::seconds kAsyncInitTimeout{30};
+
 // The device of the filesystem mounted last on `mnt`, from /proc/self/mountinfo ("major:minor" is
 // the third field, the mount point the fifth).
 std::optional<dev_t> mounted_device(const std::string &mnt) {
@@ -164,21 +168,28 @@ int FuseServer::mount(const std::string &mnt, const model::InitReply &init, std:
     return -EBUSY;
   }
   // Armed only now, not at open(): an armed but unmounted fd makes ioctls wait for the mount instead of
-  // failing, and a backing_open before `init` must fail with EPERM like on an async-INIT server.
-  if (ioctl(devfd_, p::kDevIocSyncInit) != 0) {
+  // failing, and a backing_open before `init` must fail with EPERM like on an async-INIT server. A
+  // kernel without SYNC_INIT (ENOTTY: before 6.18) answers INIT after mount(2) returns; the mount
+  // then waits for the answer, so that a trace's next statement meets the same connection.
+  const bool sync_init = ioctl(devfd_, p::kDevIocSyncInit) == 0;
+  if (!sync_init && errno != ENOTTY) {
     int e = errno;
-    err = errno_text("ioctl(FUSE_DEV_IOC_SYNC_INIT) (needs Linux 6.18+)", e);
+    err = errno_text("ioctl(FUSE_DEV_IOC_SYNC_INIT)", e);
     return -e;
   }
+  sync_init_ = sync_init;
   {
     std::lock_guard lock(mutex_);
     init_ = init;
+    init_answered_ = false;
   }
   install_wake_handler();
   stopping_ = false;
   thread_done_ = false;
-  // With SYNC_INIT, mount(2) blocks until INIT is answered, so the reader must already be running.
-  thread_ = std::thread([this] { serve(); });
+  // With SYNC_INIT, mount(2) blocks until INIT is answered, so the reader must already be running;
+  // without it, a read of the fd before mount(2) fails with EPERM, so the reader starts after.
+  if (sync_init)
+    thread_ = std::thread([this] { serve(); });
 
   std::string opts = "fd=" + std::to_string(devfd_) +
                      ",rootmode=40000,user_id=0,group_id=0,allow_other";
@@ -197,6 +208,8 @@ int FuseServer::mount(const std::string &mnt, const model::InitReply &init, std:
   }
   mnt_ = mnt;
   mounted_ = true;
+  if (!sync_init)
+    thread_ = std::thread([this] { serve(); });
   // The superblock's device names the connection in fusectl; take it now, a later abort may come
   // after an unmount. Read from mountinfo, not stat(2): a stat would be a GETATTR, and a process
   // killed while waiting for it (with its server thread already gone) would hang unregistered.
@@ -207,7 +220,17 @@ int FuseServer::mount(const std::string &mnt, const model::InitReply &init, std:
   }
   dev_ = *dev;
   register_fuse_connection(dev_);
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
+  if (!sync_init) {
+    if (!changed_.wait_for(lock, kAsyncInitTimeout, [&] { return init_answered_ || thread_done_; })) {
+      err = fmt::format("the kernel's INIT was not answered within {} s of mount(2)", kAsyncInitTimeout.count());
+      return -ETIMEDOUT;
+    }
+    if (!init_answered_) {
+      err = "the server thread ended before INIT was answered";
+      return -EIO;
+    }
+  }
   for (policy::Inode inode : parts_.policy->register_at_mount(state_))
     register_backing(inode);
   return 0;
@@ -488,10 +511,17 @@ void FuseServer::handle(const char *req, std::size_t len) {
     else
       answer = dispatch(hdr, in, insize);
   }
-  if (hit)
+  if (hit) {
     inject(*hit, hdr.unique, answer);
-  else if (answer.send)
-    reply(hdr.unique, answer.error, answer.payload.data(), answer.payload.size());
+  } else if (answer.send) {
+    const int rc = reply(hdr.unique, answer.error, answer.payload.data(), answer.payload.size());
+    // The kernel processes an INIT reply inside the write(2) that delivers it.
+    if (hdr.opcode == p::INIT && rc == 0) {
+      std::lock_guard lock(mutex_);
+      init_answered_ = true;
+      changed_.notify_all();
+    }
+  }
 }
 
 FuseServer::Answer FuseServer::dispatch(const p::fuse_in_header &hdr, const char *in, std::size_t insize) {

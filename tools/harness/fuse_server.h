@@ -110,6 +110,8 @@ public:
   // mount. Returns 0 or -errno, `err` explains.
   int mount(const std::string &mnt, const model::InitReply &init, std::string &err);
   std::optional<KernelInit> kernel_init() const;
+  // Whether the last mount armed FUSE_DEV_IOC_SYNC_INIT (the kernel has it: 6.18+).
+  bool sync_init() const { return sync_init_; }
   // -1 once crash()ed: the ioctls a trace sends through it must fail as on a closed fd.
   int dev_fd() const { return crashed_ ? -1 : devfd_; }
 
@@ -259,6 +261,8 @@ private:
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_; // signalled on parked writes, releases, recorded faults, thread exit
   std::optional<KernelInit> kernel_init_;
+  bool sync_init_ = false;
+  bool init_answered_ = false; // the INIT reply's write(2) returned: the kernel has processed it
   std::map<std::uint64_t, std::string> names_; // nodeid -> name; state_.files the other way
   std::uint64_t next_nodeid_ = 2;
   std::uint64_t next_fh_ = 1000; // far from nodeids, so a mixed-up fh and nodeid is easy to spot

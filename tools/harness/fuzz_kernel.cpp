@@ -51,6 +51,7 @@ bool folio_race(const model::Model &m) {
       case model::TaskKind::MmapCachedIoWait:
       case model::TaskKind::TruncateLockWait:
       case model::TaskKind::DirectReadLockWait:
+      case model::TaskKind::FlushLockWait:
         break;
       }
     }

@@ -468,17 +468,14 @@ Outcome KernelExecutor::munmap_mapping(const Statement &s) {
   return e == 0 ? Outcome::ok() : Outcome::errno_(e);
 }
 
+// close(2) sleeps where fuse_flush takes the inode lock (flush_takes_inode_lock): a close is a
+// blocking call like a read, settled by the same deadline and awaited by its handle.
 Outcome KernelExecutor::close_handle(const Statement &s) {
   int &fd = fds_.at(static_cast<std::size_t>(s.handle));
   const int f = fd;
   fd = -1; // the fd is gone whatever close(2) returns
   auto call = start([f] { return call_result(sys_result(::close(f))); });
-  std::optional<CallResult> r = call->wait(options_.long_deadline);
-  if (!r) {
-    abandoned_.push_back(call);
-    return blocks();
-  }
-  return r->err ? Outcome::errno_(r->err) : Outcome::ok();
+  return settle(s, file_of_handle(s.handle), call);
 }
 
 Outcome KernelExecutor::abort_connection() {
@@ -926,11 +923,12 @@ Outcome KernelExecutor::finish(Op op, int handle, int slot, const CallResult &r)
       m->mapped = true;
     return Outcome::ok();
   }
+  case Op::Close:
+    return r.err ? Outcome::errno_(r.err) : Outcome::ok();
   case Op::Init:
   case Op::BackingOpen:
   case Op::BackingClose:
   case Op::Munmap:
-  case Op::Close:
   case Op::Await:
   case Op::Abort:
   case Op::Umount:

@@ -15,6 +15,7 @@
 // (reported, nothing left behind); 77 the machine cannot run it (not root, no /dev/fuse, no
 // passthrough); 130/143 interrupted.
 #include "base/assert.h"
+#include "base/join.h"
 #include "fault.h"
 #include "fuse_server.h"
 #include "fuzz_kernel.h"
@@ -131,63 +132,114 @@ bool has_cap_sys_admin() {
   return (data[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective & CAP_TO_MASK(CAP_SYS_ADMIN)) != 0;
 }
 
-// The profile of the running kernel: the newest profile not newer than it.
-std::optional<model::KernelProfile> running_profile(std::string *release) {
-  utsname u{};
-  if (uname(&u) != 0)
-    return std::nullopt;
-  *release = u.release;
-  int major = 0;
+// What the probe saw of the running kernel: the features a probe can observe, and the protocol
+// minor of the kernel's INIT.
+struct ProbedKernel {
   int minor = 0;
-  if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2)
-    return std::nullopt;
-  const int v = major * 1000 + minor;
-  if (v >= 6018)
-    return model::KernelProfile::V6_18;
-  return std::nullopt; // the harness needs FUSE_DEV_IOC_SYNC_INIT (6.18+)
-}
+  std::vector<std::pair<model::Feature, bool>> features;
+};
 
-// Probe in an isolated child: mount with INIT passthrough, BACKING_OPEN a regular file.
-constexpr int kProbeOk = 0;
-constexpr int kProbeNoSyncInit = 10;
+// The probe runs in an isolated child, which reports through its exit status: kProbeSeen plus
+// the observed bits, or one of the failures.
 constexpr int kProbeNoPassthrough = 11;
 constexpr int kProbeFailed = 12;
+constexpr int kProbeSeen = 64;
+constexpr int kProbeMinorBase = 40; // minors 40..47 fit in three bits
+constexpr model::Feature kProbedFeatures[] = {model::Feature::SyncInit,
+                                             model::Feature::BackingRejectsNonRegular,
+                                             model::Feature::BufferedReadErrorEio};
 
+int probe_failed(const std::string &what) {
+  fmt::print(stderr, "fpsim-harness: probe: {}\n", what);
+  return kProbeFailed;
+}
+
+// Mounts with passthrough, registers a regular file (passthrough works), then a directory
+// (backing_rejects_non_regular), then reads a cached file after an abort
+// (buffered_read_error_eio). SYNC_INIT is whether the mount could arm it.
 int probe_body(const harness::IsolatedDirs &dirs) {
   std::string err;
   std::unique_ptr<harness::FuseServer> server = harness::FuseServer::open(
-      harness::ServerParts{harness::memory_files({}), policy::make_stock(policy::Stock::Cached)},
+      harness::ServerParts{harness::memory_files({{"probe", "probe data\n"}}),
+                           policy::make_stock(policy::Stock::Cached)},
       dirs.ctl, err);
-  if (!server) {
-    fmt::print(stderr, "fpsim-harness: probe: {}\n", err);
-    return kProbeFailed;
-  }
+  if (!server)
+    return probe_failed(err);
   const std::string path = dirs.backing + "/probe";
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   model::InitReply init;
   init.passthrough = true;
   init.max_stack_depth = 1;
-  const int rc = server->mount(dirs.mnt, init, err);
-  if (rc == -ENOTTY)
-    return kProbeNoSyncInit;
-  if (rc != 0) {
-    fmt::print(stderr, "fpsim-harness: probe: {}\n", err);
-    return kProbeFailed;
-  }
+  if (server->mount(dirs.mnt, init, err) != 0)
+    return probe_failed(err);
   const int id = server->backing_open(fd);
   ::close(fd);
   if (id == -EPERM)
     return kProbeNoPassthrough;
-  if (id < 0) {
-    fmt::print(stderr, "fpsim-harness: probe: BACKING_OPEN: {}\n", std::strerror(-id));
-    return kProbeFailed;
-  }
+  if (id < 0)
+    return probe_failed(fmt::format("BACKING_OPEN: {}", std::strerror(-id)));
   server->backing_close(static_cast<std::uint32_t>(id));
-  return kProbeOk;
+  const int dir = ::open(dirs.backing.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const int dir_id = server->backing_open(dir);
+  ::close(dir);
+  if (dir_id > 0)
+    server->backing_close(static_cast<std::uint32_t>(dir_id));
+  else if (dir_id != -EISDIR)
+    return probe_failed(fmt::format("BACKING_OPEN of a directory: {}", std::strerror(-dir_id)));
+  const int file = ::open((dirs.mnt + "/probe").c_str(), O_RDONLY | O_CLOEXEC);
+  if (file < 0)
+    return probe_failed(fmt::format("open {}/probe: {}", dirs.mnt, std::strerror(errno)));
+  if (server->abort(err) != 0)
+    return probe_failed(err);
+  char byte = 0;
+  const bool read_failed = ::read(file, &byte, 1) < 0;
+  const int read_err = errno;
+  ::close(file);
+  if (!read_failed || (read_err != EIO && read_err != ENOTCONN))
+    return probe_failed(fmt::format("a cached read after an abort returned {}",
+                                    read_failed ? std::strerror(read_err) : "data"));
+  const std::optional<harness::KernelInit> k = server->kernel_init();
+  const int minor = k ? static_cast<int>(k->minor) - kProbeMinorBase : -1;
+  if (minor < 0 || minor > 7)
+    return probe_failed(fmt::format("the kernel's INIT has protocol minor {}, outside 40..47",
+                                    k ? static_cast<int>(k->minor) : -1));
+  return kProbeSeen + (server->sync_init() ? 1 : 0) + (dir_id == -EISDIR ? 2 : 0) +
+         (read_err == EIO ? 4 : 0) + (minor << 3);
 }
 
-// 0 when the machine can run traces; otherwise the exit code, after a one-line message.
-int preconditions(model::KernelProfile *profile) {
+ProbedKernel decode_probe(int code) {
+  ProbedKernel k;
+  const int bits = code - kProbeSeen;
+  k.minor = kProbeMinorBase + (bits >> 3);
+  for (std::size_t i = 0; i < std::size(kProbedFeatures); ++i)
+    k.features.emplace_back(kProbedFeatures[i], (bits >> i) & 1);
+  return k;
+}
+
+// The built-in profile the probe matches (protocol minor and every probed feature), else the
+// nearest one; *differs names what the nearest one gets wrong.
+model::KernelProfile matching_profile(const ProbedKernel &k, std::string *differs) {
+  std::size_t best_distance = SIZE_MAX;
+  model::KernelProfile best = model::kDefaultProfile;
+  for (const model::BaseProfileInfo &b : model::all_base_profiles()) {
+    std::vector<std::string> wrong;
+    if (b.protocol_minor != k.minor)
+      wrong.push_back(fmt::format("protocol minor {} (the kernel's: {})", b.protocol_minor, k.minor));
+    for (const auto &[f, has] : k.features)
+      if (b.features.has(f) != has)
+        wrong.push_back(fmt::format("{}{}", has ? "+" : "-", model::feature_info(f).name));
+    if (wrong.size() < best_distance) {
+      best_distance = wrong.size();
+      best = model::KernelProfile{b.base, b.features};
+      *differs = join(wrong);
+    }
+  }
+  return best;
+}
+
+// 0 when the machine can run traces; otherwise the exit code, after a one-line message. *seen:
+// what the probe observed.
+int probe_running_kernel(ProbedKernel *seen) {
   if (geteuid() != 0 || !has_cap_sys_admin()) {
     fmt::print("fpsim-harness: skipped: needs root with CAP_SYS_ADMIN (mount, BACKING_OPEN)\n");
     return kExitSkip;
@@ -196,13 +248,6 @@ int preconditions(model::KernelProfile *profile) {
     fmt::print("fpsim-harness: skipped: /dev/fuse: {}\n", std::strerror(errno));
     return kExitSkip;
   }
-  std::string release;
-  std::optional<model::KernelProfile> p = running_profile(&release);
-  if (!p) {
-    fmt::print("fpsim-harness: skipped: kernel {} has no FUSE_DEV_IOC_SYNC_INIT (needs 6.18+)\n", release);
-    return kExitSkip;
-  }
-  *profile = *p;
   harness::IsolatedRun run = harness::run_isolated(probe_body, std::chrono::seconds(30));
   if (harness::isolated_runs_cancelled())
     return interrupted_exit();
@@ -210,21 +255,70 @@ int preconditions(model::KernelProfile *profile) {
     fmt::print("fpsim-harness: cannot start an isolated run: {}\n", run.error);
     return kExitFailed;
   }
-  switch (run.exit_code) {
-  case kProbeOk:
-    return kExitOk;
-  case kProbeNoSyncInit:
-    fmt::print("fpsim-harness: skipped: kernel {} has no FUSE_DEV_IOC_SYNC_INIT\n", release);
-    return kExitSkip;
-  case kProbeNoPassthrough:
+  if (run.exit_code == kProbeNoPassthrough) {
     fmt::print("fpsim-harness: skipped: FUSE passthrough is not available (BACKING_OPEN after an INIT "
                "with passthrough gives EPERM; CONFIG_FUSE_PASSTHROUGH off?)\n");
     return kExitSkip;
-  default:
-    fmt::print("fpsim-harness: the passthrough probe failed (exit {}, signal {}{})\n", run.exit_code,
+  }
+  if (run.exit_code < kProbeSeen || run.exit_code >= 2 * kProbeSeen) {
+    fmt::print("fpsim-harness: the kernel probe failed (exit {}, signal {}{})\n", run.exit_code,
                run.signal, run.error.empty() ? "" : ", " + run.error);
     return kExitFailed;
   }
+  *seen = decode_probe(run.exit_code);
+  return kExitOk;
+}
+
+std::string kernel_release() {
+  utsname u{};
+  return uname(&u) == 0 ? u.release : "(uname failed)";
+}
+
+// As probe_running_kernel, and *profile the built-in profile the kernel matches (or the nearest,
+// said on stdout).
+int preconditions(model::KernelProfile *profile) {
+  ProbedKernel seen;
+  if (const int rc = probe_running_kernel(&seen); rc != kExitOk)
+    return rc;
+  std::string differs;
+  *profile = matching_profile(seen, &differs);
+  const std::string release = kernel_release();
+  if (differs.empty())
+    fmt::print("fpsim-harness: kernel {}: probed as profile {}\n", release, model::profile_name(*profile));
+  else
+    fmt::print("fpsim-harness: kernel {}: matches no profile; the nearest, {}, differs in {}\n", release,
+               model::profile_name(*profile), differs);
+  return kExitOk;
+}
+
+// fpsim-harness probe: the features a probe observed, and the profile they match.
+int cmd_probe(bool json) {
+  ProbedKernel seen;
+  if (const int rc = probe_running_kernel(&seen); rc != kExitOk)
+    return rc;
+  std::string differs;
+  const model::KernelProfile p = matching_profile(seen, &differs);
+  if (json) {
+    nlohmann::json features = nlohmann::json::object();
+    for (const auto &[f, has] : seen.features)
+      features[std::string(model::feature_info(f).name)] = has;
+    fmt::print("{}\n", nlohmann::json{{"kernel", kernel_release()},
+                                      {"protocol_minor", seen.minor},
+                                      {"features", features},
+                                      {"profile", model::profile_name(p)},
+                                      {"matches", differs.empty()},
+                                      {"differs", differs}}
+                           .dump(2));
+    return kExitOk;
+  }
+  fmt::print("kernel {}: protocol 7.{}\n", kernel_release(), seen.minor);
+  for (const auto &[f, has] : seen.features)
+    fmt::print("  {:<28} {}\n", model::feature_info(f).name, has ? "yes" : "no");
+  if (differs.empty())
+    fmt::print("profile {}\n", model::profile_name(p));
+  else
+    fmt::print("no profile matches; the nearest is {}, which differs in {}\n", model::profile_name(p), differs);
+  return kExitOk;
 }
 
 // ---- one trace on the kernel ----------------------------------------------------------------------
@@ -471,12 +565,13 @@ struct KernelRunInfo {
 // One trace on the simulator and on the kernel, statement by statement: every disagreement (an
 // outcome that differs, or one the trace's expectation does not match), the kernel run's own failures
 // and the simulator's failures other than the outcome comparison.
-harness::CrossResult crosscheck_trace(const sim::Trace &t, const harness::KernelExecutorOptions &options,
+harness::CrossResult crosscheck_trace(const sim::Trace &t, model::KernelProfile kernel,
+                                      const harness::KernelExecutorOptions &options,
                                       std::chrono::seconds timeout, bool skip_kernel_if_invalid = false,
                                       KernelRunInfo *info = nullptr) {
   harness::CrossResult out;
   sim::SimExecutor sim_ex;
-  const sim::ReplayResult sr = sim::replay(t, sim_ex, t.profile);
+  const sim::ReplayResult sr = sim::replay(t, sim_ex, kernel);
   for (const auto &o : sr.outcomes)
     if (o && o->kind == sim::Outcome::Kind::Invalid)
       out.sim_invalid = true;
@@ -487,7 +582,7 @@ harness::CrossResult crosscheck_trace(const sim::Trace &t, const harness::Kernel
     out.kernel_ok = true;
     return out;
   }
-  const KernelRun k = run_on_kernel(t, t.profile, options, timeout);
+  const KernelRun k = run_on_kernel(t, kernel, options, timeout);
   if (info != nullptr)
     *info = KernelRunInfo{k.where, k.faults_fired, k.host_clean};
   if (harness::isolated_runs_cancelled() || k.error == "interrupted") {
@@ -539,6 +634,21 @@ harness::CrossResult crosscheck_trace(const sim::Trace &t, const harness::Kernel
     if (f.kind != sim::ReplayFailure::Kind::Mismatch || f.line == 0)
       add(0, "", describe_failure(f), "", fmt::format("{}: sim {}", where(t, f.line), describe_failure(f)));
   return out;
+}
+
+// A trace written for another profile is cross-checked on this kernel when it means the same
+// there: the simulator, as this kernel's profile, meets every expectation of the trace. Otherwise
+// why not, with the first statement where it differs.
+std::optional<std::string> means_otherwise(const sim::Trace &t, model::KernelProfile kernel) {
+  if (t.profile == kernel)
+    return std::nullopt;
+  sim::SimExecutor ex;
+  const sim::ReplayResult r = sim::replay(t, ex, kernel);
+  if (r.passed())
+    return std::nullopt;
+  const sim::ReplayFailure &f = r.failures.front();
+  return fmt::format("its expectations are {}'s; as {}, line {} gives {}", model::profile_name(t.profile),
+                     model::profile_name(kernel), f.line, describe_failure(f));
 }
 
 struct Rate {
@@ -660,14 +770,13 @@ int cmd_crosscheck(const std::vector<std::string> &paths, const harness::KernelE
   for (const sim::Trace &t : *traces) {
     if (harness::isolated_runs_cancelled())
       return interrupted_exit();
-    if (t.profile != kernel) {
-      fmt::print("SKIP {} [{}]: not the running kernel's profile ({})\n", t.path,
-                 model::profile_name(t.profile), model::profile_name(kernel));
+    if (std::optional<std::string> why = means_otherwise(t, kernel)) {
+      fmt::print("SKIP {} [{}]: {}\n", t.path, model::profile_name(t.profile), *why);
       ++skipped;
       continue;
     }
     KernelRunInfo info;
-    const harness::CrossResult cr = crosscheck_trace(t, options, timeout, false, &info);
+    const harness::CrossResult cr = crosscheck_trace(t, kernel, options, timeout, false, &info);
     if (cr.interrupted || harness::isolated_runs_cancelled())
       return interrupted_exit(info.where);
     faults.add(t, options, info.faults_fired, info.host_clean);
@@ -708,7 +817,7 @@ int cmd_fuzz(const harness::KernelFuzzOptions &fo, const harness::KernelExecutor
     return rc;
   install_signal_handlers();
   const int rc = harness::fuzz_kernel(
-      fo, kernel, [&](const sim::Trace &t) { return crosscheck_trace(t, options, timeout, true); },
+      fo, kernel, [&](const sim::Trace &t) { return crosscheck_trace(t, kernel, options, timeout, true); },
       [] { return harness::isolated_runs_cancelled(); });
   if (rc < 0 || harness::isolated_runs_cancelled())
     return interrupted_exit();
@@ -829,6 +938,9 @@ int main(int argc, char **argv) {
   fuzz->add_option("--trace-timeout", trace_timeout_s,
                    "seconds one trace may take on the kernel before its run is killed (default 120)")
       ->check(CLI::Range(1, 3600));
+  bool probe_json = false;
+  CLI::App *probe = app.add_subcommand("probe", "probe the running kernel's features and name its profile");
+  probe->add_flag("--json", probe_json, "print as JSON");
   harness::vm::Options vm_options;
   CLI::App *vm = harness::vm::add_subcommand(app, &vm_options);
   try {
@@ -841,6 +953,8 @@ int main(int argc, char **argv) {
   }
   if (vm->parsed())
     return harness::vm::run(vm_options);
+  if (probe->parsed())
+    return cmd_probe(probe_json);
   harness::KernelExecutorOptions options;
   if (const int rc = take_fault(options, run->parsed() || cross->parsed(), record->parsed() ? "record" : "fuzz");
       rc != kExitOk)

@@ -71,7 +71,7 @@ struct Fd {
 
 // ---- the command run inside -----------------------------------------------------------------------
 
-const std::set<std::string> kGuestCommands = {"crosscheck", "run", "fuzz"};
+const std::set<std::string> kGuestCommands = {"crosscheck", "run", "fuzz", "probe"};
 // Options of those subcommands that take a value (which is then not a trace path).
 const std::set<std::string> kValueOptions = {"--deadline-ms", "--trace-timeout", "--seed", "--runs",
                                              "--seconds",     "--max-ops",       "--out"};
@@ -79,7 +79,7 @@ const std::set<std::string> kValueOptions = {"--deadline-ms", "--trace-timeout",
 // The trace paths among the subcommand's arguments (run and crosscheck; fuzz generates its own).
 std::vector<std::string> trace_paths(const std::vector<std::string> &command) {
   std::vector<std::string> paths;
-  if (command.front() == "fuzz")
+  if (command.front() == "fuzz" || command.front() == "probe")
     return paths;
   for (std::size_t i = 1; i < command.size(); ++i) {
     const std::string &a = command[i];
@@ -104,7 +104,7 @@ bool has_option(const std::vector<std::string> &command, const std::string &name
 int check_command(const Options &opts) {
   const std::string &sub = opts.command.front();
   if (!kGuestCommands.count(sub)) {
-    fmt::print(stderr, "fpsim-harness vm: '{}' cannot run in a guest; SUBCOMMAND is crosscheck, run or fuzz\n", sub);
+    fmt::print(stderr, "fpsim-harness vm: '{}' cannot run in a guest; SUBCOMMAND is crosscheck, run, probe or fuzz\n", sub);
     return kExitUsage;
   }
   for (const std::string &a : opts.command)
@@ -120,7 +120,7 @@ int check_command(const Options &opts) {
     }
   }
   const std::vector<std::string> paths = trace_paths(opts.command);
-  if (paths.empty() && sub == "fuzz")
+  if (paths.empty() && (sub == "fuzz" || sub == "probe"))
     return 0;
   if (paths.empty()) {
     fmt::print(stderr, "fpsim-harness vm: {} needs trace paths\n", sub);
