@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole corpus crosschecked inside each kernel under qemu, with timings: not a ctest test (a
-# few minutes a kernel under TCG). Usage: tests/harness/vm_corpus.sh HARNESS [RUNS [KERNEL...]]
+# The whole corpus crosschecked inside each kernel under qemu, with timings (ctest vm_corpus: about
+# 25 s a kernel under TCG). Usage: tests/harness/vm_corpus.sh HARNESS [RUNS [KERNEL...]]
 # (default: 1 run of 7.2.13, 7.3-rc7 and 6.12.117). With RUNS > 1, says whether every run gave the
 # same verdict for every trace (a deadline too tight for emulation would flip "blocks" outcomes).
 # Exit: the last run's exit status of fpsim-harness vm, or 1 when the runs' verdicts differ.
@@ -20,9 +20,15 @@ for i in $(seq 1 "$runs"); do
   start=$(date +%s.%N)
   "$harness" vm "${args[@]}" -- crosscheck traces >"$out/run$i" 2>&1
   rc=$?
+  [ "$rc" -eq 77 ] && { cat "$out/run$i"; exit 77; }
   end=$(date +%s.%N)
   echo "== run $i: exit $rc in $(echo "$end - $start" | bc) s"
-  grep -E '^(fpsim-harness vm:|== vm |fpsim-harness crosscheck:|kernel: |FAIL |  )' "$out/run$i"
+  grep -E '^(fpsim-harness vm:|== vm |fpsim-harness crosscheck:|fpsim-harness: kernel |kernel: |FAIL |  )' "$out/run$i"
+  # Every kernel must be one of fpsim's profiles: the probe names the one it matched.
+  if grep -q 'matches no profile' "$out/run$i"; then
+    echo "== run $i: a kernel matched no profile"
+    rc=1
+  fi
   # Per trace and kernel: PASS/FAIL/SKIP and, for a FAIL, its disagreement lines.
   awk '/^== vm /{if (v != "") print k, v; v = ""; k = $3}
        /^(PASS|FAIL|SKIP) /{if (v != "") print k, v; v = $1 " " $2}
