@@ -254,6 +254,20 @@ std::vector<std::string> uncached_holders(const Model &m, InodeId i, const Objec
   return v;
 }
 
+// The references on fb: the id map's (map: how to call it) and those of the inodes it is attached
+// to. The id map holds none once its id is closed.
+std::vector<std::string> fb_holders(const Model &m, FbId fb, const ObjectNames &n,
+                                    std::string_view map) {
+  std::vector<std::string> v;
+  for (const auto &[id, f] : m.fc.backing_files_map)
+    if (f == fb)
+      v.push_back(fmt::format("{} (id {})", map, id));
+  for (std::uint32_t i = 0; i < m.inodes.size(); ++i)
+    if (!m.inodes[i].evicted && m.inodes[i].fb == fb)
+      v.push_back("inode " + n.inode(InodeId{i}));
+  return v;
+}
+
 std::vector<std::string> lock_holders(const Model &m, InodeId i, const ObjectNames &n) {
   return writes_where(m, i, n, [](const model::Write &w) { return w.locked && !w.done; });
 }
@@ -675,17 +689,11 @@ public:
         break;
       }
       const FuseBacking &b = m.backing(*fb);
-      std::vector<std::string> holders;
-      for (const auto &[id, f] : m.fc.backing_files_map)
-        if (f == *fb)
-          holders.push_back(fmt::format("the id map (id {})", id));
-      for (std::uint32_t i = 0; i < m.inodes.size(); ++i)
-        if (!m.inodes[i].evicted && m.inodes[i].fb == *fb)
-          holders.push_back("inode " + n.inode(InodeId{i}));
       e.why = b.freed ? fmt::format("{} is freed (refcount 0): the assertion {}", name, verdict)
                       : fmt::format("{} has refcount {}, one reference per holder: {}; the "
                                     "assertion {}",
-                                    name, b.count.value(), and_list(holders), verdict);
+                                    name, b.count.value(),
+                                    and_list(fb_holders(m, *fb, n, "the id map")), verdict);
       break;
     }
     case CheckKind::File: {
@@ -737,8 +745,6 @@ public:
   }
 
 private:
-  // ---- init and the ioctls ----
-
   // The calls that went to sleep in this step, or that sleep again in another wait, take the
   // rule the model recorded; resleeps_ are the ones that slept before the step.
   void note_waits(const Step &st) {
@@ -764,7 +770,6 @@ private:
   // ---- init and the ioctls ----
 
   Why init(const Step &st) {
-    const InitSpec &i = st.s.init;
     const Model &a = st.a;
     const Decision *d = st.own({Rule::InitNoPassthrough, Rule::InitNoInitExt, Rule::InitStackDepth,
                                 Rule::InitWritebackCache, Rule::InitPassthrough});
@@ -779,7 +784,6 @@ private:
       more.emplace_back(render(st, *st.own({Rule::InitFlags2Ignored})).why);
     if (!more.empty())
       why += "; " + join(more, "; ");
-    (void)i;
     return {"process_init_reply",
             "mount(2) with FUSE_DEV_IOC_SYNC_INIT: the INIT reply is processed before mount "
             "returns; " +
@@ -1201,10 +1205,6 @@ private:
     const FbId fb = *d.fb;
     const std::int32_t before = st.b.backing(fb).count.value();
     const FuseBacking &after = st.a.backing(fb);
-    std::vector<std::string> holders;
-    for (std::uint32_t i = 0; i < st.a.inodes.size(); ++i)
-      if (!st.a.inodes[i].evicted && st.a.inodes[i].fb == fb)
-        holders.push_back("inode " + st.n.inode(InodeId{i}));
     std::string rest;
     if (after.freed)
       rest = fmt::format("that was its last reference, so fuse_backing_free frees {} (its file "
@@ -1213,7 +1213,7 @@ private:
     else
       rest = fmt::format("{} still holds it: an id in use is closed anyway (never EBUSY); open "
                          "passthrough files keep working, but new opens quoting id {} fail",
-                         and_list(holders), id);
+                         and_list(fb_holders(st.a, fb, st.n, "id map")), id);
     return said(
         d.rule,
         fmt::format("removes {} from the id map and puts the map's reference on {} ({}); {}", what,
@@ -1409,14 +1409,13 @@ private:
   }
 
   std::vector<std::string> admitted_notes(const Step &st, const FuseInode &before,
-                                          const FuseInode &after, InodeId ino) {
+                                          const FuseInode &after) {
     std::vector<std::string> notes;
     if (const Decision *d = st.own({Rule::FileIoOpenParallelWritesDropped}))
       notes.push_back(render(st, *d).why);
     if (const Decision *d = st.own({Rule::OpenInvalidate});
         d && before.folio_uptodate && !after.folio_uptodate)
       notes.push_back(render(st, *d).why);
-    (void)ino;
     if (const Decision *d = st.own({Rule::DoTruncate}))
       notes.push_back(render(st, *d).why);
     return notes;
@@ -1430,7 +1429,7 @@ private:
     const std::uint32_t flags = ff.open_flags;
     const std::string iname = st.n.inode(ino);
     const std::string h = st.n.file(*d.file);
-    const std::vector<std::string> notes = admitted_notes(st, before, after, ino);
+    const std::vector<std::string> notes = admitted_notes(st, before, after);
     auto with_notes = [&notes](Why w) {
       if (!notes.empty())
         w.why += "; " + join(notes, "; ");
@@ -2279,15 +2278,9 @@ StateTables build_state(const Trace &t, const Model &m, const Model &before, con
                         const std::vector<std::optional<FileId>> &fds,
                         const std::vector<TaskNote> &notes) {
   StateTables s;
-  s.conn.initialized = m.fc.initialized;
-  s.conn.passthrough = m.fc.passthrough;
-  s.conn.max_stack_depth = m.fc.max_stack_depth;
-  s.conn.connected = m.fc.connected;
-  s.conn.mounted = m.fc.mounted;
-  s.conn.sb_alive = m.fc.sb_alive;
-  s.conn.dev_open = m.fc.dev_open;
-  s.conn.freed = m.fc.freed;
-  s.conn.no_open = m.fc.no_open;
+  const FuseConn &c = m.fc;
+  s.conn = {c.initialized, c.passthrough, c.max_stack_depth, c.connected, c.mounted,
+            c.sb_alive,    c.dev_open,    c.freed,           c.no_open}; // in Conn's order
   for (std::uint32_t i = 0; i < m.inodes.size(); ++i) {
     const FuseInode &fi = m.inodes[i];
     if (fi.name == kRootInodeName || fi.evicted)
@@ -2318,12 +2311,7 @@ StateTables build_state(const Trace &t, const Model &m, const Model &before, con
     row.refs = b.count.value();
     row.freed = b.freed;
     row.source = source_of(t, b);
-    for (const auto &[id, fb] : m.fc.backing_files_map)
-      if (fb == FbId{i})
-        row.holders.push_back(fmt::format("id map (id {})", id));
-    for (std::uint32_t k = 0; k < m.inodes.size(); ++k)
-      if (!m.inodes[k].evicted && m.inodes[k].fb == FbId{i})
-        row.holders.push_back("inode " + n.inode(InodeId{k}));
+    row.holders = fb_holders(m, FbId{i}, n, "id map");
     s.backings.push_back(row);
   }
   for (std::uint32_t f = 0; f < m.files.size(); ++f) {
