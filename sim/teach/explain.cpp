@@ -9,6 +9,7 @@
 #include "sim/trace/printer.h"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <climits>
 #include <fmt/format.h>
@@ -256,6 +257,20 @@ std::vector<std::string> uncached_holders(const Model &m, InodeId i, const Objec
   std::vector<std::string> v = files_in_mode(m, i, n, IoMode::Uncached);
   for (std::string &w : counted_writes(m, i, n))
     v.push_back(std::move(w));
+  return v;
+}
+
+// The references on fb: the id map's (map: how to call it) and those of the inodes it is attached
+// to. The id map holds none once its id is closed.
+std::vector<std::string> fb_holders(const Model &m, FbId fb, const ObjectNames &n,
+                                    std::string_view map) {
+  std::vector<std::string> v;
+  for (const auto &[id, f] : m.fc.backing_files_map)
+    if (f == fb)
+      v.push_back(fmt::format("{} (id {})", map, id));
+  for (std::uint32_t i = 0; i < m.inodes.size(); ++i)
+    if (!m.inodes[i].evicted && m.inodes[i].fb == fb)
+      v.push_back("inode " + n.inode(InodeId{i}));
   return v;
 }
 
@@ -693,17 +708,11 @@ public:
         break;
       }
       const FuseBacking &b = m.backing(*fb);
-      std::vector<std::string> holders;
-      for (const auto &[id, f] : m.fc.backing_files_map)
-        if (f == *fb)
-          holders.push_back(fmt::format("the id map (id {})", id));
-      for (std::uint32_t i = 0; i < m.inodes.size(); ++i)
-        if (!m.inodes[i].evicted && m.inodes[i].fb == *fb)
-          holders.push_back("inode " + n.inode(InodeId{i}));
       e.why = b.freed ? fmt::format("{} is freed (refcount 0): the assertion {}", name, verdict)
                       : fmt::format("{} has refcount {}, one reference per holder: {}; the "
                                     "assertion {}",
-                                    name, b.count.value(), and_list(holders), verdict);
+                                    name, b.count.value(),
+                                    and_list(fb_holders(m, *fb, n, "the id map")), verdict);
       break;
     }
     case CheckKind::File: {
@@ -755,8 +764,6 @@ public:
   }
 
 private:
-  // ---- init and the ioctls ----
-
   // The calls that went to sleep in this step, or that sleep again in another wait, take the
   // rule the model recorded; resleeps_ are the ones that slept before the step.
   void note_waits(const Step &st) {
@@ -782,7 +789,6 @@ private:
   // ---- init and the ioctls ----
 
   Why init(const Step &st) {
-    const InitSpec &i = st.s.init;
     const Model &a = st.a;
     const Decision *d = st.own({Rule::InitNoPassthrough, Rule::InitNoInitExt, Rule::InitStackDepth,
                                 Rule::InitWritebackCache, Rule::InitPassthrough});
@@ -797,7 +803,6 @@ private:
       more.emplace_back(render(st, *st.own({Rule::InitFlags2Ignored})).why);
     if (!more.empty())
       why += "; " + join(more, "; ");
-    (void)i;
     const Decision *how = st.own({Rule::InitSync, Rule::InitAfterMount});
     FPSIM_ASSERT(how != nullptr, "fuse_mount decides how INIT is answered");
     return {"process_init_reply", fixed_text(how->rule) + "; " + why};
@@ -805,189 +810,133 @@ private:
 
   // Every rule's text. The statement's explanation picks the decision that settled it and
   // renders it here; the rules that only add to another's text (a note, a wake-up) have a
-  // fragment of their own, which --json shows beside the decision.
+  // fragment of their own, which --json shows beside the decision. Each function below renders
+  // the rules listed with it, and every rule is listed once (the static_assert).
   Why render(const Step &st, const Decision &d) {
-    switch (d.rule) {
-    case Rule::InitSync:
-    case Rule::InitAfterMount:
-    case Rule::InitNoPassthrough:
-    case Rule::InitNoInitExt:
-    case Rule::InitWritebackCache:
-    case Rule::InitFlags2Ignored:
-    case Rule::CreateEnosys:
-    case Rule::OpenNoOpen:
-    case Rule::OpenEnosys:
-    case Rule::FileIoOpenParallelWritesDropped:
-    case Rule::DoTruncate:
-    case Rule::DirOpen:
-    case Rule::MmapSeedPassthrough:
-    case Rule::FlushDisconnected:
-    case Rule::FlushDirectory:
-    case Rule::FlushNoflush:
-    case Rule::Flush:
-    case Rule::ReleaseNoOpen:
-    case Rule::ReleaseDisconnected:
-    case Rule::ReleaseSent:
-    case Rule::KillSbLastFile:
-    case Rule::AbortAlready:
-    case Rule::Abort:
-    case Rule::DevReleaseClosed:
-    case Rule::ConnFree:
-      return fixed(d.rule);
-    case Rule::InitStackDepth:
-    case Rule::InitPassthrough:
-      return init_text(st, d);
-    case Rule::BackingOpenDevClosed:
-    case Rule::BackingOpenNotInstalled:
-    case Rule::BackingOpenNoPassthrough:
-    case Rule::BackingOpenNotCapable:
-    case Rule::BackingOpenFlags:
-    case Rule::BackingOpenPadding:
-    case Rule::BackingOpenBadFd:
-    case Rule::BackingOpenOPath:
-    case Rule::BackingOpenNoRwIter:
-    case Rule::BackingOpenDirectory:
-    case Rule::BackingOpenNotRegular:
-    case Rule::BackingOpenStackDepth:
-    case Rule::BackingOpenIdrFull:
-      return backing_open_refused(st, d);
-    case Rule::BackingOpenRegistered:
-      return backing_opened(st, d);
-    case Rule::BackingCloseDevClosed:
-    case Rule::BackingCloseNotInstalled:
-    case Rule::BackingCloseNoPassthrough:
-    case Rule::BackingCloseNotCapable:
-      return said(d.rule, fmt::format("{} -> {}", fixed_text(d.rule), err(d.err)));
-    case Rule::BackingCloseInvalidId:
-    case Rule::BackingCloseNoEntry:
-    case Rule::BackingCloseRemoved:
-      return backing_close_text(st, d);
-    case Rule::PathWalkNoMount:
-    case Rule::LookupDisconnected:
-    case Rule::LookupNoEntry:
-    case Rule::LookupExists:
-    case Rule::OpenDisconnected:
-    case Rule::OpenReplyError:
-      return walk_text(st, d);
-    case Rule::FileIoOpenCacheIoBit:
-    case Rule::FileIoOpenNotPassthrough:
-    case Rule::PassthroughOpenNotNegotiated:
-    case Rule::PassthroughOpenFlagsMask:
-    case Rule::PassthroughOpenInvalidId:
-    case Rule::PassthroughOpenNoId:
-    case Rule::PassthroughOpenSocket:
-    case Rule::UncachedIoStartOtherFb:
-    case Rule::UncachedIoStartOtherBackingInode:
-    case Rule::UncachedIoStartNullFb:
-    case Rule::UncachedIoStartCachedInode:
-    case Rule::CachedIoOpenBackingInode:
-      if (d.write)
-        return {"fuse_inode_uncached_io_start", uncached_refusal_words(st, d)};
-      if (d.task && st.s.op != Op::Open && st.s.op != Op::Create)
-        return completion(st, *d.task);
-      return refusal(st, d);
-    case Rule::FileIoOpenNoArgs:
-    case Rule::FileIoOpenDirectIo:
-    case Rule::UncachedIoStartAttach:
-    case Rule::UncachedIoStartSameFb:
-    case Rule::UncachedIoStartSameBackingInode:
-    case Rule::CachedIoOpen:
-      if (d.write || !d.file || (st.s.op != Op::Open && st.s.op != Op::Create) || d.task)
-        return said(d.rule, "the io mode is settled");
-      return admitted(st, d);
-    case Rule::PassthroughOpenBackingFile:
-    case Rule::PassthroughOpenSeedIo:
-    case Rule::UncachedIoStartCounted:
-    case Rule::UncachedIoEndDetach:
-    case Rule::OpenInvalidate:
-    case Rule::DoTruncateDisconnected:
-      return open_note_text(st, d);
-    case Rule::IoCacheWait:
-    case Rule::IoCacheWaitOnBacking:
-    case Rule::OpenInvalidateWait:
-    case Rule::TruncateLockWait:
-    case Rule::ReadPageWait:
-    case Rule::DirectReadLockWait:
-    case Rule::WriteLockWait:
-    case Rule::MmapInvalidateWait:
-    case Rule::FlushLockWait:
-      return wait_reason(st.a, *d.task, st.n, d.rule);
-    case Rule::DirOpenDisconnected:
+    using Text = Why (Explainer::*)(const Step &, const Decision &);
+    struct Texts {
+      std::array<Text, kRuleCount> of{};
+      std::size_t listed = 0;
+    };
+    static constexpr Texts kTexts = [] {
+      Texts t;
+      const auto set = [&t](Text f, std::initializer_list<Rule> rules) {
+        for (Rule r : rules)
+          t.of[static_cast<std::size_t>(r)] = f;
+        t.listed += rules.size();
+      };
+      set(&Explainer::fixed_why,
+          {Rule::InitSync, Rule::InitAfterMount, Rule::InitNoPassthrough, Rule::InitNoInitExt,
+           Rule::InitWritebackCache,
+           Rule::InitFlags2Ignored, Rule::CreateEnosys, Rule::OpenNoOpen, Rule::OpenEnosys,
+           Rule::FileIoOpenParallelWritesDropped, Rule::DoTruncate, Rule::DirOpen,
+           Rule::MmapSeedPassthrough});
+      set(&Explainer::fixed_why,
+          {Rule::FlushDisconnected, Rule::FlushDirectory, Rule::FlushNoflush, Rule::Flush,
+           Rule::ReleaseNoOpen, Rule::ReleaseDisconnected, Rule::ReleaseSent, Rule::KillSbLastFile,
+           Rule::AbortAlready, Rule::Abort, Rule::UmountNotMounted, Rule::DevReleaseClosed,
+           Rule::ConnFree});
+      set(&Explainer::init_text, {Rule::InitStackDepth, Rule::InitPassthrough});
+      set(&Explainer::backing_open_refused,
+          {Rule::BackingOpenDevClosed, Rule::BackingOpenNotInstalled,
+           Rule::BackingOpenNoPassthrough, Rule::BackingOpenNotCapable, Rule::BackingOpenFlags,
+           Rule::BackingOpenPadding, Rule::BackingOpenBadFd, Rule::BackingOpenOPath,
+           Rule::BackingOpenNoRwIter, Rule::BackingOpenDirectory, Rule::BackingOpenNotRegular,
+           Rule::BackingOpenStackDepth, Rule::BackingOpenIdrFull});
+      set(&Explainer::backing_opened, {Rule::BackingOpenRegistered});
+      set(&Explainer::fixed_errno, {Rule::BackingCloseDevClosed, Rule::BackingCloseNotInstalled,
+                                    Rule::BackingCloseNoPassthrough, Rule::BackingCloseNotCapable});
+      set(&Explainer::backing_close_text,
+          {Rule::BackingCloseInvalidId, Rule::BackingCloseNoEntry, Rule::BackingCloseRemoved});
+      set(&Explainer::walk_text,
+          {Rule::PathWalkNoMount, Rule::LookupDisconnected, Rule::LookupNoEntry, Rule::LookupExists,
+           Rule::OpenDisconnected, Rule::OpenReplyError});
+      set(&Explainer::refusal, {Rule::FileIoOpenCacheIoBit, Rule::FileIoOpenNotPassthrough,
+                                Rule::PassthroughOpenNotNegotiated, Rule::PassthroughOpenFlagsMask,
+                                Rule::PassthroughOpenInvalidId, Rule::PassthroughOpenNoId,
+                                Rule::PassthroughOpenSocket, Rule::UncachedIoStartOtherFb,
+                                Rule::UncachedIoStartOtherBackingInode, Rule::UncachedIoStartNullFb,
+                                Rule::UncachedIoStartCachedInode, Rule::CachedIoOpenBackingInode});
+      set(&Explainer::admitted,
+          {Rule::FileIoOpenNoArgs, Rule::FileIoOpenDirectIo, Rule::UncachedIoStartAttach,
+           Rule::UncachedIoStartSameFb, Rule::UncachedIoStartSameBackingInode, Rule::CachedIoOpen});
+      set(&Explainer::open_note_text,
+          {Rule::PassthroughOpenBackingFile, Rule::PassthroughOpenSeedIo,
+           Rule::UncachedIoStartCounted, Rule::UncachedIoEndDetach, Rule::OpenInvalidate,
+           Rule::DoTruncateDisconnected});
+      set(&Explainer::wait_text,
+          {Rule::IoCacheWait, Rule::IoCacheWaitOnBacking, Rule::OpenInvalidateWait,
+           Rule::TruncateLockWait, Rule::ReadPageWait, Rule::DirectReadLockWait,
+           Rule::WriteLockWait, Rule::MmapInvalidateWait, Rule::FlushLockWait});
+      set(&Explainer::dir_open_text, {Rule::DirOpenDisconnected, Rule::DirOpenReplyError,
+                                      Rule::DirOpenNoOpendir, Rule::DirOpenEnosys});
+      set(&Explainer::io_error_text,
+          {Rule::ReadIsDir, Rule::ReadNotReadable, Rule::ReadDisconnected,
+           Rule::ReadDisconnectedBufferedEio, Rule::WriteIsDir, Rule::WriteNotWritable});
+      set(&Explainer::read_route,
+          {Rule::PassthroughRead, Rule::ReadSeedPassthrough, Rule::CacheReadUptodate,
+           Rule::DirectRead, Rule::CacheReadODirect, Rule::CacheReadMiss});
+      set(&Explainer::write_text,
+          {Rule::DioWrExclusive, Rule::DioWrExclusiveCacheIoMode,
+           Rule::DioWrSharedCacheIoModeMissed, Rule::DioWrShared, Rule::PassthroughWrite,
+           Rule::DirectWrite, Rule::CacheWriteODirect, Rule::CacheWriteWriteback,
+           Rule::CacheWriteThrough, Rule::WriteSeedPassthrough, Rule::WriteDisconnected,
+           Rule::WriteHeld});
+      set(&Explainer::write_end_text, {Rule::WriteReplyAfterAbort, Rule::WriteReply});
+      set(&Explainer::mmap_error_text, {Rule::MmapIsDir, Rule::MmapNotReadable,
+                                        Rule::MmapBackingInode, Rule::MmapDirectIoSharedRefused});
+      set(&Explainer::mmap_route, {Rule::MmapPassthrough, Rule::MmapDirectIoPrivate,
+                                   Rule::MmapDirectIoShared, Rule::MmapPageCache});
+      set(&Explainer::abort_text, {Rule::AbortNoSuperblock, Rule::AbortEndsWrite});
+      set(&Explainer::umount_text, {Rule::UmountBusy, Rule::UmountDetached, Rule::UmountKillSb});
+      set(&Explainer::dev_close_text, {Rule::DevRelease});
+      set(&Explainer::wake_text, {Rule::WakeDirectIoWaitq, Rule::WakePage, Rule::WakeInodeLock});
+      return t;
+    }();
+    static_assert(kTexts.listed == kRuleCount && std::ranges::count(kTexts.of, Text{}) == 0,
+                  "every rule has exactly one text");
+    return (this->*kTexts.of[static_cast<std::size_t>(d.rule)])(st, d);
+  }
+
+  Why fixed_why(const Step &, const Decision &d) { return fixed(d.rule); }
+
+  Why fixed_errno(const Step &, const Decision &d) {
+    return said(d.rule, fmt::format("{} -> {}", fixed_text(d.rule), err(d.err)));
+  }
+
+  Why wait_text(const Step &st, const Decision &d) {
+    return wait_reason(st.a, *d.task, st.n, d.rule);
+  }
+
+  Why dir_open_text(const Step &, const Decision &d) {
+    if (d.rule == Rule::DirOpenDisconnected)
       return said(d.rule, fmt::format("the connection was aborted: OPENDIR cannot be sent -> {}",
                                       err(d.err)));
-    case Rule::DirOpenReplyError:
+    if (d.rule == Rule::DirOpenReplyError)
       return said(d.rule, fmt::format("the server answered OPENDIR with {}: opendir(3) returns it",
                                       err(d.err)));
-    case Rule::DirOpenNoOpendir:
-    case Rule::DirOpenEnosys:
-      return said(d.rule, fixed_text(d.rule) + "; " + fixed_text(Rule::DirOpen));
-    case Rule::ReadIsDir:
-    case Rule::ReadNotReadable:
-    case Rule::ReadDisconnected:
-    case Rule::ReadDisconnectedBufferedEio:
-    case Rule::WriteIsDir:
-    case Rule::WriteNotWritable:
-      return io_error_text(st, d);
-    case Rule::PassthroughRead:
-    case Rule::ReadSeedPassthrough:
-    case Rule::CacheReadUptodate:
-    case Rule::DirectRead:
-    case Rule::CacheReadODirect:
-    case Rule::CacheReadMiss:
-      return read_route(st, d);
-    case Rule::DioWrExclusive:
-    case Rule::DioWrExclusiveCacheIoMode:
-    case Rule::DioWrSharedCacheIoModeMissed:
-    case Rule::DioWrShared:
-    case Rule::PassthroughWrite:
-    case Rule::DirectWrite:
-    case Rule::CacheWriteODirect:
-    case Rule::CacheWriteWriteback:
-    case Rule::CacheWriteThrough:
-    case Rule::WriteSeedPassthrough:
-    case Rule::WriteDisconnected:
-    case Rule::WriteHeld:
-      return describe_write(st, *d.write, d.task.has_value());
-    case Rule::WriteReplyAfterAbort:
-    case Rule::WriteReply:
-      return write_end(st);
-    case Rule::MmapIsDir:
-    case Rule::MmapNotReadable:
-    case Rule::MmapBackingInode:
-    case Rule::MmapDirectIoSharedRefused:
-      return mmap_error_text(st, d);
-    case Rule::MmapPassthrough:
-    case Rule::MmapDirectIoPrivate:
-    case Rule::MmapDirectIoShared:
-    case Rule::MmapPageCache:
-      if (d.task)
-        return completion(st, *d.task);
-      return mmap_route(st, d);
-    case Rule::AbortNoSuperblock:
+    return said(d.rule, fixed_text(d.rule) + "; " + fixed_text(Rule::DirOpen));
+  }
+
+  Why write_text(const Step &st, const Decision &d) {
+    return describe_write(st, *d.write, d.task.has_value());
+  }
+
+  Why write_end_text(const Step &st, const Decision &) { return write_end(st); }
+
+  Why abort_text(const Step &st, const Decision &d) {
+    if (d.rule == Rule::AbortNoSuperblock)
       return said(d.rule, fmt::format("fusectl's abort file exists only while the superblock "
                                       "does, and it is gone -> {}",
                                       err(d.err)));
-    case Rule::AbortEndsWrite:
-      return said(
-          d.rule,
-          fmt::format("{} ends with ECONNABORTED (end_requests) and gives back its inode "
-                      "lock{}",
-                      st.n.write(*d.write),
-                      st.b.writes.at(idx(*d.write)).counted ? " and uncached reference" : ""));
-    case Rule::UmountNotMounted:
-    case Rule::UmountBusy:
-    case Rule::UmountDetached:
-    case Rule::UmountKillSb:
-      return umount_text(st, d.rule);
-    case Rule::DevRelease:
-      return dev_close(st);
-    case Rule::WakeDirectIoWaitq:
-    case Rule::WakePage:
-    case Rule::WakeInodeLock:
-      return wake_text(st, d);
-    }
-    FPSIM_UNREACHABLE("a Rule outside the enum");
+    return said(
+        d.rule,
+        fmt::format("{} ends with ECONNABORTED (end_requests) and gives back its inode lock{}",
+                    st.n.write(*d.write),
+                    st.b.writes.at(idx(*d.write)).counted ? " and uncached reference" : ""));
   }
+
+  Why dev_close_text(const Step &st, const Decision &) { return dev_close(st); }
 
   Why init_text(const Step &st, const Decision &d) {
     const int depth = st.s.init.max_stack_depth;
@@ -1228,10 +1177,6 @@ private:
     const FbId fb = *d.fb;
     const std::int32_t before = st.b.backing(fb).count.value();
     const FuseBacking &after = st.a.backing(fb);
-    std::vector<std::string> holders;
-    for (std::uint32_t i = 0; i < st.a.inodes.size(); ++i)
-      if (!st.a.inodes[i].evicted && st.a.inodes[i].fb == fb)
-        holders.push_back("inode " + st.n.inode(InodeId{i}));
     std::string rest;
     if (after.freed)
       rest = fmt::format("that was its last reference, so fuse_backing_free frees {} (its file "
@@ -1240,7 +1185,7 @@ private:
     else
       rest = fmt::format("{} still holds it: an id in use is closed anyway (never EBUSY); open "
                          "passthrough files keep working, but new opens quoting id {} fail",
-                         and_list(holders), id);
+                         and_list(fb_holders(st.a, fb, st.n, "id map")), id);
     return said(
         d.rule,
         fmt::format("removes {} from the id map and puts the map's reference on {} ({}); {}", what,
@@ -1394,7 +1339,13 @@ private:
                        same);
   }
 
+  // An io-mode refusal: of an open, of a parallel write's uncached reference, or of a call that
+  // slept (its completion).
   Why refusal(const Step &st, const Decision &d) {
+    if (d.write)
+      return {"fuse_inode_uncached_io_start", uncached_refusal_words(st, d)};
+    if (d.task && st.s.op != Op::Open && st.s.op != Op::Create)
+      return completion(st, *d.task);
     bool looked_up = false;
     Why w = refusal_rule(st, d, &looked_up);
     std::string tail = fmt::format(" -> {}, which open(2) reports as EIO", err(d.err));
@@ -1436,20 +1387,22 @@ private:
   }
 
   std::vector<std::string> admitted_notes(const Step &st, const FuseInode &before,
-                                          const FuseInode &after, InodeId ino) {
+                                          const FuseInode &after) {
     std::vector<std::string> notes;
     if (const Decision *d = st.own({Rule::FileIoOpenParallelWritesDropped}))
       notes.push_back(render(st, *d).why);
     if (const Decision *d = st.own({Rule::OpenInvalidate});
         d && before.folio_uptodate && !after.folio_uptodate)
       notes.push_back(render(st, *d).why);
-    (void)ino;
     if (const Decision *d = st.own({Rule::DoTruncate}))
       notes.push_back(render(st, *d).why);
     return notes;
   }
 
+  // An io mode settled: an open's is told in full, any other's (a write's, a woken call's) briefly.
   Why admitted(const Step &st, const Decision &d) {
+    if (d.write || !d.file || (st.s.op != Op::Open && st.s.op != Op::Create) || d.task)
+      return said(d.rule, "the io mode is settled");
     const FuseFile &ff = st.a.file(*d.file);
     const InodeId ino = ff.inode;
     const FuseInode &before = inode_before(st.b, ino);
@@ -1457,7 +1410,7 @@ private:
     const std::uint32_t flags = ff.open_flags;
     const std::string iname = st.n.inode(ino);
     const std::string h = st.n.file(*d.file);
-    const std::vector<std::string> notes = admitted_notes(st, before, after, ino);
+    const std::vector<std::string> notes = admitted_notes(st, before, after);
     auto with_notes = [&notes](Why w) {
       if (!notes.empty())
         w.why += "; " + join(notes, "; ");
@@ -1815,6 +1768,8 @@ private:
   }
 
   Why mmap_route(const Step &st, const Decision &d) {
+    if (d.task)
+      return completion(st, *d.task);
     const std::string h = handle_name(st);
     const std::string mn = t_.names.mappings.at(static_cast<std::size_t>(st.s.mapping));
     const FuseFile &ff = st.b.file(*d.file);
@@ -2166,10 +2121,9 @@ private:
     return render(st, *d);
   }
 
-  Why umount_text(const Step &st, Rule rule) {
+  Why umount_text(const Step &st, const Decision &d) {
+    const Rule rule = d.rule;
     const Model &b = st.b;
-    if (rule == Rule::UmountNotMounted)
-      return fixed(rule);
     if (rule == Rule::UmountBusy)
       return said(
           rule, fmt::format("files of the mount are still open ({}) -> EBUSY; umount detach would "
@@ -2317,15 +2271,9 @@ StateTables build_state(const Trace &t, const Model &m, const Model &before, con
                         const std::vector<std::optional<FileId>> &fds,
                         const std::vector<TaskNote> &notes) {
   StateTables s;
-  s.conn.initialized = m.fc.initialized;
-  s.conn.passthrough = m.fc.passthrough;
-  s.conn.max_stack_depth = m.fc.max_stack_depth;
-  s.conn.connected = m.fc.connected;
-  s.conn.mounted = m.fc.mounted;
-  s.conn.sb_alive = m.fc.sb_alive;
-  s.conn.dev_open = m.fc.dev_open;
-  s.conn.freed = m.fc.freed;
-  s.conn.no_open = m.fc.no_open;
+  const FuseConn &c = m.fc;
+  s.conn = {c.initialized, c.passthrough, c.max_stack_depth, c.connected, c.mounted,
+            c.sb_alive,    c.dev_open,    c.freed,           c.no_open}; // in Conn's order
   for (std::uint32_t i = 0; i < m.inodes.size(); ++i) {
     const FuseInode &fi = m.inodes[i];
     if (fi.name == kRootInodeName || fi.evicted)
@@ -2356,12 +2304,7 @@ StateTables build_state(const Trace &t, const Model &m, const Model &before, con
     row.refs = b.count.value();
     row.freed = b.freed;
     row.source = source_of(t, b);
-    for (const auto &[id, fb] : m.fc.backing_files_map)
-      if (fb == FbId{i})
-        row.holders.push_back(fmt::format("id map (id {})", id));
-    for (std::uint32_t k = 0; k < m.inodes.size(); ++k)
-      if (!m.inodes[k].evicted && m.inodes[k].fb == FbId{i})
-        row.holders.push_back("inode " + n.inode(InodeId{k}));
+    row.holders = fb_holders(m, FbId{i}, n, "id map");
     s.backings.push_back(row);
   }
   for (std::uint32_t f = 0; f < m.files.size(); ++f) {

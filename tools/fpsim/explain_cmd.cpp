@@ -45,6 +45,11 @@ std::string pad(std::string_view s, std::size_t width) {
   return out;
 }
 
+// One line of a step: the dim label in its column, then the text.
+std::string labelled(const Style &st, std::string_view label, std::string_view text) {
+  return fmt::format("{}{}{}\n", kIndent, st.dim(pad(label, kLabelWidth)), text);
+}
+
 // Word wrap for a terminal: continuation lines start at `indent` columns.
 std::string wrap_words(const std::string &text, std::size_t indent, int width) {
   if (width <= 0 || indent + 20 >= static_cast<std::size_t>(width))
@@ -129,8 +134,7 @@ std::string table(std::string_view label, const std::vector<std::string> &header
     }
     return s;
   };
-  std::string out =
-      fmt::format("{}{}{}\n", kIndent, st.dim(pad(label, kLabelWidth)), line(header, true, 0));
+  std::string out = labelled(st, label, line(header, true, 0));
   for (std::size_t r = 0; r < rows.size(); ++r)
     out += fmt::format("{}{}{}\n", kIndent, std::string(kLabelWidth, ' '), line(rows[r], false, r));
   return out;
@@ -159,7 +163,7 @@ std::string render_state(const sim::StateTables &s, const sim::StateTables *prev
   std::string out;
   auto plain = [](std::size_t, std::size_t, const std::string &text) { return text; };
   if (!prev || !(prev->conn == s.conn))
-    out += fmt::format("{}{}{}\n", kIndent, st.dim(pad("conn", kLabelWidth)), conn_text(s.conn));
+    out += labelled(st, "conn", conn_text(s.conn));
   if (!s.inodes.empty()) {
     std::vector<std::vector<std::string>> rows;
     for (const auto &i : s.inodes)
@@ -193,12 +197,12 @@ std::string render_state(const sim::StateTables &s, const sim::StateTables *prev
     std::vector<std::string> v;
     for (const auto &i : s.ids)
       v.push_back(fmt::format("{}={}", i.id, i.backing));
-    out += fmt::format("{}{}{} (next {})\n", kIndent, st.dim(pad("ids", kLabelWidth)),
-                       v.empty() ? std::string("none") : join(v, " "), s.next_id);
+    out += labelled(
+        st, "ids",
+        fmt::format("{} (next {})", v.empty() ? std::string("none") : join(v, " "), s.next_id));
   }
   for (std::size_t k = 0; k < s.asleep.size(); ++k)
-    out += fmt::format("{}{}{}\n", kIndent, st.dim(pad(k ? "" : "asleep", kLabelWidth)),
-                       st.yellow(s.asleep[k]));
+    out += labelled(st, k ? "" : "asleep", st.yellow(s.asleep[k]));
   return out;
 }
 
@@ -299,9 +303,8 @@ std::string render_explanation_text(const sim::Explanation &e, bool color, int w
     else if (s.mismatch && !s.check)
       out += "  " + st.red("!! could not run");
     out += "\n";
-    out += fmt::format("{}{}{}\n", kIndent, st.dim(pad("rule", kLabelWidth)), st.cyan(s.rule));
-    out += fmt::format("{}{}{}\n", kIndent, st.dim(pad("why", kLabelWidth)),
-                       wrap_words(s.why, why_indent, width));
+    out += labelled(st, "rule", st.cyan(s.rule));
+    out += labelled(st, "why", wrap_words(s.why, why_indent, width));
     for (const auto &x : s.effects)
       out += fmt::format("{}{}{}\n", kIndent, std::string(kLabelWidth, ' '),
                          wrap_words("then: " + x, why_indent, width));
@@ -312,17 +315,16 @@ std::string render_explanation_text(const sim::Explanation &e, bool color, int w
       continue;
     if (s.state_omitted) {
       if (!omitted_said)
-        out += fmt::format("{}{}{}\n", kIndent, st.dim(pad("state", kLabelWidth)),
-                           st.dim(fmt::format("omitted from here on: this trace's tables reached "
-                                              "{} rows",
-                                              sim::kExplainMaxStateRows)));
+        out += labelled(st, "state",
+                        st.dim(fmt::format("omitted from here on: this trace's tables reached {} "
+                                           "rows",
+                                           sim::kExplainMaxStateRows)));
       omitted_said = true;
       prev = nullptr;
       continue;
     }
     if (prev && *prev == s.state)
-      out +=
-          fmt::format("{}{}{}\n", kIndent, st.dim(pad("state", kLabelWidth)), st.dim("unchanged"));
+      out += labelled(st, "state", st.dim("unchanged"));
     else
       out += render_state(s.state, prev, st);
     prev = &s.state;
