@@ -274,9 +274,9 @@ std::string kernel_release() {
   return uname(&u) == 0 ? u.release : "(uname failed)";
 }
 
-// As probe_running_kernel, and *profile the built-in profile the kernel matches (or the nearest,
-// said on stdout).
-int preconditions(model::KernelProfile *profile) {
+// As probe_running_kernel, and *profile the built-in profile the kernel matches (or the nearest),
+// said on `says` (stderr for record, whose stdout is the recorded command's).
+int preconditions(model::KernelProfile *profile, std::FILE *says = stdout) {
   ProbedKernel seen;
   if (const int rc = probe_running_kernel(&seen); rc != kExitOk)
     return rc;
@@ -284,9 +284,9 @@ int preconditions(model::KernelProfile *profile) {
   *profile = matching_profile(seen, &differs);
   const std::string release = kernel_release();
   if (differs.empty())
-    fmt::print("fpsim-harness: kernel {}: probed as profile {}\n", release, model::profile_name(*profile));
+    fmt::print(says, "fpsim-harness: kernel {}: probed as profile {}\n", release, model::profile_name(*profile));
   else
-    fmt::print("fpsim-harness: kernel {}: matches no profile; the nearest, {}, differs in {}\n", release,
+    fmt::print(says, "fpsim-harness: kernel {}: matches no profile; the nearest, {}, differs in {}\n", release,
                model::profile_name(*profile), differs);
   return kExitOk;
 }
@@ -890,7 +890,7 @@ struct RecordCommand {
     options.policy = *stock;
     const int rc = harness::record(options, [] {
       model::KernelProfile kernel{};
-      const int pre = preconditions(&kernel);
+      const int pre = preconditions(&kernel, stderr);
       if (pre == 0)
         install_signal_handlers();
       return pre;
