@@ -251,9 +251,17 @@ bool await_blocked(const Live &live, const TeardownRun &run) {
 } // namespace
 
 void teardown(const Live &live, const TeardownRun &run) {
+  teardown_clients(live, run);
+  teardown_server(live, run);
+}
+
+void teardown_clients(const Live &live, const TeardownRun &run) {
   do
     release(live, run);
   while (live.any_blocked() && await_blocked(live, run));
+}
+
+void teardown_server(const Live &live, const TeardownRun &run) {
   // Ids die with the connection once the device is closed.
   if (live.dev_open())
     for (std::int32_t id : live.registered_ids()) {

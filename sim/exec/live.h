@@ -167,5 +167,9 @@ struct TeardownRun {
 // is awaited, for as long as any returns; then the ids still registered close, the mount goes
 // (detached if it is busy) and the device closes.
 void teardown(const Live &live, const TeardownRun &run);
+// teardown's two halves: what the clients hold (writes, mappings, fds, blocked calls), then what
+// the server holds (ids, the mount, the device).
+void teardown_clients(const Live &live, const TeardownRun &run);
+void teardown_server(const Live &live, const TeardownRun &run);
 
 } // namespace fpsim::sim

@@ -82,11 +82,27 @@ struct Hasher {
 
 // ---- states and actions ----------------------------------------------------------------------
 
+// verify-policy: an open the server answered and has not seen the RELEASE of.
+struct AnsweredOpen {
+  policy::OpenRequest request;
+  std::int8_t file = -1;    // the mount file
+  std::optional<FileId> ff; // the model's file, once the open created it
+};
+
+// verify-policy: the server's side of a state, which the policy decides.
+struct ServerSide {
+  policy::ServerState state;
+  std::vector<AnsweredOpen> answered;
+  std::uint64_t next_fh = 1;
+  std::optional<std::string> closed_in_use; // the first BACKING_CLOSE of an id a file still used
+};
+
 struct XState {
   SimExecutor mut;
   std::optional<SimExecutor> ref; // the unmutated model in lockstep (mutants only)
   Live live;
   std::optional<std::int32_t> closed_id; // the last id a backing_close of a name closed
+  std::optional<ServerSide> server;       // verify-policy only
 };
 
 // The open replies explored (docs/kernel-semantics.md §2.4's interesting cells): cached, direct_io
@@ -103,7 +119,26 @@ struct Action {
   std::int8_t backing = -1; // Reply::Pt, PtDioPdw: the backing name
   bool shared = false;
   NameKind await_kind = NameKind::Handle;
+  std::int8_t variant = -1; // verify-policy's open: an index into kClientOpens
 };
+
+// The opens a client can make in verify-policy (O_TRUNC only where it may write).
+struct ClientOpen {
+  AccessMode access;
+  bool o_direct, o_trunc;
+};
+constexpr ClientOpen kClientOpens[] = {
+    {AccessMode::ReadOnly, false, false},  {AccessMode::ReadOnly, true, false},
+    {AccessMode::WriteOnly, false, false}, {AccessMode::WriteOnly, true, false},
+    {AccessMode::ReadWrite, false, false}, {AccessMode::ReadWrite, true, false},
+    {AccessMode::ReadWrite, false, true},
+};
+
+// The O_* flags the kernel forwards in OPEN (Linux's values on x86-64).
+std::uint32_t linux_open_flags(const ClientOpen &c) {
+  const std::uint32_t access = c.access == AccessMode::ReadOnly ? 0 : c.access == AccessMode::WriteOnly ? 1 : 2;
+  return access | (c.o_direct ? 040000u : 0u) | (c.o_trunc ? 01000u : 0u);
+}
 
 // An open's reply and access mode (rdwr for the replies with parallel_direct_writes).
 void set_reply(const Action &a, const XState &x, Statement &s) {
@@ -275,6 +310,30 @@ void offer_opens_of(const XState &s, int file, std::vector<Action> &out) {
   }
 }
 
+// verify-policy's node id of mount file i (1 is the root).
+policy::Inode policy_inode(int file) { return static_cast<policy::Inode>(file) + 2; }
+
+// verify-policy: the server holds nothing for the file either.
+bool server_blank(const XState &s, int file) {
+  if (!s.server)
+    return true;
+  const policy::ServerState &st = s.server->state;
+  const policy::Inode inode = policy_inode(file);
+  for (const auto &[holder, id] : st.backing_ids)
+    if (holder.inode == inode)
+      return false;
+  return st.policy_counts.count(inode) == 0 && st.open_handles.count(inode) == 0;
+}
+
+void offer_client_opens_of(const XState &s, int file, std::vector<Action> &out) {
+  Action a = action(Op::Open, s.live.declared(NameKind::Handle));
+  a.file = static_cast<std::int8_t>(file);
+  for (std::size_t v = 0; v < std::size(kClientOpens); ++v) {
+    a.variant = static_cast<std::int8_t>(v);
+    out.push_back(a);
+  }
+}
+
 void offer_opens(const XState &s, const ExploreOptions &o, std::vector<Action> &out) {
   const Live &live = s.live;
   const Model &m = s.mut.model();
@@ -284,12 +343,15 @@ void offer_opens(const XState &s, const ExploreOptions &o, std::vector<Action> &
   bool blank_offered = false;
   for (int i = 0; i < o.inodes; ++i) {
     if (o.symmetry) {
-      const bool blank = inode_in_initial_state(m, i);
+      const bool blank = inode_in_initial_state(m, i) && server_blank(s, i);
       if (blank && blank_offered)
         continue;
       blank_offered = blank_offered || blank;
     }
-    offer_opens_of(s, i, out);
+    if (o.policy)
+      offer_client_opens_of(s, i, out);
+    else
+      offer_opens_of(s, i, out);
   }
 }
 
@@ -322,7 +384,7 @@ void offer_on_handles(const XState &s, const ExploreOptions &o, std::vector<Acti
   live.writes().for_each([&](int w) { out.push_back(action(Op::WriteEnd, w)); });
 }
 
-void offer_ends(const XState &s, std::vector<Action> &out) {
+void offer_ends(const XState &s, const ExploreOptions &o, std::vector<Action> &out) {
   const Model &m = s.mut.model();
   // Awaits in replay's order of blocked names (handles, mappings, writes).
   s.mut.for_each_pending([&](NameKind k, int slot, TaskId t) {
@@ -332,6 +394,9 @@ void offer_ends(const XState &s, std::vector<Action> &out) {
     a.await_kind = k;
     out.push_back(a);
   });
+  // A client cannot abort the connection, unmount or close the server's device.
+  if (o.policy)
+    return;
   if (m.fc.sb_alive && m.fc.connected)
     out.push_back(action(Op::Abort));
   if (m.fc.mounted)
@@ -342,10 +407,11 @@ void offer_ends(const XState &s, std::vector<Action> &out) {
 
 void enumerate(const XState &s, const ExploreOptions &o, std::vector<Action> &out) {
   out.clear();
-  offer_ids(s, o, out);
+  if (!o.policy)
+    offer_ids(s, o, out);
   offer_opens(s, o, out);
   offer_on_handles(s, o, out);
-  offer_ends(s, out);
+  offer_ends(s, o, out);
 }
 
 struct StepReport {
@@ -378,6 +444,165 @@ void apply(XState &s, const Statement &st, StepReport *r) {
   s.live.track(st, r->out);
 }
 
+// ---- verify-policy: the server's side -------------------------------------------------------
+
+struct Step {
+  Statement st;
+  StepReport r;
+};
+using Steps = std::vector<Step>;
+
+void run_step(XState &s, const Statement &st, Steps &steps) {
+  steps.push_back(Step{st, {}});
+  apply(s, steps.back().st, &steps.back().r);
+}
+
+// The registered name bound to an id (the server speaks of ids, statements of names).
+std::optional<int> name_of_id(const Live &live, std::int32_t id) {
+  std::optional<int> name;
+  live.registered().for_each([&](int k) {
+    if (live.bindings().backing_ids[static_cast<std::size_t>(k)] == id)
+      name = k;
+  });
+  return name;
+}
+
+void server_register(XState &s, policy::Holder h, Steps &steps) {
+  Statement st;
+  st.op = Op::BackingOpen;
+  st.backing = s.live.declared(NameKind::Backing);
+  st.source = SourceKind::File;
+  st.backing_file = static_cast<int>(h.inode - policy_inode(0));
+  run_step(s, st, steps);
+  const Outcome &o = steps.back().r.out;
+  if (o.kind == Outcome::Kind::Id)
+    s.server->state.backing_ids[h] = static_cast<std::int32_t>(o.id);
+  else
+    s.server->state.backing_failed = true;
+}
+
+// A file not yet released was opened with the fb the id maps to.
+bool id_in_use(const Model &m, std::int32_t id) {
+  const std::optional<FbId> fb = m.fc.backing_files_map.find(id);
+  if (!fb)
+    return false;
+  for (const FuseFile &ff : m.files)
+    if (!ff.released && ff.opened_with_fb == fb)
+      return true;
+  return false;
+}
+
+void server_close(XState &s, policy::Holder h, Steps &steps) {
+  ServerSide &srv = *s.server;
+  const std::int32_t id = srv.state.backing_ids.at(h);
+  srv.state.backing_ids.erase(h);
+  const std::optional<int> name = name_of_id(s.live, id);
+  FPSIM_ASSERT(name.has_value(), "the server closes an id it registered and did not close");
+  if (!srv.closed_in_use && id_in_use(s.mut.model(), id))
+    srv.closed_in_use = fmt::format("the server closes backing id {} (f{}) while a file opened with it is open",
+                                    id, h.inode - policy_inode(0) + 1);
+  Statement st;
+  st.op = Op::BackingClose;
+  st.backing = *name;
+  run_step(s, st, steps);
+}
+
+// The RELEASEs the last steps delivered: the policy hears of each and closes what it closes.
+void server_hears_releases(XState &s, std::size_t files_before, Steps &steps, policy::ServerPolicy &pol) {
+  ServerSide &srv = *s.server;
+  const Model &m = s.mut.model();
+  for (std::uint32_t f = static_cast<std::uint32_t>(files_before); f < m.files.size(); ++f) {
+    const FuseFile &ff = m.files[f];
+    for (AnsweredOpen &a : srv.answered)
+      if (!ff.is_dir && !a.ff && m.inode(ff.inode).name == static_cast<std::uint32_t>(a.file)) {
+        a.ff = FileId{f};
+        break;
+      }
+  }
+  for (std::size_t i = 0; i < srv.answered.size();) {
+    const AnsweredOpen a = srv.answered[i];
+    if (!a.ff || !s.mut.model().file(*a.ff).released) {
+      ++i;
+      continue;
+    }
+    srv.answered.erase(srv.answered.begin() + static_cast<std::ptrdiff_t>(i));
+    if (--srv.state.open_handles.at(a.request.inode) == 0)
+      srv.state.open_handles.erase(a.request.inode);
+    for (policy::Holder h : pol.close_after_release(a.request, srv.state))
+      server_close(s, h, steps);
+  }
+}
+
+// The server's reply as the open statement's reply: an id it registered by that name.
+ReplySpec reply_spec(const XState &s, const model::OpenReply &reply, KernelProfile p) {
+  ReplySpec r;
+  switch (reply.kind) {
+  case model::OpenReply::Kind::Error:
+    r.kind = ReplySpec::Kind::Error;
+    r.error = reply.error;
+    return r;
+  case model::OpenReply::Kind::Enosys:
+    r.kind = ReplySpec::Kind::Enosys;
+    return r;
+  case model::OpenReply::Kind::Flags:
+    break;
+  }
+  r = reply_spec_of_wire(reply.open_flags, p);
+  if (r.flags & reply_flag::PASSTHROUGH) {
+    if (std::optional<int> name = name_of_id(s.live, reply.backing_id)) {
+      r.id_kind = ReplySpec::IdKind::Name;
+      r.backing = *name;
+    } else {
+      r.id_kind = ReplySpec::IdKind::Literal;
+      r.literal_id = reply.backing_id;
+    }
+  }
+  return r;
+}
+
+// A client's open: the server registers what its policy registers, replies, may close at once.
+void client_open(XState &s, const Action &a, Steps &steps, policy::ServerPolicy &pol, KernelProfile p) {
+  ServerSide &srv = *s.server;
+  const ClientOpen &c = kClientOpens[static_cast<std::size_t>(a.variant)];
+  const policy::OpenRequest req{policy::OpenKind::Open, policy_inode(a.file), fmt::format("f{}", a.file + 1),
+                                linux_open_flags(c), srv.next_fh};
+  for (policy::Holder h : pol.register_before_reply(req, srv.state))
+    server_register(s, h, steps);
+  const model::OpenReply reply = pol.reply(req, srv.state);
+  if (reply.kind == model::OpenReply::Kind::Flags) {
+    srv.next_fh++;
+    srv.answered.push_back(AnsweredOpen{req, a.file, std::nullopt});
+    srv.state.open_handles[req.inode]++;
+  }
+  Statement st;
+  st.op = Op::Open;
+  st.handle = a.slot;
+  st.file = a.file;
+  st.access = c.access;
+  st.o_direct = c.o_direct;
+  st.o_trunc = c.o_trunc;
+  st.reply = reply_spec(s, reply, p);
+  // The kernel looks the id up after the reply is written: a close "right after" may come first.
+  for (policy::Holder h : pol.close_after_reply(req, srv.state))
+    server_close(s, h, steps);
+  run_step(s, st, steps);
+}
+
+// One action: its statement, or for verify-policy the client's statement with what the server
+// does around it.
+void act(XState &s, const Action &a, Steps &steps, const ExploreOptions &o) {
+  if (!o.policy) {
+    run_step(s, to_statement(a, s), steps);
+    return;
+  }
+  const std::size_t files_before = s.mut.model().files.size();
+  if (a.op == Op::Open)
+    client_open(s, a, steps, *o.policy, o.profile);
+  else
+    run_step(s, to_statement(a, s), steps);
+  server_hears_releases(s, files_before, steps, *o.policy);
+}
+
 // ---- canonical encoding ----------------------------------------------------------------------
 
 constexpr std::uint32_t kNone = 0xffffffffu;
@@ -400,6 +625,8 @@ public:
   std::uint64_t hash(const XState &s) {
     Hasher h;
     view(s.mut, s, h, canon_[0]);
+    if (s.server)
+      serialize_server(s.mut.model(), *s.server, canon_[0], h);
     if (s.ref) {
       view(*s.ref, s, h, canon_[1]);
       correspond(s, h);
@@ -944,6 +1171,38 @@ private:
     return h.done();
   }
 
+  // verify-policy: what the server holds, by the canonical numbers of the model's objects (an
+  // inode the model has no live state for is "blank": blank inodes are interchangeable).
+  void serialize_server(const Model &m, const ServerSide &srv, const Canon &c, Hasher &out) {
+    auto inode_no = [&](policy::Inode inode) -> std::uint64_t {
+      const auto name = static_cast<std::uint32_t>(inode - policy_inode(0));
+      for (std::uint32_t i = 0; i < m.inodes.size(); ++i)
+        if (m.inodes[i].name == name)
+          return symmetry_ ? c.inode[i] : name;
+      return symmetry_ ? kNone : name;
+    };
+    auto file_no = [&](std::uint64_t fh) -> std::uint64_t {
+      for (const AnsweredOpen &a : srv.answered)
+        if (a.request.fh == fh)
+          return a.ff ? c.file[idx(*a.ff)] : kNone - 1;
+      return kNone;
+    };
+    small_.clear();
+    for (const auto &[holder, id] : srv.state.backing_ids) {
+      const std::optional<FbId> fb = m.fc.backing_files_map.find(id);
+      small_.push_back(inode_no(holder.inode) << 40 ^ (holder.fh ? file_no(holder.fh) : kNone) << 20 ^
+                       (fb ? c.fb[idx(*fb)] : kNone));
+    }
+    sorted_add(out, 0xb1, small_);
+    small_.clear();
+    for (const auto &[inode, n] : srv.state.policy_counts)
+      small_.push_back(inode_no(inode) << 32 | static_cast<std::uint32_t>(n));
+    for (const AnsweredOpen &a : srv.answered)
+      small_.push_back(1ull << 63 | inode_no(a.request.inode) << 32 | (a.ff ? c.file[idx(*a.ff)] : kNone));
+    sorted_add(out, 0xb2, small_);
+    out.add(srv.state.backing_failed);
+  }
+
   // Lockstep: which object of the mutant's model is which of the reference's.
   void correspond(const XState &s, Hasher &out) {
     const Model &a = s.mut.model(), &r = s.ref->model();
@@ -1074,8 +1333,9 @@ Trace make_universe(const ExploreOptions &o) {
     t.names.mount_file_created.push_back(false);
     t.names.backing_files.push_back(fmt::format("s{}", i + 1));
   }
-  // check_merges looks one step past the depth.
-  t.names.number(o.depth + 1);
+  // check_merges looks one step past the depth; a policy may register at the mount and at
+  // every open.
+  t.names.number(o.depth + 1 + (o.policy ? o.inodes : 0));
   return t;
 }
 
@@ -1127,13 +1387,26 @@ private:
 
   // The state before init, with the unmutated model in lockstep for a mutant.
   XState fresh() const {
-    XState s{SimExecutor(o_.mutant), std::nullopt, Live(universe_.names), std::nullopt};
+    XState s{SimExecutor(o_.mutant), std::nullopt, Live(universe_.names), std::nullopt, std::nullopt};
     s.mut.begin(universe_, o_.profile);
+    if (o_.policy) {
+      s.server.emplace();
+      for (int i = 0; i < o_.inodes; ++i)
+        s.server->state.files[fmt::format("f{}", i + 1)] = policy_inode(i);
+    }
     if (o_.mutant != Mutant::None && o_.compare_reference) {
       s.ref.emplace(Mutant::None);
       s.ref->begin(universe_, o_.profile);
     }
     return s;
+  }
+
+  // init, then (verify-policy) the registrations the policy makes at the mount.
+  void start(XState &s, bool dio, Steps &steps) const {
+    run_step(s, init_statement(dio), steps);
+    if (s.server)
+      for (policy::Holder h : o_.policy->register_at_mount(s.server->state))
+        server_register(s, h, steps);
   }
 
   // Roots: after init, without and with direct_io_allow_mmap. True once the search ended.
@@ -1143,11 +1416,11 @@ private:
       if (!(dio ? o_.init_dio_mmap : o_.init_plain))
         continue;
       XState s = fresh();
-      StepReport r;
-      apply(s, init_statement(dio), &r);
+      steps_.clear();
+      start(s, dio, steps_);
       const auto root = static_cast<std::uint32_t>(roots_.size());
       roots_.push_back(s);
-      if (auto f = step_failure(r, init_statement(dio)))
+      if (auto f = steps_failure(s, steps_))
         return finish(res, *f, {root, 0});
       const std::uint64_t h = enc_.hash(s);
       if (!visited_.insert(h))
@@ -1190,13 +1463,12 @@ private:
   bool take(const XState &s, const Action &action, At at, std::vector<Node> &next,
             ExploreResult &res) {
     XState t = s;
-    const Statement st = to_statement(action, t);
-    StepReport r;
-    apply(t, st, &r);
+    steps_.clear();
+    act(t, action, steps_, o_);
     transitions_++;
-    if (o_.on_transition)
-      o_.on_transition(s.mut.model(), st, r.out, t.mut.model());
-    if (auto f = o_.stop_at_violation ? step_failure(r, st) : std::nullopt)
+    if (o_.on_transition && steps_.size() == 1)
+      o_.on_transition(s.mut.model(), steps_[0].st, steps_[0].r.out, t.mut.model());
+    if (auto f = o_.stop_at_violation ? steps_failure(t, steps_) : std::nullopt)
       return finish(res, *f, at);
     const std::uint64_t h = enc_.hash(t);
     if (!visited_.insert(h)) {
@@ -1230,16 +1502,20 @@ private:
     std::vector<Action> actions;
     enumerate(s, o_, actions);
     std::vector<std::uint64_t> sig;
+    Steps steps;
     for (const Action &a : actions) {
       XState t = s;
-      StepReport r;
-      apply(t, to_statement(a, t), &r);
+      steps.clear();
+      act(t, a, steps, o_);
       Hasher h;
-      h.add(static_cast<std::uint64_t>(r.out.kind) | static_cast<std::uint64_t>(r.out.err) << 8 |
-            static_cast<std::uint64_t>(r.out.release) << 40 |
-            (exact_ids_ ? static_cast<std::uint64_t>(r.out.id) << 48 : 0));
+      for (const Step &x : steps) {
+        const Outcome &out = x.r.out;
+        h.add(static_cast<std::uint64_t>(out.kind) | static_cast<std::uint64_t>(out.err) << 8 |
+              static_cast<std::uint64_t>(out.release) << 40 |
+              (exact_ids_ ? static_cast<std::uint64_t>(out.id) << 48 : 0));
+      }
       // A failing step ends the search wherever it is taken: its successor is never stored.
-      h.add(r.violations.empty() && !r.diverged ? enc_.hash(t) : 0);
+      h.add(steps_failure(t, steps) ? 0 : enc_.hash(t));
       sig.push_back(h.done());
     }
     std::sort(sig.begin(), sig.end());
@@ -1288,6 +1564,24 @@ private:
     return true;
   }
 
+  // The first step that fails, then (verify-policy) what the server got wrong.
+  std::optional<ExploreFailure> steps_failure(const XState &s, const Steps &steps) const {
+    for (const Step &x : steps)
+      if (auto f = step_failure(x.r, x.st))
+        return f;
+    if (!s.server)
+      return std::nullopt;
+    for (const Step &x : steps)
+      if (x.st.op == Op::Open && x.r.out.kind == Outcome::Kind::Errno && x.r.out.err == EIO)
+        return ExploreFailure{Counterexample::Kind::OpenFailed, "EIO",
+                              "an open(2) fails with EIO under this policy",
+                              format_statement(x.st, universe_.names), "", ""};
+    if (s.server->closed_in_use)
+      return ExploreFailure{Counterexample::Kind::ClosedInUse, "closed-in-use", *s.server->closed_in_use,
+                            "", "", ""};
+    return std::nullopt;
+  }
+
   std::optional<ExploreFailure> step_failure(const StepReport &r, const Statement &st) const {
     if (!r.violations.empty())
       return ExploreFailure{Counterexample::Kind::Violation, r.violations[0].rule,
@@ -1305,28 +1599,50 @@ private:
   }
 
   // Replay's teardown on a copy of the explored model, then drain().
+  // verify-policy: the server's closes after the clients' teardown (each step heard as it runs).
   std::optional<ExploreFailure> drain_failure(const XState &from) {
-    XState s{from.mut, std::nullopt, from.live, from.closed_id};
+    XState s{from.mut, std::nullopt, from.live, from.closed_id, from.server};
     std::optional<ExploreFailure> f;
     auto found = [&](std::string rule, std::string message, const Statement &st) {
       if (!f)
         f = ExploreFailure{Counterexample::Kind::Leak, std::move(rule), std::move(message),
                            format_statement(st, universe_.names), "", ""};
     };
-    teardown(s.live, TeardownRun{[&](const Statement &st) {
-                                   StepReport r;
-                                   apply(s, st, &r);
-                                   if (!r.violations.empty())
-                                     found(r.violations[0].rule,
-                                           "during teardown: " + r.violations[0].message, st);
-                                   return r.out;
-                                 },
-                                 [&](const Statement &st, const Outcome &o) {
-                                   found("teardown",
-                                         fmt::format("teardown step did not succeed: {}",
-                                                     format_outcome_detailed(o)),
-                                         st);
-                                 }});
+    Steps steps;
+    const TeardownRun run{[&](const Statement &st) {
+                            steps.clear();
+                            const std::size_t files_before = s.mut.model().files.size();
+                            run_step(s, st, steps);
+                            if (s.server)
+                              server_hears_releases(s, files_before, steps, *o_.policy);
+                            for (const Step &x : steps)
+                              if (!x.r.violations.empty())
+                                found(x.r.violations[0].rule, "during teardown: " + x.r.violations[0].message,
+                                      x.st);
+                            return steps.front().r.out;
+                          },
+                          [&](const Statement &st, const Outcome &o) {
+                            found("teardown",
+                                  fmt::format("teardown step did not succeed: {}", format_outcome_detailed(o)),
+                                  st);
+                          }};
+    teardown_clients(s.live, run);
+    if (s.server && !f) {
+      steps.clear();
+      for (policy::Holder h : o_.policy->close_at_end(s.server->state))
+        server_close(s, h, steps);
+      if (s.server->closed_in_use)
+        return ExploreFailure{Counterexample::Kind::ClosedInUse, "closed-in-use", *s.server->closed_in_use,
+                              "(teardown)", "", ""};
+      if (!s.server->state.backing_ids.empty()) {
+        const auto &[holder, id] = *s.server->state.backing_ids.begin();
+        return ExploreFailure{Counterexample::Kind::Leak, "server-leak",
+                              fmt::format("every file is released and the server still holds backing id {} (f{})",
+                                          id, holder.inode - policy_inode(0) + 1),
+                              "(teardown)", "", ""};
+      }
+    }
+    teardown_server(s.live, run);
     if (f)
       return f;
     const std::vector<Violation> leaks = s.mut.drain();
@@ -1365,8 +1681,8 @@ private:
       } else {
         cache_[l] = cache_[l - 1];
         enumerate(*cache_[l - 1], o_, actions);
-        StepReport r;
-        apply(*cache_[l], to_statement(actions.at(n.action), *cache_[l]), &r);
+        rebuild_steps_.clear();
+        act(*cache_[l], actions.at(n.action), rebuild_steps_, o_);
       }
       cache_ids_[l] = chain_[l];
     }
@@ -1399,20 +1715,15 @@ private:
     t.names = universe_.names;
     const bool dio = roots_.at(root).mut.model().fc.direct_io_allow_mmap;
     XState s = fresh();
-    {
-      StepReport r;
-      const Statement st = init_statement(dio);
-      apply(s, st, &r);
-      push(t, st, r);
-    }
+    Steps steps;
+    start(s, dio, steps);
     std::vector<Action> actions;
     for (std::uint32_t a : acts) {
       enumerate(s, o_, actions);
-      const Statement st = to_statement(actions.at(a), s);
-      StepReport r;
-      apply(s, st, &r);
-      push(t, st, r);
+      act(s, actions.at(a), steps, o_);
     }
+    for (const Step &x : steps)
+      push(t, x.st, x.r);
     return t;
   }
 
@@ -1429,8 +1740,8 @@ private:
     c.trace = path_trace(
         at,
         fmt::format(
-            "fpsim explore: {} at depth {}{}", counterexample_kind_name(f.kind), at.depth,
-            o_.mutant == Mutant::None ? "" : fmt::format(" (mutant {})", mutant_name(o_.mutant))));
+            "fpsim {}: {} at depth {}{}", o_.policy ? "verify-policy" : "explore", counterexample_kind_name(f.kind),
+            at.depth, o_.mutant == Mutant::None ? "" : fmt::format(" (mutant {})", mutant_name(o_.mutant))));
     c.text = print_trace(c.trace);
     ParseResult p = parse_trace(c.text, "explore-counterexample.trace");
     if (auto *e = std::get_if<ParseError>(&p)) {
@@ -1440,7 +1751,8 @@ private:
     SimExecutor ex(o_.mutant);
     const Trace &parsed = std::get<Trace>(p);
     const ReplayResult rr = replay(parsed, ex, o_.profile);
-    c.reproduced = !rr.failures.empty();
+    const bool server_fault = f.kind == Counterexample::Kind::OpenFailed || f.kind == Counterexample::Kind::ClosedInUse;
+    c.reproduced = server_fault ? rr.failures.empty() : !rr.failures.empty();
     if (!rr.failures.empty()) {
       const ReplayFailure &rf = rr.failures.front();
       c.replay_failure = fmt::format(
@@ -1476,6 +1788,7 @@ private:
   std::vector<std::vector<Node>> levels_;
   std::size_t transitions_ = 0;
   std::unordered_map<std::uint64_t, std::uint64_t> signatures_; // check_merges
+  Steps steps_, rebuild_steps_; // scratch: the statements of the transition being taken
   // rebuild's cache
   std::vector<std::optional<XState>> cache_;
   std::vector<std::uint32_t> cache_ids_, chain_;
@@ -1493,6 +1806,10 @@ std::string_view counterexample_kind_name(Counterexample::Kind k) {
     return "leak";
   case Counterexample::Kind::Divergence:
     return "divergence";
+  case Counterexample::Kind::OpenFailed:
+    return "open-eio";
+  case Counterexample::Kind::ClosedInUse:
+    return "closed-in-use";
   }
   FPSIM_UNREACHABLE("a counterexample kind outside the enum");
 }

@@ -6,10 +6,12 @@
 #pragma once
 
 #include "model/fuse.h"
+#include "sim/search/server_policy.h"
 #include "sim/trace/statement.h"
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,6 +52,12 @@ struct ExploreOptions {
   // Off: violations and leaks do not end the search (deriving a mutant's automaton needs all of
   // its transitions, not the first bad one).
   bool stop_at_violation = true;
+  // verify-policy: a server policy answers every open and registers and closes the backing ids,
+  // and the actions are the clients' only: opens of each mount file with each access mode, with
+  // O_DIRECT and with O_TRUNC, closes, mmaps, held writes and awaits. Besides violations and
+  // leaks the search stops at an open that fails with EIO, a BACKING_CLOSE of an id a file still
+  // uses, and an id the server still holds once every file is released.
+  std::shared_ptr<policy::ServerPolicy> policy;
   // Stop (incomplete) once this many states are stored; 0: no limit.
   std::size_t max_states = 0;
   // Called with the path to every new state, as a trace whose statements expect their
@@ -66,7 +74,7 @@ struct ExploreOptions {
 };
 
 struct Counterexample {
-  enum class Kind : std::uint8_t { Violation, Leak, Divergence };
+  enum class Kind : std::uint8_t { Violation, Leak, Divergence, OpenFailed, ClosedInUse };
   Kind kind = Kind::Violation;
   int depth = 0;    // statements after init
   std::string rule; // "I6", "leak", "divergence", ...
@@ -76,7 +84,9 @@ struct Counterexample {
   std::string actual;         // Divergence: the mutant's
   Trace trace;                // init + the path, each statement expecting the reference outcome
   std::string text;           // print_trace(trace)
-  bool reproduced = false;    // text parses and replays failing under the explored model
+  // text parses and replays failing under the explored model (verify-policy's OpenFailed and
+  // ClosedInUse: replays with every expectation met, the EIO or the close included)
+  bool reproduced = false;
   std::string replay_failure; // replay's first failure for it
 };
 

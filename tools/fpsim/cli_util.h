@@ -3,7 +3,10 @@
 
 #include "model/fuse.h"
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <fstream>
 #include <cstdio>
 #include <cstdint>
 #include <optional>
@@ -65,6 +68,28 @@ template <typename T> bool shard_arg(std::string_view program, const std::string
     return true;
   fmt::print(stderr, "{}: bad --shard '{}' (expected I/N with 0 <= I < N)\n", program, s);
   return false;
+}
+
+// Writes to PATH + suffix and renames, so an interrupted run never leaves half a trace. The
+// error says what failed.
+inline std::optional<std::string> write_atomically(const std::string &path, const std::string &text,
+                                            const std::string &suffix) {
+  const std::string tmp = path + suffix;
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.close();
+    if (!out) {
+      const std::string why = fmt::format("cannot write {}: {}", tmp, std::strerror(errno));
+      std::remove(tmp.c_str());
+      return why;
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return fmt::format("cannot rename {} to {}", tmp, path);
+  }
+  return std::nullopt;
 }
 
 inline double rate(double n, double seconds) { return seconds > 0 ? n / seconds : 0; }

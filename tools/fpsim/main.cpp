@@ -13,6 +13,7 @@
 #include "tools/fpsim/dot_cmd.h"
 #include "tools/fpsim/explain_cmd.h"
 #include "tools/fpsim/explore_cmd.h"
+#include "tools/fpsim/verify_policy_cmd.h"
 #include "tools/fpsim/fuzz_cmd.h"
 #include "tools/fpsim/mutants_cmd.h"
 #include "tools/fpsim/profiles_cmd.h"
@@ -30,28 +31,6 @@
 using namespace fpsim;
 
 namespace {
-
-// Writes to PATH + suffix and renames, so an interrupted run never leaves half a trace. The
-// error says what failed.
-std::optional<std::string> write_atomically(const std::string &path, const std::string &text,
-                                            const std::string &suffix) {
-  const std::string tmp = path + suffix;
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) {
-      const std::string why = fmt::format("cannot write {}: {}", tmp, std::strerror(errno));
-      std::remove(tmp.c_str());
-      return why;
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return fmt::format("cannot rename {} to {}", tmp, path);
-  }
-  return std::nullopt;
-}
 
 nlohmann::json to_json(const sim::ReplayResult &r) {
   nlohmann::json j;
@@ -96,7 +75,7 @@ int cmd_replay(const std::vector<std::string> &paths, const std::string &kernel,
       for (const auto &f : r.failures)
         fmt::print("{}", sim::format_failure(f, r.path));
     }
-    if (annotate && write_atomically(t.path, sim::annotate(t, r), ".fpsim-annotate.tmp")) {
+    if (annotate && tools::write_atomically(t.path, sim::annotate(t, r), ".fpsim-annotate.tmp")) {
       fmt::print(stderr, "{}: cannot write annotated trace\n", t.path);
       return kExitUsage;
     }
@@ -161,6 +140,8 @@ int main(int argc, char **argv) {
   CLI::App *fuzz = tools::add_fuzz_command(app, fuzz_args);
   tools::ExploreArgs explore_args;
   CLI::App *explore = tools::add_explore_command(app, explore_args);
+  tools::VerifyPolicyArgs verify_args;
+  CLI::App *verify = tools::add_verify_policy_command(app, verify_args);
   tools::DotArgs dot_args;
   CLI::App *dot = tools::add_dot_command(app, dot_args);
   tools::ExplainArgs explain_args;
@@ -179,7 +160,7 @@ int main(int argc, char **argv) {
   }
   if (bench->parsed() && !write_trace.empty()) {
     const auto why =
-        write_atomically(write_trace, sim::print_trace(tools::bench_trace(figures.statements)), ".tmp");
+        tools::write_atomically(write_trace, sim::print_trace(tools::bench_trace(figures.statements)), ".tmp");
     if (why)
       fmt::print(stderr, "fpsim bench: {}\n", *why);
     return why ? kExitUsage : kExitOk;
@@ -212,6 +193,8 @@ int main(int argc, char **argv) {
     return tools::run_fuzz(fuzz_args, *fuzz);
   if (explore->parsed())
     return tools::run_explore(explore_args);
+  if (verify->parsed())
+    return tools::run_verify_policy(verify_args);
   if (dot->parsed())
     return tools::run_dot(dot_args);
   if (explain->parsed())

@@ -231,8 +231,8 @@ int FuseServer::mount(const std::string &mnt, const model::InitReply &init, std:
       return -EIO;
     }
   }
-  for (policy::Inode inode : parts_.policy->register_at_mount(state_))
-    register_backing(inode);
+  for (policy::Holder holder : parts_.policy->register_at_mount(state_))
+    register_backing(holder);
   return 0;
 }
 
@@ -259,19 +259,21 @@ int FuseServer::backing_close(std::uint32_t id) {
 
 // ---- backing ids the policy asks for ----------------------------------------------------------------
 
-void FuseServer::register_backing(policy::Inode inode) {
-  const std::string &name = names_.at(inode);
+void FuseServer::register_backing(policy::Holder holder) {
+  const std::string &name = names_.at(holder.inode);
   const int result = backing_open(parts_.files->backing_fd(name));
   if (result > 0)
-    state_.backing_ids[inode] = result;
+    state_.backing_ids[holder] = result;
+  else
+    state_.backing_failed = true;
   observer_.backing_opened(name, result);
 }
 
-void FuseServer::close_backing(policy::Inode inode) {
-  const std::int32_t id = state_.backing_ids.at(inode);
-  state_.backing_ids.erase(inode);
+void FuseServer::close_backing(policy::Holder holder) {
+  const std::int32_t id = state_.backing_ids.at(holder);
+  state_.backing_ids.erase(holder);
   const int result = backing_close(static_cast<std::uint32_t>(id));
-  observer_.backing_closed(names_.at(inode), id, result);
+  observer_.backing_closed(names_.at(holder.inode), id, result);
 }
 
 bool FuseServer::wait_all_released(std::chrono::milliseconds timeout) {
@@ -281,8 +283,8 @@ bool FuseServer::wait_all_released(std::chrono::milliseconds timeout) {
 
 void FuseServer::end_run() {
   std::lock_guard lock(mutex_);
-  for (policy::Inode inode : parts_.policy->close_at_end(state_))
-    close_backing(inode);
+  for (policy::Holder holder : parts_.policy->close_at_end(state_))
+    close_backing(holder);
 }
 
 // ---- observation ------------------------------------------------------------------------------------
@@ -522,6 +524,10 @@ void FuseServer::handle(const char *req, std::size_t len) {
       changed_.notify_all();
     }
   }
+  std::lock_guard lock(mutex_);
+  for (policy::Holder holder : std::exchange(close_after_reply_, {}))
+    if (state_.backing_ids.count(holder) != 0)
+      close_backing(holder);
 }
 
 FuseServer::Answer FuseServer::dispatch(const p::fuse_in_header &hdr, const char *in, std::size_t insize) {
@@ -772,9 +778,10 @@ FuseServer::Answer FuseServer::on_setattr(std::uint64_t nodeid, const char *in, 
   return on_getattr(nodeid);
 }
 
-model::OpenReply FuseServer::decide(const policy::OpenRequest &request) {
-  for (policy::Inode inode : parts_.policy->register_before_reply(request, state_))
-    register_backing(inode);
+model::OpenReply FuseServer::decide(policy::OpenRequest &request) {
+  request.fh = next_fh_;
+  for (policy::Holder holder : parts_.policy->register_before_reply(request, state_))
+    register_backing(holder);
   return parts_.policy->reply(request, state_);
 }
 
@@ -798,6 +805,7 @@ FuseServer::Answer FuseServer::finish_open(const policy::OpenRequest &request, m
     if (request.kind != policy::OpenKind::Opendir)
       ++state_.open_handles[request.inode];
     answer.payload += bytes_of(p::fuse_open_out{*event.fh, reply.open_flags, reply.backing_id});
+    close_after_reply_ = parts_.policy->close_after_reply(request, state_);
     break;
   }
   opens_.push_back(event);
@@ -810,7 +818,7 @@ FuseServer::Answer FuseServer::on_open(std::uint32_t opcode, std::uint64_t nodei
   p::fuse_open_in open_in{};
   if (!read_struct(in, insize, open_in))
     return {EINVAL, {}, true};
-  policy::OpenRequest request{policy::OpenKind::Opendir, nodeid, "", open_in.flags};
+  policy::OpenRequest request{policy::OpenKind::Opendir, nodeid, "", open_in.flags, 0};
   if (opcode == p::OPEN) {
     const std::string *name = name_of(nodeid);
     if (name == nullptr)
@@ -820,7 +828,8 @@ FuseServer::Answer FuseServer::on_open(std::uint32_t opcode, std::uint64_t nodei
   } else if (nodeid != p::kRootId) {
     return {ENOTDIR, {}, true};
   }
-  return finish_open(request, decide(request), false);
+  const model::OpenReply reply = decide(request);
+  return finish_open(request, reply, false);
 }
 
 FuseServer::Answer FuseServer::on_create(std::uint64_t parent, const char *in, std::size_t insize) {
@@ -834,12 +843,13 @@ FuseServer::Answer FuseServer::on_create(std::uint64_t parent, const char *in, s
     return {EEXIST, {}, true};
   if (const int e = parts_.files->create(*name, create.mode & ~create.umask); e != 0)
     return {e, {}, true};
-  const policy::OpenRequest request{policy::OpenKind::Create, add_name(*name), *name, create.flags};
+  policy::OpenRequest request{policy::OpenKind::Create, add_name(*name), *name, create.flags, 0};
   const model::OpenReply reply = decide(request);
   // A CREATE the server fails leaves nothing behind: a later open of the name must find no file.
   if (reply.kind != model::OpenReply::Kind::Flags) {
-    if (state_.backing_ids.count(request.inode) != 0)
-      close_backing(request.inode);
+    for (policy::Holder holder : {policy::Holder{request.inode, 0}, policy::Holder{request.inode, request.fh}})
+      if (state_.backing_ids.count(holder) != 0)
+        close_backing(holder);
     parts_.files->remove(*name);
     drop_name(request.inode);
   }
@@ -898,8 +908,8 @@ FuseServer::Answer FuseServer::on_release(const char *in, std::size_t insize) {
     state_.open_handles.erase(inode);
   observer_.released(event);
   if (event.request.kind != policy::OpenKind::Opendir)
-    for (policy::Inode close : parts_.policy->close_after_release(inode, state_))
-      close_backing(close);
+    for (policy::Holder holder : parts_.policy->close_after_release(event.request, state_))
+      close_backing(holder);
   changed_.notify_all();
   return {};
 }

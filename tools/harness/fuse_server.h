@@ -16,7 +16,7 @@
 #include "fault.h"
 #include "file_store.h"
 #include "fuse_proto.h"
-#include "server_policy.h"
+#include "sim/search/server_policy.h"
 
 #include "model/fuse.h"
 
@@ -232,10 +232,10 @@ private:
   int attr_of(std::uint64_t nodeid, proto::fuse_attr &attr) const;
   std::optional<std::string> entry_of(std::uint64_t nodeid) const;
   // The policy's reply, after the registrations it asks for first.
-  model::OpenReply decide(const policy::OpenRequest &request);
+  model::OpenReply decide(policy::OpenRequest &request);
   Answer finish_open(const policy::OpenRequest &request, model::OpenReply reply, bool with_entry);
-  void register_backing(policy::Inode inode);
-  void close_backing(policy::Inode inode);
+  void register_backing(policy::Holder holder);
+  void close_backing(policy::Holder holder);
   // The armed fault hit this request: withholds, garbles or ends things as it says.
   void inject(const Fault &fault, std::uint64_t unique, const Answer &answer);
   // Writes a reply the kernel must refuse; says what was sent and what the kernel answered.
@@ -267,6 +267,7 @@ private:
   std::uint64_t next_nodeid_ = 2;
   std::uint64_t next_fh_ = 1000; // far from nodeids, so a mixed-up fh and nodeid is easy to spot
   policy::ServerState state_;
+  std::vector<policy::Holder> close_after_reply_; // the policy's BACKING_CLOSEs once the reply is written
   std::vector<OpenEvent> opens_;
   std::map<std::uint64_t, std::size_t> unreleased_; // fh -> its open in opens_
   std::set<std::uint64_t> released_;

@@ -862,9 +862,13 @@ struct RecordCommand {
         "record", "run a command on a passthrough mount of DIR and write what the server saw as a trace");
     record->add_option("--source", options.source_dir, "directory whose regular files the mount serves")
         ->required();
+    std::vector<std::string> stocks;
+    for (policy::Stock st : policy::kStocks)
+      stocks.emplace_back(policy::stock_name(st));
     record->add_option("--policy", policy_name,
-                       "how the server answers OPEN/CREATE: hp (default), passthrough, cached, direct_io")
-        ->check(CLI::IsMember({"hp", "passthrough", "cached", "direct_io"}));
+                       "how the server answers OPEN/CREATE: " + fmt::format("{}", fmt::join(stocks, ", ")) +
+                           " (default hp)")
+        ->check(CLI::IsMember(stocks));
     record->add_option("-o,--output", options.output, "the trace to write")->required();
     record->add_option("--timeout", timeout_s, "seconds the command may run before it is killed (default 120)")
         ->check(CLI::Range(1, 86400));

@@ -734,7 +734,7 @@ int check_run(const CommandResult &cmd, const Plan &plan, const FuseServer &serv
 // The comment lines before the first statement: what was recorded and how.
 std::string header_comments(const Plan &plan, int exit_code) {
   const RecordOptions &opt = plan.options;
-  const bool registers = opt.policy == policy::Stock::Hp || opt.policy == policy::Stock::Passthrough;
+  const bool registers = opt.policy != policy::Stock::Cached && opt.policy != policy::Stock::DirectIo;
   std::string text = fmt::format("# recorded by fpsim-harness record --policy {} from the command\n#   {}\n",
                                  policy::stock_name(opt.policy), printable(shell_quote(opt.command)));
   text += fmt::format("# run in a mount of {} regular file(s) copied from {}; exit status {}\n",

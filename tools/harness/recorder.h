@@ -26,7 +26,7 @@
 // cannot run it. Nothing is written to OUT unless the recording succeeded (temp file + rename).
 #pragma once
 
-#include "server_policy.h"
+#include "sim/search/server_policy.h"
 
 #include <chrono>
 #include <functional>

@@ -1,0 +1,27 @@
+// `fpsim verify-policy`: every client behaviour within bounds against one server policy
+// (sim/search/server_policy.h), explored as sim/search/explore.h describes.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+namespace fpsim::tools {
+
+struct VerifyPolicyArgs {
+  std::string policy;
+  int depth = 6;
+  int inodes = 2;
+  int clients = 3;
+  int mappings = 1;
+  int writes = 1;
+  std::string kernel = "6.18";
+  bool check_merges = false;
+  std::string output;
+  bool quiet = false;
+};
+
+CLI::App *add_verify_policy_command(CLI::App &app, VerifyPolicyArgs &args);
+// Exit codes: 0 nothing found within the bounds, 1 a counterexample, 2 usage error.
+int run_verify_policy(const VerifyPolicyArgs &args);
+
+} // namespace fpsim::tools
