@@ -243,6 +243,7 @@ SysResult fuse_dev_ioctl_backing_open(Model &m, const BackingMapArg &arg) {
   FuseBacking b;
   b.kind = arg.kind;
   b.source = arg.source;
+  b.source_stack_depth = arg.source_stack_depth;
   b.cred = CredId{static_cast<std::uint32_t>(m.creds.size() - 1)};
   b.count = RefCount(1); // the idr's reference
   m.backings.push_back(b);

@@ -93,6 +93,7 @@ struct FuseBacking {
   std::int32_t id = 0; // the idr id it was registered under
   BackingFdKind kind = BackingFdKind::Regular;
   std::uint32_t source = 0;
+  int source_stack_depth = 0; // s_stack_depth of fb->file's superblock
   CredId cred{};
   RefCount count;
   bool freed = false; // fuse_backing_free ran
@@ -372,7 +373,8 @@ struct Model {
 };
 
 // The same inode behind two backing objects: a file registered twice (as a regular or an O_PATH
-// fd), a directory, /dev/null. Every pipe and socket is its own inode.
+// fd), a directory, /dev/null, each from a filesystem of the same stack depth. Every pipe and
+// socket is its own inode.
 bool same_backing_inode(const Model &m, FbId a, FbId b);
 // Whether a passthrough file opened with `fb` may live on an inode whose attached fb is
 // `attached`: the same object, or (backing_compared_by_inode) an object of the same backing inode.

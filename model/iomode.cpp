@@ -261,6 +261,9 @@ bool same_backing_inode(const Model &m, FbId a, FbId b) {
   const auto file_backed = [](BackingFdKind k) {
     return k == BackingFdKind::Regular || k == BackingFdKind::OPath;
   };
+  // A file seen through an overlayfs is the overlay's inode, not the one of the layer below.
+  if (x.source_stack_depth != y.source_stack_depth)
+    return false;
   if (file_backed(x.kind) && file_backed(y.kind))
     return x.source == y.source;
   return x.kind == y.kind && (x.kind == BackingFdKind::Dir || x.kind == BackingFdKind::DevNull);

@@ -289,6 +289,7 @@ Outcome SimExecutor::backing_open(const Statement &s) {
   BackingMapArg a;
   a.kind = fd_kind(s.source);
   a.source = s.backing_file < 0 ? 0 : static_cast<std::uint32_t>(s.backing_file);
+  a.source_stack_depth = s_stack_depth(s.source_fs);
   a.flags = s.map_flags;
   a.padding = s.map_padding;
   a.capable = !s.unprivileged;

@@ -172,9 +172,13 @@ std::string refs_change(std::int32_t x, std::int32_t y) {
 }
 
 std::string source_of(const Trace &t, const FuseBacking &b) {
+  // A file through an overlayfs is another inode than the same name below it: say which.
+  const std::string stacked =
+      b.source_stack_depth == 0 ? "" : fmt::format(" (s_stack_depth {})", b.source_stack_depth);
   auto file = [&](std::string prefix) {
-    return b.source < t.names.backing_files.size() ? prefix + t.names.backing_files[b.source]
-                                                   : std::string("a backing file");
+    return (b.source < t.names.backing_files.size() ? prefix + t.names.backing_files[b.source]
+                                                    : std::string("a backing file")) +
+           stacked;
   };
   switch (b.kind) {
   case BackingFdKind::Regular:
@@ -182,7 +186,7 @@ std::string source_of(const Trace &t, const FuseBacking &b) {
   case BackingFdKind::OPath:
     return file("opath:");
   case BackingFdKind::Dir:
-    return "a directory";
+    return "a directory" + stacked;
   case BackingFdKind::Pipe:
     return "a pipe";
   case BackingFdKind::Socket:
@@ -1124,9 +1128,10 @@ private:
       return fmt::format("a backing file needs f_op->read_iter and write_iter, which {} lacks",
                          s.source == SourceKind::OPath ? "an O_PATH fd" : "a directory");
     if (d.rule == Rule::BackingOpenStackDepth)
-      return fmt::format("the backing file's filesystem is stacked as deep as "
-                         "fc->max_stack_depth ({}) allows or deeper",
-                         st.b.fc.max_stack_depth);
+      return fmt::format("the backing file's superblock has s_stack_depth {} (it is on a stacked "
+                         "filesystem), not below fc->max_stack_depth {}: the FUSE mount counts as "
+                         "that deep itself, so whatever backs it must be shallower",
+                         s_stack_depth(s.source_fs), st.b.fc.max_stack_depth);
     return fixed_text(d.rule);
   }
 

@@ -1,5 +1,7 @@
 #include "sim/trace/parser.h"
 
+#include "base/assert.h"
+
 #include <algorithm>
 
 #include "sim/trace/printer.h"
@@ -379,10 +381,33 @@ private:
       } else if (tok.text == "unprivileged") {
         once(seen, tok, "unprivileged");
         s.unprivileged = true;
+      } else if (auto v3 = option(tok, "on")) {
+        once(seen, tok, "on");
+        if (*v3 != "overlay")
+          fail(tok.col, fmt::format("on: unknown filesystem '{}' (expected 'overlay')", *v3));
+        if (!on_filesystem(s.source))
+          fail(tok.col, fmt::format("on=overlay places a backing file or dir, not '{}'", src.text));
+        s.source_fs = SourceFs::Overlay;
       } else {
         fail(tok.col, fmt::format("unknown backing_open option '{}'", tok.text));
       }
     }
+  }
+
+  // Pipes, sockets, /dev/null and fd -1 are on no filesystem the trace places.
+  static bool on_filesystem(SourceKind k) {
+    switch (k) {
+    case SourceKind::File:
+    case SourceKind::OPath:
+    case SourceKind::Dir:
+      return true;
+    case SourceKind::Pipe:
+    case SourceKind::Socket:
+    case SourceKind::DevNull:
+    case SourceKind::BadFd:
+      return false;
+    }
+    FPSIM_UNREACHABLE("a SourceKind outside the enum");
   }
 
   void parse_backing_close(Statement &s) {

@@ -231,6 +231,13 @@ std::string format_statement(const Statement &s, const Names &n) {
     break;
   case Op::BackingOpen:
     t += " " + name(n.backings, s.backing) + " " + source_text(s, n);
+    switch (s.source_fs) {
+    case SourceFs::BackingDir:
+      break;
+    case SourceFs::Overlay:
+      t += " on=overlay";
+      break;
+    }
     if (s.map_flags)
       t += fmt::format(" flags={}", s.map_flags);
     if (s.map_padding)

@@ -142,6 +142,16 @@ std::optional<BlockingOp> blocking_op(Op op) {
   FPSIM_UNREACHABLE("an op outside the enum");
 }
 
+int s_stack_depth(SourceFs fs) {
+  switch (fs) {
+  case SourceFs::BackingDir:
+    return 0;
+  case SourceFs::Overlay:
+    return 1;
+  }
+  FPSIM_UNREACHABLE("a source filesystem outside the enum");
+}
+
 // An if-chain: the other ops declare nothing, and a switch would have to list them all.
 std::optional<NameRef> declared_name(const Statement &s) {
   if (s.op == Op::BackingOpen)

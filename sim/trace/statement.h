@@ -91,6 +91,13 @@ model::InitReply init_reply(const InitSpec &i);
 
 enum class SourceKind : std::uint8_t { File, OPath, Dir, Pipe, Socket, DevNull, BadFd };
 
+// The filesystem a backing_open's file or dir is opened on: the backing directory's own, or
+// (`on=overlay`) an overlayfs stacked on it, which shows the same files as inodes of its own.
+enum class SourceFs : std::uint8_t { BackingDir, Overlay };
+// The s_stack_depth of the superblock a source on `fs` has: the backing directory's filesystem
+// is not stacked (0); an overlayfs is one deeper than its deepest layer (ovl_fill_super).
+int s_stack_depth(SourceFs fs);
+
 enum class CheckKind : std::uint8_t { Inode, Backing, File, Conn, Last, Drained };
 
 enum class CheckKey : std::uint8_t {
@@ -173,6 +180,7 @@ struct Statement {
   // backing_open
   SourceKind source = SourceKind::File;
   int backing_file = -1; // backing file slot (File/OPath)
+  SourceFs source_fs = SourceFs::BackingDir; // File/OPath/Dir
   std::uint32_t map_flags = 0;
   std::uint64_t map_padding = 0;
   bool unprivileged = false;

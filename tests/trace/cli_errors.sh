@@ -68,6 +68,7 @@ EXPECT=(
   "31-invalid-utf8.trace|2|11|invalid UTF-8"
   "32-unknown-observation.trace|3|30|unknown observation '+released'"
   "33-crlf-late-error.trace|8|16|'iomode=passthrough': iomode is none, cached or uncached"
+  "37-on-overlay-pipe.trace|3|22|on=overlay places a backing file or dir, not 'pipe'"
   # Limits (README "Limits"); the ones that take megabytes to reach are generated below.
   "34-line-too-long.trace|3|4097|line is 4132 bytes long: at most 4096 bytes per line"
   "36-name-far-too-long.trace|3|9|invalid file name 'ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff...': 3000 bytes long, names are at most 64 bytes"

@@ -42,6 +42,7 @@ void expect_same_statement(const Statement &a, const Statement &b) {
   EXPECT_EQ(a.write, b.write);
   EXPECT_EQ(a.source, b.source);
   EXPECT_EQ(a.backing_file, b.backing_file);
+  EXPECT_EQ(a.source_fs, b.source_fs);
   EXPECT_EQ(a.map_flags, b.map_flags);
   EXPECT_EQ(a.map_padding, b.map_padding);
   EXPECT_EQ(a.unprivileged, b.unprivileged);
@@ -157,6 +158,11 @@ TEST(ParserRoundTrip, BackingIoctls) {
       {"backing_open B5 devnull => EINVAL"}, {"backing_open B6 badfd => EBADF"},
       {"backing_open b7.x_y-Z b-c_d.e flags=4294967295 padding=0xffffffffffffffff => id=12",
        "backing_open b7.x_y-Z b-c_d.e flags=4294967295 padding=18446744073709551615 => id=12"},
+      // on=overlay goes right after the source it places
+      {"backing_open B8 a.dat on=overlay => ELOOP"}, {"backing_open B9 a.dat on=overlay => id=13"},
+      {"backing_open B10 opath:a.dat unprivileged flags=1 on=overlay",
+       "backing_open B10 opath:a.dat on=overlay flags=1 unprivileged"},
+      {"backing_open B11 dir on=overlay => EISDIR"},
       {"backing_close B0 => ok"}, {"backing_close B0 unprivileged => EPERM"},
       {"backing_close id=5 unprivileged => EPERM"},
       {"backing_close id=0xffffffff => EINVAL", "backing_close id=4294967295 => EINVAL"},
@@ -240,7 +246,7 @@ TEST(ParserRoundTrip, HeadersAndProfiles) {
 // The parsed values behind the canonical text.
 TEST(ParserValues, RepliesAndNames) {
   const Trace t = parse_ok(kInit + "backing_open B1 x.dat => id=1\n"
-                                   "backing_open B2 opath:y.dat\n"
+                                   "backing_open B2 opath:y.dat on=overlay\n"
                                    "open H1 a reply=passthrough|direct_io|bit:9@B2 => ok +release\n"
                                    "open H2 b wronly reply=error:ENOMEM\n"
                                    "create C1 c reply=cached@id=-5\n"
@@ -266,8 +272,12 @@ TEST(ParserValues, RepliesAndNames) {
   EXPECT_EQ(s[1].expect->kind, Outcome::Kind::Id);
   EXPECT_EQ(s[1].expect->id, 1);
   EXPECT_EQ(s[1].source, SourceKind::File);
+  EXPECT_EQ(s[1].source_fs, SourceFs::BackingDir);
   EXPECT_EQ(s[2].source, SourceKind::OPath);
   EXPECT_EQ(s[2].backing_file, 1);
+  EXPECT_EQ(s[2].source_fs, SourceFs::Overlay);
+  EXPECT_EQ(s_stack_depth(s[1].source_fs), 0);
+  EXPECT_EQ(s_stack_depth(s[2].source_fs), 1);
 
   const ReplySpec &r1 = s[3].reply;
   EXPECT_EQ(r1.kind, ReplySpec::Kind::Flags);
@@ -434,6 +444,15 @@ const ErrorClass kParserErrors[] = {
       {kInit + "open H1 a rdwr reply=cached o_creat\n", 3, 29, "unknown open option 'o_creat'"},
       {kInit + "backing_open B1 a.dat privileged\n", 3, 23,
        "unknown backing_open option 'privileged'"},
+      {kInit + "backing_open B1 a.dat on=ext4\n", 3, 23,
+       "on: unknown filesystem 'ext4' (expected 'overlay')"},
+      {kInit + "backing_open B1 a.dat on=\n", 3, 23, "on: unknown filesystem ''"},
+      {kInit + "backing_open B1 a.dat on\n", 3, 23, "unknown backing_open option 'on'"},
+      {kInit + "backing_open B1 pipe on=overlay\n", 3, 22,
+       "on=overlay places a backing file or dir, not 'pipe'"},
+      {kInit + "backing_open B1 socket on=overlay\n", 3, 24, "not 'socket'"},
+      {kInit + "backing_open B1 devnull on=overlay\n", 3, 25, "not 'devnull'"},
+      {kInit + "backing_open B1 badfd on=overlay\n", 3, 23, "not 'badfd'"},
       {kInit + "umount lazy\n", 3, 8, "unknown umount option 'lazy' (expected 'detach')"},
       {kInit + "open H1 a reply=cached\nmmap M1 H1 both\n", 4, 12,
        "expected 'shared' or 'private', got 'both'"},
@@ -472,6 +491,7 @@ const ErrorClass kParserErrors[] = {
       {kInit + "backing_open B1 a.dat flags=0 flags=1\n", 3, 31, "option 'flags' given twice"},
       {kInit + "backing_open B1 a.dat unprivileged unprivileged\n", 3, 36,
        "option 'unprivileged' given twice"},
+      {kInit + "backing_open B1 a.dat on=overlay on=overlay\n", 3, 34, "option 'on' given twice"},
       {kInit + "check inode a ctr=0 ctr=1\n", 3, 21, "check inode: property given twice"},
     }},
     {"BadNumber", "", {

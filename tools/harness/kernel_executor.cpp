@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <sys/socket.h>
@@ -20,6 +21,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fmt/format.h>
@@ -137,6 +139,12 @@ struct KernelExecutor::Call {
   bool done() { return result.has_value() || pc.finished(); }
 };
 
+bool needs_overlayfs(const sim::Trace &t) {
+  return std::any_of(t.statements.begin(), t.statements.end(), [](const Statement &s) {
+    return s.op == Op::BackingOpen && s.source_fs == sim::SourceFs::Overlay;
+  });
+}
+
 KernelExecutor::KernelExecutor(IsolatedDirs dirs, KernelExecutorOptions options)
     : dirs_(std::move(dirs)), options_(options) {}
 
@@ -210,6 +218,7 @@ void KernelExecutor::begin(const sim::Trace &t, sim::KernelProfile p) {
   maps_.assign(t.names.mappings.size(), nullptr);
   held_.assign(t.names.writes.size(), std::nullopt);
 
+  std::string err;
   // A fresh 0700 backing directory for this trace.
   static int serial = 0;
   backing_dir_ = fmt::format("{}/t{}", dirs_.backing, serial++);
@@ -224,6 +233,12 @@ void KernelExecutor::begin(const sim::Trace &t, sim::KernelProfile p) {
       throw std::runtime_error(fmt::format("creating backing file {}: {}", path, std::strerror(errno)));
     backing_fds_.push_back(fd);
   }
+  if (needs_overlayfs(t)) {
+    const std::string at = backing_dir_ + ".overlay";
+    if (mount_overlay(backing_dir_, at, err) != 0)
+      throw std::runtime_error(err);
+    overlay_dir_ = at;
+  }
 
   // O_TRUNC must not shrink a served file: writes stay in place (README, modelling decisions).
   std::vector<std::pair<std::string, std::string>> files;
@@ -231,7 +246,6 @@ void KernelExecutor::begin(const sim::Trace &t, sim::KernelProfile p) {
     if (!t.names.mount_file_created[i])
       files.emplace_back(t.names.mount_files[i], server_content(t.names.mount_files[i]));
   script_ = std::make_shared<policy::ScriptedPolicy>();
-  std::string err;
   std::unique_ptr<FuseServer> server = FuseServer::open(
       ServerParts{memory_files(files, {true, server_content("")}), script_}, dirs_.ctl, err);
   if (!server)
@@ -245,7 +259,7 @@ void KernelExecutor::cleanup() {
   bool helpers = false;
   for (const auto &m : maps_)
     helpers |= m && m->pid > 0;
-  if (!server_ && pending_.empty() && abandoned_.empty() && !helpers)
+  if (!server_ && pending_.empty() && abandoned_.empty() && !helpers && overlay_dir_.empty())
     return;
   std::vector<std::shared_ptr<Call>> calls = abandoned_;
   for (auto &[key, p] : pending_)
@@ -286,6 +300,12 @@ void KernelExecutor::cleanup() {
   for (int fd : backing_fds_)
     ::close(fd);
   backing_fds_.clear();
+  if (!overlay_dir_.empty()) {
+    // Detached: a backing object a call stuck in the kernel keeps alive may still pin it. It
+    // cannot fail on a mount point, and the run's namespace takes whatever is left with it.
+    umount2(overlay_dir_.c_str(), MNT_DETACH);
+    overlay_dir_.clear();
+  }
 }
 
 void KernelExecutor::end() { cleanup(); }
@@ -527,6 +547,16 @@ int KernelExecutor::unprivileged_ioctl(unsigned long request, void *arg) {
   return result;
 }
 
+const std::string &KernelExecutor::source_dir(sim::SourceFs fs) const {
+  switch (fs) {
+  case sim::SourceFs::BackingDir:
+    return backing_dir_;
+  case sim::SourceFs::Overlay:
+    return overlay_dir_;
+  }
+  FPSIM_UNREACHABLE("a source filesystem outside the enum");
+}
+
 Outcome KernelExecutor::backing_open(const Statement &s) {
   int fd = -1;
   int extra = -1; // the other end of a pipe or socket pair
@@ -534,15 +564,15 @@ Outcome KernelExecutor::backing_open(const Statement &s) {
   switch (s.source) {
   case sim::SourceKind::File:
   case sim::SourceKind::OPath: {
-    const std::string path =
-        backing_dir_ + "/" + trace_->names.backing_files.at(static_cast<std::size_t>(s.backing_file));
+    const std::string path = source_dir(s.source_fs) + "/" +
+                             trace_->names.backing_files.at(static_cast<std::size_t>(s.backing_file));
     // O_NOFOLLOW: only the plain files this run created in its own tmpfs are ever opened.
     fd = ::open(path.c_str(),
                 (s.source == sim::SourceKind::OPath ? O_PATH : O_RDWR) | O_CLOEXEC | O_NOFOLLOW);
     break;
   }
   case sim::SourceKind::Dir:
-    fd = ::open(backing_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    fd = ::open(source_dir(s.source_fs).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     break;
   case sim::SourceKind::Pipe: {
     int p[2];

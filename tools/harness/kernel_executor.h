@@ -5,7 +5,9 @@
 // Conventions (see README "Trace format"):
 // - every mount file of the trace exists on the server (unless a `create` makes it), its content is
 //   "FUSE:<name>\n" padded to 64 KiB; every backing file is "BACKING:<name>\n" padded to 64 KiB in a
-//   fresh 0700 directory, so a 1-byte in-place write at offset 0 is never past EOF;
+//   fresh 0700 directory, so a 1-byte in-place write at offset 0 is never past EOF; an `on=overlay`
+//   source is opened through an overlayfs whose upper layer is that directory, so what passthrough
+//   writes through it lands in the same files;
 // - `read` is a 1-byte pread at offset 0: 'B' is `backing`, 'F' is `fuse` (the server keeps its files'
 //   size on O_TRUNC, so a read never hits EOF);
 // - `write` is a 1-byte pwrite of 'F' at offset 0: if a backing file's first byte became 'F' the write
@@ -49,6 +51,9 @@ struct KernelExecutorOptions {
   // SIGKILL), with what happened. The executor has already said so on stderr.
   std::function<void(const std::string &)> on_fault;
 };
+
+// Whether a trace opens a backing source through an overlayfs (`on=overlay`): its run mounts one.
+bool needs_overlayfs(const sim::Trace &t);
 
 class KernelExecutor final : public sim::Executor {
 public:
@@ -107,6 +112,8 @@ private:
   sim::Outcome dev_close();
   sim::Outcome open_like(const sim::Statement &s, const sim::Bindings &bindings);
   sim::Outcome backing_open(const sim::Statement &s);
+  // The directory a backing source on `fs` is opened in.
+  const std::string &source_dir(sim::SourceFs fs) const;
   sim::Outcome backing_close(const sim::Statement &s, const sim::Bindings &bindings);
   sim::Outcome read(const sim::Statement &s);
   sim::Outcome write(const sim::Statement &s);
@@ -141,6 +148,9 @@ private:
   const sim::Trace *trace_ = nullptr;
   sim::KernelProfile profile_ = sim::KernelProfile::V6_18;
   std::string backing_dir_;
+  // An overlayfs whose upper layer is backing_dir_, for the trace's `on=overlay` sources: the same
+  // files, on a superblock of s_stack_depth 1. Empty when the trace has none.
+  std::string overlay_dir_;
   std::vector<int> backing_fds_; // per backing file: O_RDWR fd used for route checks and restores
   std::shared_ptr<FuseServer> server_; // shared with the worker threads
   std::shared_ptr<policy::ScriptedPolicy> script_; // the server's policy: each open's statement scripts it

@@ -35,6 +35,7 @@
 #include <linux/capability.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -651,6 +652,34 @@ std::optional<std::string> means_otherwise(const sim::Trace &t, model::KernelPro
                      model::profile_name(kernel), f.line, describe_failure(f));
 }
 
+// Why no overlayfs can be mounted here (nullopt: one can), found by mounting one in an isolated
+// run the first time a trace needs it: the guests of `fpsim-harness vm` load fuse.ko and no
+// other module, and Debian builds overlayfs as one.
+std::optional<std::string> overlayfs_unavailable() {
+  static const std::optional<std::string> why = []() -> std::optional<std::string> {
+    const int fd = harness::child_result_file();
+    if (fd < 0)
+      return fmt::format("mkstemp: {}", std::strerror(errno));
+    const harness::IsolatedRun run = harness::run_isolated(
+        [fd](const harness::IsolatedDirs &dirs) {
+          const std::string upper = dirs.backing + "/upper";
+          std::string err;
+          if (mkdir(upper.c_str(), 0700) != 0)
+            err = fmt::format("mkdir {}: {}", upper, std::strerror(errno));
+          else if (harness::mount_overlay(upper, dirs.backing + "/overlay", err) == 0)
+            return 0;
+          harness::write_all(fd, err);
+          return 1;
+        },
+        std::chrono::seconds(30));
+    const std::string err = harness::read_child_result(fd);
+    if (run.started && run.exited && run.exit_code == 0)
+      return std::nullopt;
+    return err.empty() ? "the isolated run failed: " + run.error : err;
+  }();
+  return why;
+}
+
 struct Rate {
   std::size_t steps = 0;
   double seconds = 0;
@@ -772,6 +801,12 @@ int cmd_crosscheck(const std::vector<std::string> &paths, const harness::KernelE
       return interrupted_exit();
     if (std::optional<std::string> why = means_otherwise(t, kernel)) {
       fmt::print("SKIP {} [{}]: {}\n", t.path, model::profile_name(t.profile), *why);
+      ++skipped;
+      continue;
+    }
+    if (std::optional<std::string> why = harness::needs_overlayfs(t) ? overlayfs_unavailable() : std::nullopt) {
+      fmt::print("SKIP {} [{}]: needs an overlayfs (on=overlay), which cannot be mounted here: {}\n", t.path,
+                 model::profile_name(t.profile), *why);
       ++skipped;
       continue;
     }

@@ -464,6 +464,25 @@ std::string ensure_fusectl(const std::string &fallback_dir, std::string &err) {
   return fallback_dir;
 }
 
+int mount_overlay(const std::string &upper, const std::string &at, std::string &err) {
+  const std::string lower = upper + ".lower";
+  const std::string work = upper + ".work";
+  for (const std::string *dir : {&lower, &work, &at}) {
+    if (mkdir(dir->c_str(), 0700) != 0) {
+      const int e = errno;
+      err = errno_text("mkdir " + *dir, e);
+      return e;
+    }
+  }
+  const std::string options = "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work;
+  if (mount("fpsim-overlay", at.c_str(), "overlay", MS_NOSUID | MS_NODEV, options.c_str()) != 0) {
+    const int e = errno;
+    err = errno_text("mount -t overlay -o " + options + " " + at, e);
+    return e;
+  }
+  return 0;
+}
+
 int abort_fuse_connection(dev_t dev, const std::string &fusectl_fallback_dir, std::string &err) {
   std::string dir = ensure_fusectl(fusectl_fallback_dir, err);
   if (dir.empty())

@@ -127,6 +127,15 @@ std::string ensure_fusectl(const std::string &fallback_dir, std::string &err);
 // then fails (ECONNABORTED) and new ones get ENOTCONN. Returns 0 or -errno; `err` says what failed.
 int abort_fuse_connection(dev_t dev, const std::string &fusectl_fallback_dir, std::string &err);
 
+// ---- a stacked filesystem ------------------------------------------------------------------------
+
+// Mounts an overlayfs at `at` (made here) with `upper` as its upper layer, so that every file of
+// `upper` shows through it unchanged and opening one for writing copies nothing up; the empty lower
+// layer and the work directory are made beside `upper`, on its filesystem, as overlayfs requires.
+// Its superblock has s_stack_depth 1 when `upper` is on a plain filesystem. Meant for a private
+// namespace (an isolated run's tmpfs). 0, or an errno with `err` saying what failed.
+int mount_overlay(const std::string &upper, const std::string &at, std::string &err);
+
 // ---- private mount namespace per run ------------------------------------------------------------
 
 // A process that serves its own FUSE mount cannot finish dying while one of its files on that mount
