@@ -313,6 +313,8 @@ void offer_opens_of(const XState &s, int file, std::vector<Action> &out) {
 // verify-policy's node id of mount file i (1 is the root).
 policy::Inode policy_inode(int file) { return static_cast<policy::Inode>(file) + 2; }
 
+bool stacked_file(const ExploreOptions &o, int file) { return file >= o.inodes - o.stacked; }
+
 // verify-policy: the server holds nothing for the file either.
 bool server_blank(const XState &s, int file) {
   if (!s.server)
@@ -340,13 +342,14 @@ void offer_opens(const XState &s, const ExploreOptions &o, std::vector<Action> &
   const int opens = live.handles().size() + live.blocked(NameKind::Handle).size();
   if (!m.fc.mounted || !m.fc.connected || opens >= o.files)
     return;
-  bool blank_offered = false;
+  bool blank_offered[2] = {false, false}; // plain and (verify-policy) stacked files apart
   for (int i = 0; i < o.inodes; ++i) {
     if (o.symmetry) {
       const bool blank = inode_in_initial_state(m, i) && server_blank(s, i);
-      if (blank && blank_offered)
+      bool &offered = blank_offered[stacked_file(o, i)];
+      if (blank && offered)
         continue;
-      blank_offered = blank_offered || blank;
+      offered = offered || blank;
     }
     if (o.policy)
       offer_client_opens_of(s, i, out);
@@ -467,16 +470,17 @@ std::optional<int> name_of_id(const Live &live, std::int32_t id) {
   return name;
 }
 
-void server_register(XState &s, policy::Holder h, Steps &steps) {
+void server_register(XState &s, policy::Holder h, Steps &steps, const ExploreOptions &o) {
   Statement st;
   st.op = Op::BackingOpen;
   st.backing = s.live.declared(NameKind::Backing);
   st.source = SourceKind::File;
   st.backing_file = static_cast<int>(h.inode - policy_inode(0));
+  st.source_fs = stacked_file(o, st.backing_file) ? SourceFs::Overlay : SourceFs::BackingDir;
   run_step(s, st, steps);
-  const Outcome &o = steps.back().r.out;
-  if (o.kind == Outcome::Kind::Id)
-    s.server->state.backing_ids[h] = static_cast<std::int32_t>(o.id);
+  const Outcome &out = steps.back().r.out;
+  if (out.kind == Outcome::Kind::Id)
+    s.server->state.backing_ids[h] = static_cast<std::int32_t>(out.id);
   else
     s.server->state.backing_failed = true;
 }
@@ -561,13 +565,14 @@ ReplySpec reply_spec(const XState &s, const model::OpenReply &reply, KernelProfi
 }
 
 // A client's open: the server registers what its policy registers, replies, may close at once.
-void client_open(XState &s, const Action &a, Steps &steps, policy::ServerPolicy &pol, KernelProfile p) {
+void client_open(XState &s, const Action &a, Steps &steps, const ExploreOptions &o) {
+  policy::ServerPolicy &pol = *o.policy;
   ServerSide &srv = *s.server;
   const ClientOpen &c = kClientOpens[static_cast<std::size_t>(a.variant)];
   const policy::OpenRequest req{policy::OpenKind::Open, policy_inode(a.file), fmt::format("f{}", a.file + 1),
                                 linux_open_flags(c), srv.next_fh};
   for (policy::Holder h : pol.register_before_reply(req, srv.state))
-    server_register(s, h, steps);
+    server_register(s, h, steps, o);
   const model::OpenReply reply = pol.reply(req, srv.state);
   if (reply.kind == model::OpenReply::Kind::Flags) {
     srv.next_fh++;
@@ -581,7 +586,7 @@ void client_open(XState &s, const Action &a, Steps &steps, policy::ServerPolicy 
   st.access = c.access;
   st.o_direct = c.o_direct;
   st.o_trunc = c.o_trunc;
-  st.reply = reply_spec(s, reply, p);
+  st.reply = reply_spec(s, reply, o.profile);
   // The kernel looks the id up after the reply is written: a close "right after" may come first.
   for (policy::Holder h : pol.close_after_reply(req, srv.state))
     server_close(s, h, steps);
@@ -597,7 +602,7 @@ void act(XState &s, const Action &a, Steps &steps, const ExploreOptions &o) {
   }
   const std::size_t files_before = s.mut.model().files.size();
   if (a.op == Op::Open)
-    client_open(s, a, steps, *o.policy, o.profile);
+    client_open(s, a, steps, o);
   else
     run_step(s, to_statement(a, s), steps);
   server_hears_releases(s, files_before, steps, *o.policy);
@@ -620,7 +625,8 @@ struct Canon {
 
 class Encoder {
 public:
-  Encoder(const ExploreOptions &o, bool exact_ids) : symmetry_(o.symmetry), exact_ids_(exact_ids) {}
+  Encoder(const ExploreOptions &o, bool exact_ids)
+      : symmetry_(o.symmetry), exact_ids_(exact_ids), inodes_(o.inodes), stacked_(o.stacked) {}
 
   std::uint64_t hash(const XState &s) {
     Hasher h;
@@ -1174,12 +1180,14 @@ private:
   // verify-policy: what the server holds, by the canonical numbers of the model's objects (an
   // inode the model has no live state for is "blank": blank inodes are interchangeable).
   void serialize_server(const Model &m, const ServerSide &srv, const Canon &c, Hasher &out) {
+    // Plain and stacked files are not interchangeable: the bit tells them apart.
     auto inode_no = [&](policy::Inode inode) -> std::uint64_t {
       const auto name = static_cast<std::uint32_t>(inode - policy_inode(0));
+      const std::uint64_t stacked = name >= static_cast<std::uint32_t>(inodes_ - stacked_);
       for (std::uint32_t i = 0; i < m.inodes.size(); ++i)
         if (m.inodes[i].name == name)
-          return symmetry_ ? c.inode[i] : name;
-      return symmetry_ ? kNone : name;
+          return (symmetry_ ? c.inode[i] : name) << 1 | stacked;
+      return (symmetry_ ? kNone : name) << 1 | stacked;
     };
     auto file_no = [&](std::uint64_t fh) -> std::uint64_t {
       for (const AnsweredOpen &a : srv.answered)
@@ -1199,6 +1207,9 @@ private:
       small_.push_back(inode_no(inode) << 32 | static_cast<std::uint32_t>(n));
     for (const AnsweredOpen &a : srv.answered)
       small_.push_back(1ull << 63 | inode_no(a.request.inode) << 32 | (a.ff ? c.file[idx(*a.ff)] : kNone));
+    for (std::uint32_t i = 0; i < m.inodes.size(); ++i)
+      if (c.inode[i] != kNone)
+        small_.push_back(2ull << 62 | inode_no(policy_inode(static_cast<int>(m.inodes[i].name))));
     sorted_add(out, 0xb2, small_);
     out.add(srv.state.backing_failed);
   }
@@ -1264,6 +1275,7 @@ private:
 
   bool symmetry_;
   bool exact_ids_;
+  int inodes_, stacked_; // verify-policy: the last stacked_ of inodes_ files are on an overlay
   Canon canon_[2];
   std::vector<int> fds_;
   std::vector<bool> vma_named_, write_named_;
@@ -1406,7 +1418,7 @@ private:
     run_step(s, init_statement(dio), steps);
     if (s.server)
       for (policy::Holder h : o_.policy->register_at_mount(s.server->state))
-        server_register(s, h, steps);
+        server_register(s, h, steps, o_);
   }
 
   // Roots: after init, without and with direct_io_allow_mmap. True once the search ended.
@@ -1574,7 +1586,8 @@ private:
     for (const Step &x : steps)
       if (x.st.op == Op::Open && x.r.out.kind == Outcome::Kind::Errno && x.r.out.err == EIO)
         return ExploreFailure{Counterexample::Kind::OpenFailed, "EIO",
-                              "an open(2) fails with EIO under this policy",
+                              "an open(2) fails with EIO under this policy" +
+                                  (s.server->closed_in_use ? "; then " + *s.server->closed_in_use : ""),
                               format_statement(x.st, universe_.names), "", ""};
     if (s.server->closed_in_use)
       return ExploreFailure{Counterexample::Kind::ClosedInUse, "closed-in-use", *s.server->closed_in_use,
@@ -1823,6 +1836,8 @@ std::optional<std::string> validate(const ExploreOptions &o) {
                                  std::pair{"mappings", o.mappings}, std::pair{"writes", o.writes}})
     if (n < 0 || n > kMaxNamed)
       return fmt::format("--{} must be in 0..{}", flag, kMaxNamed);
+  if (o.stacked < 0 || o.stacked > o.inodes || (o.stacked > 0 && !o.policy))
+    return fmt::format("--stacked must be in 0..{} (the files)", o.inodes);
   if (!o.init_plain && !o.init_dio_mmap)
     return std::string("nothing to explore: neither init is selected");
   if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count)

@@ -58,6 +58,9 @@ struct ExploreOptions {
   // leaks the search stops at an open that fails with EIO, a BACKING_CLOSE of an id a file still
   // uses, and an id the server still holds once every file is released.
   std::shared_ptr<policy::ServerPolicy> policy;
+  // verify-policy: the last `stacked` mount files are served from an overlayfs (their BACKING_OPEN
+  // fails with ELOOP, as max_stack_depth is 1).
+  int stacked = 0;
   // Stop (incomplete) once this many states are stored; 0: no limit.
   std::size_t max_states = 0;
   // Called with the path to every new state, as a trace whose statements expect their

@@ -49,22 +49,34 @@ protected:
   std::uint32_t pt_;
 };
 
-// passthrough_hp: one id per inode, registered at its first open and closed at its last RELEASE.
-// The first BACKING_OPEN that fails turns passthrough off for the whole daemon: every later open
-// is answered without it, whatever the inode has.
-class HpPolicy final : public PassthroughReplies {
+// passthrough_hp (libfuse 3.17, with its default entry timeout): one id per inode, registered at
+// its first open and closed at its last RELEASE; every open gets FOPEN_PARALLEL_DIRECT_WRITES, a
+// passthrough open drops the page cache, any other keeps it. The first BACKING_OPEN that fails
+// turns passthrough off for the whole daemon: every open after it is answered without (with
+// FOPEN_DIRECT_IO for O_DIRECT), whatever id the inode has.
+class HpPolicy final : public ServerPolicy {
 public:
-  using PassthroughReplies::PassthroughReplies;
+  explicit HpPolicy(std::uint32_t pt) : pt_(pt) {}
   std::vector<Holder> register_before_reply(const OpenRequest &r, const ServerState &s) const override {
     return only_if(r.kind != OpenKind::Opendir && !s.backing_failed && !registered(s, of_inode(r.inode)),
                    of_inode(r.inode));
   }
   model::OpenReply reply(const OpenRequest &r, ServerState &s) override {
-    return s.backing_failed ? reply_open(0) : PassthroughReplies::reply(r, s);
+    if (r.kind == OpenKind::Opendir)
+      return reply_open(0);
+    constexpr std::uint32_t kODirect = 040000;
+    const std::uint32_t cached = model::fopen::PARALLEL_DIRECT_WRITES | model::fopen::KEEP_CACHE |
+                                 (s.backing_failed && (r.flags & kODirect) ? model::fopen::DIRECT_IO : 0);
+    if (s.backing_failed)
+      return reply_open(cached);
+    return passthrough_or(s, of_inode(r.inode), pt_ | model::fopen::PARALLEL_DIRECT_WRITES, reply_open(cached));
   }
   std::vector<Holder> close_after_release(const OpenRequest &r, ServerState &s) const override {
     return only_if(s.open_handles.count(r.inode) == 0 && registered(s, of_inode(r.inode)), of_inode(r.inode));
   }
+
+private:
+  std::uint32_t pt_;
 };
 
 // libfuse#1125's policy: a new id for every open, closed at that open's RELEASE; an open whose
@@ -195,8 +207,9 @@ std::string_view stock_description(Stock s) {
   switch (s) {
   case Stock::Hp:
     return "libfuse's passthrough_hp: one backing id per inode: BACKING_OPEN at the inode's first open,\n"
-           "FOPEN_PASSTHROUGH with that id while any of its files is open, BACKING_CLOSE at its last RELEASE;\n"
-           "after a BACKING_OPEN fails, every open is answered without passthrough";
+           "FOPEN_PASSTHROUGH|FOPEN_PARALLEL_DIRECT_WRITES with that id while any of its files is open,\n"
+           "BACKING_CLOSE at its last RELEASE; after a BACKING_OPEN fails, every open is answered without\n"
+           "passthrough (parallel_direct_writes|keep_cache, and direct_io for O_DIRECT)";
   case Stock::PerOpen:
     return "a new backing id for every open (libfuse#1125), BACKING_CLOSE at that open's RELEASE;\n"
            "an open whose BACKING_OPEN failed is answered without passthrough";

@@ -37,7 +37,7 @@ ok "record cat a: exit 0"
 cmp -s "$tmp/out" "$tmp/src/a" && ok "cat printed a's content through the mount" || fail "cat's output differs from a"
 expected="init passthrough max_stack_depth=1 => ok
 backing_open B1 a => id=1
-open H1 a rdonly reply=passthrough@B1 => ok
+open H1 a rdonly reply=passthrough|parallel_direct_writes@B1 => ok
 close H1 => ok
 backing_close B1 => ok"
 actual=$(grep -v '^#' "$tmp/cat.trace" | grep -vE '^(fpsim-trace|kernel|title) ')

@@ -44,11 +44,14 @@ CLI::App *add_verify_policy_command(CLI::App &app, VerifyPolicyArgs &a) {
   cmd->add_option("--policy", a.policy, "the server policy: " + fmt::format("{}", fmt::join(stock_names(), ", ")))
       ->required()
       ->check(CLI::IsMember(stock_names()));
-  cmd->add_option("--depth", a.depth, "client steps (default 6)");
+  cmd->add_option("--depth", a.depth, "client steps (default 10)");
   cmd->add_option("--inodes", a.inodes, "files in the mount (default 2)");
   cmd->add_option("--clients", a.clients, "files open at a time (default 3)");
-  cmd->add_option("--mappings", a.mappings, "mappings live at a time (default 1)");
-  cmd->add_option("--writes", a.writes, "writes held by the server at a time (default 1)");
+  cmd->add_option("--stacked", a.stacked,
+                  "of the files, how many the server serves from an overlayfs, whose BACKING_OPEN fails with "
+                  "ELOOP (default 0)");
+  cmd->add_option("--mappings", a.mappings, "mappings live at a time (default 2)");
+  cmd->add_option("--writes", a.writes, "writes held by the server at a time (default 2)");
   cmd->add_option("--kernel", a.kernel, "kernel profile (default 6.18)");
   cmd->add_flag("--check-merges", a.check_merges,
                 "self-check of the reduction: merged states must behave alike one step ahead");
@@ -67,6 +70,7 @@ int run_verify_policy(const VerifyPolicyArgs &a) {
   o.depth = a.depth;
   o.inodes = a.inodes;
   o.files = a.clients;
+  o.stacked = a.stacked;
   o.mappings = a.mappings;
   o.writes = a.writes;
   o.profile = *profile;
@@ -79,9 +83,10 @@ int run_verify_policy(const VerifyPolicyArgs &a) {
     fmt::print(stderr, "{}: {}\n", kWho, *why);
     return kExitUsage;
   }
-  fmt::print("{}: policy {}, kernel {}: {} client steps, {} files, {} open at a time, {} mappings, {} held "
-             "writes\n",
-             kWho, a.policy, model::profile_name(*profile), o.depth, o.inodes, o.files, o.mappings, o.writes);
+  fmt::print("{}: policy {}, kernel {}: {} client steps, {} files ({} on an overlay), {} open at a time, {} "
+             "mappings, {} held writes\n",
+             kWho, a.policy, model::profile_name(*profile), o.depth, o.inodes, o.stacked, o.files, o.mappings,
+             o.writes);
   if (!a.quiet)
     o.on_level = [](int depth, std::size_t states, std::size_t transitions, double secs) {
       fmt::print("  depth {}: {} states, {} transitions, {:.2f} s\n", depth, states, transitions, secs);
@@ -105,8 +110,10 @@ int run_verify_policy(const VerifyPolicyArgs &a) {
     if (r.merge_mismatches)
       return kExitFailed;
   }
-  fmt::print("{}: nothing found: depth {} complete, {} states, {} transitions, {:.1f} s\n", kWho,
-             r.depth_completed, r.states, r.transitions, r.seconds);
+  const bool exhausted = !r.level_states.empty() && r.level_states.back() == 0;
+  fmt::print("{}: nothing found: depth {} complete, {} states, {} transitions, {:.1f} s{}\n", kWho,
+             r.depth_completed, r.states, r.transitions, r.seconds,
+             exhausted ? " (no new state at the last depth: every state within the bounds)" : "");
   return kExitOk;
 }
 

@@ -9,11 +9,12 @@ namespace fpsim::tools {
 
 struct VerifyPolicyArgs {
   std::string policy;
-  int depth = 6;
+  int depth = 10;
   int inodes = 2;
   int clients = 3;
-  int mappings = 1;
-  int writes = 1;
+  int stacked = 0;
+  int mappings = 2;
+  int writes = 2;
   std::string kernel = "6.18";
   bool check_merges = false;
   std::string output;
