@@ -160,53 +160,69 @@ TEST_P(SyscallTrace, CommandNotFound) {
 INSTANTIATE_TEST_SUITE_P(Filter, SyscallTrace, ::testing::Values(true, false),
                          [](const auto &param_info) { return param_info.param ? "seccomp" : "every_syscall"; });
 
-fs::path passthrough_hp() {
-  if (const char *env = std::getenv("FPSIM_PASSTHROUGH_HP"))
-    return env;
+// build_passthrough_hp.sh's binaries: "stock" or "per-open-id".
+fs::path passthrough_hp(const std::string &variant) {
   const char *xdg = std::getenv("XDG_CACHE_HOME");
   const char *home = std::getenv("HOME");
   const fs::path cache = xdg != nullptr && *xdg != '\0' ? fs::path(xdg) : fs::path(home != nullptr ? home : "/") / ".cache";
-  return cache / "fpsim/libfuse/build-stock/example/passthrough_hp";
+  return cache / "fpsim/libfuse" / ("build-" + variant) / "example/passthrough_hp";
 }
 
-// libfuse's passthrough_hp, unmodified, serves a private mount; cat reads a file through it twice.
-// The recorder must see INIT negotiate passthrough, the BACKING_OPEN of the source file with the
-// id the OPEN reply then names with FOPEN_PASSTHROUGH, and the BACKING_CLOSE at the release.
-TEST(SyscallTraceFuse, PassthroughHpServesCat) {
-  if (geteuid() != 0)
-    GTEST_SKIP() << "needs root (mounts FUSE in a private mount namespace)";
-  if (access("/dev/fuse", R_OK | W_OK) != 0)
-    GTEST_SKIP() << "no /dev/fuse";
-  const fs::path hp = passthrough_hp();
-  if (access(hp.c_str(), X_OK) != 0)
-    GTEST_SKIP() << hp.string() << " not built: run tools/harness/third_party/build_passthrough_hp.sh";
-  // The mount lives and dies in this test process's own namespace (ctest runs each test alone).
-  ASSERT_EQ(unshare(CLONE_NEWNS), 0) << std::strerror(errno);
-  ASSERT_EQ(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0) << std::strerror(errno);
+// passthrough_hp serving src/ (one file, a) on mnt/ in this test process's own mount namespace
+// (ctest runs each test in its own process), with a client shell snippet run once it is mounted.
+class PassthroughHp : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (geteuid() != 0)
+      GTEST_SKIP() << "needs root (mounts FUSE in a private mount namespace)";
+    if (access("/dev/fuse", R_OK | W_OK) != 0)
+      GTEST_SKIP() << "no /dev/fuse";
+    for (const char *variant : {"stock", "per-open-id"})
+      if (access(passthrough_hp(variant).c_str(), X_OK) != 0)
+        GTEST_SKIP() << passthrough_hp(variant).string() << " not built: run tools/harness/third_party/build_passthrough_hp.sh";
+    ASSERT_EQ(unshare(CLONE_NEWNS), 0) << std::strerror(errno);
+    ASSERT_EQ(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0) << std::strerror(errno);
+    fs::create_directories(src);
+    fs::create_directories(mnt);
+    std::ofstream(src / "a") << "hello\n";
+  }
+
+  // $M is the mount in `client`; the result is the client's exit status.
+  TraceResult run(const std::string &variant, const std::string &client) {
+    const std::string script = "\"$0\" --foreground \"$1\" \"$2\" & M=$2; "
+                               "for i in $(seq 200); do grep -q \" $M fuse\" /proc/self/mounts && break; sleep 0.05; done; " +
+                               client + "; s=$?; umount \"$M\"; wait; exit $s";
+    TraceOptions o;
+    o.argv = {"sh", "-c", script, passthrough_hp(variant).string(), src.string(), mnt.string()};
+    o.timeout = std::chrono::seconds(60);
+    const std::string client_prefix = mnt.string() + "/";
+    o.watch = [client_prefix](std::string_view path) { return path.starts_with(client_prefix); };
+    return trace(o);
+  }
+
+  static bool kernel_offers_passthrough(const TraceResult &r) {
+    for (const FuseRequest *q : payloads<FuseRequest>(r))
+      if (q->opcode == proto::INIT)
+        return (std::get<InitIn>(q->body).flags & proto::init_flag::PASSTHROUGH) != 0;
+    return false;
+  }
+
   TempDir dir;
   const fs::path src = dir.path / "src", mnt = dir.path / "mnt";
-  fs::create_directories(src);
-  fs::create_directories(mnt);
-  std::ofstream(src / "a") << "hello\n";
-  const std::string script =
-      "\"$0\" --foreground \"$1\" \"$2\" & "
-      "for i in $(seq 200); do grep -q \" $2 fuse\" /proc/self/mounts && break; sleep 0.05; done; "
-      "cat \"$2/a\" && cat \"$2/a\"; s=$?; umount \"$2\"; wait; exit $s";
-  TraceOptions o;
-  o.argv = {"sh", "-c", script, hp.string(), src.string(), mnt.string()};
-  o.timeout = std::chrono::seconds(60);
-  const std::string client_prefix = mnt.string() + "/";
-  o.watch = [&](std::string_view path) { return path.starts_with(client_prefix); };
-  const TraceResult r = trace(o);
+};
+
+constexpr const char *kNoPassthrough = "the kernel does not offer FUSE_PASSTHROUGH (CONFIG_FUSE_PASSTHROUGH, Linux 6.9+)";
+
+// libfuse's passthrough_hp, unmodified; cat reads a file through it twice. The recorder must see
+// INIT negotiate passthrough, the BACKING_OPEN of the source file with the id the OPEN reply then
+// names with FOPEN_PASSTHROUGH, and the BACKING_CLOSE at the release.
+TEST_F(PassthroughHp, ServesCat) {
+  const TraceResult r = run("stock", "cat \"$M/a\" && cat \"$M/a\"");
   ASSERT_TRUE(r.started) << r.error;
   ASSERT_FALSE(r.timed_out) << dump(r);
   ASSERT_EQ(r.exit_code, 0) << dump(r);
-
-  const auto inits = payloads<FuseRequest>(r);
-  const auto init_in = std::find_if(inits.begin(), inits.end(), [](auto *q) { return q->opcode == proto::INIT; });
-  ASSERT_NE(init_in, inits.end()) << dump(r);
-  if ((std::get<InitIn>((*init_in)->body).flags & proto::init_flag::PASSTHROUGH) == 0)
-    GTEST_SKIP() << "the kernel does not offer FUSE_PASSTHROUGH (CONFIG_FUSE_PASSTHROUGH, Linux 6.9+)";
+  if (!kernel_offers_passthrough(r))
+    GTEST_SKIP() << kNoPassthrough;
 
   // In event order: every OPEN reply names FOPEN_PASSTHROUGH and an id that a BACKING_OPEN of the
   // source file returned before it; every BACKING_CLOSE closes such an id. passthrough_hp keeps one
@@ -243,11 +259,20 @@ TEST(SyscallTraceFuse, PassthroughHpServesCat) {
   EXPECT_EQ(ids.size(), 2u) << dump(r);
   EXPECT_EQ(backing_closes, 2) << dump(r);
 
-  // Both cats opened the file in the mount; passthrough_hp read /dev/fuse from its worker threads.
-  int client_opens = 0;
-  for (const Open *open : payloads<Open>(r))
-    client_opens += open->resolved == (mnt / "a").string() && open->result >= 0;
-  EXPECT_EQ(client_opens, 2) << dump(r);
+  // Both cats opened the file in the mount, each open returning after its OPEN reply was entered
+  // (the two may be seen in either order); passthrough_hp read /dev/fuse from its worker threads.
+  std::vector<std::chrono::nanoseconds> replies_entered, opens_returned;
+  for (const Event &e : r.events) {
+    EXPECT_LE(e.entered, e.time) << describe(e);
+    if (const auto *reply = std::get_if<FuseReply>(&e.payload); reply != nullptr && reply->opcode == proto::OPEN)
+      replies_entered.push_back(e.entered);
+    if (const auto *open = std::get_if<Open>(&e.payload); open != nullptr && open->resolved == (mnt / "a").string())
+      opens_returned.push_back(e.time);
+  }
+  ASSERT_EQ(opens_returned.size(), 2u) << dump(r);
+  ASSERT_EQ(replies_entered.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i)
+    EXPECT_LT(replies_entered[i], opens_returned[i]) << dump(r);
   std::set<pid_t> readers;
   for (const Event &e : r.events)
     if (std::holds_alternative<FuseRequest>(e.payload))
@@ -257,6 +282,44 @@ TEST(SyscallTraceFuse, PassthroughHpServesCat) {
             << r.warnings.size() << " warnings\n";
   for (const std::string &w : r.warnings)
     std::cout << "  warning: " << w << "\n";
+}
+
+
+// With the per-open-id patch (libfuse issue #1125's policy), a second open while the first is held
+// names a second backing object: the kernel refuses it (EBUSY inside, EIO to open(2)) and sends
+// RELEASE. The recorder sees both ids, both OPEN replies, the client's EIO and the RELEASE.
+TEST_F(PassthroughHp, PerOpenIdSecondOpenFails) {
+  const TraceResult r = run("per-open-id", "exec 3<\"$M/a\"; cat \"$M/a\"; s=$?; exec 3<&-; test $s -ne 0");
+  ASSERT_TRUE(r.started) << r.error;
+  ASSERT_FALSE(r.timed_out) << dump(r);
+  if (!kernel_offers_passthrough(r))
+    GTEST_SKIP() << kNoPassthrough;
+  ASSERT_EQ(r.exit_code, 0) << "cat did not fail\n" << dump(r);
+  std::vector<long> ids;
+  for (const BackingOpen *b : payloads<BackingOpen>(r))
+    ids.push_back(b->result);
+  EXPECT_EQ(ids, (std::vector<long>{1, 2})) << dump(r);
+  std::vector<std::int32_t> replied;
+  std::vector<std::uint64_t> handles;
+  for (const FuseReply *reply : payloads<FuseReply>(r))
+    if (reply->opcode == proto::OPEN) {
+      replied.push_back(std::get<OpenOut>(reply->body).backing_id);
+      handles.push_back(std::get<OpenOut>(reply->body).fh);
+    }
+  EXPECT_EQ(replied, (std::vector<std::int32_t>{1, 2})) << dump(r);
+  std::vector<long> client_opens;
+  for (const Open *open : payloads<Open>(r))
+    if (open->path == (mnt / "a").string())
+      client_opens.push_back(open->result);
+  ASSERT_EQ(client_opens.size(), 2u) << dump(r);
+  EXPECT_GE(client_opens[0], 0);
+  EXPECT_EQ(client_opens[1], -EIO) << dump(r);
+  // The refused handle is released (and its id closed by the patched server).
+  ASSERT_EQ(handles.size(), 2u);
+  bool released = false;
+  for (const FuseRequest *q : payloads<FuseRequest>(r))
+    released |= q->opcode == proto::RELEASE && std::get<ReleaseIn>(q->body).fh == handles[1];
+  EXPECT_TRUE(released) << dump(r);
 }
 
 } // namespace

@@ -286,6 +286,7 @@ struct PipeMessage {
 // A syscall between its entry and exit stops, with what had to be read at entry.
 struct Pending {
   long nr = -1;
+  Clock::time_point entered;
   std::array<std::uint64_t, 6> args{};
   FdInfo fd;             // of the call's fd argument (splice: fd_in)
   FdInfo fd_out;         // splice: fd_out
@@ -334,7 +335,8 @@ private:
   void on_entry(pid_t tid, Thread &t, long nr, const std::array<std::uint64_t, 6> &args);
   void on_exit(pid_t tid, Thread &t, long rval);
   void on_read(pid_t tid, Thread &t, const Pending &p, long rval);
-  void emit(pid_t tid, const Thread &t, Payload payload);
+  // `entered`: when the call was entered (nullopt: now, for process events).
+  void emit(pid_t tid, const Thread &t, Payload payload, std::optional<Clock::time_point> entered = std::nullopt);
   void warn(std::string line);
   bool watched(const std::string &path) const { return options_.watch && !path.empty() && options_.watch(path); }
   void consume_pipe(const std::string &pipe, std::size_t bytes);
@@ -364,10 +366,12 @@ void Tracer::warn(std::string line) {
     result_.warnings.push_back("more warnings left out");
 }
 
-void Tracer::emit(pid_t tid, const Thread &t, Payload payload) {
+void Tracer::emit(pid_t tid, const Thread &t, Payload payload, std::optional<Clock::time_point> entered) {
+  const Clock::time_point now = Clock::now();
   Event e;
   e.seq = result_.events.size();
-  e.time = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_);
+  e.time = std::chrono::duration_cast<std::chrono::nanoseconds>(now - start_);
+  e.entered = std::chrono::duration_cast<std::chrono::nanoseconds>(entered.value_or(now) - start_);
   e.pid = t.tgid;
   e.tid = tid;
   e.payload = std::move(payload);
@@ -607,6 +611,7 @@ void Tracer::handle(pid_t tid, int status) {
 void Tracer::on_entry(pid_t tid, Thread &t, long nr, const std::array<std::uint64_t, 6> &args) {
   Pending p;
   p.nr = nr;
+  p.entered = Clock::now();
   p.args = args;
   const long fd_arg = static_cast<long>(static_cast<int>(args[0]));
   switch (nr) {
@@ -712,13 +717,13 @@ void Tracer::on_read(pid_t tid, Thread &t, const Pending &p, long rval) {
       r->via_pipe = pipe != pipes_.end();
       if (has_reply(r->opcode))
         inflight_[r->unique] = r->opcode;
-      emit(tid, t, std::move(*r));
+      emit(tid, t, std::move(*r), p.entered);
     }
   }
   if (pipe != pipes_.end() && rval > 0)
     consume_pipe(p.fd.path, static_cast<std::size_t>(rval));
   if (!p.fd.fuse_dev && !p.fd.pipe && watched(p.fd.path))
-    emit(tid, t, Io{Io::Kind::Read, static_cast<int>(p.args[0]), p.fd.path, rval});
+    emit(tid, t, Io{Io::Kind::Read, static_cast<int>(p.args[0]), p.fd.path, rval}, p.entered);
 }
 
 void Tracer::on_exit(pid_t tid, Thread &t, long rval) {
@@ -739,38 +744,38 @@ void Tracer::on_exit(pid_t tid, Thread &t, long rval) {
     if (p.reply) {
       FuseReply r = *p.reply;
       r.result = rval;
-      emit(tid, t, std::move(r));
+      emit(tid, t, std::move(r), p.entered);
     } else if (!p.fd.fuse_dev && watched(p.fd.path)) {
-      emit(tid, t, Io{Io::Kind::Write, static_cast<int>(p.args[0]), p.fd.path, rval});
+      emit(tid, t, Io{Io::Kind::Write, static_cast<int>(p.args[0]), p.fd.path, rval}, p.entered);
     }
     break;
   case SYS_ioctl:
     if (p.backing_open) {
       BackingOpen b = *p.backing_open;
       b.result = rval;
-      emit(tid, t, std::move(b));
+      emit(tid, t, std::move(b), p.entered);
     } else if (p.backing_close) {
       BackingClose b = *p.backing_close;
       b.result = rval;
-      emit(tid, t, std::move(b));
+      emit(tid, t, std::move(b), p.entered);
     }
     break;
   case SYS_open:
   case SYS_openat: {
     const FdInfo made = fd_info(tid, rval);
     if (made.fuse_dev || watched(made.path) || (rval < 0 && watched(p.path)))
-      emit(tid, t, Open{p.path, made.path, static_cast<int>(p.args[p.nr == SYS_open ? 1 : 2]), rval});
+      emit(tid, t, Open{p.path, made.path, static_cast<int>(p.args[p.nr == SYS_open ? 1 : 2]), rval}, p.entered);
     break;
   }
   case SYS_close:
     if (p.fd.fuse_dev || watched(p.fd.path))
-      emit(tid, t, Close{static_cast<int>(p.args[0]), p.fd.path, rval});
+      emit(tid, t, Close{static_cast<int>(p.args[0]), p.fd.path, rval}, p.entered);
     break;
   case SYS_dup:
   case SYS_dup2:
   case SYS_dup3:
     if (p.fd.fuse_dev || watched(p.fd.path))
-      emit(tid, t, Dup{static_cast<int>(p.args[0]), p.fd.path, rval});
+      emit(tid, t, Dup{static_cast<int>(p.args[0]), p.fd.path, rval}, p.entered);
     break;
   case SYS_mmap:
     if (watched(p.fd.path)) {
@@ -778,12 +783,12 @@ void Tracer::on_exit(pid_t tid, Thread &t, long rval) {
         mappings_[{t.tgid, static_cast<std::uint64_t>(rval)}] = p.args[1];
       emit(tid, t,
            Mmap{p.args[0], p.args[1], static_cast<int>(p.args[2]), static_cast<int>(p.args[3]),
-                static_cast<int>(p.args[4]), p.fd.path, rval});
+                static_cast<int>(p.args[4]), p.fd.path, rval}, p.entered);
     }
     break;
   case SYS_munmap:
     if (mappings_.erase({t.tgid, p.args[0]}) > 0)
-      emit(tid, t, Munmap{p.args[0], p.args[1], rval});
+      emit(tid, t, Munmap{p.args[0], p.args[1], rval}, p.entered);
     break;
   case SYS_splice:
     if (p.fd.fuse_dev && p.fd_out.pipe && rval > 0) {
@@ -793,13 +798,13 @@ void Tracer::on_exit(pid_t tid, Thread &t, long rval) {
       r.fd = static_cast<int>(p.args[2]);
       r.spliced = true;
       r.result = rval;
-      emit(tid, t, std::move(r));
+      emit(tid, t, std::move(r), p.entered);
     }
     if (p.fd.pipe && rval > 0)
       consume_pipe(p.fd.path, static_cast<std::size_t>(rval));
     break;
   case SYS_io_uring_setup:
-    emit(tid, t, IoUringSetup{rval});
+    emit(tid, t, IoUringSetup{rval}, p.entered);
     break;
   default: // without the filter: every other call, of no interest
     break;

@@ -164,9 +164,15 @@ struct ProcessExit {
 using Payload = std::variant<FuseRequest, FuseReply, BackingOpen, BackingClose, Open, Close, Dup, Io, Mmap,
                              Munmap, IoUringSetup, ProcessStart, ProcessExit>;
 
+// Events are in the order the tracer saw the calls return (`seq`), which is not always the order
+// their effects took: a reply's write wakes the client inside the call, so the client's open(2)
+// may be seen returning before the server's write does. `entered` bounds that: the reply took
+// effect between its `entered` and its `time`.
 struct Event {
-  std::uint64_t seq = 0; // 0, 1, 2, ...: the order the tracer saw the calls return
-  std::chrono::nanoseconds time{0}; // since the command started (steady clock)
+  std::uint64_t seq = 0;               // 0, 1, 2, ...
+  std::chrono::nanoseconds time{0};    // the call returned (the process started or ended), since
+                                       // the command started (steady clock)
+  std::chrono::nanoseconds entered{0}; // the call was entered; `time` for process events
   pid_t pid = 0; // the process (thread group)
   pid_t tid = 0; // the thread
   Payload payload;
