@@ -95,6 +95,9 @@ struct ServerSide {
   std::vector<AnsweredOpen> answered;
   std::uint64_t next_fh = 1;
   std::optional<std::string> closed_in_use; // the first BACKING_CLOSE of an id a file still used
+  // Per mount file: its backing file's slot, and whether the server opens it on an overlayfs.
+  std::vector<int> backing_file;
+  std::vector<bool> on_overlay;
 };
 
 struct XState {
@@ -470,13 +473,14 @@ std::optional<int> name_of_id(const Live &live, std::int32_t id) {
   return name;
 }
 
-void server_register(XState &s, policy::Holder h, Steps &steps, const ExploreOptions &o) {
+void server_register(XState &s, policy::Holder h, Steps &steps) {
   Statement st;
   st.op = Op::BackingOpen;
   st.backing = s.live.declared(NameKind::Backing);
   st.source = SourceKind::File;
-  st.backing_file = static_cast<int>(h.inode - policy_inode(0));
-  st.source_fs = stacked_file(o, st.backing_file) ? SourceFs::Overlay : SourceFs::BackingDir;
+  const auto file = static_cast<std::size_t>(h.inode - policy_inode(0));
+  st.backing_file = s.server->backing_file.at(file);
+  st.source_fs = s.server->on_overlay.at(file) ? SourceFs::Overlay : SourceFs::BackingDir;
   run_step(s, st, steps);
   const Outcome &out = steps.back().r.out;
   if (out.kind == Outcome::Kind::Id)
@@ -564,28 +568,22 @@ ReplySpec reply_spec(const XState &s, const model::OpenReply &reply, KernelProfi
   return r;
 }
 
-// A client's open: the server registers what its policy registers, replies, may close at once.
-void client_open(XState &s, const Action &a, Steps &steps, const ExploreOptions &o) {
+// A client's open (`st` without its reply): the server registers what its policy registers,
+// replies, may close at once.
+void client_open(XState &s, Statement st, Steps &steps, const ExploreOptions &o) {
   policy::ServerPolicy &pol = *o.policy;
   ServerSide &srv = *s.server;
-  const ClientOpen &c = kClientOpens[static_cast<std::size_t>(a.variant)];
-  const policy::OpenRequest req{policy::OpenKind::Open, policy_inode(a.file), fmt::format("f{}", a.file + 1),
-                                linux_open_flags(c), srv.next_fh};
+  const std::int8_t file = static_cast<std::int8_t>(st.file);
+  const policy::OpenRequest req{policy::OpenKind::Open, policy_inode(file), fmt::format("f{}", file + 1),
+                                linux_open_flags({st.access, st.o_direct, st.o_trunc}), srv.next_fh};
   for (policy::Holder h : pol.register_before_reply(req, srv.state))
-    server_register(s, h, steps, o);
+    server_register(s, h, steps);
   const model::OpenReply reply = pol.reply(req, srv.state);
   if (reply.kind == model::OpenReply::Kind::Flags) {
     srv.next_fh++;
-    srv.answered.push_back(AnsweredOpen{req, a.file, std::nullopt});
+    srv.answered.push_back(AnsweredOpen{req, file, std::nullopt});
     srv.state.open_handles[req.inode]++;
   }
-  Statement st;
-  st.op = Op::Open;
-  st.handle = a.slot;
-  st.file = a.file;
-  st.access = c.access;
-  st.o_direct = c.o_direct;
-  st.o_trunc = c.o_trunc;
   st.reply = reply_spec(s, reply, o.profile);
   // The kernel looks the id up after the reply is written: a close "right after" may come first.
   for (policy::Holder h : pol.close_after_reply(req, srv.state))
@@ -593,19 +591,35 @@ void client_open(XState &s, const Action &a, Steps &steps, const ExploreOptions 
   run_step(s, st, steps);
 }
 
+// verify-policy: a client's statement with what the server does around it.
+void client_step(XState &s, const Statement &st, Steps &steps, const ExploreOptions &o) {
+  const std::size_t files_before = s.mut.model().files.size();
+  if (st.op == Op::Open)
+    client_open(s, st, steps, o);
+  else
+    run_step(s, st, steps);
+  server_hears_releases(s, files_before, steps, *o.policy);
+}
+
+Statement client_open_statement(const Action &a) {
+  const ClientOpen &c = kClientOpens[static_cast<std::size_t>(a.variant)];
+  Statement st;
+  st.op = Op::Open;
+  st.handle = a.slot;
+  st.file = a.file;
+  st.access = c.access;
+  st.o_direct = c.o_direct;
+  st.o_trunc = c.o_trunc;
+  return st;
+}
+
 // One action: its statement, or for verify-policy the client's statement with what the server
 // does around it.
 void act(XState &s, const Action &a, Steps &steps, const ExploreOptions &o) {
-  if (!o.policy) {
+  if (!o.policy)
     run_step(s, to_statement(a, s), steps);
-    return;
-  }
-  const std::size_t files_before = s.mut.model().files.size();
-  if (a.op == Op::Open)
-    client_open(s, a, steps, o);
   else
-    run_step(s, to_statement(a, s), steps);
-  server_hears_releases(s, files_before, steps, *o.policy);
+    client_step(s, a.op == Op::Open ? client_open_statement(a) : to_statement(a, s), steps, o);
 }
 
 // ---- canonical encoding ----------------------------------------------------------------------
@@ -1343,7 +1357,8 @@ Trace make_universe(const ExploreOptions &o) {
   for (int i = 0; i < o.inodes; ++i) {
     t.names.mount_files.push_back(fmt::format("f{}", i + 1));
     t.names.mount_file_created.push_back(false);
-    t.names.backing_files.push_back(fmt::format("s{}", i + 1));
+    // A server serves each file from its own copy: verify-policy names the two alike.
+    t.names.backing_files.push_back(fmt::format("{}{}", o.policy ? 'f' : 's', i + 1));
   }
   // check_merges looks one step past the depth; a policy may register at the mount and at
   // every open.
@@ -1403,8 +1418,11 @@ private:
     s.mut.begin(universe_, o_.profile);
     if (o_.policy) {
       s.server.emplace();
-      for (int i = 0; i < o_.inodes; ++i)
+      for (int i = 0; i < o_.inodes; ++i) {
         s.server->state.files[fmt::format("f{}", i + 1)] = policy_inode(i);
+        s.server->backing_file.push_back(i);
+        s.server->on_overlay.push_back(stacked_file(o_, i));
+      }
     }
     if (o_.mutant != Mutant::None && o_.compare_reference) {
       s.ref.emplace(Mutant::None);
@@ -1418,7 +1436,7 @@ private:
     run_step(s, init_statement(dio), steps);
     if (s.server)
       for (policy::Holder h : o_.policy->register_at_mount(s.server->state))
-        server_register(s, h, steps, o_);
+        server_register(s, h, steps);
   }
 
   // Roots: after init, without and with direct_io_allow_mmap. True once the search ended.
@@ -1845,6 +1863,62 @@ std::optional<std::string> validate(const ExploreOptions &o) {
   if (o.shard_count > 1 && (o.shard_depth < 1 || o.shard_depth > o.depth))
     return std::string("--shard-depth must be in 1..depth");
   return std::nullopt;
+}
+
+PolicyConformance follows_policy(const Trace &trace, policy::Stock stock) {
+  ExploreOptions o;
+  o.profile = trace.profile;
+  o.policy = policy::make_stock(stock, trace.profile);
+  Trace t = trace;
+  ServerSide server;
+  for (std::size_t i = 0; i < t.names.mount_files.size(); ++i) {
+    const std::string &name = t.names.mount_files[i];
+    server.state.files[name] = policy_inode(static_cast<int>(i));
+    auto found = std::find(t.names.backing_files.begin(), t.names.backing_files.end(), name);
+    if (found == t.names.backing_files.end())
+      found = t.names.backing_files.insert(t.names.backing_files.end(), name);
+    const int slot = static_cast<int>(found - t.names.backing_files.begin());
+    server.backing_file.push_back(slot);
+    bool overlay = false;
+    for (const Statement &st : t.statements)
+      if (st.op == Op::BackingOpen && st.source == SourceKind::File && st.backing_file == slot)
+        overlay = overlay || st.source_fs == SourceFs::Overlay;
+    server.on_overlay.push_back(overlay);
+  }
+  // Room for every registration the policy may make beyond the trace's own.
+  t.names.number(static_cast<int>(t.statements.size() + t.names.mount_files.size()));
+  XState s{SimExecutor(Mutant::None), std::nullopt, Live(t.names), std::nullopt, std::move(server)};
+  s.mut.begin(t, t.profile);
+  Steps steps;
+  // Creates are run as the trace has them: the built-in policies answer CREATE alike.
+  for (const Statement &st : t.statements) {
+    if (st.op == Op::Check || st.op == Op::BackingOpen || st.op == Op::BackingClose)
+      continue;
+    if (st.op == Op::Init) {
+      run_step(s, st, steps);
+      for (policy::Holder h : o.policy->register_at_mount(s.server->state))
+        server_register(s, h, steps);
+      continue;
+    }
+    client_step(s, st, steps, o);
+  }
+  std::vector<const Statement *> has;
+  for (const Statement &st : t.statements)
+    if (st.op != Op::Check)
+      has.push_back(&st);
+  PolicyConformance c;
+  for (std::size_t i = 0; i < std::max(has.size(), steps.size()); ++i) {
+    const std::string a = i < has.size() ? format_statement(*has[i], t.names) : "(the trace ends)";
+    const std::string b = i < steps.size() ? format_statement(steps[i].st, t.names) : "(nothing more)";
+    if (a != b) {
+      c.line = i < has.size() ? has[i]->line : 0;
+      c.trace_has = a;
+      c.policy_does = b;
+      return c;
+    }
+  }
+  c.follows = true;
+  return c;
 }
 
 ExploreResult explore(const ExploreOptions &o) {

@@ -113,4 +113,15 @@ std::optional<std::string> validate(const ExploreOptions &o);
 
 ExploreResult explore(const ExploreOptions &o);
 
+// verify-policy --from: whether a trace's server side (its BACKING_OPENs and BACKING_CLOSEs and
+// every open's reply) is what a built-in policy does for the trace's client side (its opens,
+// closes, mmaps, writes, in its order). Creates keep the trace's reply.
+struct PolicyConformance {
+  bool follows = false;
+  int line = 0;            // the trace's first statement the policy does otherwise (0: past its end)
+  std::string trace_has;   // that statement
+  std::string policy_does; // what the policy does instead
+};
+PolicyConformance follows_policy(const Trace &t, policy::Stock s);
+
 } // namespace fpsim::sim

@@ -49,6 +49,14 @@ protected:
   std::uint32_t pt_;
 };
 
+// passthrough_hp's reply without a backing id: the page cache kept (its default entry timeout is a
+// day), FOPEN_DIRECT_IO for O_DIRECT once passthrough is off.
+model::OpenReply hp_cached(const OpenRequest &r, const ServerState &s) {
+  constexpr std::uint32_t kODirect = 040000;
+  return reply_open(model::fopen::PARALLEL_DIRECT_WRITES | model::fopen::KEEP_CACHE |
+                    (s.backing_failed && (r.flags & kODirect) ? model::fopen::DIRECT_IO : 0));
+}
+
 // passthrough_hp (libfuse 3.17, with its default entry timeout): one id per inode, registered at
 // its first open and closed at its last RELEASE; every open gets FOPEN_PARALLEL_DIRECT_WRITES, a
 // passthrough open drops the page cache, any other keeps it. The first BACKING_OPEN that fails
@@ -64,12 +72,9 @@ public:
   model::OpenReply reply(const OpenRequest &r, ServerState &s) override {
     if (r.kind == OpenKind::Opendir)
       return reply_open(0);
-    constexpr std::uint32_t kODirect = 040000;
-    const std::uint32_t cached = model::fopen::PARALLEL_DIRECT_WRITES | model::fopen::KEEP_CACHE |
-                                 (s.backing_failed && (r.flags & kODirect) ? model::fopen::DIRECT_IO : 0);
     if (s.backing_failed)
-      return reply_open(cached);
-    return passthrough_or(s, of_inode(r.inode), pt_ | model::fopen::PARALLEL_DIRECT_WRITES, reply_open(cached));
+      return hp_cached(r, s);
+    return passthrough_or(s, of_inode(r.inode), pt_ | model::fopen::PARALLEL_DIRECT_WRITES, hp_cached(r, s));
   }
   std::vector<Holder> close_after_release(const OpenRequest &r, ServerState &s) const override {
     return only_if(s.open_handles.count(r.inode) == 0 && registered(s, of_inode(r.inode)), of_inode(r.inode));
@@ -79,8 +84,8 @@ private:
   std::uint32_t pt_;
 };
 
-// libfuse#1125's policy: a new id for every open, closed at that open's RELEASE; an open whose
-// BACKING_OPEN failed is answered without passthrough.
+// libfuse#1125's policy, as passthrough_hp patched to it answers: a new id for every open, closed
+// at that open's RELEASE; an open whose BACKING_OPEN failed is answered without passthrough.
 class PerOpenPolicy final : public ServerPolicy {
 public:
   explicit PerOpenPolicy(std::uint32_t pt) : pt_(pt) {}
@@ -88,7 +93,9 @@ public:
     return only_if(r.kind != OpenKind::Opendir, of_open(r));
   }
   model::OpenReply reply(const OpenRequest &r, ServerState &s) override {
-    return passthrough_or(s, of_open(r), pt_, reply_open(0));
+    if (r.kind == OpenKind::Opendir)
+      return reply_open(0);
+    return passthrough_or(s, of_open(r), pt_ | model::fopen::PARALLEL_DIRECT_WRITES, hp_cached(r, s));
   }
   std::vector<Holder> close_after_release(const OpenRequest &r, ServerState &s) const override {
     return only_if(registered(s, of_open(r)), of_open(r));
@@ -211,8 +218,8 @@ std::string_view stock_description(Stock s) {
            "BACKING_CLOSE at its last RELEASE; after a BACKING_OPEN fails, every open is answered without\n"
            "passthrough (parallel_direct_writes|keep_cache, and direct_io for O_DIRECT)";
   case Stock::PerOpen:
-    return "a new backing id for every open (libfuse#1125), BACKING_CLOSE at that open's RELEASE;\n"
-           "an open whose BACKING_OPEN failed is answered without passthrough";
+    return "passthrough_hp patched to a new backing id for every open (libfuse#1125), BACKING_CLOSE at\n"
+           "that open's RELEASE; an open whose BACKING_OPEN failed is answered without passthrough";
   case Stock::GoFuse:
     return "go-fuse's loopback: one backing id per inode, counted up by each open answered with it and\n"
            "down by every RELEASE of the inode, BACKING_CLOSE at zero; after a BACKING_OPEN fails,\n"

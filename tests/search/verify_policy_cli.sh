@@ -50,6 +50,21 @@ finds gofuse-eloop-eio gofuse 3 '\[EIO\] .*; then the server closes backing id 1
   --stacked 1
 expect counterexample-replays 0 '^fpsim replay: 1 passed, 0 failed$' -- replay "$tmp/gofuse-eloop-eio.trace"
 
+# --from: each counterexample's server is the policy that wrote it; a trace whose server does
+# something none does says where it departs from each.
+for p in per-open-eio:per-open close-after-reply-eio:close-after-reply hp-eloop-eio:hp gofuse-eloop-eio:gofuse; do
+  expect "from-${p%%:*}" 0 "^fpsim verify-policy: .*/${p%%:*}.trace: the server follows ${p#*:}\$" -- \
+    verify-policy --from "$TRACES/policies/${p%%:*}.trace"
+done
+sed 's/^backing_close B2 => ok$//' "$TRACES/policies/per-open-eio.trace" >"$tmp/leaky.trace"
+expect from-none 1 '^fpsim verify-policy: .*: no built-in policy does what this server does$' -- \
+  verify-policy --from "$tmp/leaky.trace"
+grep -Eq "^  per-open: departs at $tmp/leaky.trace:[0-9]+: the trace has \`\(the trace ends\)\`, the policy does \`backing_close B2\`$" \
+  "$tmp/out" || fail "per-open's departure not named"
+report from-none-says-where
+expect from-missing 2 '' -- verify-policy --from "$tmp/no-such.trace"
+expect from-and-policy 2 '' -- verify-policy --from "$tmp/leaky.trace" --policy hp
+
 expect bad-policy 2 '' -- verify-policy --policy no-such-server
 expect no-policy 2 '' -- verify-policy
 expect bad-stacked 2 '' -- verify-policy --policy hp --stacked 3

@@ -2,6 +2,7 @@
 #include "tools/fpsim/verify_policy_cmd.h"
 
 #include "sim/search/explore.h"
+#include "sim/trace/parser.h"
 #include "tools/fpsim/cli_util.h"
 #include "tools/exit_codes.h"
 #include "base/assert.h"
@@ -35,15 +36,46 @@ void print_counterexample(const sim::Counterexample &c, const sim::ExploreResult
              r.seconds);
 }
 
+// Which built-in policies the trace's server follows. 0 when one does, 1 when none, 2 unreadable.
+int run_from(const std::string &path) {
+  sim::ParseResult p = sim::load_trace(path);
+  if (auto *e = std::get_if<sim::ParseError>(&p)) {
+    fmt::print(stderr, "{}: {}\n", kWho, e->str());
+    return kExitUsage;
+  }
+  const sim::Trace &t = std::get<sim::Trace>(p);
+  std::vector<std::string> follows;
+  for (policy::Stock s : policy::kStocks) {
+    const sim::PolicyConformance c = sim::follows_policy(t, s);
+    if (c.follows) {
+      follows.emplace_back(policy::stock_name(s));
+      fmt::print("  {}: follows\n", policy::stock_name(s));
+    } else {
+      fmt::print("  {}: departs at {}:{}: the trace has `{}`, the policy does `{}`\n", policy::stock_name(s),
+                 path, c.line, c.trace_has, c.policy_does);
+    }
+  }
+  if (follows.empty()) {
+    fmt::print("{}: {}: no built-in policy does what this server does\n", kWho, path);
+    return kExitFailed;
+  }
+  fmt::print("{}: {}: the server follows {}\n", kWho, path, fmt::join(follows, ", "));
+  return kExitOk;
+}
+
 } // namespace
 
 CLI::App *add_verify_policy_command(CLI::App &app, VerifyPolicyArgs &a) {
   CLI::App *cmd = app.add_subcommand(
       "verify-policy", "every client behaviour within bounds against a server policy: finds the first open "
                        "that fails with EIO, backing id closed while in use, or leak");
-  cmd->add_option("--policy", a.policy, "the server policy: " + fmt::format("{}", fmt::join(stock_names(), ", ")))
-      ->required()
-      ->check(CLI::IsMember(stock_names()));
+  CLI::Option *policy =
+      cmd->add_option("--policy", a.policy, "the server policy: " + fmt::format("{}", fmt::join(stock_names(), ", ")))
+          ->check(CLI::IsMember(stock_names()));
+  cmd->add_option("--from", a.from,
+                  "a trace (a recording): say which built-in policy its server follows, or where it departs "
+                  "from each")
+      ->excludes(policy);
   cmd->add_option("--depth", a.depth, "client steps (default 10)");
   cmd->add_option("--inodes", a.inodes, "files in the mount (default 2)");
   cmd->add_option("--clients", a.clients, "files open at a time (default 3)");
@@ -61,6 +93,12 @@ CLI::App *add_verify_policy_command(CLI::App &app, VerifyPolicyArgs &a) {
 }
 
 int run_verify_policy(const VerifyPolicyArgs &a) {
+  if (!a.from.empty())
+    return run_from(a.from);
+  if (a.policy.empty()) {
+    fmt::print(stderr, "{}: one of --policy NAME or --from TRACE is required\n", kWho);
+    return kExitUsage;
+  }
   const std::optional<model::KernelProfile> profile = profile_arg(kWho, a.kernel, stderr);
   if (!profile)
     return kExitUsage;

@@ -9,6 +9,7 @@ namespace fpsim::tools {
 
 struct VerifyPolicyArgs {
   std::string policy;
+  std::string from; // a trace: which built-in policy its server follows
   int depth = 10;
   int inodes = 2;
   int clients = 3;
@@ -22,7 +23,8 @@ struct VerifyPolicyArgs {
 };
 
 CLI::App *add_verify_policy_command(CLI::App &app, VerifyPolicyArgs &args);
-// Exit codes: 0 nothing found within the bounds, 1 a counterexample, 2 usage error.
+// Exit codes: 0 nothing found within the bounds (--from: some built-in policy is followed), 1 a
+// counterexample (--from: none is), 2 usage error or an unreadable trace.
 int run_verify_policy(const VerifyPolicyArgs &args);
 
 } // namespace fpsim::tools
